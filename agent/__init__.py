@@ -1,0 +1,1 @@
+"""When and where readings go: tick loop, encoding, write-ahead log, sender."""

@@ -1,0 +1,166 @@
+"""The data model shared by the agent, the optimizer and the dashboards.
+
+Each measurement lists its tags and its fields with the line-protocol type of
+each field. InfluxDB fixes a field's type on first write, so every source must
+emit a field with the type given here (the encoder coerces ints to floats for
+float fields; a float for an int field is a bug). ``docs/schema.md`` documents
+the same table for people, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from .base import FieldSpec, MeasurementSpec
+
+
+NODE_LABELS = ("cluster", "zone", "rack")
+"""Labels an operator gives each node; added as tags to every per-node measurement."""
+
+
+def _f(unit: str, meaning: str) -> FieldSpec:
+    return FieldSpec(float, unit, meaning)
+
+
+def _i(unit: str, meaning: str) -> FieldSpec:
+    return FieldSpec(int, unit, meaning)
+
+
+_NODE_TAGS = {
+    "host": "node host name",
+    "cluster": "cluster label of the node (configured)",
+    "zone": "cooling zone of the node (configured)",
+    "rack": "rack of the node (configured)",
+}
+
+GPU = MeasurementSpec(
+    tags={
+        **_NODE_TAGS,
+        "gpu": "GPU index on the node (0, 1, …)",
+        "uuid": "GPU UUID as NVML reports it",
+        "model": "GPU product name, e.g. 'NVIDIA H100 80GB HBM3'",
+    },
+    fields={
+        "power_w": _f("W", "board power, NVML's 1 s trailing average on Hopper"),
+        "power_instant_w": _f("W", "instantaneous board power (field value POWER_INSTANT)"),
+        "energy_j": _f(
+            "J",
+            "energy consumed since the previous energy_j sample of this GPU, from the "
+            "energy counter (exact; driver-reload resets handled); present on the ticks "
+            "the counter is read",
+        ),
+        "energy_interval_s": _f("s", "length of the interval energy_j covers"),
+        "temp_c": _f("°C", "GPU die temperature"),
+        "mem_temp_c": _f("°C", "HBM temperature, where the GPU reports it"),
+        "slowdown_temp_c": _f("°C", "temperature at which the GPU starts thermal slowdown"),
+        "sm_clock_mhz": _f("MHz", "current SM clock"),
+        "mem_clock_mhz": _f("MHz", "current memory clock"),
+        "util_gpu_pct": _f("%", "share of the last sample period a kernel was running"),
+        "util_mem_pct": _f("%", "share of the last sample period memory was read or written"),
+        "mem_used_bytes": _i("bytes", "device memory in use"),
+        "mem_total_bytes": _i("bytes", "device memory installed"),
+        "power_limit_w": _f("W", "configured power limit (what an operator or wattwise set)"),
+        "enforced_limit_w": _f("W", "power limit the driver enforces (the lowest of all limits)"),
+        "min_limit_w": _f("W", "lowest power limit this GPU accepts"),
+        "max_limit_w": _f("W", "highest power limit this GPU accepts"),
+        "default_limit_w": _f("W", "power limit at driver load"),
+        "clock_event_reasons": _i(
+            "bitmask",
+            "why clocks are held below maximum: 0x1 idle, 0x4 software power cap, "
+            "0x8 hardware slowdown, 0x20 software thermal, 0x40 hardware thermal, "
+            "0x80 power brake",
+        ),
+        "mig_mode": _i("0/1", "1 when MIG is enabled"),
+        "ecc_corrected_total": _i("errors", "corrected ECC errors since driver load (volatile)"),
+        "ecc_uncorrected_total": _i(
+            "errors", "uncorrected ECC errors since driver load (volatile)"
+        ),
+        "pcie_tx_bytes_per_s": _f("bytes/s", "PCIe transmit throughput"),
+        "pcie_rx_bytes_per_s": _f("bytes/s", "PCIe receive throughput"),
+        "failed": _i("0/1", "1 when this GPU could not be read this tick (lost or erroring)"),
+    },
+)
+
+GPU_MIG = MeasurementSpec(
+    tags={
+        **_NODE_TAGS,
+        "gpu": "parent GPU index",
+        "uuid": "parent GPU UUID",
+        "gi": "GPU instance id",
+        "mig_uuid": "MIG device UUID",
+    },
+    fields={
+        "mem_used_bytes": _i("bytes", "memory in use on this MIG instance"),
+        "mem_total_bytes": _i("bytes", "memory of this MIG instance"),
+    },
+)
+
+HOST = MeasurementSpec(
+    tags=_NODE_TAGS,
+    fields={
+        "cpu_util_pct": _f("%", "CPU utilization over the last interval, all cores"),
+        "load1": _f("tasks", "1-minute load average"),
+        "load5": _f("tasks", "5-minute load average"),
+        "load15": _f("tasks", "15-minute load average"),
+        "mem_used_bytes": _i("bytes", "memory in use (total minus available)"),
+        "mem_total_bytes": _i("bytes", "memory installed"),
+        "disk_read_bytes_per_s": _f("bytes/s", "read throughput of all disks"),
+        "disk_write_bytes_per_s": _f("bytes/s", "write throughput of all disks"),
+        "net_rx_bytes_per_s": _f("bytes/s", "received on all interfaces but loopback"),
+        "net_tx_bytes_per_s": _f("bytes/s", "sent on all interfaces but loopback"),
+        "cpu_energy_j": _f(
+            "J", "CPU package energy since the previous sample, from RAPL (where readable)"
+        ),
+        "cpu_power_w": _f("W", "cpu_energy_j divided by its interval"),
+        "cpu_temp_c": _f("°C", "hottest CPU package temperature from hwmon"),
+        "inlet_temp_c": _f("°C", "air inlet temperature from the BMC"),
+        "node_power_w": _f("W", "node input power from the BMC"),
+    },
+)
+
+COOLING = MeasurementSpec(
+    tags={"cluster": "cluster", "zone": "cooling zone"},
+    fields={
+        "supply_temp_c": _f("°C", "supply air (or water) temperature"),
+        "setpoint_c": _f("°C", "supply temperature setpoint"),
+        "return_temp_c": _f("°C", "return temperature"),
+        "cooling_power_w": _f("W", "electrical power of the zone's cooling"),
+        "it_power_w": _f("W", "IT heat load the zone removes (simulated fleet)"),
+    },
+)
+
+GPU_JOB = MeasurementSpec(
+    tags={
+        **_NODE_TAGS,
+        "gpu": "GPU index",
+        "job": "Slurm job id, or namespace/pod for Kubernetes",
+        "scheduler": "slurm or kubernetes",
+    },
+    fields={
+        "processes": _i("count", "processes of the job on this GPU"),
+        "used_mem_bytes": _i("bytes", "GPU memory the job's processes use"),
+        "power_w": _f("W", "GPU power attributed to the job (the GPU's power split by job)"),
+    },
+)
+
+AGENT = MeasurementSpec(
+    tags={**_NODE_TAGS},
+    fields={
+        "queue_lines": _i("lines", "lines in the write-ahead log not yet delivered"),
+        "queue_bytes": _i("bytes", "bytes in the write-ahead log not yet delivered"),
+        "sent_lines_total": _i("lines", "lines delivered since the agent started"),
+        "retried_batches_total": _i("batches", "delivery attempts that were retried"),
+        "dropped_lines_total": _i("lines", "lines dropped because the log was full"),
+        "dead_lettered_lines_total": _i("lines", "lines the store rejected as malformed"),
+        "tick_duration_s": _f("s", "time the last tick took to read all sources"),
+        "tick_overruns_total": _i("ticks", "ticks that took longer than the interval"),
+        "source_errors_total": _i("errors", "failed device or source reads"),
+    },
+)
+
+MEASUREMENTS: dict[str, MeasurementSpec] = {
+    "gpu": GPU,
+    "gpu_mig": GPU_MIG,
+    "host": HOST,
+    "cooling": COOLING,
+    "gpu_job": GPU_JOB,
+    "agent": AGENT,
+}

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.influxd import InfluxServer
+
+REPO = Path(__file__).resolve().parent.parent
+H100_DATA = REPO / "tests" / "data" / "h100"
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """One real influxd shared by the session; tests use their own databases."""
+    server = InfluxServer(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influxd_private(tmp_path: Path) -> Iterator[InfluxServer]:
+    """A real influxd of this test's own, which the test may stop and restart."""
+    server = InfluxServer(tmp_path / "influxd")
+    (tmp_path / "influxd").mkdir()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influxd_auth(tmp_path: Path) -> Iterator[InfluxServer]:
+    """A real influxd with authentication on; ``admin`` holds the admin credentials."""
+    (tmp_path / "influxd").mkdir()
+    server = InfluxServer(tmp_path / "influxd", auth=True)
+    server.start()
+    yield server
+    server.stop()

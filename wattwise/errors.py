@@ -1,0 +1,94 @@
+"""The error hierarchy of wattwise.
+
+Every error wattwise raises on purpose derives from :class:`WattwiseError`, so a
+caller can catch one type. Errors from vendor libraries (NVML, psutil, httpx,
+sqlite3) are converted where they are caught, in one place per library, with
+``raise ... from e`` so the original stays visible in tracebacks::
+
+    WattwiseError
+    ├── ConfigError            a setting is missing or not allowed (CLI exits 2)
+    ├── SourceError            a hardware source could not be read
+    │   ├── SourceUnavailable  the whole source is absent (no NVML library, no BMC)
+    │   └── DeviceError        one device failed; the others keep being read
+    │       └── DeviceLost     the device fell off the bus (NVML_ERROR_GPU_IS_LOST)
+    ├── EncodeError            a name or value cannot be written as line protocol
+    ├── WalError               the write-ahead log is unusable (disk, permissions)
+    └── DeliveryError          a batch could not be delivered to the store
+        ├── TransientDeliveryError   retry later (connection refused, 5xx, 429)
+        ├── AuthError          401/403: data kept, operator must fix credentials
+        ├── BatchTooLarge      413: the sender splits the batch
+        └── RejectedBatch      the store refuses the data itself (malformed,
+                               type conflict): it goes to the dead-letter file
+"""
+
+from __future__ import annotations
+
+
+class WattwiseError(Exception):
+    """Root of every error wattwise raises on purpose."""
+
+
+class ConfigError(WattwiseError):
+    """A configuration value is missing or not allowed.
+
+    ``key`` is the dotted name of the setting, ``value`` what was given and
+    ``allowed`` a short description of what would be accepted.
+    """
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{key}: {value!r} is not allowed; expected {allowed}")
+
+
+class SourceError(WattwiseError):
+    """A hardware source could not be read."""
+
+
+class SourceUnavailable(SourceError):
+    """The whole source is absent on this machine (library, device or BMC missing)."""
+
+
+class DeviceError(SourceError):
+    """One device of a source failed; readings of the other devices continue."""
+
+    def __init__(self, device: str, message: str) -> None:
+        self.device = device
+        super().__init__(f"{device}: {message}")
+
+
+class DeviceLost(DeviceError):
+    """The device is gone from the bus until it is reset or the node rebooted."""
+
+
+class EncodeError(WattwiseError):
+    """A measurement, tag, field or value cannot be expressed in line protocol."""
+
+
+class WalError(WattwiseError):
+    """The write-ahead log cannot be opened, written or read."""
+
+
+class DeliveryError(WattwiseError):
+    """A batch could not be delivered to the telemetry store."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Delivery failed for a reason that may pass; ``retry_after_s`` if the server said."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class AuthError(DeliveryError):
+    """The store refused the credentials (401/403); the data is kept for later."""
+
+
+class BatchTooLarge(DeliveryError):
+    """The store refused the request body as too large (413)."""
+
+
+class RejectedBatch(DeliveryError):
+    """The store refused the data itself; retrying the same bytes cannot succeed."""
