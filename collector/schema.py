@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from .base import FieldSpec, MeasurementSpec
 
-
 NODE_LABELS = ("cluster", "zone", "rack")
 """Labels an operator gives each node; added as tags to every per-node measurement."""
 
