@@ -39,7 +39,7 @@ class ConfigError(WattwiseError):
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{key}: {value!r} is not allowed; expected {allowed}")
+        super().__init__(f"{key}: {value!r} is not allowed; it must be {allowed}")
 
 
 class SourceError(WattwiseError):

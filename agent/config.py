@@ -1,0 +1,203 @@
+"""Agent settings: pydantic models built by :func:`load_config` and passed in.
+
+Precedence, highest first: command-line flags, ``WATTWISE_<SECTION>__<KEY>``
+environment variables, the TOML file, the defaults below. Secrets never come
+from flags: they are read from files named here or from
+``WATTWISE_INFLUX_PASSWORD`` / ``WATTWISE_INFLUX_TOKEN`` /
+``WATTWISE_BMC_PASSWORD`` (see :class:`EnvSecrets`).
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wattwise.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/wattwise/agent.toml")
+ENV_PREFIX = "WATTWISE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimSettings(_Section):
+    nodes: int = Field(4, ge=1, le=100_000)
+    gpus_per_node: int = Field(8, ge=1, le=16)
+    racks: int = Field(1, ge=1)
+    zones: int = Field(1, ge=1)
+    seed: int = 0
+
+
+class AgentSettings(_Section):
+    host: str = Field("", description="node name tag; empty means this machine's host name")
+    labels: dict[str, str] = Field(default_factory=dict)
+    source: Literal["nvml", "sim"] = "nvml"
+    gpu_interval_s: float = Field(1.0, gt=0, le=3600)
+    host_interval_s: float = Field(10.0, gt=0, le=3600)
+    job_interval_s: float = Field(30.0, gt=0, le=3600)
+    energy_every_s: float = Field(10.0, gt=0, le=3600)
+    sim: SimSettings = Field(default_factory=SimSettings)
+
+    def host_name(self) -> str:
+        return self.host or socket.gethostname()
+
+
+class InfluxSettings(_Section):
+    url: str = ""
+    api: Literal["v1", "v2"] = "v1"
+    database: str = "wattwise"
+    retention_policy: str = ""
+    username: str = ""
+    password_file: Path | None = None
+    org: str = ""
+    bucket: str = ""
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    timeout_s: float = Field(10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _v2_needs_bucket(self) -> InfluxSettings:
+        # Raised as ConfigError (not ValueError) so the message names the exact key.
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ConfigError("influx.url", self.url, "a URL starting with http:// or https://")
+        if self.url and self.api == "v2" and not self.bucket:
+            raise ConfigError("influx.bucket", self.bucket, "a bucket name when influx.api = 'v2'")
+        return self
+
+
+class StoreSettings(_Section):
+    kind: Literal["influx", "embedded"] = "influx"
+    embedded_path: Path = Path("/var/lib/wattwise/wattwise.sqlite")
+
+
+class WalSettings(_Section):
+    dir: Path = Path("/var/lib/wattwise/wal")
+    max_bytes: int = Field(1 << 30, ge=1 << 20)
+    sync: Literal["always", "batch", "none"] = "batch"
+    dead_letter_dir: Path | None = None
+
+
+class BmcSettings(_Section):
+    kind: Literal["", "redfish", "ipmi"] = ""
+    url: str = ""
+    username: str = ""
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    interval_s: float = Field(10.0, gt=0, le=3600)
+    timeout_s: float = Field(3.0, gt=0, le=60)
+
+
+class MetricsSettings(_Section):
+    prometheus_port: int = Field(0, ge=0, le=65535)
+
+
+class AgentConfig(_Section):
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    wal: WalSettings = Field(default_factory=WalSettings)
+    bmc: BmcSettings = Field(default_factory=BmcSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @model_validator(mode="after")
+    def _store_has_a_target(self) -> AgentConfig:
+        if self.store.kind == "influx" and not self.influx.url:
+            raise ConfigError(
+                "influx.url", "", "an InfluxDB URL, or store.kind = 'embedded' for the local store"
+            )
+        return self
+
+
+class EnvSecrets(BaseSettings):
+    """Secrets that may come from the environment instead of a file."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    influx_password: SecretStr | None = None
+    influx_token: SecretStr | None = None
+    bmc_password: SecretStr | None = None
+
+
+def load_config(
+    path: Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    require_file: bool = False,
+) -> AgentConfig:
+    """Build the agent's settings from defaults, a TOML file, the environment and flags.
+
+    ``overrides`` maps dotted keys (``"influx.url"``) to flag values; ``None``
+    values are ignored. Raises :class:`ConfigError` naming the key, the value
+    and what is allowed.
+    """
+    merged: dict[str, Any] = {}
+    if path is not None:
+        _deep_merge(merged, _read_toml(path, require_file))
+    _deep_merge(merged, _env_overrides(env or {}))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _deep_merge(merged, _nest(dotted.split("."), value))
+    try:
+        return AgentConfig.model_validate(merged)
+    except ValidationError as e:
+        raise _config_error(e, merged) from e
+
+
+def _read_toml(path: Path, require_file: bool) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as e:
+        if require_file:
+            raise ConfigError("config", str(path), "an existing TOML file") from e
+        return {}
+    except PermissionError as e:
+        raise ConfigError("config", str(path), "a file readable by this user") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", str(path), f"valid TOML ({e})") from e
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """``WATTWISE_INFLUX__URL=…`` → ``{"influx": {"url": …}}``."""
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        _deep_merge(out, _nest(keys, value))
+    return out
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    nested: Any = value
+    for key in reversed(keys):
+        nested = {key: nested}
+    result: dict[str, Any] = nested
+    return result
+
+
+def _deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _config_error(error: ValidationError, given: Mapping[str, Any]) -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return ConfigError(key, first.get("input"), "a known key (see deploy/agent.toml.example)")
+    # pydantic says "Input should be greater than 0": keep only what is allowed.
+    allowed = first["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+    return ConfigError(key, first.get("input"), allowed)
