@@ -1,0 +1,300 @@
+"""A fake NVML library for tests and demos: the pynvml functions the NVML source calls.
+
+It raises the real ``pynvml.NVMLError`` subclasses and returns the real ctypes
+structures (``c_nvmlFieldValue_t``, ``c_nvmlUtilization_t``, ``c_nvmlMemory_t``),
+so the source's conversion code runs exactly as it does against a GPU. Defaults
+are one H100 SXM as measured in tests/data/h100/README.md. Every call is
+counted per function and GPU index so a test can check the read cadence.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pynvml
+
+from .nvml_api import (
+    FI_ECC_DBE_VOL_TOTAL,
+    FI_ECC_SBE_VOL_TOTAL,
+    FI_MEMORY_TEMP,
+    FI_PCIE_COUNT_RX_BYTES,
+    FI_PCIE_COUNT_TX_BYTES,
+    FI_POWER_INSTANT,
+    FI_TOTAL_ENERGY_CONSUMPTION,
+)
+
+H100_NAME = "NVIDIA H100 80GB HBM3"
+H100_MEM_BYTES = 81_559_379_968
+
+
+@dataclass
+class FakeMig:
+    """One MIG device: its GPU instance id, UUID and memory."""
+
+    gi: int
+    uuid: str
+    mem_used_bytes: int = 0
+    mem_total_bytes: int = 10_200_547_328
+
+
+@dataclass
+class FakeGpu:
+    """One GPU's state; tests change the attributes between ticks.
+
+    ``unsupported`` names pynvml functions (``"nvmlDeviceGetPowerUsage"``) or
+    field ids (``FI_MEMORY_TEMP``) that answer NOT_SUPPORTED. ``error`` is an
+    NVML error code every call on this GPU raises (``NVML_ERROR_GPU_IS_LOST``
+    for a GPU that fell off the bus); set it back to None and the GPU answers.
+    """
+
+    uuid: str
+    name: str = H100_NAME
+    power_mw: int = 75_000
+    power_instant_mw: int = 74_000
+    energy_mj: int = 5_000_000
+    temp_c: int = 33
+    mem_temp_c: int = 31
+    slowdown_temp_c: int = 87
+    sm_clock_mhz: int = 1980
+    mem_clock_mhz: int = 2619
+    util_gpu_pct: int = 0
+    util_mem_pct: int = 0
+    mem_used_bytes: int = 535_232_512
+    mem_total_bytes: int = H100_MEM_BYTES
+    power_limit_mw: int = 700_000
+    enforced_limit_mw: int = 700_000
+    min_limit_mw: int = 200_000
+    max_limit_mw: int = 700_000
+    default_limit_mw: int = 700_000
+    clock_event_reasons: int = 0x1
+    mig_mode: int = 0
+    migs: list[FakeMig] = field(default_factory=list)
+    max_mig_devices: int = 7
+    ecc_corrected: int = 0
+    ecc_uncorrected: int = 0
+    pcie_tx_bytes: int = 1_000_000
+    pcie_rx_bytes: int = 2_000_000
+    unsupported: set[str | int] = field(default_factory=set)
+    error: int | None = None
+
+    def run(self, seconds: float) -> None:
+        """Let the GPU draw its current power for ``seconds``: the energy counter advances."""
+        self.energy_mj += round(self.power_mw * seconds)
+
+    def reload_driver(self) -> None:
+        """The driver was reloaded: the energy counter starts again near zero."""
+        self.energy_mj = 0
+
+
+@dataclass(frozen=True)
+class _Handle:
+    index: int
+    mig_slot: int | None = None
+
+
+class FakeNvml:
+    """Implements :class:`wattwise.collector.nvml_api.NvmlLibrary` over :class:`FakeGpu` s."""
+
+    NVMLError = pynvml.NVMLError
+
+    def __init__(self, gpus: Sequence[FakeGpu], *, library_missing: bool = False) -> None:
+        self.gpus = list(gpus)
+        self.library_missing = library_missing
+        self.calls: Counter[tuple[str, int | None]] = Counter()
+        self.initialised = False
+
+    @classmethod
+    def h100s(cls, count: int) -> FakeNvml:
+        return cls(
+            [FakeGpu(uuid=f"GPU-00000000-0000-0000-0000-00000000000{i}") for i in range(count)]
+        )
+
+    def count(self, function: str, index: int | None = None) -> int:
+        """How often ``function`` was called (for GPU ``index``, or in all)."""
+        if index is not None:
+            return self.calls[(function, index)]
+        return sum(n for (name, _), n in self.calls.items() if name == function)
+
+    # --- library ---------------------------------------------------------------
+
+    def nvmlInit(self) -> None:
+        self.calls[("nvmlInit", None)] += 1
+        if self.library_missing:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+        self.initialised = True
+
+    def nvmlShutdown(self) -> None:
+        self.calls[("nvmlShutdown", None)] += 1
+        self._check_init()
+        self.initialised = False
+
+    def nvmlDeviceGetCount(self) -> int:
+        self._check_init()
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int, /) -> object:
+        self._check_init()
+        if not 0 <= index < len(self.gpus):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        self._gpu("nvmlDeviceGetHandleByIndex", _Handle(index))
+        return _Handle(index)
+
+    # --- per device ------------------------------------------------------------
+
+    def nvmlDeviceGetUUID(self, handle: object, /) -> str:
+        gpu = self._gpu("nvmlDeviceGetUUID", handle)
+        slot = _slot(handle)
+        return gpu.uuid if slot is None else self._mig(gpu, slot).uuid
+
+    def nvmlDeviceGetName(self, handle: object, /) -> str:
+        return self._gpu("nvmlDeviceGetName", handle).name
+
+    def nvmlDeviceGetPowerUsage(self, handle: object, /) -> int:
+        return self._gpu("nvmlDeviceGetPowerUsage", handle).power_mw
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: object, /) -> int:
+        return self._gpu("nvmlDeviceGetTotalEnergyConsumption", handle).energy_mj
+
+    def nvmlDeviceGetTemperature(self, handle: object, sensor: int, /) -> int:
+        gpu = self._gpu("nvmlDeviceGetTemperature", handle)
+        if sensor != pynvml.NVML_TEMPERATURE_GPU:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return gpu.temp_c
+
+    def nvmlDeviceGetTemperatureThreshold(self, handle: object, threshold: int, /) -> int:
+        gpu = self._gpu("nvmlDeviceGetTemperatureThreshold", handle)
+        if threshold != pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return gpu.slowdown_temp_c
+
+    def nvmlDeviceGetClockInfo(self, handle: object, clock: int, /) -> int:
+        gpu = self._gpu("nvmlDeviceGetClockInfo", handle)
+        clocks = {pynvml.NVML_CLOCK_SM: gpu.sm_clock_mhz, pynvml.NVML_CLOCK_MEM: gpu.mem_clock_mhz}
+        if clock not in clocks:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return clocks[clock]
+
+    def nvmlDeviceGetUtilizationRates(self, handle: object, /) -> Any:
+        gpu = self._gpu("nvmlDeviceGetUtilizationRates", handle)
+        if gpu.mig_mode == 1:  # as on a real H100: no device utilization with MIG on
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return pynvml.c_nvmlUtilization_t(gpu=gpu.util_gpu_pct, memory=gpu.util_mem_pct)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: object, /) -> Any:
+        gpu = self._gpu("nvmlDeviceGetMemoryInfo", handle)
+        slot = _slot(handle)
+        used, total = gpu.mem_used_bytes, gpu.mem_total_bytes
+        if slot is not None:
+            mig = self._mig(gpu, slot)
+            used, total = mig.mem_used_bytes, mig.mem_total_bytes
+        return pynvml.c_nvmlMemory_t(total=total, free=total - used, used=used)
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: object, /) -> int:
+        return self._gpu("nvmlDeviceGetPowerManagementLimit", handle).power_limit_mw
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: object, /) -> int:
+        return self._gpu("nvmlDeviceGetEnforcedPowerLimit", handle).enforced_limit_mw
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: object, /) -> list[int]:
+        gpu = self._gpu("nvmlDeviceGetPowerManagementLimitConstraints", handle)
+        return [gpu.min_limit_mw, gpu.max_limit_mw]
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: object, /) -> int:
+        return self._gpu("nvmlDeviceGetPowerManagementDefaultLimit", handle).default_limit_mw
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: object, /) -> int:
+        return self._gpu("nvmlDeviceGetCurrentClocksEventReasons", handle).clock_event_reasons
+
+    def nvmlDeviceGetMigMode(self, handle: object, /) -> list[int]:
+        gpu = self._gpu("nvmlDeviceGetMigMode", handle)
+        return [gpu.mig_mode, gpu.mig_mode]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: object, /) -> int:
+        return self._gpu("nvmlDeviceGetMaxMigDeviceCount", handle).max_mig_devices
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: object, index: int, /) -> object:
+        gpu = self._gpu("nvmlDeviceGetMigDeviceHandleByIndex", handle)
+        if gpu.mig_mode != 1:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        self._mig(gpu, index)
+        return _Handle(_index(handle), mig_slot=index)
+
+    def nvmlDeviceGetGpuInstanceId(self, handle: object, /) -> int:
+        gpu = self._gpu("nvmlDeviceGetGpuInstanceId", handle)
+        slot = _slot(handle)
+        if slot is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return self._mig(gpu, slot).gi
+
+    def nvmlDeviceGetFieldValues(self, handle: object, field_ids: Sequence[int], /) -> Any:
+        gpu = self._gpu("nvmlDeviceGetFieldValues", handle)
+        values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
+        for entry, field_id in zip(values, field_ids, strict=True):
+            entry.fieldId = field_id
+            _fill(entry, gpu, field_id)
+        return values
+
+    # --- internals ---------------------------------------------------------------
+
+    def _check_init(self) -> None:
+        if not self.initialised:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
+
+    def _gpu(self, function: str, handle: object) -> FakeGpu:
+        self._check_init()
+        index = _index(handle)
+        self.calls[(function, index)] += 1
+        gpu = self.gpus[index]
+        if gpu.error is not None:
+            raise pynvml.NVMLError(gpu.error)
+        if function in gpu.unsupported:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return gpu
+
+    def _mig(self, gpu: FakeGpu, slot: int) -> FakeMig:
+        if not 0 <= slot < gpu.max_mig_devices:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if slot >= len(gpu.migs):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return gpu.migs[slot]
+
+
+def _index(handle: object) -> int:
+    if not isinstance(handle, _Handle):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+    return handle.index
+
+
+def _slot(handle: object) -> int | None:
+    return handle.mig_slot if isinstance(handle, _Handle) else None
+
+
+# field id -> (FakeGpu attribute, pynvml value type, member of the value union)
+_FIELDS: dict[int, tuple[str, int, str]] = {
+    FI_POWER_INSTANT: ("power_instant_mw", pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, "uiVal"),
+    FI_MEMORY_TEMP: ("mem_temp_c", pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, "uiVal"),
+    FI_ECC_SBE_VOL_TOTAL: ("ecc_corrected", pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal"),
+    FI_ECC_DBE_VOL_TOTAL: ("ecc_uncorrected", pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal"),
+    FI_PCIE_COUNT_TX_BYTES: ("pcie_tx_bytes", pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal"),
+    FI_PCIE_COUNT_RX_BYTES: ("pcie_rx_bytes", pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal"),
+    FI_TOTAL_ENERGY_CONSUMPTION: (
+        "energy_mj",
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+        "ullVal",
+    ),
+}
+
+
+def _fill(entry: Any, gpu: FakeGpu, field_id: int) -> None:
+    """Fill one c_nvmlFieldValue_t as the driver would, per-field status included."""
+    known = _FIELDS.get(field_id)
+    if known is None or field_id in gpu.unsupported:
+        entry.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return
+    attribute, value_type, member = known
+    entry.nvmlReturn = pynvml.NVML_SUCCESS
+    entry.valueType = value_type
+    setattr(entry.value, member, getattr(gpu, attribute))

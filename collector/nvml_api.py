@@ -1,0 +1,174 @@
+"""The NVML boundary: the pynvml functions wattwise calls, and the one error conversion.
+
+:class:`NvmlLibrary` lists exactly the ``pynvml`` functions the NVML source
+uses, so mypy checks the fake (:mod:`wattwise.collector.fake_nvml`) against
+them. :func:`nvml_error` is the only place an NVML return code becomes a
+wattwise error: unsupported or not permitted means the value is missing,
+``NVML_ERROR_GPU_IS_LOST`` is :class:`DeviceLost`, anything else
+:class:`DeviceError` for that GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+from wattwise.errors import DeviceError, DeviceLost
+
+T = TypeVar("T")
+
+# NVML's ABI numbers (nvml.h). Copied so this module imports without pynvml;
+# a test checks them against pynvml.
+SUCCESS = 0
+ERROR_NOT_SUPPORTED = 3
+ERROR_NO_PERMISSION = 4
+ERROR_NOT_FOUND = 6
+ERROR_DRIVER_NOT_LOADED = 9
+ERROR_LIBRARY_NOT_FOUND = 12
+ERROR_FUNCTION_NOT_FOUND = 13
+ERROR_GPU_IS_LOST = 15
+TEMPERATURE_GPU = 0
+TEMPERATURE_THRESHOLD_SLOWDOWN = 1
+CLOCK_SM = 1
+CLOCK_MEM = 2
+FI_ECC_SBE_VOL_TOTAL = 3
+FI_ECC_DBE_VOL_TOTAL = 4
+FI_MEMORY_TEMP = 82
+FI_TOTAL_ENERGY_CONSUMPTION = 83
+FI_POWER_INSTANT = 186
+FI_PCIE_COUNT_TX_BYTES = 197
+FI_PCIE_COUNT_RX_BYTES = 198
+
+# The value is absent on this GPU or to this user: the field is missing, the GPU is fine.
+_MISSING_CODES = frozenset(
+    {ERROR_NOT_SUPPORTED, ERROR_NO_PERMISSION, ERROR_NOT_FOUND, ERROR_FUNCTION_NOT_FOUND}
+)
+# Field values read in one nvmlDeviceGetFieldValues call per GPU and tick.
+TICK_FIELD_IDS = (
+    FI_POWER_INSTANT,
+    FI_MEMORY_TEMP,
+    FI_ECC_SBE_VOL_TOTAL,
+    FI_ECC_DBE_VOL_TOTAL,
+    FI_PCIE_COUNT_TX_BYTES,
+    FI_PCIE_COUNT_RX_BYTES,
+)
+
+
+class ValueUnion(Protocol):
+    """``nvmlValue_t``: which member is valid depends on the field's value type."""
+
+    @property
+    def dVal(self) -> float: ...
+    @property
+    def uiVal(self) -> int: ...
+    @property
+    def ulVal(self) -> int: ...
+    @property
+    def ullVal(self) -> int: ...
+    @property
+    def sllVal(self) -> int: ...
+    @property
+    def siVal(self) -> int: ...
+    @property
+    def usVal(self) -> int: ...
+
+
+class FieldValueStruct(Protocol):
+    """``nvmlFieldValue_t`` as pynvml returns it."""
+
+    @property
+    def fieldId(self) -> int: ...
+    @property
+    def nvmlReturn(self) -> int: ...
+    @property
+    def valueType(self) -> int: ...
+    @property
+    def value(self) -> ValueUnion: ...
+
+
+class Utilization(Protocol):
+    @property
+    def gpu(self) -> int: ...
+    @property
+    def memory(self) -> int: ...
+
+
+class MemoryInfo(Protocol):
+    @property
+    def used(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+
+
+class NvmlLibrary(Protocol):
+    """Exactly the part of ``pynvml`` this source calls."""
+
+    @property
+    def NVMLError(self) -> type[Exception]: ...
+    def nvmlInit(self) -> None: ...
+    def nvmlShutdown(self) -> None: ...
+    def nvmlDeviceGetCount(self) -> int: ...
+    def nvmlDeviceGetHandleByIndex(self, index: int, /) -> object: ...
+    def nvmlDeviceGetUUID(self, handle: object, /) -> str: ...
+    def nvmlDeviceGetName(self, handle: object, /) -> str: ...
+    def nvmlDeviceGetPowerUsage(self, handle: object, /) -> int: ...
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: object, /) -> int: ...
+    def nvmlDeviceGetTemperature(self, handle: object, sensor: int, /) -> int: ...
+    def nvmlDeviceGetTemperatureThreshold(self, handle: object, threshold: int, /) -> int: ...
+    def nvmlDeviceGetClockInfo(self, handle: object, clock: int, /) -> int: ...
+    def nvmlDeviceGetUtilizationRates(self, handle: object, /) -> Utilization: ...
+    def nvmlDeviceGetMemoryInfo(self, handle: object, /) -> MemoryInfo: ...
+    def nvmlDeviceGetPowerManagementLimit(self, handle: object, /) -> int: ...
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: object, /) -> int: ...
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: object, /) -> list[int]: ...
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: object, /) -> int: ...
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: object, /) -> int: ...
+    def nvmlDeviceGetMigMode(self, handle: object, /) -> list[int]: ...
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: object, /) -> int: ...
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: object, index: int, /) -> object: ...
+    def nvmlDeviceGetGpuInstanceId(self, handle: object, /) -> int: ...
+    def nvmlDeviceGetFieldValues(
+        self, handle: object, field_ids: Sequence[int], /
+    ) -> Sequence[FieldValueStruct]: ...
+
+
+def nvml_error(code: int, device: str, detail: str = "") -> DeviceError | None:
+    """The one conversion of an NVML return code: None when the value is just missing."""
+    if code in _MISSING_CODES:
+        return None
+    what = detail or f"NVML error {code}"
+    if code == ERROR_GPU_IS_LOST:
+        return DeviceLost(device, f"GPU is lost ({what})")
+    return DeviceError(device, f"{what} (NVML error {code})")
+
+
+def call_nvml(nvml: NvmlLibrary, device: str, fn: Callable[..., T], *args: object) -> T | None:
+    """Call one NVML function; None if unsupported, DeviceError/DeviceLost on device failure."""
+    try:
+        return fn(*args)
+    except nvml.NVMLError as e:
+        error = nvml_error(int(getattr(e, "value", -1)), device, str(e))
+        if error is None:
+            return None
+        raise error from e
+
+
+def field_value(entry: FieldValueStruct, device: str) -> float | int | None:
+    """Decode one field value; a per-field failure is missing, a lost GPU raises."""
+    if entry.nvmlReturn != SUCCESS:
+        error = nvml_error(entry.nvmlReturn, device)
+        if isinstance(error, DeviceLost):
+            raise error
+        return None
+    value = entry.value
+    decoders: dict[int, Callable[[], float | int]] = {
+        0: lambda: value.dVal,
+        1: lambda: value.uiVal,
+        2: lambda: value.ulVal,
+        3: lambda: value.ullVal,
+        4: lambda: value.sllVal,
+        5: lambda: value.siVal,
+        6: lambda: value.usVal,
+    }
+    decode = decoders.get(entry.valueType)
+    return decode() if decode is not None else None
