@@ -13,12 +13,14 @@ sqlite3) are converted where they are caught, in one place per library, with
     │       └── DeviceLost     the device fell off the bus (NVML_ERROR_GPU_IS_LOST)
     ├── EncodeError            a name or value cannot be written as line protocol
     ├── WalError               the write-ahead log is unusable (disk, permissions)
-    └── DeliveryError          a batch could not be delivered to the store
-        ├── TransientDeliveryError   retry later (connection refused, 5xx, 429)
-        ├── AuthError          401/403: data kept, operator must fix credentials
-        ├── BatchTooLarge      413: the sender splits the batch
-        └── RejectedBatch      the store refuses the data itself (malformed,
-                               type conflict): it goes to the dead-letter file
+    ├── DeliveryError          a batch could not be delivered to the store
+    │   ├── TransientDeliveryError   retry later (connection refused, 5xx, 429)
+    │   ├── AuthError          401/403: data kept, operator must fix credentials
+    │   ├── BatchTooLarge      413: the sender splits the batch
+    │   └── RejectedBatch      the store refuses the data itself (malformed,
+    │                          type conflict): it goes to the dead-letter file
+    └── InstallError           `wattwise agent install` cannot proceed (not root,
+                               a command failed, files in a place the unit hides)
 """
 
 from __future__ import annotations
@@ -92,3 +94,7 @@ class BatchTooLarge(DeliveryError):
 
 class RejectedBatch(DeliveryError):
     """The store refused the data itself; retrying the same bytes cannot succeed."""
+
+
+class InstallError(WattwiseError):
+    """Installing the agent as a service failed or cannot be done as asked."""
