@@ -93,9 +93,12 @@ class Sender:
         self._last_error: str | None = None
         self._auth_failing = False
         # A batch that failed is resent as it was (not re-read, which could
-        # regroup it): parts already stored or dead-lettered are skipped.
+        # regroup it): parts already stored or dead-lettered are skipped, and
+        # parts already split are not sent whole again, so a line is
+        # dead-lettered once however often delivery is interrupted.
         self._inflight: WalBatch | None = None
         self._done_ranges: set[tuple[int, int]] = set()
+        self._split_ranges: set[tuple[int, int]] = set()
 
     # -- driving -------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class Sender:
             if self._inflight is None:
                 self._inflight = self._wal.read_batch(self._batch_max_lines)
                 self._done_ranges.clear()
+                self._split_ranges.clear()
             batch = self._inflight
             if batch is None:
                 return self._idle_poll_s, False
@@ -157,20 +161,27 @@ class Sender:
         """Store ``lines[lo:hi]``, splitting around refused or oversized parts."""
         if (lo, hi) in self._done_ranges:
             return
-        try:
-            self._transport.write(lines[lo:hi])
-            with self._lock:
-                self._sent += hi - lo
-        except BatchTooLarge as e:
-            self._split_or_dead_letter(lines, lo, hi, f"too large for the store: {e}")
-        except RejectedBatch as e:
-            self._split_or_dead_letter(lines, lo, hi, str(e))
+        if (lo, hi) in self._split_ranges:
+            self._deliver_halves(lines, lo, hi)
+        else:
+            try:
+                self._transport.write(lines[lo:hi])
+                with self._lock:
+                    self._sent += hi - lo
+            except BatchTooLarge as e:
+                self._split_or_dead_letter(lines, lo, hi, f"too large for the store: {e}")
+            except RejectedBatch as e:
+                self._split_or_dead_letter(lines, lo, hi, str(e))
         self._done_ranges.add((lo, hi))
 
     def _split_or_dead_letter(self, lines: list[bytes], lo: int, hi: int, reason: str) -> None:
         if hi - lo == 1:
             self._dead_letter(lines[lo], reason)
             return
+        self._split_ranges.add((lo, hi))
+        self._deliver_halves(lines, lo, hi)
+
+    def _deliver_halves(self, lines: list[bytes], lo: int, hi: int) -> None:
         mid = (lo + hi) // 2
         self._deliver(lines, lo, mid)
         self._deliver(lines, mid, hi)

@@ -217,3 +217,35 @@ def test_run_sends_until_stopped(tmp_path: Path, influxd: InfluxServer) -> None:
         thread.join(timeout=10)
     assert not thread.is_alive()
     assert count(influxd, "send_run") == 40
+
+
+def test_retry_after_an_interrupted_bisection_does_not_dead_letter_a_line_twice(
+    tmp_path: Path,
+) -> None:
+    bad, good = b"gpu power_w=oops!! 1", gpu_lines(1)[0]
+    rejected = Answer(400, {}, b'{"error":"unable to parse"}')
+    answers = [rejected, rejected, Answer(503), Answer(204)]
+    with http_peer(answers) as peer:
+        wal, sender = make_sender(tmp_path, InfluxTransport(peer.url, database="db"))
+        wal.append([bad, good])
+        assert not sender.send_once()  # both, then bad alone (dead-lettered), then good: 503
+        assert sender.send_once()  # only the good line is resent
+    assert [r.lines() for r in peer.requests] == [[bad, good], [bad], [good], [good]]
+    assert [d["line"].encode() for d in dead_letters(tmp_path)] == [bad]
+    assert wal.stats().queue_lines == 0
+
+
+def test_ten_minute_backlog_of_64_gpus_drains_at_least_20_times_faster_than_real_time(
+    tmp_path: Path, influxd: InfluxServer
+) -> None:
+    influxd.create_database("send_drain")
+    transport = InfluxTransport(influxd.url, database="send_drain")
+    wal, sender = make_sender(tmp_path, transport, SystemClock())
+    fields = b"power_w=612.5,temp_c=61.0,sm_clock_mhz=1980i,util_gpu_pct=97.0,energy_j=1.5e6"
+    for second in range(600):
+        stamp = T0 + second * 1_000_000_000
+        wal.append([b"gpu,host=n1,gpu=%d %s %d" % (g, fields, stamp) for g in range(64)])
+    started = time.perf_counter()
+    assert sender.flush(timeout_s=600 / 20)
+    assert time.perf_counter() - started < 600 / 20
+    assert count(influxd, "send_drain") == 38_400
