@@ -36,7 +36,11 @@ TARGET_RATIO = 50.0
 
 
 class CountingNvml:
-    """Passes every call through; counts energy-counter calls, and can make them slow."""
+    """Passes every call through; counts energy-counter reads, and can make the call slow.
+
+    The fake's delay applies to nvmlDeviceGetTotalEnergyConsumption only: what the
+    field value costs on a GPU is the open question the real run answers.
+    """
 
     def __init__(self, nvml: Any, energy_delay_s: float = 0.0) -> None:
         self._nvml = nvml
@@ -45,6 +49,13 @@ class CountingNvml:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._nvml, name)
+        if name == "nvmlDeviceGetFieldValues":
+
+            def field_values(handle: object, field_ids: Sequence[int]) -> Any:
+                self.energy_calls += FI_TOTAL_ENERGY_CONSUMPTION in field_ids
+                return target(handle, field_ids)
+
+            return field_values
         if name != "nvmlDeviceGetTotalEnergyConsumption":
             return target
 
