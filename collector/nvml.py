@@ -2,10 +2,11 @@
 
 Reads go through a :class:`NvmlLibrary`: the ``pynvml`` module in production,
 :mod:`wattwise.collector.fake_nvml` in tests. NVML errors are converted in one
-place, :func:`nvml_error`. A value the GPU does not support is missing (None),
-never zero. A device-level failure (GPU lost, unknown error) marks that GPU
-``failed=1`` for the tick; the other GPUs are still read, and the failed one is
-re-acquired on every later tick until it answers again.
+place, :func:`wattwise.collector.nvml_api.nvml_error`. A value the GPU does not
+support is missing (None), never zero. A device-level failure (GPU lost,
+unknown error) marks that GPU ``failed=1`` for the tick; the other GPUs are
+still read, and the failed one is re-acquired on every later tick until it
+answers again.
 
 Energy comes from the energy counter (mJ since driver load) and is differenced
 per interval. The counter costs ~3.8 ms per call on an H100 against tens of
@@ -349,11 +350,18 @@ def open_nvml_source(
         raise SourceUnavailable(
             f"NVML unavailable: {reason}; GPU metrics are off, host metrics continue"
         ) from e
-    return NvmlSource(
-        nvml,
-        host=host,
-        clock=clock,
-        energy_every_s=energy_every_s,
-        energy_read=energy_read,
-        labels=labels,
-    )
+    try:
+        source = NvmlSource(
+            nvml,
+            host=host,
+            clock=clock,
+            energy_every_s=energy_every_s,
+            energy_read=energy_read,
+            labels=labels,
+        )
+    except DeviceError as e:
+        raise SourceUnavailable(f"NVML unavailable: cannot count GPUs: {e}") from e
+    if source.gpu_count == 0:
+        source.close()
+        raise SourceUnavailable("NVML found no NVIDIA GPU; GPU metrics are off")
+    return source

@@ -311,6 +311,13 @@ def test_no_pynvml_module_raises_source_unavailable(monkeypatch: pytest.MonkeyPa
         open_nvml_source("node1", ManualClock())
 
 
+def test_no_gpu_at_all_raises_source_unavailable_and_releases_nvml() -> None:
+    nvml = FakeNvml([])
+    with pytest.raises(SourceUnavailable, match="no NVIDIA GPU"):
+        open_nvml_source("node1", ManualClock(), nvml=nvml)
+    assert not nvml.initialised
+
+
 def test_close_shuts_nvml_down() -> None:
     source, nvml, _ = make_source(gpus=1)
     source.close()
