@@ -1,0 +1,350 @@
+"""``wattwise agent install``: system user, config skeleton, systemd unit, enable.
+
+:func:`plan_install` only looks: it returns the steps that would bring this
+machine to an installed agent, and nothing for what is already in place, so a
+second run plans only the (harmless) ``systemctl enable``. :func:`apply` carries
+the steps out; every system command goes through one injectable runner, the
+boundary tests replace. All file paths are joined under ``root``, so the same
+plan can be applied into a scratch directory.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from wattwise.errors import InstallError
+
+from .install_skeleton import CONFIG_SKELETON
+
+UNIT_NAME = "wattwise-agent.service"
+SERVICE_USER = "wattwise"
+DEVICE_GROUP = "video"
+"""Group some sites restrict /dev/nvidia* to (0660 root:video)."""
+SYSTEMD_DIR = Path("/etc/systemd/system")
+STATE_DIR = Path("/var/lib/wattwise")
+
+# Paths the unit hides from the agent (ProtectHome=yes, PrivateTmp=yes): a
+# program or config there would not be found once the service runs.
+_HIDDEN_FROM_SERVICE = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
+
+
+class CommandRunner(Protocol):
+    """Runs one system command; raises :class:`InstallError` if it fails."""
+
+    def __call__(self, argv: Sequence[str]) -> None: ...
+
+
+class Accounts(Protocol):
+    """What the plan needs to know about users and groups."""
+
+    def user_exists(self, user: str) -> bool: ...
+
+    def group_exists(self, group: str) -> bool: ...
+
+    def user_in_group(self, user: str, group: str) -> bool: ...
+
+
+class SystemAccounts:
+    """The machine's user database (``/etc/passwd``, ``/etc/group``, NSS)."""
+
+    def user_exists(self, user: str) -> bool:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return False
+        return True
+
+    def group_exists(self, group: str) -> bool:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            return False
+        return True
+
+    def user_in_group(self, user: str, group: str) -> bool:
+        try:
+            entry = grp.getgrnam(group)
+            primary_gid = pwd.getpwnam(user).pw_gid
+        except KeyError:
+            return False
+        return user in entry.gr_mem or entry.gr_gid == primary_gid
+
+
+def run_command(argv: Sequence[str]) -> None:
+    """Run ``argv``; a missing program or a non-zero exit becomes :class:`InstallError`."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise InstallError(f"cannot run {shlex.join(argv)}: {e}") from e
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip()
+        raise InstallError(f"{shlex.join(argv)} exited with {done.returncode}: {detail}")
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    argv: tuple[str, ...]
+    why: str
+
+    def describe(self) -> str:
+        return f"run `{shlex.join(self.argv)}`: {self.why}"
+
+    def apply(self, runner: CommandRunner) -> None:
+        runner(self.argv)
+
+
+@dataclass(frozen=True)
+class MakeDirectory:
+    path: Path
+    mode: int
+    why: str
+
+    def describe(self) -> str:
+        return f"create directory {self.path} (mode {self.mode:04o}): {self.why}"
+
+    def apply(self, runner: CommandRunner) -> None:
+        self.path.mkdir(mode=self.mode, parents=True, exist_ok=True)
+        self.path.chmod(self.mode)  # mkdir's mode is reduced by the umask
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    path: Path
+    content: str
+    mode: int
+    why: str
+
+    def describe(self) -> str:
+        return f"write {self.path} (mode {self.mode:04o}): {self.why}"
+
+    def apply(self, runner: CommandRunner) -> None:
+        # Written beside the target and renamed, so a crash never leaves half a file;
+        # created with the final mode so a secret is never readable for a moment.
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
+        with os.fdopen(fd, "w") as out:
+            out.write(self.content)
+        partial.chmod(self.mode)
+        partial.replace(self.path)
+
+
+InstallStep = RunCommand | MakeDirectory | WriteFile
+
+
+def shipped_unit_path() -> Path:
+    """The unit file that ships with wattwise: a packaged copy, else the source checkout's."""
+    here = Path(__file__).resolve().parent
+    candidates = (here / UNIT_NAME, here.parent / "deploy" / "systemd" / UNIT_NAME)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InstallError(f"cannot find {UNIT_NAME}; looked in {', '.join(map(str, candidates))}")
+
+
+def default_exec_start() -> list[str]:
+    """How the unit starts the wattwise this Python runs: its ``wattwise`` script, else ``-m``.
+
+    ``sys.executable`` is used as given, not resolved: in a virtual environment it is
+    a link to the system Python, and only the unresolved path finds the environment.
+    """
+    script = Path(sys.executable).parent / "wattwise"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "wattwise"]
+
+
+def render_unit(unit_text: str, exec_start: Sequence[str]) -> str:
+    """The unit with its ExecStart= line replaced by ``exec_start``."""
+    lines = unit_text.splitlines(keepends=True)
+    exec_lines = [i for i, line in enumerate(lines) if line.startswith("ExecStart=")]
+    if len(exec_lines) != 1:
+        raise InstallError(f"the unit must have one ExecStart= line, found {len(exec_lines)}")
+    lines[exec_lines[0]] = "ExecStart=" + " ".join(map(_systemd_quote, exec_start)) + "\n"
+    return "".join(lines)
+
+
+def credential_paths(unit_text: str) -> list[Path]:
+    """The files the unit's ``LoadCredential=id:path`` lines load."""
+    pattern = re.compile(r"^LoadCredential=[^:\s]+:(\S+)\s*$", re.MULTILINE)
+    return [Path(path) for path in pattern.findall(unit_text)]
+
+
+def plan_install(
+    config_path: Path,
+    *,
+    unit_source: Path,
+    root: Path = Path("/"),
+    systemd_dir: Path = SYSTEMD_DIR,
+    exec_start: Sequence[str] | None = None,
+    accounts: Accounts | None = None,
+) -> list[InstallStep]:
+    """The steps that would install the agent; only reads the machine, changes nothing."""
+    accounts = accounts or SystemAccounts()
+    exec_start = list(exec_start or default_exec_start())
+    config_path = Path(os.path.abspath(config_path))
+    _refuse_hidden(Path(exec_start[0]), "the wattwise program")
+    _refuse_hidden(config_path, "the configuration")
+    unit_text = render_unit(
+        unit_source.read_text(), [*exec_start, "agent", "run", "--config", str(config_path)]
+    )
+    config_new = not _under(root, config_path).exists()
+    return [
+        *_account_steps(accounts),
+        *_config_steps(root, config_path),
+        *_credential_steps(root, credential_paths(unit_text)),
+        *_unit_steps(_under(root, systemd_dir / UNIT_NAME), unit_text),
+        _enable_step(start=not config_new),
+    ]
+
+
+def apply(steps: Sequence[InstallStep], runner: CommandRunner = run_command) -> None:
+    """Carry out ``steps`` in order; stops at the first that fails."""
+    for step in steps:
+        step.apply(runner)
+
+
+def format_plan(steps: Sequence[InstallStep]) -> str:
+    """A numbered, human-readable list of the steps."""
+    return "\n".join(f"{n}. {step.describe()}" for n, step in enumerate(steps, start=1))
+
+
+def install_agent(
+    config_path: Path,
+    *,
+    dry_run: bool,
+    echo: Callable[[str], None] = print,
+    unit_source: Path | None = None,
+    root: Path = Path("/"),
+    systemd_dir: Path = SYSTEMD_DIR,
+    exec_start: Sequence[str] | None = None,
+    accounts: Accounts | None = None,
+    runner: CommandRunner = run_command,
+    euid: int | None = None,
+) -> list[InstallStep]:
+    """``wattwise agent install``: print the plan, and unless ``dry_run`` carry it out as root."""
+    if not dry_run and (os.geteuid() if euid is None else euid) != 0:
+        raise InstallError(
+            "installing the agent creates a system user and a systemd unit and needs root; "
+            "run it with sudo, or add --dry-run to see the steps"
+        )
+    steps = plan_install(
+        config_path,
+        unit_source=unit_source or shipped_unit_path(),
+        root=root,
+        systemd_dir=systemd_dir,
+        exec_start=exec_start,
+        accounts=accounts,
+    )
+    echo(("Would do:\n" if dry_run else "Installing:\n") + format_plan(steps))
+    if not dry_run:
+        apply(steps, runner)
+        echo(_next_steps(steps, config_path))
+    return steps
+
+
+def _account_steps(accounts: Accounts) -> list[InstallStep]:
+    steps: list[InstallStep] = []
+    if not accounts.user_exists(SERVICE_USER):
+        # A group left behind by an earlier uninstall is reused, not re-created.
+        reuse_group = accounts.group_exists(SERVICE_USER)
+        group = ("--gid", SERVICE_USER) if reuse_group else ("--user-group",)
+        argv = ("useradd", "--system", *group, "--no-create-home", "--home-dir", str(STATE_DIR))
+        argv += ("--shell", "/usr/sbin/nologin", "--comment", "wattwise agent", SERVICE_USER)
+        steps.append(RunCommand(argv, "the unprivileged user the agent runs as"))
+    if accounts.group_exists(DEVICE_GROUP) and not accounts.user_in_group(
+        SERVICE_USER, DEVICE_GROUP
+    ):
+        argv = ("usermod", "--append", "--groups", DEVICE_GROUP, SERVICE_USER)
+        steps.append(RunCommand(argv, "sites may restrict /dev/nvidia* to this group"))
+    return steps
+
+
+def _config_steps(root: Path, config_path: Path) -> list[InstallStep]:
+    target = _under(root, config_path)
+    if target.exists():
+        return []  # never overwrite an operator's configuration
+    steps: list[InstallStep] = []
+    if not target.parent.is_dir():
+        steps.append(MakeDirectory(target.parent, 0o755, "holds the agent's configuration"))
+    why = "configuration skeleton; set influx.url, then start the agent"
+    steps.append(WriteFile(target, CONFIG_SKELETON, 0o640, why))
+    argv = ("chown", f"root:{SERVICE_USER}", str(target))
+    steps.append(RunCommand(argv, "the agent may read its configuration, not change it"))
+    return steps
+
+
+def _credential_steps(root: Path, paths: Sequence[Path]) -> list[InstallStep]:
+    steps: list[InstallStep] = []
+    made: set[Path] = set()
+    for path in paths:
+        target = _under(root, path)
+        if target.exists():
+            continue
+        if not target.parent.is_dir() and target.parent not in made:
+            steps.append(MakeDirectory(target.parent, 0o755, "holds the agent's secrets"))
+            made.add(target.parent)
+        why = "empty secret for LoadCredential= (a missing file stops the unit); fill in if used"
+        steps.append(WriteFile(target, "", 0o600, why))
+    return steps
+
+
+def _unit_steps(unit_path: Path, unit_text: str) -> list[InstallStep]:
+    if unit_path.is_file() and unit_path.read_text() == unit_text:
+        return []
+    steps: list[InstallStep] = []
+    if not unit_path.parent.is_dir():
+        steps.append(MakeDirectory(unit_path.parent, 0o755, "systemd's unit directory"))
+    why = "the systemd unit (site changes go in drop-ins: systemctl edit wattwise-agent)"
+    steps.append(WriteFile(unit_path, unit_text, 0o644, why))
+    steps.append(RunCommand(("systemctl", "daemon-reload"), "make systemd read the new unit"))
+    return steps
+
+
+def _enable_step(*, start: bool) -> RunCommand:
+    if start:
+        argv = ("systemctl", "enable", "--now", UNIT_NAME)
+        return RunCommand(argv, "start the agent now and at every boot")
+    # A fresh skeleton has no InfluxDB URL yet: starting would only fail.
+    return RunCommand(("systemctl", "enable", UNIT_NAME), "start the agent at every boot")
+
+
+def _next_steps(steps: Sequence[InstallStep], config_path: Path) -> str:
+    enable = steps[-1]
+    if isinstance(enable, RunCommand) and "--now" in enable.argv:
+        return f"Done. The agent is running: systemctl status {UNIT_NAME}"
+    return (
+        f"Done. Edit {config_path} (at least influx.url), put secrets in /etc/wattwise/, "
+        f"then: systemctl start {UNIT_NAME}"
+    )
+
+
+def _under(root: Path, path: Path) -> Path:
+    return root / path.relative_to(path.anchor)
+
+
+def _refuse_hidden(path: Path, what: str) -> None:
+    for hidden in _HIDDEN_FROM_SERVICE:
+        if path == Path(hidden) or path.is_relative_to(hidden):
+            raise InstallError(
+                f"{what} is at {path}, which the unit hides from the agent "
+                f"(ProtectHome=, PrivateTmp=); install it elsewhere, e.g. /opt/wattwise"
+            )
+
+
+def _systemd_quote(word: str) -> str:
+    # systemd expands %specifiers and $VARIABLES in ExecStart=: double them to keep them literal.
+    word = word.replace("%", "%%").replace("$", "$$")
+    if word and not re.search(r"[\s\"'\\]", word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
