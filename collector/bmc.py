@@ -121,10 +121,14 @@ class BmcSource:
             log.info("BMC of %s answers again", self._host)
 
     def close(self) -> None:
-        """Stop polling and release the backend (waits at most one request's timeout)."""
+        """Stop polling and release the backend; waits at most 2 s for a poll in flight.
+
+        A poll still running after that ends on its own timeout and the daemon
+        thread exits, so shutting the agent down is never held up by the BMC.
+        """
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=max(self._interval_s, 1.0))
+            self._thread.join(timeout=2.0)
         self._backend.close()
 
     def _poll_until_stopped(self) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from tests.influxd import free_port
 from wattwise.clock import ManualClock, SystemClock
+from wattwise.collector.base import Source
 from wattwise.collector.bmc import BmcSource, BmcValues
 from wattwise.collector.ipmi import IpmiBackend, parse_sdr, run_command
 from wattwise.collector.redfish import RedfishBackend
@@ -240,6 +241,8 @@ def test_each_poll_is_written_once_with_its_own_timestamp() -> None:
     clock = ManualClock()
     backend = ScriptedBackend([BmcValues(22.0, 640.0), BmcValues(22.5, None)])
     source = BmcSource(host="n1", backend=backend, clock=clock, background=False)
+    assert isinstance(source, Source)
+    assert source.name == "bmc"
     polled_ns = clock.time_ns()
     source.poll_once()
     clock.advance(4.0)

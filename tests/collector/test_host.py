@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from wattwise.clock import ManualClock
+from wattwise.collector.base import Source
 from wattwise.collector.host import HOST_SOURCE_FIELDS, HostSource
 from wattwise.collector.hwmon import HwmonReader
 from wattwise.collector.rapl import RaplReader, counter_delta_uj
@@ -77,6 +78,7 @@ def test_first_read_has_rates_missing_not_zero(intel_sysfs: Path) -> None:
     source = HostSource(
         host="n1", clock=ManualClock(), sysfs_root=intel_sysfs, psutil_module=FakePsutil()
     )
+    assert isinstance(source, Source)
     [reading] = source.read()
     assert reading.measurement == "host"
     assert reading.tags == {"host": "n1"}

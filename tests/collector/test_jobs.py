@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from wattwise.clock import ManualClock
-from wattwise.collector.base import Reading
+from wattwise.collector.base import Reading, Source
 from wattwise.collector.jobs import GpuProcess, Job, JobSource, job_from_cgroup
 from wattwise.collector.schema import GPU_JOB
 
@@ -64,6 +64,7 @@ def test_gpu_power_is_split_between_the_jobs_on_each_gpu() -> None:
         gpu_processes=lambda: processes,
         gpu_power_w=power_w.get,
     )
+    assert isinstance(source, Source)
     readings = list(source.read())
     by_tags = _by_tags(readings)
     assert set(by_tags) == {("0", "4242"), ("0", f"pod-{POD_SYSTEMD}"), ("1", "4243")}
