@@ -199,10 +199,11 @@ def plan_install(
         unit_source.read_text(), [*exec_start, "agent", "run", "--config", str(config_path)]
     )
     config_new = not _under(root, config_path).exists()
+    made: set[Path] = set()
     return [
         *_account_steps(accounts),
-        *_config_steps(root, config_path),
-        *_credential_steps(root, credential_paths(unit_text)),
+        *_config_steps(root, config_path, made),
+        *_credential_steps(root, credential_paths(unit_text), made),
         *_unit_steps(_under(root, systemd_dir / UNIT_NAME), unit_text),
         _enable_step(start=not config_new),
     ]
@@ -270,13 +271,11 @@ def _account_steps(accounts: Accounts) -> list[InstallStep]:
     return steps
 
 
-def _config_steps(root: Path, config_path: Path) -> list[InstallStep]:
+def _config_steps(root: Path, config_path: Path, made: set[Path]) -> list[InstallStep]:
     target = _under(root, config_path)
     if target.exists():
         return []  # never overwrite an operator's configuration
-    steps: list[InstallStep] = []
-    if not target.parent.is_dir():
-        steps.append(MakeDirectory(target.parent, 0o755, "holds the agent's configuration"))
+    steps = _directory_step(target.parent, made, "holds the agent's configuration")
     why = "configuration skeleton; set influx.url, then start the agent"
     steps.append(WriteFile(target, CONFIG_SKELETON, 0o640, why))
     argv = ("chown", f"root:{SERVICE_USER}", str(target))
@@ -284,19 +283,24 @@ def _config_steps(root: Path, config_path: Path) -> list[InstallStep]:
     return steps
 
 
-def _credential_steps(root: Path, paths: Sequence[Path]) -> list[InstallStep]:
+def _credential_steps(root: Path, paths: Sequence[Path], made: set[Path]) -> list[InstallStep]:
     steps: list[InstallStep] = []
-    made: set[Path] = set()
     for path in paths:
         target = _under(root, path)
         if target.exists():
             continue
-        if not target.parent.is_dir() and target.parent not in made:
-            steps.append(MakeDirectory(target.parent, 0o755, "holds the agent's secrets"))
-            made.add(target.parent)
+        steps += _directory_step(target.parent, made, "holds the agent's secrets")
         why = "empty secret for LoadCredential= (a missing file stops the unit); fill in if used"
         steps.append(WriteFile(target, "", 0o600, why))
     return steps
+
+
+def _directory_step(directory: Path, made: set[Path], why: str) -> list[InstallStep]:
+    """A step creating ``directory`` unless it exists or an earlier step creates it."""
+    if directory.is_dir() or directory in made:
+        return []
+    made.add(directory)
+    return [MakeDirectory(directory, 0o755, why)]
 
 
 def _unit_steps(unit_path: Path, unit_text: str) -> list[InstallStep]:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+import wattwise.agent.install
 from tests.deploy.systemd_tools import SHIPPED_UNIT, prepare_root, provide_program, verify
 from wattwise.agent.config import AgentConfig, load_config
 from wattwise.agent.install import (
+    MakeDirectory,
     RunCommand,
     SystemAccounts,
     WriteFile,
@@ -26,6 +28,7 @@ from wattwise.agent.install import (
     install_agent,
     plan_install,
     run_command,
+    shipped_unit_path,
 )
 from wattwise.agent.install_skeleton import CONFIG_SKELETON
 from wattwise.errors import InstallError
@@ -153,6 +156,15 @@ def test_leftover_wattwise_group_is_reused_not_recreated(tmp_path: Path) -> None
     assert useradd[useradd.index("--gid") + 1] == "wattwise"
 
 
+def test_shared_etc_directory_is_created_once(tmp_path: Path) -> None:
+    # The configuration and the secrets both live in /etc/wattwise.
+    steps = plan_install(
+        CONFIG, unit_source=SHIPPED_UNIT, root=tmp_path, exec_start=[PROGRAM], accounts=FakeSystem()
+    )
+    made = [step.path for step in steps if isinstance(step, MakeDirectory)]
+    assert made.count(tmp_path / "etc/wattwise") == 1
+
+
 def test_no_usermod_without_a_video_group(tmp_path: Path) -> None:
     system = FakeSystem(groups=set())
     install(tmp_path, system)
@@ -222,6 +234,13 @@ def test_installed_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert (
         '\nExecStart="/opt/watt wise/100%%/bin/wattwise" agent run' in (tmp_path / UNIT).read_text()
     )
+
+
+def test_shipped_unit_is_found_in_the_package_where_a_wheel_has_it() -> None:
+    # agent/wattwise-agent.service links to deploy/systemd/; the wheel build copies the file.
+    found = shipped_unit_path()
+    assert found.parent == Path(wattwise.agent.install.__file__).resolve().parent
+    assert found.read_text() == SHIPPED_UNIT.read_text()
 
 
 def test_default_program_is_the_running_pythons_wattwise() -> None:
