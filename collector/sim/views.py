@@ -1,0 +1,178 @@
+"""Readings of the simulated fleet, shaped exactly as the real sources shape theirs.
+
+Three sources share one fleet: :class:`GpuView` (``gpu`` readings, for a 1 s
+tick), :class:`NodeView` (``host`` and ``cooling``, for a slower tick) and
+:class:`FleetView` (all of them, what ``SimFleet.read`` returns). Each keeps its
+own energy counters, so its ``energy_j`` and ``cpu_energy_j`` cover exactly the
+time since its own previous read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from wattwise.collector.base import FieldValue, Reading
+
+if TYPE_CHECKING:
+    from .fleet import SimFleet
+
+DRIVER_RESERVED_BYTES = 512 * 1024**2
+"""Device memory the driver holds on every GPU, job or not."""
+
+
+class _Since:
+    """A cumulative array and the fleet time at this view's previous read."""
+
+    def __init__(self, fleet: SimFleet, total: np.ndarray) -> None:
+        self._fleet = fleet
+        self._last = total.copy()
+        self._last_s = fleet.sync_time_s
+
+    def take(self, total: np.ndarray) -> tuple[list[float | None], float | None]:
+        """Increase of ``total`` since the previous take, and the interval in seconds."""
+        interval_s = self._fleet.sync_time_s - self._last_s
+        delta = total - self._last
+        self._last, self._last_s = total.copy(), self._fleet.sync_time_s
+        if interval_s <= 0:
+            return [None] * len(delta), None
+        return [float(v) for v in delta.tolist()], interval_s
+
+
+class GpuView:
+    """Source of ``gpu`` readings of every simulated GPU."""
+
+    name = "sim-gpu"
+
+    def __init__(self, fleet: SimFleet) -> None:
+        self._fleet = fleet
+        self._energy = _Since(fleet, fleet.energy_j)
+
+    def read(self) -> Sequence[Reading]:
+        self._fleet.sync()
+        return gpu_readings(self._fleet, self._energy)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class NodeView:
+    """Source of ``host`` readings (OS and BMC values) of every node, and ``cooling`` per zone."""
+
+    name = "sim-node"
+
+    def __init__(self, fleet: SimFleet) -> None:
+        self._fleet = fleet
+        self._cpu_energy = _Since(fleet, fleet.cpu_energy_j)
+
+    def read(self) -> Sequence[Reading]:
+        self._fleet.sync()
+        return [*host_readings(self._fleet, self._cpu_energy), *cooling_readings(self._fleet)]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class FleetView:
+    """Source of every reading of the fleet at once."""
+
+    name = "sim"
+
+    def __init__(self, fleet: SimFleet) -> None:
+        self._gpus = GpuView(fleet)
+        self._nodes = NodeView(fleet)
+
+    def read(self) -> Sequence[Reading]:
+        return [*self._gpus.read(), *self._nodes.read()]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
+    """One ``gpu`` reading per GPU, as the NVML source would produce it."""
+    now_ns = fleet.clock.time_ns()
+    op, jobs, temps = fleet.op, fleet.jobs, fleet.temps
+    energy_j, interval_s = energy.take(fleet.energy_j)
+    mem_total = [m.mem_total_bytes for m in fleet.models]
+    columns = {
+        "power_w": fleet.trailing_power_w().tolist(),
+        "power_instant_w": op.power_w.tolist(),
+        "temp_c": np.round(temps.die_c, 1).tolist(),
+        "mem_temp_c": np.round(temps.mem_c, 1).tolist(),
+        "sm_clock_mhz": op.sm_clock_mhz.tolist(),
+        "util_gpu_pct": np.round(100.0 * op.busy, 1).tolist(),
+        "util_mem_pct": np.round(100.0 * op.busy * jobs.memory, 1).tolist(),
+        "power_limit_w": fleet.limit_w.tolist(),
+        "clock_event_reasons": op.reasons.tolist(),
+    }
+    mem_used = (jobs.mem_fraction * np.array(mem_total)).astype(np.int64) + DRIVER_RESERVED_BYTES
+    used = np.minimum(mem_used, np.array(mem_total)).tolist()
+    readings = []
+    for i, (tags, model) in enumerate(zip(fleet.layout.gpu_tags, fleet.models, strict=True)):
+        fields: dict[str, FieldValue | None] = {name: col[i] for name, col in columns.items()}
+        fields.update(
+            energy_j=energy_j[i],
+            energy_interval_s=interval_s,
+            slowdown_temp_c=model.slowdown_temp_c,
+            mem_clock_mhz=model.mem_clock_mhz,
+            mem_used_bytes=used[i],
+            mem_total_bytes=model.mem_total_bytes,
+            enforced_limit_w=fields["power_limit_w"],
+            min_limit_w=model.min_limit_w,
+            max_limit_w=model.max_limit_w,
+            default_limit_w=model.default_limit_w,
+            failed=0,
+        )
+        readings.append(Reading("gpu", tags, fields, now_ns))
+    return readings
+
+
+def host_readings(fleet: SimFleet, cpu_energy: _Since) -> list[Reading]:
+    """One ``host`` reading per node: OS values plus the BMC's inlet temperature and power."""
+    now_ns = fleet.clock.time_ns()
+    state = fleet.nodes
+    energy_j, interval_s = cpu_energy.take(fleet.cpu_energy_j)
+    columns = {
+        "cpu_util_pct": np.round(state.cpu_util_pct, 1).tolist(),
+        "load1": np.round(state.load1, 2).tolist(),
+        "mem_used_bytes": state.mem_used_bytes.astype(np.int64).tolist(),
+        "cpu_temp_c": np.round(state.cpu_temp_c, 1).tolist(),
+        "inlet_temp_c": np.round(state.inlet_c, 1).tolist(),
+        "node_power_w": np.round(state.node_power_w, 1).tolist(),
+    }
+    readings = []
+    for i, tags in enumerate(fleet.layout.node_tags):
+        fields: dict[str, FieldValue | None] = {name: col[i] for name, col in columns.items()}
+        e = energy_j[i]
+        fields.update(
+            mem_total_bytes=fleet.node_mem_total_bytes,
+            cpu_energy_j=e,
+            cpu_power_w=None if e is None or interval_s is None else e / interval_s,
+        )
+        readings.append(Reading("host", tags, fields, now_ns))
+    return readings
+
+
+def cooling_readings(fleet: SimFleet) -> list[Reading]:
+    """One ``cooling`` reading per zone, as a building-management integration would write."""
+    now_ns = fleet.clock.time_ns()
+    lay = fleet.layout
+    return_c = fleet.supply_c + fleet.it_power_w / fleet.airflow_w_per_c
+    return [
+        Reading(
+            "cooling",
+            {"cluster": lay.zone_cluster[z], "zone": zone},
+            {
+                "supply_temp_c": round(float(fleet.supply_c[z]), 2),
+                "setpoint_c": float(fleet.setpoint_c[z]),
+                "return_temp_c": round(float(return_c[z]), 2),
+                "cooling_power_w": round(float(fleet.cooling_power_w[z]), 1),
+                "it_power_w": round(float(fleet.it_power_w[z]), 1),
+            },
+            now_ns,
+        )
+        for z, zone in enumerate(lay.zones)
+    ]
