@@ -40,11 +40,10 @@ One thread may append while another reads and acknowledges.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-import struct
 import threading
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +53,13 @@ from wattwise.clock import Clock
 from wattwise.errors import ConfigError, EncodeError, WalError
 
 from .wal_files import (
-    HEADER,
     MAGIC,
     Segment,
     WalPosition,
+    encode_record,
     fsync_directory,
     read_cursor,
+    read_lines,
     scan_segment,
     segment_path,
     write_cursor,
@@ -121,6 +121,7 @@ class Wal:
         self._last_sync = clock.monotonic()
         self._segments: list[Segment] = []
         self._fd = -1
+        self._lock_fd = -1
         self._open()
 
     # -- opening -------------------------------------------------------------
@@ -128,6 +129,7 @@ class Wal:
     def _open(self) -> None:
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock_directory(self._dir)
             for path in sorted(self._dir.glob("*.seg")):
                 segment, lost_bytes = scan_segment(path, int(path.stem))
                 if lost_bytes:
@@ -188,10 +190,7 @@ class Wal:
             return
         if any(b"\n" in line for line in lines):
             raise EncodeError("a line-protocol line must not contain a newline")
-        payload = b"\n".join(lines)
-        count = struct.pack("<I", len(lines))
-        record = struct.pack("<I", len(payload)) + count
-        record += struct.pack("<I", zlib.crc32(payload, zlib.crc32(count))) + payload
+        record = encode_record(lines)
         with self._lock:
             if self._segments[-1].size_bytes + len(record) > self._segment_bytes:
                 self._start_segment(self._segments[-1].seq + 1)
@@ -248,46 +247,19 @@ class Wal:
             lines: list[bytes] = []
             pos = start
             try:
-                while len(lines) < max_lines:
-                    got, pos = self._read_from(pos, max_lines - len(lines))
-                    if not got:
+                for segment in self._segments:
+                    if segment.seq < start.seq:
+                        continue
+                    if segment.seq > pos.seq:
+                        pos = self._segment_start(segment)
+                    pos = read_lines(segment, pos, max_lines - len(lines), lines)
+                    if len(lines) >= max_lines:
                         break
-                    lines.extend(got)
             except OSError as e:
                 raise WalError(f"cannot read the write-ahead log: {e}") from e
             if not lines:
                 return None
             return WalBatch(lines, start, pos)
-
-    def _read_from(self, pos: WalPosition, want: int) -> tuple[list[bytes], WalPosition]:
-        """Read records of one segment from ``pos``; move to the next segment at its end."""
-        segment = self._segment(pos.seq)
-        if segment is None:
-            return [], pos
-        if pos.offset >= segment.size_bytes:
-            following = [s for s in self._segments if s.seq > pos.seq]
-            if not following:
-                return [], pos
-            return [], self._segment_start(following[0])
-        out: list[bytes] = []
-        with open(segment.path, "rb") as f:
-            f.seek(pos.offset)
-            offset, skip, before = pos.offset, pos.skip, pos.lines_before
-            while offset < segment.size_bytes and len(out) < want:
-                header = f.read(HEADER.size)
-                length, _count, crc = HEADER.unpack(header)
-                payload = f.read(length)
-                if zlib.crc32(payload, zlib.crc32(header[4:8])) != crc:
-                    raise WalError(f"{segment.path}: record at {offset} is corrupt")
-                record_lines = payload.split(b"\n")[skip:]
-                taken = record_lines[: want - len(out)]
-                out.extend(taken)
-                before += len(taken)
-                if len(taken) < len(record_lines):
-                    return out, WalPosition(segment.seq, offset, skip + len(taken), before)
-                offset += HEADER.size + length
-                skip = 0
-        return out, WalPosition(segment.seq, offset, 0, before)
 
     def ack(self, batch: WalBatch) -> None:
         """Mark ``batch`` delivered: durable, and its segments may be deleted."""
@@ -350,6 +322,20 @@ class Wal:
         with self._lock:
             if self._fd >= 0:
                 self._close_active()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = -1
 
     def __repr__(self) -> str:
         return f"Wal({str(self._dir)!r}, max_bytes={self._max_bytes}, sync={self._sync!r})"
+
+
+def _lock_directory(directory: Path) -> int:
+    """Hold an exclusive lock on the log: two agents appending to one log would corrupt it."""
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        os.close(fd)
+        raise WalError(f"{directory} is in use by another wattwise agent") from e
+    return fd

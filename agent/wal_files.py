@@ -9,6 +9,7 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,14 @@ def segment_path(directory: Path, seq: int) -> Path:
     return directory / f"{seq:020d}.seg"
 
 
+def encode_record(lines: Sequence[bytes]) -> bytes:
+    """Frame ``lines`` as one record: header, then the lines joined by newlines."""
+    payload = b"\n".join(lines)
+    count = struct.pack("<I", len(lines))
+    crc = zlib.crc32(payload, zlib.crc32(count))
+    return struct.pack("<I", len(payload)) + count + struct.pack("<I", crc) + payload
+
+
 def scan_segment(path: Path, seq: int) -> tuple[Segment, int]:
     """Validate every record of ``path``; truncate it after the last whole one.
 
@@ -71,6 +80,32 @@ def scan_segment(path: Path, seq: int) -> tuple[Segment, int]:
                 valid = len(MAGIC)
             os.fsync(f.fileno())
     return Segment(seq, path, valid, lines), len(data) - valid
+
+
+def read_lines(segment: Segment, pos: WalPosition, want: int, out: list[bytes]) -> WalPosition:
+    """Append up to ``want`` lines of ``segment`` from ``pos`` to ``out``; return where it ended."""
+    offset, skip, before = pos.offset, pos.skip, pos.lines_before
+    if want <= 0 or offset >= segment.size_bytes:
+        return pos
+    wanted = len(out) + want
+    with open(segment.path, "rb") as f:
+        f.seek(offset)
+        while offset < segment.size_bytes and len(out) < wanted:
+            header = f.read(HEADER.size)
+            length, _count, crc = HEADER.unpack(header)
+            payload = f.read(length)
+            if zlib.crc32(payload, zlib.crc32(header[4:8])) != crc:
+                # Records were checked when the log was opened: this is a disk fault.
+                raise OSError(f"{segment.path}: record at byte {offset} is corrupt")
+            record_lines = payload.split(b"\n")[skip:]
+            taken = record_lines[: wanted - len(out)]
+            out.extend(taken)
+            before += len(taken)
+            if len(taken) < len(record_lines):
+                return WalPosition(segment.seq, offset, skip + len(taken), before)
+            offset += HEADER.size + length
+            skip = 0
+    return WalPosition(segment.seq, offset, 0, before)
 
 
 def read_cursor(path: Path) -> WalPosition | None:

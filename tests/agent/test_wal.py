@@ -14,7 +14,7 @@ import pytest
 from wattwise.agent.wal import Wal, WalBatch
 from wattwise.agent.wal_files import segment_path
 from wattwise.clock import ManualClock
-from wattwise.errors import ConfigError, EncodeError
+from wattwise.errors import ConfigError, EncodeError, WalError
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_000_000_000
@@ -144,6 +144,27 @@ def test_full_log_drops_oldest_segments_counts_and_warns(
     # Oldest first: what is left is exactly the newest lines, none missing, none invented.
     assert kept == lines(1000 - len(kept), len(kept))
     assert len(kept) + stats.dropped_lines_total == 1000
+
+
+def test_a_batch_continues_across_segment_boundaries(tmp_path: Path) -> None:
+    wal = open_wal(tmp_path, max_bytes=1 << 20, segment_bytes=4096)
+    for i in range(100):
+        wal.append(lines(i * 10, 10))
+    assert wal.stats().segments > 5
+    batch = wal.read_batch(1000)
+    assert batch is not None and batch.lines == lines(0, 1000)
+    wal.ack(batch)
+    assert wal.stats().segments == 1 and wal.stats().queue_lines == 0
+
+
+def test_second_wal_on_the_same_directory_is_refused_until_the_first_closes(
+    tmp_path: Path,
+) -> None:
+    first = open_wal(tmp_path)
+    with pytest.raises(WalError, match="in use"):
+        open_wal(tmp_path)
+    first.close()
+    open_wal(tmp_path).close()
 
 
 def test_line_with_a_newline_is_refused(tmp_path: Path) -> None:
