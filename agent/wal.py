@@ -33,7 +33,11 @@ and timestamp, so resending identical lines never invents points.
 
 The size bound is enforced by deleting whole segments, oldest first, even
 when they are not yet acknowledged; the lines lost that way are counted in
-``dropped_lines_total`` and logged as a warning with their number.
+``dropped_lines_total`` and logged as a warning with their number. (Lines
+the sender had read but not yet acknowledged when their segment went count
+as dropped, even if that batch is then delivered: the count errs high.)
+
+One process at a time: the log holds an exclusive ``flock`` on ``lock``.
 
 One thread may append while another reads and acknowledges.
 """
