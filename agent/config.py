@@ -4,7 +4,7 @@ Precedence, highest first: command-line flags, ``WATTWISE_<SECTION>__<KEY>``
 environment variables, the TOML file, the defaults below. Secrets never come
 from flags: they are read from files named here or from
 ``WATTWISE_INFLUX_PASSWORD`` / ``WATTWISE_INFLUX_TOKEN`` /
-``WATTWISE_BMC_PASSWORD`` (see :class:`EnvSecrets`).
+``WATTWISE_BMC_PASSWORD`` (see :mod:`wattwise.agent.secrets`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wattwise.errors import ConfigError
 
@@ -44,6 +43,7 @@ class AgentSettings(_Section):
     host_interval_s: float = Field(10.0, gt=0, le=3600)
     job_interval_s: float = Field(30.0, gt=0, le=3600)
     energy_every_s: float = Field(10.0, gt=0, le=3600)
+    energy_read: Literal["call", "field"] = "call"
     sim: SimSettings = Field(default_factory=SimSettings)
 
     def host_name(self) -> str:
@@ -83,8 +83,15 @@ class StoreSettings(_Section):
 class WalSettings(_Section):
     dir: Path = Path("/var/lib/wattwise/wal")
     max_bytes: int = Field(1 << 30, ge=1 << 20)
-    sync: Literal["always", "batch", "none"] = "batch"
+    sync: Literal["always", "interval", "none"] = "interval"
     dead_letter_dir: Path | None = None
+
+
+class SenderSettings(_Section):
+    batch_max_lines: int = Field(5000, ge=1, le=5000)
+    backoff_initial_s: float = Field(0.5, gt=0, le=600)
+    backoff_max_s: float = Field(60.0, gt=0, le=3600)
+    flush_on_stop_s: float = Field(10.0, ge=0, le=600)
 
 
 class BmcSettings(_Section):
@@ -106,25 +113,20 @@ class AgentConfig(_Section):
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     wal: WalSettings = Field(default_factory=WalSettings)
+    sender: SenderSettings = Field(default_factory=SenderSettings)
     bmc: BmcSettings = Field(default_factory=BmcSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
-    @model_validator(mode="after")
-    def _store_has_a_target(self) -> AgentConfig:
-        if self.store.kind == "influx" and not self.influx.url:
-            raise ConfigError(
-                "influx.url", "", "an InfluxDB URL, or store.kind = 'embedded' for the local store"
-            )
-        return self
 
+def require_store_target(config: AgentConfig) -> None:
+    """Refuse a configuration that could read but not deliver (``run``, ``check-config``).
 
-class EnvSecrets(BaseSettings):
-    """Secrets that may come from the environment instead of a file."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
-    influx_password: SecretStr | None = None
-    influx_token: SecretStr | None = None
-    bmc_password: SecretStr | None = None
+    Kept out of the model so that ``agent probe`` works on a node with no store set up yet.
+    """
+    if config.store.kind == "influx" and not config.influx.url:
+        raise ConfigError(
+            "influx.url", "", "an InfluxDB URL, or store.kind = 'embedded' for the local store"
+        )
 
 
 def load_config(

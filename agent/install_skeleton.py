@@ -25,6 +25,7 @@ gpu_interval_s = 1.0      # GPU power, clocks, temperatures, utilisation
 host_interval_s = 10.0    # CPU, memory, disks, network, RAPL, hwmon
 job_interval_s = 30.0     # GPU-to-job attribution (Slurm, Kubernetes)
 energy_every_s = 10.0     # GPU energy counter (a read costs ~4 ms per GPU)
+energy_read = "call"      # call | field: how NVML's energy counter is read
 
 # [agent.sim]             # only for source = "sim"
 # nodes = 4
@@ -63,8 +64,14 @@ embedded_path = "/var/lib/wattwise/wattwise.sqlite"
 # The unit can write only below /var/lib/wattwise (StateDirectory=).
 dir = "/var/lib/wattwise/wal"
 max_bytes = 1073741824    # 1 GiB; beyond it lines are dropped (agent.dropped_lines_total)
-sync = "batch"            # always | batch | none
+sync = "interval"         # always (fsync each tick) | interval (fsync each second) | none (OS decides)
 # dead_letter_dir = "/var/lib/wattwise/dead-letter"   # unset: the agent's default
+
+[sender]
+batch_max_lines = 5000    # at most 5,000 lines per request
+backoff_initial_s = 0.5   # first retry delay; doubles up to backoff_max_s, with jitter
+backoff_max_s = 60.0
+flush_on_stop_s = 10.0    # on stop, keep sending this long; the rest waits in the WAL
 
 [bmc]
 kind = ""                 # "" (none) | redfish | ipmi

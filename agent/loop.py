@@ -95,6 +95,7 @@ class TickLoop:
         lines = self._encode(readings)
         if lines:
             self.sink.append(lines)
+            log.debug("tick: %d lines appended to the WAL", len(lines))
         self._record(started, len(readings), len(lines))
         return len(lines)
 

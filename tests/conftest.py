@@ -23,8 +23,8 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
 @pytest.fixture
 def influxd_private(tmp_path: Path) -> Iterator[InfluxServer]:
     """A real influxd of this test's own, which the test may stop and restart."""
-    server = InfluxServer(tmp_path / "influxd")
     (tmp_path / "influxd").mkdir()
+    server = InfluxServer(tmp_path / "influxd")
     server.start()
     yield server
     server.stop()

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -108,14 +109,14 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             self._proc.wait()
         self._proc = None
 
-    def query(self, q: str, db: str | None = None) -> dict[str, object]:
+    def query(self, q: str, db: str | None = None) -> dict[str, Any]:
         params = {"q": q, "epoch": "ns"}
         if db:
             params["db"] = db
         auth = self.admin if self.auth else None
         r = httpx.post(f"{self.url}/query", params=params, auth=auth, timeout=60)
         r.raise_for_status()
-        body: dict[str, object] = r.json()
+        body: dict[str, Any] = r.json()
         return body
 
     def create_database(self, db: str) -> None:
@@ -124,7 +125,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
     def rows(self, q: str, db: str) -> list[dict[str, object]]:
         """Run ``q`` and return every row of every series as a dict (tags included)."""
         out: list[dict[str, object]] = []
-        for result in self.query(q, db).get("results", []):  # type: ignore[union-attr]
+        for result in self.query(q, db).get("results", []):
             if "error" in result:
                 raise RuntimeError(result["error"])
             for series in result.get("series", []):

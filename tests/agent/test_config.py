@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from wattwise.agent.config import EnvSecrets, load_config
+from wattwise.agent.config import load_config, require_store_target
 from wattwise.errors import ConfigError
 
 
@@ -36,7 +36,7 @@ def test_defaults_are_the_documented_ones() -> None:
     config = load_config(None, {"store.kind": "embedded"})
     assert config.agent.gpu_interval_s == 1.0
     assert config.agent.host_interval_s == 10.0
-    assert config.wal.sync == "batch"
+    assert config.wal.sync == "interval"
     assert config.metrics.prometheus_port == 0
 
 
@@ -63,8 +63,9 @@ def test_bad_value_error_names_key_value_and_what_is_allowed(
 
 
 def test_missing_influx_url_without_embedded_store_is_refused() -> None:
+    config = load_config(None)  # probing needs no store
     with pytest.raises(ConfigError) as info:
-        load_config(None)
+        require_store_target(config)
     assert info.value.key == "influx.url"
     assert "embedded" in info.value.allowed
 
@@ -82,11 +83,3 @@ def test_missing_file_is_an_error_only_when_required(tmp_path: Path) -> None:
     assert load_config(missing, {"store.kind": "embedded"}).store.kind == "embedded"
     with pytest.raises(ConfigError):
         load_config(missing, {"store.kind": "embedded"}, require_file=True)
-
-
-def test_env_secrets_are_masked_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WATTWISE_INFLUX_TOKEN", "s3cr3t-token")
-    secrets = EnvSecrets()
-    assert secrets.influx_token is not None
-    assert secrets.influx_token.get_secret_value() == "s3cr3t-token"
-    assert "s3cr3t" not in repr(secrets)

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -199,20 +198,16 @@ def test_one_thread_appends_while_another_reads_and_acks(tmp_path: Path) -> None
     assert wal.stats().segments == 1  # acknowledged segments were deleted
 
 
-def test_ten_minute_backlog_of_64_gpus_drains_in_well_under_a_second(tmp_path: Path) -> None:
+def test_ten_minute_backlog_of_64_gpus_drains_whole_and_in_order(tmp_path: Path) -> None:
     wal = open_wal(tmp_path, sync="interval")
     tick = [
         b"gpu,host=node-01,gpu=%d power_w=512.5,temp_c=61.0,sm_clock_mhz=1980i 1" % g
         for g in range(64)
     ]
-    started = time.perf_counter()
     for _ in range(600):
         wal.append(tick)
-    appended = time.perf_counter()
-    assert len(drain(wal, 5000)) == 38_400
-    drained = time.perf_counter()
-    assert appended - started < 1.0  # 600 ticks: ~1.5 ms each at most
-    assert drained - appended < 1.0
+    assert drain(wal, 5000) == tick * 600
+    assert wal.stats().queue_lines == 0
 
 
 APPENDER = """
