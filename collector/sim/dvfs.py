@@ -90,14 +90,15 @@ def phi(x: Floats, v0: Floats) -> Floats:
 def phi_inverse(y: Floats, v0: Floats) -> Floats:
     """The relative clock whose φ is ``y`` (``y`` in [0, 1]).
 
-    φ is increasing and convex on [0, 1], so Newton's method started at 1
-    approaches the root from above without overshooting.
+    φ is increasing and convex on [0, 1] and x³ ≤ φ(x) ≤ x, so the root lies
+    at or below ∛y; Newton's method started there approaches it from above
+    without overshooting.
     """
-    x = np.ones_like(y)
+    x = np.cbrt(y)
     for _ in range(8):
         v = v0 + (1.0 - v0) * x
         slope = v * v + 2.0 * x * (1.0 - v0) * v
-        x = x - (x * v * v - y) / slope
+        x = x - (x * v * v - y) / np.maximum(slope, 1e-12)
     return np.clip(x, 0.0, 1.0)
 
 
