@@ -1,7 +1,8 @@
 """A fake NVML library for tests and demos: the pynvml functions the NVML source calls.
 
 It raises the real ``pynvml.NVMLError`` subclasses and returns the real ctypes
-structures (``c_nvmlFieldValue_t``, ``c_nvmlUtilization_t``, ``c_nvmlMemory_t``),
+structures (``c_nvmlFieldValue_t``, ``c_nvmlUtilization_t``, ``c_nvmlMemory_t``,
+process lists converted from ``c_nvmlProcessInfo_t`` as pynvml converts them),
 so the source's conversion code runs exactly as it does against a GPU. Defaults
 are one H100 SXM as measured in tests/data/h100/README.md. Every call is
 counted per function and GPU index so a test can check the read cadence.
@@ -41,6 +42,14 @@ class FakeMig:
 
 
 @dataclass
+class FakeProcess:
+    """A process with a context on a GPU; ``used_mem_bytes`` None when NVML cannot tell."""
+
+    pid: int
+    used_mem_bytes: int | None = 1 << 30
+
+
+@dataclass
 class FakeGpu:
     """One GPU's state; tests change the attributes between ticks.
 
@@ -77,6 +86,8 @@ class FakeGpu:
     ecc_uncorrected: int = 0
     pcie_tx_bytes: int = 1_000_000
     pcie_rx_bytes: int = 2_000_000
+    compute_processes: list[FakeProcess] = field(default_factory=list)
+    graphics_processes: list[FakeProcess] = field(default_factory=list)
     unsupported: set[str | int] = field(default_factory=set)
     error: int | None = None
 
@@ -237,6 +248,14 @@ class FakeNvml:
             _fill(entry, gpu, field_id)
         return values
 
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: object, /) -> list[Any]:
+        gpu = self._gpu("nvmlDeviceGetComputeRunningProcesses", handle)
+        return [_process_info(p) for p in gpu.compute_processes]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: object, /) -> list[Any]:
+        gpu = self._gpu("nvmlDeviceGetGraphicsRunningProcesses", handle)
+        return [_process_info(p) for p in gpu.graphics_processes]
+
     # --- internals ---------------------------------------------------------------
 
     def _check_init(self) -> None:
@@ -270,6 +289,23 @@ def _index(handle: object) -> int:
 
 def _slot(handle: object) -> int | None:
     return handle.mig_slot if isinstance(handle, _Handle) else None
+
+
+def _process_info(process: FakeProcess) -> Any:
+    """What pynvml returns per process: the driver's struct made a friendly object."""
+    unavailable = pynvml.NVML_VALUE_NOT_AVAILABLE_ulonglong.value
+    used = unavailable if process.used_mem_bytes is None else process.used_mem_bytes
+    no_instance = pynvml.NVML_VALUE_NOT_AVAILABLE_uint.value  # not a MIG instance
+    struct = pynvml.c_nvmlProcessInfo_t(
+        pid=process.pid,
+        usedGpuMemory=used,
+        gpuInstanceId=no_instance,
+        computeInstanceId=no_instance,
+    )
+    info = pynvml.nvmlStructToFriendlyObject(struct)
+    if info.usedGpuMemory == unavailable:  # as pynvml does: "not available" becomes None
+        info.usedGpuMemory = None
+    return info
 
 
 # field id -> (FakeGpu attribute, pynvml value type, member of the value union)

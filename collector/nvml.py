@@ -13,6 +13,11 @@ per interval. The counter costs ~3.8 ms per call on an H100 against tens of
 microseconds for the whole rest of the sweep, so it is read only every
 ``energy_every_s`` (staggered across GPUs): energy stays exact because it is a
 counter, only its time resolution is coarser. See docs/nvml.md.
+
+For job attribution (:class:`wattwise.collector.jobs.JobSource`) the source
+lists each GPU's processes only when asked, at the job source's own low rate,
+and hands out the power it already read on the latest tick instead of asking
+NVML again.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from wattwise.clock import Clock
 from wattwise.errors import DeviceError, SourceUnavailable
 
 from .base import FieldValue, Reading
+from .jobs import GpuProcess
 from .nvml_api import (
     CLOCK_MEM,
     CLOCK_SM,
@@ -44,6 +50,7 @@ from .nvml_api import (
     NvmlLibrary,
     call_nvml,
     field_value,
+    used_memory_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -85,6 +92,7 @@ class _Gpu:
     model: str = ""
     static: dict[str, FieldValue | None] = field(default_factory=dict)
     failed: bool = False
+    power_w: float | None = None  # read on the latest tick, kept for job attribution
     next_energy_at_s: float = 0.0
     energy: CounterDelta = field(default_factory=CounterDelta)
     pcie_tx: CounterDelta = field(default_factory=CounterDelta)
@@ -154,6 +162,30 @@ class NvmlSource:
                 readings.append(self._failed_reading(gpu))
         return readings
 
+    def last_power_w(self, gpu_index: int) -> float | None:
+        """The power read on the latest tick; None before one, if it failed, or no such GPU."""
+        if not 0 <= gpu_index < len(self._gpus):
+            return None
+        return self._gpus[gpu_index].power_w
+
+    def gpu_processes(self) -> list[GpuProcess]:
+        """Processes with a compute or graphics context, per GPU; one entry per GPU and pid.
+
+        A failed GPU, or one whose list fails, contributes none and never raises:
+        job attribution must not cost the GPU readings, and read() reports the failure.
+        """
+        processes: list[GpuProcess] = []
+        for gpu in self._gpus:
+            handle = gpu.handle
+            if gpu.failed or handle is None:
+                continue
+            try:
+                processes.extend(self._processes_of(gpu, handle))
+            except DeviceError as e:
+                self.device_errors_total += 1
+                log.warning("%s (%s): cannot list its processes: %s", gpu.label, gpu.uuid, e)
+        return processes
+
     def close(self) -> None:
         try:
             self._nvml.nvmlShutdown()
@@ -197,6 +229,7 @@ class NvmlSource:
 
     def _mark_failed(self, gpu: _Gpu, error: DeviceError) -> None:
         self.device_errors_total += 1
+        gpu.power_w = None
         if not gpu.failed:  # say it once per outage, not every tick
             log.warning("%s (%s) failed, retrying every tick: %s", gpu.label, gpu.uuid, error)
         gpu.failed = True
@@ -213,8 +246,9 @@ class NvmlSource:
         util = call_nvml(nv, dev, nv.nvmlDeviceGetUtilizationRates, h)
         memory = call_nvml(nv, dev, nv.nvmlDeviceGetMemoryInfo, h)
         mig = call_nvml(nv, dev, nv.nvmlDeviceGetMigMode, h)
+        power_w = _w(call_nvml(nv, dev, nv.nvmlDeviceGetPowerUsage, h))
         fields |= {
-            "power_w": _w(call_nvml(nv, dev, nv.nvmlDeviceGetPowerUsage, h)),
+            "power_w": power_w,
             "temp_c": _f(call_nvml(nv, dev, nv.nvmlDeviceGetTemperature, h, TEMPERATURE_GPU)),
             "sm_clock_mhz": _f(call_nvml(nv, dev, nv.nvmlDeviceGetClockInfo, h, CLOCK_SM)),
             "mem_clock_mhz": _f(call_nvml(nv, dev, nv.nvmlDeviceGetClockInfo, h, CLOCK_MEM)),
@@ -238,7 +272,23 @@ class NvmlSource:
         readings = [Reading("gpu", self._gpu_tags(gpu), fields, stamp_ns)]
         if mig and mig[0] == 1:
             readings.extend(self._read_mig(gpu, stamp_ns))
+        gpu.power_w = power_w
         return readings
+
+    def _processes_of(self, gpu: _Gpu, handle: object) -> list[GpuProcess]:
+        """Compute then graphics processes; a pid with both contexts counts once."""
+        nv, dev = self._nvml, gpu.label
+        by_pid: dict[int, GpuProcess] = {}
+        for list_processes in (
+            nv.nvmlDeviceGetComputeRunningProcesses,
+            nv.nvmlDeviceGetGraphicsRunningProcesses,
+        ):
+            for info in call_nvml(nv, dev, list_processes, handle) or []:
+                pid, used = int(info.pid), used_memory_bytes(info)
+                known = by_pid.get(pid)
+                if known is None or known.used_mem_bytes is None:
+                    by_pid[pid] = GpuProcess(gpu=gpu.index, pid=pid, used_mem_bytes=used)
+        return list(by_pid.values())
 
     def _read_fields(
         self, gpu: _Gpu, now_s: float, energy_due: bool

@@ -38,6 +38,8 @@ FI_TOTAL_ENERGY_CONSUMPTION = 83
 FI_POWER_INSTANT = 186
 FI_PCIE_COUNT_TX_BYTES = 197
 FI_PCIE_COUNT_RX_BYTES = 198
+# NVML_VALUE_NOT_AVAILABLE as an unsigned long long: "NVML cannot tell" (WDDM, MIG unprivileged).
+VALUE_NOT_AVAILABLE_ULL = 2**64 - 1
 
 # The value is absent on this GPU or to this user: the field is missing, the GPU is fine.
 _MISSING_CODES = frozenset(
@@ -100,6 +102,15 @@ class MemoryInfo(Protocol):
     def total(self) -> int: ...
 
 
+class ProcessInfo(Protocol):
+    """``nvmlProcessInfo_t`` as pynvml returns it: memory None (or the raw sentinel) if unknown."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def usedGpuMemory(self) -> int | None: ...
+
+
 class NvmlLibrary(Protocol):
     """Exactly the part of ``pynvml`` this source calls."""
 
@@ -130,6 +141,8 @@ class NvmlLibrary(Protocol):
     def nvmlDeviceGetFieldValues(
         self, handle: object, field_ids: Sequence[int], /
     ) -> Sequence[FieldValueStruct]: ...
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: object, /) -> Sequence[ProcessInfo]: ...
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: object, /) -> Sequence[ProcessInfo]: ...
 
 
 def nvml_error(code: int, device: str, detail: str = "") -> DeviceError | None:
@@ -172,3 +185,10 @@ def field_value(entry: FieldValueStruct, device: str) -> float | int | None:
     }
     decode = decoders.get(entry.valueType)
     return decode() if decode is not None else None
+
+
+def used_memory_bytes(info: ProcessInfo) -> int | None:
+    """A process's GPU memory; None where NVML cannot tell, never the sentinel as bytes."""
+    used = info.usedGpuMemory
+    # pynvml turns the sentinel into None itself; the check guards against any that does not.
+    return None if used is None or used == VALUE_NOT_AVAILABLE_ULL else int(used)
