@@ -27,6 +27,7 @@ from wattwise.clock import ManualClock
 from .fleet import SimFleet
 from .spec import FleetSpec, NodeSpec
 from .thermal import AirflowParams
+from .views import GpuView
 from .workload import WorkloadSpec
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "h100"
@@ -197,11 +198,12 @@ def _start(fleet: SimFleet, phase: Phase) -> None:
     fleet.start_job("h100", 0, work)
 
 
-def _sample(gpus: object, clock: ManualClock) -> tuple[float, float, float]:
+def _sample(gpus: GpuView, clock: ManualClock) -> tuple[float, float, float]:
     clock.advance(SAMPLE_S)
-    (reading,) = gpus.read()  # type: ignore[attr-defined]
-    f = reading.fields
-    return float(f["energy_j"]), float(f["sm_clock_mhz"]), float(f["temp_c"])
+    (reading,) = gpus.read()
+    values = [reading.fields[name] for name in ("energy_j", "sm_clock_mhz", "temp_c")]
+    energy_j, clock_mhz, temp_c = (v for v in values if isinstance(v, float))
+    return energy_j, clock_mhz, temp_c
 
 
 COOLDOWN_PROBE_S = 2.0
