@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -52,10 +52,6 @@ _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
 _AMBIGUOUS_BACKSLASH = re.compile(r'\\(?:[,= "]|$)')
 _UNSKIPPABLE_START = ("#", "\t")
 _UNNAMEABLE = re.compile("[\n\r\x00]")
-
-_FIELD_KINDS: dict[str, dict[str, type]] = {
-    name: {key: spec.kind for key, spec in m.fields.items()} for name, m in MEASUREMENTS.items()
-}
 
 
 def _check_name(what: str, name: str, context: str) -> None:
@@ -100,7 +96,6 @@ def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> tuple[st
     return key_text, budget
 
 
-@lru_cache(maxsize=4096)
 def _field_key(measurement: str, key: str) -> tuple[str, int]:
     """The escaped ``key=`` and its length in bytes."""
     context = f"measurement {measurement!r}"
@@ -171,40 +166,77 @@ def _plain(measurement: str, key: str, value: object) -> FieldValue:
     raise _refuse(measurement, key, value, f"unsupported type {type(value).__name__}")
 
 
+# What the encoder knows about one field key of one series, worked out once:
+# (key, escaped "key=", a float goes out as is, an int goes out as is,
+#  the schema's kind, why the key cannot be written or None).
+_FieldPlan = tuple[str, str, bool, bool, type | None, str | None]
+
+
+@lru_cache(maxsize=64)
+def _field_kinds(measurement: str) -> dict[str, type]:
+    spec = MEASUREMENTS.get(measurement)
+    return {} if spec is None else {key: f.kind for key, f in spec.fields.items()}
+
+
+def _plan_field(
+    measurement: str, key: str, want: type | None, budget: int, tag_keys: set[str]
+) -> _FieldPlan:
+    try:
+        text, key_bytes = _field_key(measurement, key)
+    except EncodeError as e:
+        return key, "", False, False, want, str(e)
+    problem = None
+    if key_bytes > budget:
+        problem = f"measurement {measurement!r}: series key with field {key!r} too long"
+    elif key in tag_keys:  # InfluxDB takes it, but InfluxQL can no longer tell them apart
+        problem = f"measurement {measurement!r}: {key!r} is both a tag and a field"
+    ok = problem is None
+    return key, text, ok and want in (None, float), ok and want in (None, int), want, problem
+
+
+@lru_cache(maxsize=4096)
+def _line_plan(
+    measurement: str, tags: tuple[tuple[str, str], ...], field_keys: tuple[str, ...]
+) -> tuple[str, tuple[_FieldPlan, ...]]:
+    """The escaped series key and a plan per field key, cached per series and field set."""
+    series, budget = _series_key(measurement, tags)
+    tag_keys = {key for key, value in tags if value != ""}
+    wants = _field_kinds(measurement)
+    plans = tuple(
+        _plan_field(measurement, key, wants.get(key), budget, tag_keys) for key in field_keys
+    )
+    return series, plans
+
+
 def encode(reading: Reading) -> bytes | None:
     """One line of line protocol (no newline), or ``None`` when no field is present."""
-    measurement = reading.measurement
-    series, budget = _series_key(measurement, tuple(reading.tags.items()))
     fields = reading.fields
-    wants = _FIELD_KINDS.get(measurement, {})
-    parts = []
-    for key, value in fields.items():
+    series, plans = _line_plan(reading.measurement, tuple(reading.tags.items()), tuple(fields))
+    parts: list[str] = []
+    append = parts.append
+    for (key, text, float_as_is, int_as_is, want, problem), value in zip(
+        plans, fields.values(), strict=True
+    ):
         if value is None:
             continue
-        key_text, key_bytes = _field_key(measurement, key)
-        if key_bytes > budget:
-            raise EncodeError(
-                f"measurement {measurement!r}: series key with field {key!r} too long"
-            )
-        parts.append(key_text + _format_value(measurement, key, value, wants.get(key)))
+        kind = type(value)
+        # Fast paths for the common case; value - value is 0.0 only for finite floats.
+        if kind is float and float_as_is and value - value == 0.0:  # type: ignore[operator]
+            append(text + repr(value))
+        elif kind is int and int_as_is and MIN_INT64 <= value <= MAX_INT64:  # type: ignore[operator]
+            append(f"{text}{value}i")
+        elif problem is not None:
+            raise EncodeError(problem)
+        else:
+            append(text + _format_value(reading.measurement, key, value, want))
     if not parts:
         return None
-    _check_no_tag_field_clash(measurement, reading.tags, fields)
     time_ns = reading.time_ns
     if type(time_ns) is not int or not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
-        raise EncodeError(f"measurement {measurement!r}: timestamp {time_ns!r} out of range")
+        raise EncodeError(
+            f"measurement {reading.measurement!r}: timestamp {time_ns!r} out of range"
+        )
     return f"{series} {','.join(parts)} {time_ns}".encode()
-
-
-def _check_no_tag_field_clash(
-    measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue | None]
-) -> None:
-    # InfluxDB accepts it, but InfluxQL can no longer tell the two apart.
-    if tags.keys().isdisjoint(fields):
-        return
-    for key in tags.keys() & fields.keys():
-        if tags[key] != "" and fields[key] is not None:
-            raise EncodeError(f"measurement {measurement!r}: {key!r} is both a tag and a field")
 
 
 def encode_many(readings: Iterable[Reading]) -> list[bytes]:
