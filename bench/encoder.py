@@ -2,7 +2,7 @@
 
 Run as ``.venv/bin/python bench/encoder.py``. Both encoders get the same
 realistic points (one ``gpu`` point per GPU of an 8-GPU node with every tag and
-24 fields, plus the node's ``host`` point); both outputs are parsed back and
+23 fields, plus the node's ``host`` point); both outputs are parsed back and
 must carry the same data before any timing counts.
 """
 
