@@ -3,10 +3,11 @@
 The escaping rules and the limits below were found against a real influxd
 (1.6.7) and are pinned by ``tests/agent/test_lineproto.py``:
 
-- measurement: ``,`` and space are escaped; tag keys and values: ``,``,
-  ``=`` and space; field keys: those and ``"``. A backslash is kept as it is, so a backslash
-  that ends a name, or stands before ``,``, ``=``, space or ``"``, cannot be
-  written unchanged (InfluxDB reads it as an escape) and is refused.
+- measurement: ``,`` and space are escaped; tag keys, tag values and field
+  keys: ``,``, ``=`` and space (a ``"`` only opens a string right after the
+  ``=`` of a field). A backslash is kept as it is, so one that ends a
+  name, or stands before ``,``, ``=``, space or ``"``, cannot be written
+  unchanged (InfluxDB reads it as an escape) and is refused.
 - a line starting with ``#`` is a comment, and tabs and NUL bytes before the
   measurement and before the first field are skipped: a measurement or field
   key cannot start with them.
@@ -19,6 +20,8 @@ The escaping rules and the limits below were found against a real influxd
   key may not exceed 65535 bytes; timestamps lie within ±(2**63 - 2) ns.
 - newlines are refused everywhere: batches and the write-ahead log are
   newline-framed, so a line must stay one line.
+- string fields are limited to 64 KiB, as InfluxDB documents (1.6 takes
+  more, 2.x and 3.x do not); NaN and infinities have no spelling.
 """
 
 from __future__ import annotations
@@ -44,9 +47,7 @@ _FIELD_KEY_OVERHEAD_BYTES = 4  # InfluxDB stores "<series key>#!~#<field key>"
 RESERVED_KEYS = frozenset({"time"})
 
 _MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
-_TAG_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
-# Field keys also escape '"': InfluxDB tracks quotes through the whole field set.
-_FIELD_KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", '"': '\\"'})
+_KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
 # A backslash InfluxDB would read as an escape: before one of these, or last.
 _AMBIGUOUS_BACKSLASH = re.compile(r'\\(?:[,= "]|$)')
@@ -88,7 +89,7 @@ def _series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> tuple[st
         if value == "":
             continue  # InfluxDB refuses empty tag values: leave the tag out
         _check_name(f"value of tag {key!r}", value, context)
-        parts.append(f"{key.translate(_TAG_ESCAPES)}={value.translate(_TAG_ESCAPES)}")
+        parts.append(f"{key.translate(_KEY_ESCAPES)}={value.translate(_KEY_ESCAPES)}")
     key_text = ",".join(parts)
     budget = MAX_SERIES_KEY_BYTES - _FIELD_KEY_OVERHEAD_BYTES - len(key_text.encode())
     if budget <= 0:
@@ -104,7 +105,7 @@ def _field_key(measurement: str, key: str) -> tuple[str, int]:
         raise EncodeError(f"{context}: field key {key!r} is reserved by InfluxDB")
     if key.startswith("\t"):
         raise EncodeError(f"{context}: field key {key!r} starts with a tab (InfluxDB skips it)")
-    escaped = key.translate(_FIELD_KEY_ESCAPES)
+    escaped = key.translate(_KEY_ESCAPES)
     return escaped + "=", len(escaped.encode())
 
 
@@ -271,17 +272,19 @@ def _split(text: str, sep: str, *, quotes: bool, maxsplit: int = -1) -> list[str
         return text.split(sep, maxsplit)
     pieces: list[str] = []
     begin = i = 0
-    quoted = False
+    quoted = after_equals = False
     while i < len(text):
         char = text[i]
         if char == "\\":
             i += 2
+            after_equals = False
             continue
-        if quotes and char == '"':
+        if quotes and char == '"' and (quoted or after_equals):  # as InfluxDB: only values
             quoted = not quoted
         elif char == sep and not quoted and maxsplit != len(pieces):
             pieces.append(text[begin:i])
             begin = i + 1
+        after_equals = char == "=" and not quoted
         i += 1
     if quoted:
         raise ValueError("unbalanced quotes")

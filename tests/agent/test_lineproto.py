@@ -437,3 +437,42 @@ def test_influxd_rejects_or_mangles_what_encode_refuses(
     else:
         assert response.status_code == 204
         assert measurements == [{"name": stored_measurement}]
+
+
+def write_raw(server: InfluxServer, db: str, line: bytes) -> int:
+    server.create_database(db)
+    return httpx.post(f"{server.url}/write", params={"db": db}, content=line).status_code
+
+
+def test_regression_parse_line_took_a_quote_in_a_field_key_for_a_string(
+    influxd: InfluxServer,
+) -> None:
+    line = encode(reading(fields={'a"b': 1.0, "c": 'x"y'}))
+    assert line == b'm a"b=1.0,c="x\\"y" 1700000000000000000'
+    assert parse_line(line).fields == {'a"b': 1.0, "c": 'x"y'}
+    assert write_raw(influxd, "lineproto_quote", line) == 204
+    assert influxd.rows("SHOW FIELD KEYS", "lineproto_quote") == [
+        {"fieldKey": 'a"b', "fieldType": "float"},
+        {"fieldKey": "c", "fieldType": "string"},
+    ]
+
+
+def test_regression_influxd_drops_a_tab_leading_the_first_field_key(influxd: InfluxServer) -> None:
+    assert write_raw(influxd, "lineproto_tab", b"m \tf=1.0 1") == 204
+    assert influxd.rows("SHOW FIELD KEYS", "lineproto_tab") == [
+        {"fieldKey": "f", "fieldType": "float"}
+    ]
+    with pytest.raises(EncodeError, match="tab"):
+        encode(reading(fields={"\tf": 1.0}))
+
+
+@pytest.mark.parametrize("char", ["\r", "\x00"])
+def test_regression_influxql_cannot_select_a_name_holding_cr_or_nul(
+    influxd: InfluxServer, char: str
+) -> None:
+    name = f"a{char}b"
+    assert write_raw(influxd, "lineproto_unnameable", f"{name} v=1.0 1".encode()) == 204
+    params = {"q": f"SELECT * FROM {influxql_identifier(name)}", "db": "lineproto_unnameable"}
+    assert httpx.post(f"{influxd.url}/query", params=params).status_code == 400
+    with pytest.raises(EncodeError, match="InfluxQL cannot name"):
+        encode(reading(name))
