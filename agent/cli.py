@@ -1,0 +1,156 @@
+"""``wattwise agent …``: run, probe, check-config, install."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wattwise.agent.config import (
+    DEFAULT_CONFIG_PATH,
+    AgentConfig,
+    load_config,
+    require_store_target,
+)
+from wattwise.agent.sources import ProbeOutcome
+from wattwise.collector.base import Reading
+
+ConfigOpt = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional at runtime here
+    typer.Option("--config", help=f"TOML file (default {DEFAULT_CONFIG_PATH})"),
+]
+SourceOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--source", help="nvml (real GPUs) or sim (simulated fleet)"),
+]
+
+
+def _load(config: Path | None, overrides: dict[str, Any]) -> AgentConfig:
+    path = config if config is not None else DEFAULT_CONFIG_PATH
+    return load_config(path, overrides, os.environ, require_file=config is not None)
+
+
+def run(
+    config: ConfigOpt = None,
+    source: SourceOpt = None,
+    sim_nodes: Annotated[Optional[int], typer.Option(help="simulated nodes")] = None,  # noqa: UP045
+    sim_gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node")] = None,  # noqa: UP045
+    sim_seed: Annotated[Optional[int], typer.Option(help="simulation seed")] = None,  # noqa: UP045
+    interval: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--interval", metavar="SECONDS", help="GPU sampling interval"),
+    ] = None,
+    influx_url: Annotated[Optional[str], typer.Option(help="InfluxDB URL")] = None,  # noqa: UP045
+    influx_db: Annotated[Optional[str], typer.Option(help="InfluxDB 1.x database")] = None,  # noqa: UP045
+    wal_dir: Annotated[Optional[Path], typer.Option(help="write-ahead log directory")] = None,  # noqa: UP045
+    store: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="influx (default) or embedded (local SQLite)"),
+    ] = None,
+) -> None:
+    """Sample the sources and deliver every sample to the store until stopped."""
+    from wattwise.agent.runtime import AgentRuntime
+
+    overrides = {
+        "agent.source": source,
+        "agent.sim.nodes": sim_nodes,
+        "agent.sim.gpus_per_node": sim_gpus_per_node,
+        "agent.sim.seed": sim_seed,
+        "agent.gpu_interval_s": interval,
+        "influx.url": influx_url,
+        "influx.database": influx_db,
+        "wal.dir": wal_dir,
+        "store.kind": store,
+    }
+    settings = _load(config, overrides)
+    require_store_target(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime = AgentRuntime.from_config(settings)
+    runtime.run(stop)
+
+
+def probe(
+    config: ConfigOpt = None,
+    source: SourceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Read every source once and print what it got; exit 1 if nothing is readable."""
+    from wattwise.agent.sources import probe_sources
+    from wattwise.clock import SystemClock
+
+    settings = _load(config, {"agent.source": source})
+    results = probe_sources(settings, SystemClock(), dict(os.environ))
+    readings = [r for outcome in results for r in outcome.readings]
+    if as_json:
+        typer.echo(json.dumps([outcome.as_dict() for outcome in results], indent=2))
+    else:
+        _print_probe(results)
+    if not any(r.present_fields() for r in readings):
+        raise typer.Exit(1)
+
+
+def check_config(
+    file: Annotated[Path, typer.Argument(help="the TOML file to validate")],
+) -> None:
+    """Validate a configuration file without starting anything."""
+    settings = load_config(file, None, os.environ, require_file=True)
+    require_store_target(settings)
+    target = (
+        settings.influx.url if settings.store.kind == "influx" else settings.store.embedded_path
+    )
+    typer.echo(
+        f"{file}: OK (source {settings.agent.source}, store {settings.store.kind} {target}, "
+        f"WAL {settings.wal.dir})"
+    )
+
+
+def install(
+    config: Annotated[
+        Path, typer.Option("--config", help="where the config goes")
+    ] = DEFAULT_CONFIG_PATH,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the steps only")] = False,
+) -> None:
+    """Create the system user, the config skeleton and the systemd unit, and enable it."""
+    from wattwise.agent.install import install_agent
+
+    install_agent(config, dry_run=dry_run, echo=typer.echo)
+
+
+def _print_probe(results: list[ProbeOutcome]) -> None:
+    console = Console()
+    for outcome in results:
+        if outcome.error:
+            console.print(f"[red]{outcome.source}[/red]: {outcome.error}")
+            continue
+        table = Table(title=f"{outcome.source}: {len(outcome.readings)} readings")
+        for column in ("measurement", "tags", "field", "value"):
+            table.add_column(column)
+        for reading in outcome.readings:
+            _add_rows(table, reading)
+        console.print(table)
+
+
+def _add_rows(table: Table, reading: Reading) -> None:
+    tags = ",".join(f"{k}={v}" for k, v in sorted(reading.tags.items()))
+    for name, value in reading.fields.items():
+        shown = "missing" if value is None else str(value)
+        table.add_row(reading.measurement, tags, name, shown)
+        tags = ""
+
+
+def build_agent_app() -> typer.Typer:
+    app = typer.Typer(no_args_is_help=True, help="The node agent.")
+    app.command()(run)
+    app.command()(probe)
+    app.command("check-config")(check_config)
+    app.command()(install)
+    return app

@@ -1,0 +1,97 @@
+"""The ``wattwise agent`` commands, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def wattwise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wattwise", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_check_config_accepts_the_shipped_example_once_a_url_is_set(tmp_path: Path) -> None:
+    example = (Path(__file__).parents[2] / "deploy" / "agent.toml.example").read_text()
+    config = tmp_path / "agent.toml"
+    config.write_text(example.replace('url = ""', 'url = "http://influx.example:8086"', 1))
+    result = wattwise("agent", "check-config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout and "http://influx.example:8086" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[influx]\nurl = "http://x:8086"\n[agent]\ngpu_interval_s = -1\n', "agent.gpu_interval_s"),
+        ('[influx]\nurl = "http://x:8086"\n[wal]\nsink = "always"\n', "wal.sink"),
+        ("[agent]\n", "influx.url"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path, toml: str, key: str) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(toml)
+    result = wattwise("agent", "check-config", str(config))
+    assert result.returncode == 2
+    assert key in result.stderr and "is not allowed" in result.stderr
+
+
+def test_run_with_a_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    wal = tmp_path / "wal"
+    config.write_text(f'[influx]\nurl = "http://x:8086"\n[wal]\ndir = "{wal}"\nsync = "maybe"\n')
+    result = wattwise("agent", "run", "--config", str(config))
+    assert result.returncode == 2
+    assert "wal.sync" in result.stderr
+    assert not wal.exists()  # nothing was created, let alone started
+
+
+def test_run_with_an_explicit_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = wattwise("agent", "run", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert "nope.toml" in result.stderr
+
+
+def test_probe_sim_json_reports_every_simulated_gpu_and_node() -> None:
+    result = wattwise(
+        "agent", "probe", "--source", "sim", "--json", "--config", "/dev/null",
+        env={"WATTWISE_AGENT__SIM__NODES": "2", "WATTWISE_AGENT__SIM__GPUS_PER_NODE": "4"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outcomes = {o["source"]: o for o in json.loads(result.stdout)}
+    gpus = [r for r in outcomes["sim-gpu"]["readings"] if r["measurement"] == "gpu"]
+    assert len(gpus) == 8
+    assert all(r["fields"]["power_w"] > 0 for r in gpus)
+    assert all(r["fields"]["energy_j"] > 0 for r in gpus)  # second read: an interval exists
+    hosts = [r for r in outcomes["sim-node"]["readings"] if r["measurement"] == "host"]
+    assert len(hosts) == 2
+
+
+def test_probe_without_nvidia_driver_says_so_and_reports_host_stats() -> None:
+    result = wattwise("agent", "probe", "--source", "nvml", "--json", "--config", "/dev/null")
+    assert result.returncode == 0
+    assert "no GPU readings on this node" in result.stderr
+    outcomes = {o["source"]: o for o in json.loads(result.stdout)}
+    assert "nvml" not in outcomes
+    host = outcomes["host"]["readings"][0]["fields"]
+    assert host["mem_total_bytes"] > 0
+    assert host["cpu_util_pct"] is not None  # a rate, thanks to the second read
+
+
+def test_install_dry_run_prints_the_steps_and_changes_nothing() -> None:
+    result = wattwise("agent", "install", "--dry-run", "--config", "/etc/wattwise-test/agent.toml")
+    assert result.returncode == 0, result.stderr
+    assert "1. run `useradd --system" in result.stdout
+    assert "write /etc/wattwise-test/agent.toml (mode 0640)" in result.stdout
+    assert "systemctl enable wattwise-agent.service" in result.stdout
+    assert not Path("/etc/wattwise-test").exists()

@@ -1,0 +1,3 @@
+from wattwise.cli import run
+
+run()
