@@ -155,6 +155,53 @@ AGENT = MeasurementSpec(
     },
 )
 
+RECOMMENDATION = MeasurementSpec(
+    tags={
+        "kind": "power_cap, cooling or placement",
+        "cluster": "cluster",
+        "zone": "cooling zone",
+        "rack": "rack (power caps, placement)",
+        "host": "host (power caps, placement)",
+        "gpu": "GPU index (power caps)",
+        "job": "job the recommendation is for, where attributed or given",
+        "objective": "slowdown_bound or cost (power caps)",
+    },
+    fields={
+        "current_limit_w": _f("W", "power limit now (power caps)"),
+        "recommended_limit_w": _f("W", "recommended power limit (power caps)"),
+        "current_setpoint_c": _f("°C", "supply setpoint now (cooling)"),
+        "recommended_setpoint_c": _f("°C", "recommended supply setpoint (cooling)"),
+        "predicted_max_inlet_c": _f("°C", "hottest inlet predicted at the recommendation"),
+        "predicted_max_gpu_temp_c": _f("°C", "hottest GPU predicted at the recommendation"),
+        "saving_w": _f("W", "predicted power saved (IT power for caps, cooling power for cooling)"),
+        "saving_pct": _f("%", "saving_w as a share of the power it is taken from"),
+        "slowdown_pct": _f("%", "predicted slowdown of the work (power caps)"),
+        "confidence": _f("0..1", "how sure the optimizer is"),
+        "samples": _i("count", "samples the recommendation rests on"),
+        "marginal_it_power_w": _f("W", "IT power the placed job adds (placement)"),
+        "marginal_cooling_power_w": _f("W", "cooling power the placed job adds (placement)"),
+        "gpus": _i("count", "GPUs placed (placement)"),
+        "rank": _i("rank", "1 for the best candidate (placement)"),
+    },
+)
+
+MODEL = MeasurementSpec(
+    tags={
+        "name": "model name, e.g. power or cap_response",
+        "gpu_model": "GPU product the model is for (empty when it spans models)",
+        "cluster": "cluster (per-zone models)",
+        "zone": "cooling zone (per-zone models)",
+    },
+    fields={
+        "version": _i("count", "model version, increasing with each refit"),
+        "error_pct": _f("%", "cross-validated mean absolute percentage error"),
+        "mae": _f("unit of target", "cross-validated mean absolute error"),
+        "samples": _i("count", "training samples"),
+        "train_start_ns": _i("ns", "start of the training window"),
+        "train_end_ns": _i("ns", "end of the training window"),
+    },
+)
+
 MEASUREMENTS: dict[str, MeasurementSpec] = {
     "gpu": GPU,
     "gpu_mig": GPU_MIG,
@@ -162,4 +209,6 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
     "cooling": COOLING,
     "gpu_job": GPU_JOB,
     "agent": AGENT,
+    "recommendation": RECOMMENDATION,
+    "model": MODEL,
 }
