@@ -64,7 +64,7 @@ embedded_path = "/var/lib/wattwise/wattwise.sqlite"
 # The unit can write only below /var/lib/wattwise (StateDirectory=).
 dir = "/var/lib/wattwise/wal"
 max_bytes = 1073741824    # 1 GiB; beyond it lines are dropped (agent.dropped_lines_total)
-sync = "interval"         # always (fsync each tick) | interval (fsync each second) | none (OS decides)
+sync = "interval"         # always (fsync per tick) | interval (fsync each second) | none (OS)
 # dead_letter_dir = "/var/lib/wattwise/dead-letter"   # unset: the agent's default
 
 [sender]
