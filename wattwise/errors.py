@@ -19,8 +19,12 @@ sqlite3) are converted where they are caught, in one place per library, with
     │   ├── BatchTooLarge      413: the sender splits the batch
     │   └── RejectedBatch      the store refuses the data itself (malformed,
     │                          type conflict): it goes to the dead-letter file
-    └── InstallError           `wattwise agent install` cannot proceed (not root,
-                               a command failed, files in a place the unit hides)
+    ├── InstallError           `wattwise agent install` cannot proceed (not root,
+    │                          a command failed, files in a place the unit hides)
+    └── StoreError             the optimizer's telemetry store cannot answer
+        ├── StoreUnavailable   unreachable, timed out, 5xx: ask again later
+        ├── StoreAuthError     401/403: the credentials or their permissions are wrong
+        └── StoreQueryError    the store refused the query (no such database, bad query)
 """
 
 from __future__ import annotations
@@ -98,3 +102,19 @@ class RejectedBatch(DeliveryError):
 
 class InstallError(WattwiseError):
     """Installing the agent as a service failed or cannot be done as asked."""
+
+
+class StoreError(WattwiseError):
+    """The optimizer's telemetry store (InfluxDB or the embedded store) cannot answer."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or is overloaded; the same request may succeed later."""
+
+
+class StoreAuthError(StoreError):
+    """The store refused the credentials (401/403)."""
+
+
+class StoreQueryError(StoreError):
+    """The store refused the request itself: a missing database, a query it cannot run."""
