@@ -29,7 +29,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy -p wattwise
+	$(BIN)/mypy wattwise tests bench
 
 # pytest exits 5 when it collected no tests: that is a failure, not a pass.
 pytest: venv influxd
