@@ -1,0 +1,280 @@
+"""Response to a power cap: the clock, power and throughput a GPU's work would have under any
+limit, from passive telemetry only (no profiling inside the job).
+
+Power of a busy GPU splits into a part that does not depend on the SM clock and
+a part that does (``φ`` as in the GPU's DVFS: dynamic power ∝ f·V², V linear in
+f, with a voltage floor ``v0``)::
+
+    P(x) = S + L·(T − T_ref) + K_m·m + D·φ(x)        φ(x) = x·(v0 + (1 − v0)·x)²
+
+``S`` (static with a context), ``L`` (leakage), ``K_m`` (memory power at full
+memory activity) and ``v0`` belong to the GPU model; ``m`` (memory
+utilization) and ``T`` are measured; ``D``, the clock-dependent power of the
+work at the top clock, is solved per bucket from the measured power and clock.
+A cap ``C`` then gives ``x = φ⁻¹((C − S − … − K_m·m)/D)``.
+
+Throughput: time per unit of work is ``(1 − μ)/x + μ``; ``μ`` (memory-boundness)
+is not observable without a throughput signal, so it is estimated as the
+memory share of the work's dynamic power, ``K_m·m / (K_m·m + D)`` — see
+docs/models.md for why, and where this is conservative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from wattwise.optimizer.telemetry import Floats, Series
+
+from .common import Bools, ModelInfo, column, group_ids, tag, window_of
+from .priors import CapPrior, prior_for
+
+CLOCK_STEP_MHZ = 15.0
+"""NVIDIA GPUs move their SM clock in 15 MHz steps."""
+BUSY_MIN = 0.05
+"""Buckets with less GPU utilization say nothing about the work."""
+VOLTAGE_FLOOR_GRID = np.linspace(0.0, 1.0, 21)
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class CapResponseModel:
+    """Power-versus-clock parameters of one GPU model."""
+
+    gpu_model: str
+    prior: CapPrior
+    voltage_floor_source: str
+    """"fitted" when several limits were seen for the same work, else "prior"."""
+    info: ModelInfo
+
+
+@dataclass(frozen=True)
+class GpuWorkloads:
+    """What each GPU's recent work looks like to the power controller (arrays per GPU)."""
+
+    host: np.ndarray
+    gpu: np.ndarray
+    model: np.ndarray
+    samples: Floats
+    window_start_ns: np.ndarray
+    window_end_ns: np.ndarray
+    power_w: Floats
+    util_gpu: Floats
+    clock_rel: Floats
+    capped_share: Floats
+    base_w: Floats
+    """Clock-independent power of the work: static + leakage + memory."""
+    dynamic_w: Floats
+    """Clock-dependent power of the work at the top clock (``D``)."""
+    boundness: Floats
+    """Estimated memory-boundness μ (0 compute-bound … 1 memory-bound)."""
+    variation: Floats
+    """Coefficient of variation of ``D`` across the window (is it one steady job?)."""
+    static_w: Floats
+    voltage_floor: Floats
+    min_clock_rel: Floats
+    top_clock_mhz: Floats
+
+    def __len__(self) -> int:
+        return int(self.host.shape[0])
+
+
+def phi(x: Floats, v0: Floats) -> Floats:
+    v = v0 + (1.0 - v0) * x
+    return np.asarray(x * v * v, dtype=np.float64)
+
+
+def phi_inverse(y: Floats, v0: Floats) -> Floats:
+    """Relative clock whose φ is ``y`` (Newton from ∛y, which lies at or above the root)."""
+    x = np.cbrt(np.clip(y, 0.0, 1.0))
+    for _ in range(8):
+        v = v0 + (1.0 - v0) * x
+        slope = v * v + 2.0 * x * (1.0 - v0) * v
+        x = x - (x * v * v - y) / np.maximum(slope, 1e-12)
+    return np.asarray(np.clip(x, 0.0, 1.0), dtype=np.float64)
+
+
+def fit_cap_models(series: Series) -> dict[str, CapResponseModel]:
+    """One model per GPU model in a ``gpu_series`` frame; ``v0`` fitted where identifiable."""
+    models = tag(series, "model", "unknown").astype(str)
+    out: dict[str, CapResponseModel] = {}
+    for name in np.unique(models):
+        prior = prior_for(str(name))
+        if prior is None:
+            continue
+        mask = (models == name) & (column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN)
+        v0, source, spread = _fit_voltage_floor(series, mask, prior)
+        start, end = window_of(series, mask)
+        info = ModelInfo(
+            kind="cap_response",
+            scope=str(name),
+            version=VERSION,
+            window_start_ns=start,
+            window_end_ns=end,
+            samples=int(mask.sum()),
+            errors={"dynamic_power_cv": spread} if np.isfinite(spread) else {},
+            notes=f"voltage floor {v0:.2f} ({source})",
+        )
+        out[str(name)] = CapResponseModel(str(name), replace(prior, voltage_floor=v0), source, info)
+    return out
+
+
+def _fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> tuple[float, str, float]:
+    """Pick the v0 under which one GPU's work has the same ``D`` at every limit it ran under.
+
+    Identifiable only when the same GPU ran similar work at two or more enforced limits
+    (which is what applying caps produces); otherwise the prior stays.
+    """
+    limit = np.round(column(series, "enforced_limit_w") / 10.0)
+    util = np.round(column(series, "util_gpu_pct") / 5.0)
+    mem = np.round(column(series, "util_mem_pct") / 5.0)
+    ok = mask & np.isfinite(limit) & np.isfinite(util) & np.isfinite(mem)
+    if not ok.any():
+        return prior.voltage_floor, "prior", float("nan")
+    work_ids, _ = group_ids(
+        tag(series, "host")[ok], tag(series, "gpu")[ok], util[ok].astype(str), mem[ok].astype(str)
+    )
+    limits_seen = _distinct_per_group(work_ids, limit[ok])
+    multi = limits_seen[work_ids] >= 2
+    if multi.sum() < 10:
+        return prior.voltage_floor, "prior", float("nan")
+    sub = np.flatnonzero(ok)[multi]
+    ids = work_ids[multi]
+    best, best_spread = prior.voltage_floor, np.inf
+    for v0 in VOLTAGE_FLOOR_GRID:
+        d = _dynamic_w(series, sub, replace(prior, voltage_floor=float(v0)))
+        spread = _mean_group_cv(ids, d)
+        if spread < best_spread:
+            best, best_spread = float(v0), spread
+    return best, "fitted", float(best_spread)
+
+
+def _distinct_per_group(ids: np.ndarray, values: Floats) -> np.ndarray:
+    pairs = np.unique(np.column_stack([ids, values]), axis=0)
+    return np.bincount(pairs[:, 0].astype(np.int64), minlength=int(ids.max()) + 1)
+
+
+def _mean_group_cv(ids: np.ndarray, values: Floats) -> float:
+    ok = np.isfinite(values)
+    ids, values = ids[ok], values[ok]
+    n = np.bincount(ids).astype(np.float64)
+    mean = np.bincount(ids, weights=values) / np.maximum(n, 1)
+    var = np.bincount(ids, weights=values * values) / np.maximum(n, 1) - mean**2
+    cv = np.sqrt(np.maximum(var, 0.0)) / np.maximum(np.abs(mean), 1.0)
+    return float(np.average(cv[n > 0], weights=n[n > 0]))
+
+
+def _dynamic_w(series: Series, rows: np.ndarray, prior: CapPrior) -> Floats:
+    """``D`` of each row: clock-dependent power scaled to the top clock."""
+    power = column(series, "power_w")[rows]
+    x = column(series, "sm_clock_mhz")[rows] / prior.top_clock_mhz
+    base = _base_w(series, rows, prior)
+    d = (power - base) / np.maximum(phi(x, np.full_like(x, prior.voltage_floor)), 1e-3)
+    return np.asarray(d, dtype=np.float64)
+
+
+def _base_w(series: Series, rows: np.ndarray, prior: CapPrior) -> Floats:
+    temp = column(series, "temp_c")[rows]
+    temp = np.where(np.isfinite(temp), temp, prior.leak_ref_temp_c)
+    leak = prior.leak_w_per_c * (temp - prior.leak_ref_temp_c)
+    mem = column(series, "util_mem_pct")[rows] / 100.0
+    return np.asarray(prior.static_w + leak + prior.memory_w * mem, dtype=np.float64)
+
+
+def estimate_workloads(
+    series: Series, models: dict[str, CapResponseModel], *, recent_s: float = 900.0
+) -> GpuWorkloads:
+    """Per GPU, the work of its last ``recent_s`` seconds of busy buckets (one array each).
+
+    GPUs of a model without a :class:`CapResponseModel` are left out.
+    """
+    names = tag(series, "model", "unknown").astype(str)
+    known = np.isin(names, list(models))
+    busy = column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN
+    ok = known & busy & np.isfinite(column(series, "power_w"))
+    ok &= np.isfinite(column(series, "sm_clock_mhz"))
+    rows = np.flatnonzero(ok)
+    ids, _ = group_ids(tag(series, "host")[rows], tag(series, "gpu")[rows])
+    if rows.size:
+        last = np.full(int(ids.max()) + 1, np.iinfo(np.int64).min)
+        np.maximum.at(last, ids, series.time_ns[rows])
+        recent = series.time_ns[rows] >= last[ids] - int(recent_s * 1e9)
+        rows, ids = rows[recent], ids[recent]
+    params = _per_row_priors(names[rows], models)
+    dyn = _rows_dynamic_w(series, rows, params)
+    base = _rows_base_w(series, rows, params)
+    return _aggregate(series, rows, ids, dyn, base, params)
+
+
+def _per_row_priors(names: np.ndarray, models: dict[str, CapResponseModel]) -> dict[str, Floats]:
+    fields = CapPrior.__dataclass_fields__
+    out = {f: np.zeros(names.shape[0]) for f in fields}
+    for name, model in models.items():
+        sel = names == name
+        for f in fields:
+            out[f][sel] = getattr(model.prior, f)
+    return out
+
+
+def _rows_base_w(series: Series, rows: np.ndarray, p: dict[str, Floats]) -> Floats:
+    temp = column(series, "temp_c")[rows]
+    temp = np.where(np.isfinite(temp), temp, p["leak_ref_temp_c"])
+    mem = np.nan_to_num(column(series, "util_mem_pct")[rows] / 100.0, nan=0.0)
+    leak = p["leak_w_per_c"] * (temp - p["leak_ref_temp_c"])
+    return np.asarray(p["static_w"] + leak + p["memory_w"] * mem, dtype=np.float64)
+
+
+def _rows_dynamic_w(series: Series, rows: np.ndarray, p: dict[str, Floats]) -> Floats:
+    x = column(series, "sm_clock_mhz")[rows] / p["top_clock_mhz"]
+    power = column(series, "power_w")[rows]
+    d = (power - _rows_base_w(series, rows, p)) / np.maximum(phi(x, p["voltage_floor"]), 1e-3)
+    return np.asarray(np.maximum(d, 0.0), dtype=np.float64)
+
+
+def _aggregate(
+    series: Series,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    dyn: Floats,
+    base: Floats,
+    p: dict[str, Floats],
+) -> GpuWorkloads:
+    groups = int(ids.max()) + 1 if ids.size else 0
+    n = np.bincount(ids, minlength=groups).astype(np.float64)
+    first = np.full(groups, -1, dtype=np.int64)
+    first[ids[::-1]] = rows[::-1]
+
+    def mean(values: Floats) -> Floats:
+        return np.bincount(ids, weights=values, minlength=groups) / np.maximum(n, 1.0)
+
+    def col(name: str) -> Floats:
+        return np.asarray(np.nan_to_num(column(series, name)[rows], nan=0.0), dtype=np.float64)
+
+    d_mean = mean(dyn)
+    d_var = np.maximum(mean(dyn * dyn) - d_mean**2, 0.0)
+    mem_w = mean(p["memory_w"] * col("util_mem_pct") / 100.0)
+    start = np.full(groups, np.iinfo(np.int64).max)
+    end = np.full(groups, np.iinfo(np.int64).min)
+    np.minimum.at(start, ids, series.time_ns[rows])
+    np.maximum.at(end, ids, series.time_ns[rows])
+    return GpuWorkloads(
+        host=tag(series, "host")[first],
+        gpu=tag(series, "gpu")[first],
+        model=tag(series, "model")[first],
+        samples=n,
+        window_start_ns=start,
+        window_end_ns=end,
+        power_w=mean(col("power_w")),
+        util_gpu=mean(col("util_gpu_pct") / 100.0),
+        clock_rel=mean(col("sm_clock_mhz") / p["top_clock_mhz"]),
+        capped_share=mean(col("capped_share")),
+        base_w=mean(base),
+        dynamic_w=d_mean,
+        boundness=mem_w / np.maximum(mem_w + d_mean, 1e-9),
+        variation=np.sqrt(d_var) / np.maximum(d_mean, 1.0),
+        static_w=mean(p["static_w"]),
+        voltage_floor=mean(p["voltage_floor"]),
+        min_clock_rel=mean(p["min_clock_mhz"] / p["top_clock_mhz"]),
+        top_clock_mhz=mean(p["top_clock_mhz"]),
+    )

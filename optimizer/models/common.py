@@ -1,0 +1,120 @@
+"""What every model shares: its identity card, honest cross-validation, and Series helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from wattwise.optimizer.telemetry import Floats, Series
+
+Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
+
+FitFn = Callable[[Bools], Callable[[Bools], Floats]]
+"""Given a training mask, fit and return a predictor for rows selected by another mask."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model was trained on and how accurate it is (JSON-friendly)."""
+
+    kind: str
+    scope: str
+    """What it covers: a GPU model name, a zone, or "fleet"."""
+    version: int
+    window_start_ns: int
+    window_end_ns: int
+    samples: int
+    errors: dict[str, float] = field(default_factory=dict)
+    """Cross-validated errors, e.g. ``{"mae_w": 12.3, "mape_pct": 4.1}``."""
+    notes: str = ""
+
+
+def window_of(series: Series, mask: Bools | None = None) -> tuple[int, int]:
+    """First and last time stamp of the rows used (0, 0 when none)."""
+    times = series.time_ns if mask is None else series.time_ns[mask]
+    if times.size == 0:
+        return 0, 0
+    return int(times.min()), int(times.max())
+
+
+def column(series: Series, name: str) -> Floats:
+    """A value column, all NaN when the store did not return it."""
+    values = series.values.get(name)
+    if values is None:
+        return np.full(len(series), np.nan)
+    return np.asarray(values, dtype=np.float64)
+
+
+def tag(series: Series, name: str, default: str = "") -> NDArray[np.object_]:
+    """A tag column, ``default`` when the store did not return it."""
+    values = series.tags.get(name)
+    if values is None:
+        return np.full(len(series), default, dtype=object)
+    return np.asarray(values, dtype=object)
+
+
+def group_ids(*keys: NDArray[np.object_]) -> tuple[Ints, NDArray[np.object_]]:
+    """Dense integer ids for the combination of tag columns, and the distinct keys."""
+    if not keys or keys[0].size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+    joined = keys[0].astype(str)
+    for k in keys[1:]:
+        joined = np.char.add(np.char.add(joined, "\x1f"), k.astype(str))
+    distinct, ids = np.unique(joined, return_inverse=True)
+    return ids.astype(np.int64), distinct.astype(object)
+
+
+def fold_of_groups(groups: Ints, folds: int, seed: int = 0) -> Ints:
+    """Assign whole groups to folds at random, so no group is in train and test at once."""
+    n_groups = int(groups.max()) + 1 if groups.size else 0
+    order = np.random.default_rng(seed).permutation(n_groups)
+    return (order % folds)[groups]
+
+
+def grouped_cv_predictions(fit: FitFn, groups: Ints, folds: int = 5) -> Floats:
+    """Out-of-fold predictions for every row: each row predicted by a model that never saw
+    its group (a GPU, a job, or a block of time). NaN where a fold could not be fitted."""
+    fold = fold_of_groups(groups, max(2, min(folds, int(groups.max()) + 1)))
+    out = np.full(groups.shape[0], np.nan)
+    for k in np.unique(fold):
+        test = fold == k
+        predictor = fit(~test)
+        out[test] = predictor(test)
+    return out
+
+
+def error_summary(truth: Floats, predicted: Floats, unit: str) -> dict[str, float]:
+    """Mean absolute, root-mean-square and relative error over rows where both are known."""
+    ok = np.isfinite(truth) & np.isfinite(predicted)
+    if not ok.any():
+        return {}
+    diff = predicted[ok] - truth[ok]
+    scale = np.maximum(np.abs(truth[ok]), 1e-9)
+    return {
+        f"mae_{unit}": float(np.mean(np.abs(diff))),
+        f"rmse_{unit}": float(np.sqrt(np.mean(diff * diff))),
+        "mape_pct": float(100.0 * np.mean(np.abs(diff) / scale)),
+    }
+
+
+def time_blocks(time_ns: Ints, block_s: float) -> Ints:
+    """Index of the contiguous time block each row falls in (for time-blocked CV)."""
+    if time_ns.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    blocks = (time_ns - time_ns.min()) // int(block_s * 1e9)
+    return np.asarray(blocks, dtype=np.int64)
+
+
+def subsample(mask: Bools, limit: int, seed: int = 0) -> Bools:
+    """At most ``limit`` of the selected rows, drawn uniformly (fits stay fast on big fleets)."""
+    index = np.flatnonzero(mask)
+    if index.size <= limit:
+        return mask
+    keep = np.random.default_rng(seed).choice(index, size=limit, replace=False)
+    out = np.zeros_like(mask)
+    out[keep] = True
+    return out

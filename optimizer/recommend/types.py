@@ -1,0 +1,84 @@
+"""What the recommenders return: frozen dataclasses of plain values (JSON via ``as_dict``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Evidence:
+    window_start_ns: int
+    window_end_ns: int
+    samples: int
+
+
+@dataclass(frozen=True)
+class CapRecommendation:
+    """A power limit for one GPU, or the reason there is none (``recommended_limit_w`` None)."""
+
+    host: str
+    gpu: int
+    model: str
+    current_limit_w: float
+    recommended_limit_w: float | None
+    min_limit_w: float
+    max_limit_w: float
+    saving_w: float
+    saving_pct: float
+    """Energy per unit of work saved against the current limit, in %."""
+    slowdown_pct: float
+    """Against the same work at the GPU's maximum limit."""
+    objective: str
+    confidence: float
+    evidence: Evidence
+    boundness: float | None
+    """Estimated memory-boundness μ of the work (None when there is no estimate)."""
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PlacementCandidate:
+    host: str
+    gpus: tuple[int, ...]
+    zone: str
+    rack: str
+    marginal_it_w: float
+    marginal_cooling_w: float
+    thermal_headroom_c: float
+    rack_headroom_w: float
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    candidates: tuple[PlacementCandidate, ...]
+    rejected: dict[str, str] = field(default_factory=dict)
+    """Host → why it cannot take the job."""
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CoolingRecommendation:
+    cluster: str
+    zone: str
+    current_setpoint_c: float
+    recommended_setpoint_c: float
+    predicted_max_inlet_c: float
+    predicted_max_gpu_temp_c: float
+    max_inlet_limit_c: float
+    gpu_temp_limit_c: float
+    saving_w: float
+    saving_pct: float
+    max_step_c: float
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)

@@ -1,0 +1,113 @@
+"""Telemetry from the simulated fleet as the optimizer's stores would return it.
+
+Readings are taken every ``read_every_s`` and averaged per GPU (or node, zone)
+and bucket, exactly what a ``GROUP BY time(1m)`` over the raw points gives.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from wattwise.clock import ManualClock
+from wattwise.collector.base import Reading
+from wattwise.collector.sim import SimFleet
+from wattwise.optimizer.telemetry import GpuState, Series
+
+REASON_SW_POWER_CAP = 0x4
+GPU_TAGS = ("host", "gpu", "uuid", "model", "cluster", "zone", "rack")
+HOST_TAGS = ("host", "cluster", "zone", "rack")
+ZONE_TAGS = ("cluster", "zone")
+
+
+class Recorder:
+    """Collects readings and aggregates them into Series per measurement."""
+
+    def __init__(self, bucket_s: float = 60.0) -> None:
+        self.bucket_ns = int(bucket_s * 1e9)
+        self._rows: dict[str, list[Reading]] = defaultdict(list)
+
+    def add(self, readings: Sequence[Reading]) -> None:
+        for r in readings:
+            self._rows[r.measurement].append(r)
+
+    def series(self, measurement: str, tag_names: Sequence[str]) -> Series:
+        rows = self._rows[measurement]
+        groups: dict[tuple[int, ...] | tuple[object, ...], list[Reading]] = defaultdict(list)
+        for r in rows:
+            key = (r.time_ns // self.bucket_ns, *(r.tags.get(t, "") for t in tag_names))
+            groups[key].append(r)
+        keys = sorted(groups, key=lambda k: (str(k[1:]), k[0]))
+        fields = sorted({f for r in rows for f in r.fields})
+        values = {f: np.array([_mean(groups[k], f) for k in keys]) for f in fields}
+        if measurement == "gpu":
+            values["capped_share"] = np.array(
+                [
+                    np.mean([int(r.fields["clock_event_reasons"] or 0) & 4 > 0 for r in groups[k]])
+                    for k in keys
+                ]
+            )
+        tags = {
+            t: np.array([k[i + 1] for k in keys], dtype=object) for i, t in enumerate(tag_names)
+        }
+        times = np.array([int(str(k[0])) * self.bucket_ns for k in keys], dtype=np.int64)
+        return Series(time_ns=times, tags=tags, values=values)
+
+
+def _mean(rows: list[Reading], name: str) -> float:
+    vals = [float(v) for r in rows if isinstance(v := r.fields.get(name), int | float)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def record(
+    fleet: SimFleet, clock: ManualClock, seconds: float, read_every_s: float = 5.0
+) -> Recorder:
+    """Run the fleet for ``seconds`` and record every reading."""
+    rec = Recorder()
+    steps = int(seconds / read_every_s)
+    for _ in range(steps):
+        clock.advance(read_every_s)
+        rec.add(fleet.read())
+    return rec
+
+
+def gpu_states(readings: Sequence[Reading]) -> list[GpuState]:
+    """The newest ``gpu`` reading of each GPU as the store's ``latest_gpus`` returns it."""
+    latest: dict[tuple[str, str], Reading] = {}
+    for r in readings:
+        if r.measurement == "gpu":
+            latest[(r.tags["host"], r.tags["gpu"])] = r
+    return [_gpu_state(r) for r in latest.values()]
+
+
+def _gpu_state(r: Reading) -> GpuState:
+    def f(name: str) -> float:
+        v = r.fields.get(name)
+        return float(v) if isinstance(v, int | float) else float("nan")
+
+    return GpuState(
+        host=r.tags["host"],
+        gpu=int(r.tags["gpu"]),
+        uuid=r.tags["uuid"],
+        model=r.tags["model"],
+        cluster=r.tags["cluster"],
+        zone=r.tags["zone"],
+        rack=r.tags["rack"],
+        time_ns=r.time_ns,
+        power_w=f("power_w"),
+        temp_c=f("temp_c"),
+        util_gpu_pct=f("util_gpu_pct"),
+        util_mem_pct=f("util_mem_pct"),
+        sm_clock_mhz=f("sm_clock_mhz"),
+        power_limit_w=f("power_limit_w"),
+        enforced_limit_w=f("enforced_limit_w"),
+        min_limit_w=f("min_limit_w"),
+        max_limit_w=f("max_limit_w"),
+        default_limit_w=f("default_limit_w"),
+        slowdown_temp_c=f("slowdown_temp_c"),
+        mem_used_bytes=f("mem_used_bytes"),
+        mem_total_bytes=f("mem_total_bytes"),
+        failed=bool(r.fields.get("failed")),
+    )
