@@ -1,0 +1,13 @@
+"""The optimizer's telemetry stores: InfluxDB (InfluxQL) and the embedded SQLite file.
+
+Both implement :class:`~wattwise.optimizer.telemetry.TelemetryStore` and pass
+the same contract tests (``tests/optimizer/store/test_contract.py``).
+"""
+
+from __future__ import annotations
+
+from .embedded import EmbeddedSqliteStore
+from .influx import InfluxStore
+from .settings import StoreSettings, open_store
+
+__all__ = ["EmbeddedSqliteStore", "InfluxStore", "StoreSettings", "open_store"]

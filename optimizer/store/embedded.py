@@ -1,0 +1,177 @@
+"""The embedded telemetry store: the agent's SQLite file, read with aggregating SQL.
+
+The file is the one :class:`~wattwise.agent.embedded.EmbeddedStore` writes
+(``series`` + ``samples``). Series reads group in SQL by the spec's tag values
+and ``time_ns / bucket``, pivoting fields into columns with
+``avg(CASE WHEN field = … THEN value END)``, so the answer has the same rows
+as InfluxDB's ``GROUP BY time(…), <tags> fill(none)``: buckets start at
+multiples of ``every_s`` since the epoch and empty buckets are left out.
+The primary key ``(series_id, field, time_ns)`` serves every range read.
+sqlite3 errors become :class:`~wattwise.errors.StoreError` in :meth:`_rows`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from wattwise.agent.embedded import EmbeddedStore
+from wattwise.errors import (
+    ConfigError,
+    DeliveryError,
+    StoreError,
+    StoreUnavailable,
+    TransientDeliveryError,
+)
+
+from ..telemetry import GpuState, HostState, Scope, Series, ZoneState
+from .frames import (
+    CAPPED_BIT,
+    GPU_SPEC,
+    GPU_STATE_FIELDS,
+    HOST_SPEC,
+    HOST_STATE_FIELDS,
+    JOB_SPEC,
+    ZONE_SPEC,
+    ZONE_STATE_FIELDS,
+    Column,
+    Latest,
+    Row,
+    SeriesSpec,
+    gpu_state,
+    host_state,
+    scope_filters,
+    sort_latest,
+    to_series,
+    zone_state,
+)
+
+
+def _tag(tag: str) -> str:
+    # tags are our own names ([a-z_]), never user input, so they can sit in the path
+    return f"coalesce(json_extract(s.tags_json, '$.{tag}'), '')"
+
+
+def _aggregate(column: Column) -> str:
+    picked = f"CASE WHEN t.field = '{column.field}' THEN t.value END"
+    if column.how == "capped_share":
+        return f"avg((({picked}) & {CAPPED_BIT}) != 0)"
+    return f"{'avg' if column.how == 'mean' else 'sum'}({picked})"
+
+
+def _scope_sql(filters: dict[str, tuple[str, ...]]) -> tuple[str, list[object]]:
+    sql = ""
+    params: list[object] = []
+    for tag, values in sorted(filters.items()):
+        sql += f" AND {_tag(tag)} IN ({', '.join('?' * len(values))})"
+        params.extend(values)
+    return sql, params
+
+
+class EmbeddedSqliteStore:
+    """A :class:`~wattwise.optimizer.telemetry.TelemetryStore` on the embedded SQLite file."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+        self.path = path
+        try:
+            # opening the writer first creates the file and tables if the agent has not yet
+            self._writer = EmbeddedStore(path, busy_timeout_s=busy_timeout_s)
+            self._db = sqlite3.connect(
+                path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except (DeliveryError, sqlite3.Error) as e:
+            raise StoreUnavailable(f"embedded store {path}: cannot open: {e}") from e
+        self._lock = threading.Lock()
+
+    def gpu_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(GPU_SPEC, start_ns, end_ns, every_s, scope)
+
+    def host_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(HOST_SPEC, start_ns, end_ns, every_s, scope)
+
+    def zone_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(ZONE_SPEC, start_ns, end_ns, every_s, scope)
+
+    def job_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(JOB_SPEC, start_ns, end_ns, every_s, scope)
+
+    def latest_gpus(self, scope: Scope) -> list[GpuState]:
+        return [gpu_state(*item) for item in self._latest(GPU_SPEC, GPU_STATE_FIELDS, scope)]
+
+    def latest_hosts(self, scope: Scope) -> list[HostState]:
+        return [host_state(*item) for item in self._latest(HOST_SPEC, HOST_STATE_FIELDS, scope)]
+
+    def latest_zones(self, scope: Scope) -> list[ZoneState]:
+        return [zone_state(*item) for item in self._latest(ZONE_SPEC, ZONE_STATE_FIELDS, scope)]
+
+    def _series(
+        self, spec: SeriesSpec, start_ns: int, end_ns: int, every_s: int, scope: Scope
+    ) -> Series:
+        if every_s < 1:
+            raise ConfigError("every_s", every_s, "a whole number of seconds >= 1")
+        bucket_ns = int(every_s) * 1_000_000_000
+        tags = ", ".join(_tag(tag) for tag in spec.tags)
+        columns = ", ".join(_aggregate(column) for column in spec.columns)
+        scope_sql, scope_params = _scope_sql(scope_filters(scope, spec.tags))
+        fields = spec.fields
+        sql = (
+            f"SELECT {tags}, (t.time_ns / ?) * ? AS bucket, {columns}"
+            " FROM series s JOIN samples t ON t.series_id = s.id"
+            f" WHERE s.measurement = ? AND t.field IN ({', '.join('?' * len(fields))})"
+            f" AND t.time_ns >= ? AND t.time_ns < ?{scope_sql}"
+            f" GROUP BY {', '.join(str(i + 1) for i in range(len(spec.tags) + 1))}"
+        )
+        params = [bucket_ns, bucket_ns, spec.measurement, *fields, start_ns, end_ns]
+        n_tags = len(spec.tags)
+        rows: list[Row] = [
+            (tuple(row[:n_tags]), int(row[n_tags]), row[n_tags + 1 :])
+            for row in self._rows(sql, [*params, *scope_params])
+        ]
+        return to_series(spec, rows)
+
+    def _latest(self, spec: SeriesSpec, fields: Sequence[str], scope: Scope) -> list[Latest]:
+        """Each series' newest sample (all fields written at its newest timestamp)."""
+        scope_sql, scope_params = _scope_sql(scope_filters(scope, spec.tags))
+        sql = (
+            "SELECT s.id, s.tags_json, s.latest_ns, t.field, t.value FROM series s"
+            " LEFT JOIN samples t ON t.series_id = s.id AND t.time_ns = s.latest_ns"
+            f" AND t.field IN ({', '.join('?' * len(fields))})"
+            f" WHERE s.measurement = ?{scope_sql}"
+        )
+        heads: dict[int, tuple[dict[str, str], int]] = {}
+        values: dict[int, dict[str, object]] = {}
+        for series_id, tags_json, latest_ns, field, value in self._rows(
+            sql, [*fields, spec.measurement, *scope_params]
+        ):
+            heads.setdefault(series_id, (json.loads(tags_json), int(latest_ns)))
+            point = values.setdefault(series_id, {})
+            if field is not None:
+                point[field] = value
+        return sort_latest((tags, time_ns, values[i]) for i, (tags, time_ns) in heads.items())
+
+    def _rows(self, sql: str, params: Sequence[object]) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"embedded store {self.path}: {e}") from e
+
+    def write(self, lines: Sequence[bytes]) -> None:
+        try:
+            self._writer.write(lines)
+        except TransientDeliveryError as e:
+            raise StoreUnavailable(str(e)) from e
+        except DeliveryError as e:
+            raise StoreError(str(e)) from e
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        self._writer.close()
+
+    def __repr__(self) -> str:
+        return f"EmbeddedSqliteStore({str(self.path)!r})"

@@ -1,0 +1,192 @@
+"""What both stores compute, said once: which tags group a series, how each column
+aggregates, how a :class:`Scope` filters, and how rows become frames and states.
+
+The InfluxDB store turns a :class:`SeriesSpec` into InfluxQL, the embedded
+store into SQL; both hand their rows to :func:`to_series`, so the shape of the
+answer cannot drift between them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..telemetry import (
+    GPU_SERIES_COLUMNS,
+    HOST_SERIES_COLUMNS,
+    JOB_SERIES_COLUMNS,
+    ZONE_SERIES_COLUMNS,
+    GpuState,
+    HostState,
+    Scope,
+    Series,
+    ZoneState,
+)
+
+How = Literal["mean", "sum", "capped_share"]
+
+CAPPED_BIT = 0x4
+"""clock_event_reasons bit of the software power cap."""
+
+CAPPED_SOURCE_FIELD = "clock_event_reasons"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column: ``how`` applied to ``field`` in each time bucket."""
+
+    name: str
+    field: str
+    how: How
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """One measurement read as a series: grouped by ``tags``, aggregated as ``columns``."""
+
+    measurement: str
+    tags: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(column.field for column in self.columns))
+
+
+def _means(names: Sequence[str]) -> tuple[Column, ...]:
+    return tuple(Column(name, name, "mean") for name in names)
+
+
+_NODE_TAGS = ("host", "cluster", "zone", "rack")
+_GPU_MEANS = tuple(c for c in GPU_SERIES_COLUMNS if c not in ("capped_share", "energy_j"))
+
+GPU_SPEC = SeriesSpec(
+    "gpu",
+    ("host", "gpu", "uuid", "model", "cluster", "zone", "rack"),
+    (
+        *_means(_GPU_MEANS),
+        Column("capped_share", CAPPED_SOURCE_FIELD, "capped_share"),
+        Column("energy_j", "energy_j", "sum"),
+    ),
+)
+HOST_SPEC = SeriesSpec("host", _NODE_TAGS, _means(HOST_SERIES_COLUMNS))
+ZONE_SPEC = SeriesSpec("cooling", ("cluster", "zone"), _means(ZONE_SERIES_COLUMNS))
+JOB_SPEC = SeriesSpec(
+    "gpu_job",
+    ("host", "gpu", "job", "scheduler", "cluster", "zone", "rack"),
+    _means(JOB_SERIES_COLUMNS),
+)
+
+GPU_STATE_FIELDS = (
+    "power_w",
+    "temp_c",
+    "util_gpu_pct",
+    "util_mem_pct",
+    "sm_clock_mhz",
+    "power_limit_w",
+    "enforced_limit_w",
+    "min_limit_w",
+    "max_limit_w",
+    "default_limit_w",
+    "slowdown_temp_c",
+    "mem_used_bytes",
+    "mem_total_bytes",
+    "failed",
+)
+HOST_STATE_FIELDS = ("inlet_temp_c", "node_power_w", "cpu_util_pct")
+ZONE_STATE_FIELDS = (
+    "supply_temp_c",
+    "setpoint_c",
+    "return_temp_c",
+    "cooling_power_w",
+    "it_power_w",
+)
+
+
+def scope_filters(scope: Scope, tags: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Tag → allowed values, for the scope's parts this measurement has tags for.
+
+    ``cooling`` has no ``host`` tag, so a scope of hosts does not narrow zones.
+    """
+    wanted = {"cluster": scope.clusters, "zone": scope.zones, "host": scope.hosts}
+    return {tag: values for tag, values in wanted.items() if values and tag in tags}
+
+
+Row = tuple[tuple[str, ...], int, Sequence[float | None]]
+"""(tag values in the spec's order, bucket start in ns, column values)."""
+
+
+def to_series(spec: SeriesSpec, rows: Iterable[Row]) -> Series:
+    """A :class:`Series` ordered by tags then time; ``None`` becomes NaN."""
+    ordered = sorted(rows, key=lambda row: (row[0], row[1]))
+    tag_columns = list(zip(*(row[0] for row in ordered), strict=True)) or [()] * len(spec.tags)
+    values = np.array(
+        [[math.nan if v is None else float(v) for v in row[2]] for row in ordered],
+        dtype=np.float64,
+    ).reshape(len(ordered), len(spec.columns))
+    return Series(
+        time_ns=np.array([row[1] for row in ordered], dtype=np.int64),
+        tags={
+            tag: np.array(column, dtype=object)
+            for tag, column in zip(spec.tags, tag_columns, strict=True)
+        },
+        values={column.name: values[:, i].copy() for i, column in enumerate(spec.columns)},
+    )
+
+
+Latest = tuple[Mapping[str, str], int, Mapping[str, object]]
+"""(tags, time_ns, fields of the newest sample) of one series."""
+
+
+def _float(fields: Mapping[str, object], name: str) -> float:
+    value = fields.get(name)
+    return math.nan if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _index(text: str) -> int:
+    return int(text) if text.isdigit() else -1
+
+
+def gpu_state(tags: Mapping[str, str], time_ns: int, fields: Mapping[str, object]) -> GpuState:
+    values = {name: _float(fields, name) for name in GPU_STATE_FIELDS if name != "failed"}
+    return GpuState(
+        host=tags.get("host", ""),
+        gpu=_index(tags.get("gpu", "")),
+        uuid=tags.get("uuid", ""),
+        model=tags.get("model", ""),
+        cluster=tags.get("cluster", ""),
+        zone=tags.get("zone", ""),
+        rack=tags.get("rack", ""),
+        time_ns=int(time_ns),
+        failed=_float(fields, "failed") == 1.0,
+        **values,
+    )
+
+
+def host_state(tags: Mapping[str, str], time_ns: int, fields: Mapping[str, object]) -> HostState:
+    return HostState(
+        host=tags.get("host", ""),
+        cluster=tags.get("cluster", ""),
+        zone=tags.get("zone", ""),
+        rack=tags.get("rack", ""),
+        time_ns=int(time_ns),
+        **{name: _float(fields, name) for name in HOST_STATE_FIELDS},
+    )
+
+
+def zone_state(tags: Mapping[str, str], time_ns: int, fields: Mapping[str, object]) -> ZoneState:
+    return ZoneState(
+        cluster=tags.get("cluster", ""),
+        zone=tags.get("zone", ""),
+        time_ns=int(time_ns),
+        **{name: _float(fields, name) for name in ZONE_STATE_FIELDS},
+    )
+
+
+def sort_latest(latest: Iterable[Latest]) -> list[Latest]:
+    """Newest samples ordered by their tags, so both stores list states alike."""
+    return sorted(latest, key=lambda item: sorted(item[0].items()))

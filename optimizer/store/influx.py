@@ -1,0 +1,301 @@
+"""The InfluxDB telemetry store: InfluxQL over ``/query`` (1.x, 2.7+ and 3.x).
+
+Reads are GET ``/query?db=…&epoch=ns&q=…`` with the aggregation in the query
+(:mod:`.influxql`); writes reuse the agent's
+:class:`~wattwise.agent.influx.InfluxTransport`. Credentials: a 1.x user and
+password (HTTP basic auth), or a 2.x/3.x token (``Authorization: Token …``);
+for 2.x the database is the bucket's (virtual) DBRP mapping.
+
+When ``init-db`` gave the database a finite default retention policy and a
+1-minute downsampled one (``rp_1m``), windows that start before the raw
+data's retention are read from the downsampled policy.
+
+httpx errors and HTTP statuses become :class:`~wattwise.errors.StoreError`
+subclasses in one place, :meth:`InfluxStore._query`.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from wattwise.agent.influx import InfluxTransport
+from wattwise.agent.secrets import Secret
+from wattwise.clock import Clock, SystemClock
+from wattwise.errors import (
+    AuthError,
+    ConfigError,
+    DeliveryError,
+    StoreAuthError,
+    StoreError,
+    StoreQueryError,
+    StoreUnavailable,
+    TransientDeliveryError,
+)
+
+from ..telemetry import GpuState, HostState, Scope, Series, ZoneState
+from . import influxql
+from .frames import (
+    GPU_SPEC,
+    HOST_SPEC,
+    JOB_SPEC,
+    ZONE_SPEC,
+    Latest,
+    Row,
+    SeriesSpec,
+    gpu_state,
+    host_state,
+    scope_filters,
+    sort_latest,
+    to_series,
+    zone_state,
+)
+
+DOWNSAMPLED_RP = "rp_1m"
+_DURATION_PART = re.compile(r"(\d+)(h|m|s)")
+_NS_PER_UNIT = {"h": 3_600_000_000_000, "m": 60_000_000_000, "s": 1_000_000_000}
+
+
+class InfluxStore:
+    """A :class:`~wattwise.optimizer.telemetry.TelemetryStore` on InfluxDB."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str,
+        retention_policy: str | None = None,
+        username: str | None = None,
+        password: Secret | None = None,
+        token: Secret | None = None,
+        org: str | None = None,
+        timeout_s: float = 10.0,
+        ca_file: Path | None = None,
+        verify: bool = True,
+        clock: Clock | None = None,
+        downsampled_retention_policy: str = DOWNSAMPLED_RP,
+    ) -> None:
+        if not database:
+            raise ConfigError("store.database", database, "a database (or DBRP) name")
+        self.url = url.rstrip("/")
+        self.database = database
+        self.retention_policy = retention_policy or None
+        self._downsampled_rp = downsampled_retention_policy
+        self._clock = clock or SystemClock()
+        self._raw_retention_ns: int | None = None
+        self._retention_known = False
+        headers = {"Accept": "application/json"}
+        auth: httpx.BasicAuth | None = None
+        if token is not None:
+            headers["Authorization"] = f"Token {token.reveal()}"
+        elif username:
+            auth = httpx.BasicAuth(username, password.reveal() if password else "")
+        self._client = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            auth=auth,
+            timeout=timeout_s,
+            verify=_tls(verify, ca_file),
+        )
+        self._transport = InfluxTransport(
+            self.url,
+            api="v2" if token is not None else "v1",
+            database=database,
+            retention_policy=self.retention_policy,
+            username=username,
+            password=password,
+            org=org,
+            bucket=_bucket(database, self.retention_policy),
+            token=token,
+            timeout_s=timeout_s,
+            verify=verify,
+            ca_file=ca_file,
+            clock=self._clock,
+            name="influxdb store",
+        )
+
+    # -- reads -----------------------------------------------------------------
+
+    def gpu_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(GPU_SPEC, start_ns, end_ns, every_s, scope)
+
+    def host_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(HOST_SPEC, start_ns, end_ns, every_s, scope)
+
+    def zone_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(ZONE_SPEC, start_ns, end_ns, every_s, scope)
+
+    def job_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(JOB_SPEC, start_ns, end_ns, every_s, scope)
+
+    def latest_gpus(self, scope: Scope) -> list[GpuState]:
+        return [gpu_state(*item) for item in self._latest(GPU_SPEC, scope)]
+
+    def latest_hosts(self, scope: Scope) -> list[HostState]:
+        return [host_state(*item) for item in self._latest(HOST_SPEC, scope)]
+
+    def latest_zones(self, scope: Scope) -> list[ZoneState]:
+        return [zone_state(*item) for item in self._latest(ZONE_SPEC, scope)]
+
+    def _series(
+        self, spec: SeriesSpec, start_ns: int, end_ns: int, every_s: int, scope: Scope
+    ) -> Series:
+        if every_s < 1:
+            raise ConfigError("every_s", every_s, "a whole number of seconds >= 1")
+        downsampled = self.reads_downsampled(start_ns)
+        q = influxql.series_query(
+            spec,
+            database=self.database,
+            retention_policy=self._downsampled_rp if downsampled else self.retention_policy,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            every_s=every_s,
+            filters=scope_filters(scope, spec.tags),
+            downsampled=downsampled,
+        )
+        rows: list[Row] = []
+        for series in _series_of(self._query(q)):
+            tags = series.get("tags") or {}
+            key = tuple(str(tags.get(tag, "")) for tag in spec.tags)
+            for time_ns, *values in series["values"]:
+                rows.append((key, int(time_ns), values))
+        return to_series(spec, rows)
+
+    def _latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
+        q = influxql.latest_query(
+            spec.measurement,
+            spec.tags,
+            database=self.database,
+            retention_policy=self.retention_policy,
+            filters=scope_filters(scope, spec.tags),
+        )
+        latest: list[Latest] = []
+        for series in _series_of(self._query(q)):
+            tags = {tag: str(value) for tag, value in (series.get("tags") or {}).items()}
+            for row in series["values"]:
+                fields = dict(zip(series["columns"], row, strict=True))
+                latest.append((tags, int(fields.pop("time")), fields))
+        return sort_latest(latest)
+
+    def reads_downsampled(self, start_ns: int) -> bool:
+        """True when ``start_ns`` is older than the raw data's retention and ``rp_1m`` exists."""
+        if not self._retention_known:
+            self._raw_retention_ns = self._find_raw_retention_ns()
+            self._retention_known = True
+        if self._raw_retention_ns is None:
+            return False
+        return start_ns < self._clock.time_ns() - self._raw_retention_ns
+
+    def _find_raw_retention_ns(self) -> int | None:
+        """The raw policy's duration if a downsampled policy exists beside it, else None."""
+        try:
+            results = self._query(f"SHOW RETENTION POLICIES ON {influxql.ident(self.database)}")
+        except StoreQueryError:
+            return None  # servers without SHOW RETENTION POLICIES keep one policy
+        policies: dict[str, dict[str, Any]] = {}
+        for series in _series_of(results):
+            for row in series["values"]:
+                policy = dict(zip(series["columns"], row, strict=True))
+                policies[str(policy["name"])] = policy
+        if self.retention_policy is not None:
+            raw = policies.get(self.retention_policy)
+        else:
+            raw = next((p for p in policies.values() if p.get("default")), None)
+        if raw is None or self._downsampled_rp not in policies:
+            return None
+        return parse_duration_ns(str(raw["duration"])) or None
+
+    def _query(self, q: str) -> list[dict[str, Any]]:
+        """Run ``q``; every failure leaves here as a StoreError subclass."""
+        params = {"db": self.database, "epoch": "ns", "q": q}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        try:
+            response = self._client.get("/query", params=params)
+        except httpx.TimeoutException as e:
+            raise StoreUnavailable(f"{self.url}: query timed out") from e
+        except httpx.TransportError as e:
+            raise StoreUnavailable(f"{self.url}: {type(e).__name__}: {e}") from e
+        return _results(response, self.url)
+
+    # -- writes ----------------------------------------------------------------
+
+    def write(self, lines: Sequence[bytes]) -> None:
+        try:
+            self._transport.write(lines)
+        except AuthError as e:
+            raise StoreAuthError(str(e)) from e
+        except TransientDeliveryError as e:
+            raise StoreUnavailable(str(e)) from e
+        except DeliveryError as e:
+            raise StoreError(str(e)) from e
+
+    def close(self) -> None:
+        self._client.close()
+        self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"InfluxStore({self.url!r}, database={self.database!r})"
+
+
+def _results(response: httpx.Response, url: str) -> list[dict[str, Any]]:
+    status = response.status_code
+    reason = _error_text(response)
+    if status in (401, 403):
+        raise StoreAuthError(f"{url}: HTTP {status}: {reason} (check the credentials)")
+    if status == 429 or status >= 500:
+        raise StoreUnavailable(f"{url}: HTTP {status}: {reason}")
+    if status != 200:
+        raise StoreQueryError(f"{url}: HTTP {status}: {reason}")
+    try:
+        body = response.json()
+    except ValueError as e:
+        raise StoreQueryError(f"{url}: the answer is not JSON: {response.text[:200]!r}") from e
+    results: list[dict[str, Any]] = body.get("results") or []
+    for result in results:
+        if "error" in result:
+            raise StoreQueryError(f"{url}: {result['error']}")
+        if result.get("partial"):
+            raise StoreQueryError(
+                f"{url}: the answer was cut short (max-row-limit): ask for a shorter window "
+                "or a longer every_s"
+            )
+    return results
+
+
+def _series_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [series for result in results for series in result.get("series") or []]
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500]
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("message") or body)[:500]
+    return str(body)[:500]
+
+
+def parse_duration_ns(text: str) -> int:
+    """InfluxDB's ``168h0m0s`` as nanoseconds (``0s`` = infinite = 0)."""
+    return sum(int(n) * _NS_PER_UNIT[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _bucket(database: str, retention_policy: str | None) -> str:
+    # 2.x names a virtual DBRP's bucket "db/rp"; 3.x's database is the bucket
+    return f"{database}/{retention_policy}" if retention_policy else database
+
+
+def _tls(verify: bool, ca_file: Path | None) -> ssl.SSLContext | bool:
+    if not verify:
+        return False
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("store.ca_file", str(ca_file), f"a readable PEM file ({e})") from e

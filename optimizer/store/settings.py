@@ -1,0 +1,72 @@
+"""Which telemetry store the optimizer reads, and :func:`open_store` to open it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from wattwise.agent.secrets import read_secret
+from wattwise.clock import Clock
+from wattwise.errors import ConfigError
+
+from ..telemetry import TelemetryStore
+from .embedded import EmbeddedSqliteStore
+from .influx import DOWNSAMPLED_RP, InfluxStore
+
+
+class StoreSettings(BaseModel):
+    """The optimizer's ``[store]`` settings. Secrets come from files, never from values here.
+
+    InfluxDB 1.x: ``url``, ``database``, optionally ``rp``, ``username`` and
+    ``password_file``. 2.x/3.x: ``url``, ``database`` (the DBRP mapping's or
+    3.x database name), ``token_file`` and, for 2.x writes, ``org``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["influx", "embedded"] = "influx"
+    url: str = "http://127.0.0.1:8086"
+    database: str = "wattwise"
+    rp: str = ""
+    downsampled_rp: str = DOWNSAMPLED_RP
+    username: str = ""
+    password_file: Path | None = None
+    token_file: Path | None = None
+    org: str = ""
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    embedded_path: Path = Path("/var/lib/wattwise/wattwise.sqlite")
+    timeout_s: float = Field(10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _check(self) -> StoreSettings:
+        # ConfigError rather than ValueError, so the message names the exact key
+        if self.kind == "influx" and not self.url.startswith(("http://", "https://")):
+            raise ConfigError("store.url", self.url, "a URL starting with http:// or https://")
+        if self.password_file and self.token_file:
+            raise ConfigError("store.token_file", str(self.token_file), "unset with password_file")
+        return self
+
+
+def open_store(settings: StoreSettings, clock: Clock) -> TelemetryStore:
+    """The store ``settings`` describe, ready to read; the caller closes it."""
+    if settings.kind == "embedded":
+        return EmbeddedSqliteStore(settings.embedded_path)
+    password = read_secret(None, settings.password_file, setting="store.password_file")
+    token = read_secret(None, settings.token_file, setting="store.token_file")
+    return InfluxStore(
+        settings.url,
+        database=settings.database,
+        retention_policy=settings.rp or None,
+        username=settings.username or None,
+        password=password,
+        token=token,
+        org=settings.org or None,
+        timeout_s=settings.timeout_s,
+        ca_file=settings.ca_file,
+        verify=settings.verify_tls,
+        clock=clock,
+        downsampled_retention_policy=settings.downsampled_rp,
+    )
