@@ -1,0 +1,1 @@
+"""Grafana dashboards and alert rules for wattwise, and the code that checks and publishes them."""

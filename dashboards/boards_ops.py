@@ -1,0 +1,264 @@
+"""The recommendations, models and agent-health dashboards."""
+
+from __future__ import annotations
+
+from .boards_infra import EVERY, TS, T, fleet_sum, stat
+from .build import GPU_FILTER, HOST_FILTER, ZONE_FILTER, Board, targets
+
+HOURS_PER_MONTH = 730
+SILENT_PANEL = {"timeFrom": "10m", "interval": "30s", "maxDataPoints": 20}
+"""Over the last 10 minutes in 20 points, $__interval is 30 s: four empty buckets = 2 minutes."""
+
+
+def _latest(kind: str, fields: list[str], filt: str, by: str) -> str:
+    columns = ", ".join(f'last("{f}") AS "{f}"' for f in fields)
+    return f'SELECT {columns} FROM "recommendation" WHERE {T} AND "kind" = \'{kind}\' AND {filt} GROUP BY {by}'
+
+
+def _savings(scale: str) -> str:
+    return (
+        f'SELECT sum("s") {scale} FROM (SELECT last("saving_w") AS "s" FROM "recommendation" '
+        f'WHERE {T} AND "kind" =~ /^(power_cap|cooling)$/ AND {ZONE_FILTER} '
+        'GROUP BY "kind", "zone", "host", "gpu")'
+    )
+
+
+def recommendations() -> Board:
+    b = Board(
+        "wattwise-recommendations",
+        "Recommendations",
+        "What wattwise recommends and what it would save.",
+        ["optimizer"],
+    )
+    b.add(
+        "stat",
+        "Potential savings now",
+        6,
+        5,
+        targets((_savings("/ 1000"), ""), table=True),
+        unit="kwatt",
+        **stat(),
+        description="Sum of the latest predicted saving of every power-cap and cooling recommendation.",
+    )
+    b.add(
+        "stat",
+        "Potential savings per month",
+        6,
+        5,
+        targets((_savings(f"* {HOURS_PER_MONTH} / 1000"), ""), table=True),
+        unit="kwatth",
+        **stat(),
+        description=f"Potential savings now, held for a month ({HOURS_PER_MONTH} h).",
+    )
+    over_time = fleet_sum(
+        "recommendation",
+        "saving_w",
+        f'{ZONE_FILTER} AND "kind" =~ /^(power_cap|cooling)$/',
+        '"kind", "zone", "host", "gpu"',
+        "kind",
+    )
+    b.add(TS, "Predicted saving by kind", 12, 5, targets((over_time, "$tag_kind")), unit="watt")
+    caps = _latest(
+        "power_cap",
+        [
+            "current_limit_w",
+            "recommended_limit_w",
+            "saving_w",
+            "saving_pct",
+            "slowdown_pct",
+            "confidence",
+        ],
+        GPU_FILTER,
+        '"host", "gpu", "objective"',
+    )
+    b.add(
+        "table",
+        "Power caps: current → recommended",
+        24,
+        9,
+        targets((caps, ""), table=True),
+        unit="watt",
+        options={"sortBy": [{"displayName": "saving_w", "desc": True}], "showHeader": True},
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": "saving_pct|slowdown_pct"},
+                "properties": [{"id": "unit", "value": "percent"}],
+            },
+            {
+                "matcher": {"id": "byName", "options": "confidence"},
+                "properties": [{"id": "unit", "value": "percentunit"}],
+            },
+        ],
+    )
+    cooling = _latest(
+        "cooling",
+        [
+            "current_setpoint_c",
+            "recommended_setpoint_c",
+            "predicted_max_inlet_c",
+            "saving_w",
+            "saving_pct",
+        ],
+        ZONE_FILTER,
+        '"cluster", "zone"',
+    )
+    b.add(
+        "table",
+        "Cooling setpoints: current → recommended",
+        12,
+        8,
+        targets((cooling, ""), table=True),
+        unit="celsius",
+        overrides=[
+            {
+                "matcher": {"id": "byName", "options": "saving_w"},
+                "properties": [{"id": "unit", "value": "watt"}],
+            },
+            {
+                "matcher": {"id": "byName", "options": "saving_pct"},
+                "properties": [{"id": "unit", "value": "percent"}],
+            },
+        ],
+    )
+    placement = (
+        'SELECT "rank", "gpus", "marginal_it_power_w", "marginal_cooling_power_w", "confidence" '
+        f'FROM "recommendation" WHERE {T} AND "kind" = \'placement\' AND {HOST_FILTER} '
+        'GROUP BY "job", "host" ORDER BY time DESC LIMIT 20'
+    )
+    b.add(
+        "table",
+        "Recent placement decisions",
+        12,
+        8,
+        targets((placement, ""), table=True),
+        unit="watt",
+    )
+    return b
+
+
+def models() -> Board:
+    b = Board(
+        "wattwise-models",
+        "Models",
+        "Accuracy and training windows of the optimizer's models.",
+        ["optimizer"],
+    )
+    per_model = (
+        f'FROM "model" WHERE {T} AND {ZONE_FILTER} GROUP BY {EVERY}, "name", "gpu_model" fill(none)'
+    )
+    b.add(
+        TS,
+        "Error over time",
+        12,
+        8,
+        targets((f'SELECT last("error_pct") {per_model}', "$tag_name $tag_gpu_model")),
+        unit="percent",
+    )
+    b.add(
+        TS,
+        "Mean absolute error over time",
+        12,
+        8,
+        targets((f'SELECT last("mae") {per_model}', "$tag_name $tag_gpu_model")),
+        unit="none",
+    )
+    window = (
+        'SELECT last("version") AS "version", last("error_pct") AS "error_pct", last("samples") AS "samples", '
+        'last("train_start_ns") / 1000000 AS "train_start", last("train_end_ns") / 1000000 AS "train_end" '
+        f'FROM "model" WHERE {T} AND {ZONE_FILTER} GROUP BY "name", "gpu_model"'
+    )
+    b.add(
+        "table",
+        "Current models and their training windows",
+        24,
+        8,
+        targets((window, ""), table=True),
+        unit="none",
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": "train_.*"},
+                "properties": [{"id": "unit", "value": "dateTimeAsIso"}],
+            }
+        ],
+    )
+    return b
+
+
+def silent_agents_query() -> str:
+    """Per host, agent reports in the last two minutes (0 = the agent stopped reporting)."""
+    return (
+        f'SELECT moving_average(count("tick_duration_s"), 4) FROM "agent" WHERE {T} AND {HOST_FILTER} '
+        f'GROUP BY {EVERY}, "host" fill(0)'
+    )
+
+
+def agent_health() -> Board:
+    b = Board(
+        "wattwise-agent", "Agent health", "Delivery and timing of every wattwise agent.", ["agent"]
+    )
+    per_host = f'FROM "agent" WHERE {T} AND {HOST_FILTER} GROUP BY {EVERY}, "host"'
+    b.add(
+        "bargauge",
+        "Reports in the last 2 minutes (0 = stopped reporting)",
+        24,
+        6,
+        targets((silent_agents_query(), "$tag_host")),
+        unit="none",
+        thresholds={
+            "mode": "absolute",
+            "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}],
+        },
+        options={
+            "orientation": "vertical",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
+        description="Self-metric reports per 30 s averaged over the last four windows; red agents are silent.",
+        **SILENT_PANEL,
+    )
+    b.add(
+        TS,
+        "Queue depth",
+        12,
+        8,
+        targets((f'SELECT last("queue_lines") {per_host}', "$tag_host lines")),
+        unit="none",
+    )
+    b.add(
+        TS,
+        "Tick duration",
+        12,
+        8,
+        targets((f'SELECT max("tick_duration_s") {per_host}', "$tag_host")),
+        unit="s",
+    )
+    increase = 'SELECT non_negative_difference(last("{}")) ' + per_host
+    b.add(
+        TS,
+        "Retried batches",
+        8,
+        8,
+        targets((increase.format("retried_batches_total"), "$tag_host")),
+        unit="none",
+        custom={"drawStyle": "bars"},
+    )
+    b.add(
+        TS,
+        "Dropped and dead-lettered lines",
+        8,
+        8,
+        targets(
+            (increase.format("dropped_lines_total"), "$tag_host dropped"),
+            (increase.format("dead_lettered_lines_total"), "$tag_host dead-lettered"),
+        ),
+        unit="none",
+        custom={"drawStyle": "bars"},
+    )
+    b.add(
+        TS,
+        "Lines sent",
+        8,
+        8,
+        targets((increase.format("sent_lines_total"), "$tag_host")),
+        unit="none",
+    )
+    return b

@@ -1,0 +1,29 @@
+"""Where the dashboards and provisioning files live, and one call that lints them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .lint import lint_dashboard
+from .provisioning import datasource_names, lint_provisioning
+
+DASHBOARDS_DIR = Path(__file__).resolve().parent
+"""The shipped dashboards: package data beside this module."""
+PROVISIONING_DIR = DASHBOARDS_DIR.parent / "deploy" / "grafana" / "provisioning"
+"""Grafana provisioning in a source checkout (absent from an installed wheel)."""
+
+
+def dashboard_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.json"))
+
+
+def lint_all(dashboards: Path, provisioning: Path | None) -> list[str]:
+    """Every problem of every dashboard under ``dashboards`` and provisioning file."""
+    datasources = datasource_names(provisioning) if provisioning else frozenset()
+    problems = lint_provisioning(provisioning) if provisioning else []
+    files = dashboard_files(dashboards)
+    if not files:
+        problems.append(f"{dashboards}: no dashboards (*.json)")
+    for path in files:
+        problems += lint_dashboard(path, datasources)
+    return problems

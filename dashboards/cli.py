@@ -1,0 +1,66 @@
+"""``wattwise dashboards …``: lint and push."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .check import DASHBOARDS_DIR, PROVISIONING_DIR, dashboard_files, lint_all
+from .push import DEFAULT_DATASOURCE, PushSettings, push_dashboards, read_token
+
+DirOpt = Annotated[
+    Path, typer.Option("--dir", help="directory of dashboard JSON files", file_okay=False)
+]
+
+
+def lint(
+    directory: DirOpt = DASHBOARDS_DIR,
+    provisioning: Annotated[
+        Optional[Path],  # noqa: UP045 - typer needs Optional at runtime here
+        typer.Option(help="Grafana provisioning directory (default: the checkout's, if present)"),
+    ] = None,
+) -> None:
+    """Check every dashboard and provisioning file; one line per problem, exit 1 if any."""
+    if provisioning is None and PROVISIONING_DIR.is_dir():
+        provisioning = PROVISIONING_DIR
+    problems = lint_all(directory, provisioning)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{len(dashboard_files(directory))} dashboards OK")
+
+
+def push(
+    url: Annotated[str, typer.Option(help="Grafana base URL, e.g. https://grafana.example:3000")],
+    token_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="file holding the API token (else $WATTWISE_GRAFANA_TOKEN)"),
+    ] = None,
+    folder: Annotated[str, typer.Option(help="folder to publish into")] = "wattwise",
+    datasource: Annotated[str, typer.Option(help="name of the InfluxDB datasource")] = (
+        DEFAULT_DATASOURCE
+    ),
+    overwrite: Annotated[bool, typer.Option(help="replace dashboards already there")] = False,
+    directory: DirOpt = DASHBOARDS_DIR,
+) -> None:
+    """Publish the dashboards to Grafana, mapping the datasource by name."""
+    settings = PushSettings(
+        url=url,
+        token=read_token(token_file, os.environ),
+        folder=folder,
+        datasource=datasource,
+        overwrite=overwrite,
+    )
+    for pushed in push_dashboards(dashboard_files(directory), settings):
+        typer.echo(f"{pushed.title}: {settings.url.rstrip('/')}{pushed.url}")
+
+
+def build_dashboards_app() -> typer.Typer:
+    app = typer.Typer(no_args_is_help=True, help="Check and publish the Grafana dashboards.")
+    app.command()(lint)
+    app.command()(push)
+    return app
