@@ -75,6 +75,38 @@ class NodeView:
         """Nothing to release."""
 
 
+class JobView:
+    """Source of ``gpu_job`` readings: one per GPU running a job, numbered as jobs start.
+
+    The twin's jobs have no ids, so this view gives each job it sees start an
+    id of its own (``sim-<n>``, as a Slurm job id would be).
+    """
+
+    name = "sim-job"
+
+    def __init__(self, fleet: SimFleet) -> None:
+        self._fleet = fleet
+        self._remaining_s = np.full(fleet.layout.gpu_count, np.inf)
+        self._ids: list[str | None] = [None] * fleet.layout.gpu_count
+        self._started = 0
+
+    def read(self) -> Sequence[Reading]:
+        self._fleet.sync()
+        jobs = self._fleet.jobs
+        for i in np.flatnonzero(jobs.has_job).tolist():
+            # A job's remaining time only falls; a rise means a new job began.
+            if self._ids[i] is None or jobs.remaining_s[i] > self._remaining_s[i]:
+                self._started += 1
+                self._ids[i] = f"sim-{self._started}"
+        for i in np.flatnonzero(~jobs.has_job).tolist():
+            self._ids[i] = None
+        self._remaining_s = jobs.remaining_s.copy()
+        return job_readings(self._fleet, self._ids)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class FleetView:
     """Source of every reading of the fleet at once."""
 
@@ -176,3 +208,25 @@ def cooling_readings(fleet: SimFleet) -> list[Reading]:
         )
         for z, zone in enumerate(lay.zones)
     ]
+
+
+def job_readings(fleet: SimFleet, job_ids: Sequence[str | None]) -> list[Reading]:
+    """One ``gpu_job`` reading per GPU with a job: its memory and the GPU's power."""
+    now_ns = fleet.clock.time_ns()
+    power_w = fleet.trailing_power_w().tolist()
+    readings = []
+    for i, job in enumerate(job_ids):
+        if job is None:
+            continue
+        tags = fleet.layout.gpu_tags[i]
+        job_tags = {k: tags[k] for k in ("host", "cluster", "zone", "rack", "gpu")}
+        mem_bytes = int(fleet.jobs.mem_fraction[i] * fleet.models[i].mem_total_bytes)
+        fields: dict[str, FieldValue | None] = {
+            "processes": 1,
+            "used_mem_bytes": mem_bytes,
+            "power_w": float(power_w[i]),
+        }
+        readings.append(
+            Reading("gpu_job", {**job_tags, "job": job, "scheduler": "slurm"}, fields, now_ns)
+        )
+    return readings
