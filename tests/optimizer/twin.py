@@ -14,7 +14,7 @@ import numpy as np
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import SimFleet
-from wattwise.optimizer.telemetry import GpuState, Series
+from wattwise.optimizer.telemetry import GpuState, HostState, Series, ZoneState
 
 REASON_SW_POWER_CAP = 0x4
 GPU_TAGS = ("host", "gpu", "uuid", "model", "cluster", "zone", "rack")
@@ -111,3 +111,44 @@ def _gpu_state(r: Reading) -> GpuState:
         mem_total_bytes=f("mem_total_bytes"),
         failed=bool(r.fields.get("failed")),
     )
+
+
+def host_states(readings: Sequence[Reading]) -> list[HostState]:
+    """The newest ``host`` reading of each node."""
+    latest = {r.tags["host"]: r for r in readings if r.measurement == "host"}
+    return [
+        HostState(
+            host=r.tags["host"],
+            cluster=r.tags["cluster"],
+            zone=r.tags["zone"],
+            rack=r.tags["rack"],
+            time_ns=r.time_ns,
+            inlet_temp_c=_field(r, "inlet_temp_c"),
+            node_power_w=_field(r, "node_power_w"),
+            cpu_util_pct=_field(r, "cpu_util_pct"),
+        )
+        for r in latest.values()
+    ]
+
+
+def zone_states(readings: Sequence[Reading]) -> list[ZoneState]:
+    """The newest ``cooling`` reading of each zone."""
+    latest = {r.tags["zone"]: r for r in readings if r.measurement == "cooling"}
+    return [
+        ZoneState(
+            cluster=r.tags["cluster"],
+            zone=r.tags["zone"],
+            time_ns=r.time_ns,
+            supply_temp_c=_field(r, "supply_temp_c"),
+            setpoint_c=_field(r, "setpoint_c"),
+            return_temp_c=_field(r, "return_temp_c"),
+            cooling_power_w=_field(r, "cooling_power_w"),
+            it_power_w=_field(r, "it_power_w"),
+        )
+        for r in latest.values()
+    ]
+
+
+def _field(r: Reading, name: str) -> float:
+    v = r.fields.get(name)
+    return float(v) if isinstance(v, int | float) else float("nan")
