@@ -162,7 +162,7 @@ class InfluxStore:
         for series in _series_of(self._query(q)):
             tags = series.get("tags") or {}
             key = tuple(str(tags.get(tag, "")) for tag in spec.tags)
-            for time_ns, *values in series["values"]:
+            for time_ns, *values in series.get("values") or []:
                 rows.append((key, int(time_ns), values))
         return to_series(spec, rows)
 
@@ -177,7 +177,7 @@ class InfluxStore:
         latest: list[Latest] = []
         for series in _series_of(self._query(q)):
             tags = {tag: str(value) for tag, value in (series.get("tags") or {}).items()}
-            for row in series["values"]:
+            for row in series.get("values") or []:
                 fields = dict(zip(series["columns"], row, strict=True))
                 latest.append((tags, int(fields.pop("time")), fields))
         return sort_latest(latest)
@@ -199,7 +199,7 @@ class InfluxStore:
             return None  # servers without SHOW RETENTION POLICIES keep one policy
         policies: dict[str, dict[str, Any]] = {}
         for series in _series_of(results):
-            for row in series["values"]:
+            for row in series.get("values") or []:
                 policy = dict(zip(series["columns"], row, strict=True))
                 policies[str(policy["name"])] = policy
         if self.retention_policy is not None:
@@ -210,13 +210,20 @@ class InfluxStore:
             return None
         return parse_duration_ns(str(raw["duration"])) or None
 
-    def _query(self, q: str) -> list[dict[str, Any]]:
+    def execute(self, statement: str) -> list[dict[str, Any]]:
+        """POST a statement that changes the server (CREATE, ALTER, DROP, SELECT … INTO)."""
+        return self._query(statement, post=True)
+
+    def _query(self, q: str, *, post: bool = False) -> list[dict[str, Any]]:
         """Run ``q``; every failure leaves here as a StoreError subclass."""
         params = {"db": self.database, "epoch": "ns", "q": q}
         if self.retention_policy:
             params["rp"] = self.retention_policy
         try:
-            response = self._client.get("/query", params=params)
+            if post:  # 1.x refuses changes over GET; the form body keeps long text out of the URL
+                response = self._client.post("/query", data=params)
+            else:
+                response = self._client.get("/query", params=params)
         except httpx.TimeoutException as e:
             raise StoreUnavailable(f"{self.url}: query timed out") from e
         except httpx.TransportError as e:
