@@ -118,7 +118,7 @@ def backfill(store: InfluxStore, start_ns: int, end_ns: int) -> int:
 
 def _names(results: list[dict[str, Any]], series_name: str | None = None) -> set[str]:
     """The ``name`` column of SHOW results (of one series, for SHOW CONTINUOUS QUERIES)."""
-    names = set()
+    names: set[str] = set()
     for result in results:
         for series in result.get("series") or []:
             if series_name is not None and series.get("name") != series_name:
