@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Install the wattwise agent on a GPU node, or remove it again.
+#
+#   install-agent.sh [--from SPEC] [--config-file FILE] [--upgrade] [--dry-run]
+#   install-agent.sh --uninstall [--purge] [--dry-run]
+#
+# Install: a virtual environment under /opt/wattwise, wattwise pip-installed
+# into it, then `wattwise agent install` for the system user, the config
+# skeleton, the secret files and the systemd unit (that command owns those;
+# this script does not repeat them), then enable and, once the configuration
+# names a store, start. Every step is skipped when already in place, so running
+# the script again changes nothing.
+#
+# Uninstall: stop, disable and remove the unit, remove the virtual environment.
+# The write-ahead log (/var/lib/wattwise, possibly holding lines never
+# delivered), the configuration and secrets (/etc/wattwise) and the user stay
+# unless --purge is given.
+#
+# Overrides for other layouts (and for tests): WATTWISE_PREFIX, WATTWISE_PYTHON,
+# WATTWISE_CONFIG, SYSTEMCTL.
+set -euo pipefail
+
+PREFIX="${WATTWISE_PREFIX:-/opt/wattwise}"
+PYTHON="${WATTWISE_PYTHON:-python3}"
+CONFIG="${WATTWISE_CONFIG:-/etc/wattwise/agent.toml}"
+SYSTEMCTL="${SYSTEMCTL:-systemctl}"
+# Fixed by the unit (StateDirectory=, ConfigurationDirectory=) and `wattwise agent install`.
+STATE_DIR=/var/lib/wattwise
+CONFIG_DIR=/etc/wattwise
+UNIT=wattwise-agent.service
+UNIT_FILE="/etc/systemd/system/$UNIT"
+SERVICE_USER=wattwise
+
+SPEC=wattwise
+CONFIG_FILE=""
+UPGRADE=0
+UNINSTALL=0
+PURGE=0
+DRY_RUN=0
+
+usage() {
+    sed -n '2,20s/^# \{0,1\}//p' "$0"
+}
+
+say() {
+    printf '%s\n' "$*"
+}
+
+die() {
+    printf 'install-agent.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+# Print a command, then run it unless --dry-run.
+run() {
+    printf '+'
+    printf ' %q' "$@"
+    printf '\n'
+    if [[ $DRY_RUN -eq 0 ]]; then
+        "$@"
+    fi
+}
+
+parse_args() {
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --from) SPEC="${2:?--from needs a wheel, sdist, directory or requirement}"; shift ;;
+            --config-file) CONFIG_FILE="${2:?--config-file needs a file}"; shift ;;
+            --upgrade) UPGRADE=1 ;;
+            --uninstall) UNINSTALL=1 ;;
+            --purge) PURGE=1 ;;
+            --dry-run) DRY_RUN=1 ;;
+            -h | --help) usage; exit 0 ;;
+            *) die "unknown argument: $1 (see --help)" ;;
+        esac
+        shift
+    done
+    if [[ $PURGE -eq 1 && $UNINSTALL -eq 0 ]]; then
+        die "--purge only goes with --uninstall"
+    fi
+    if [[ -n $CONFIG_FILE && ! -r $CONFIG_FILE ]]; then
+        die "cannot read --config-file $CONFIG_FILE"
+    fi
+}
+
+require_root() {
+    if [[ $DRY_RUN -eq 0 && $(id -u) -ne 0 ]]; then
+        die "needs root (it creates a system user and a systemd unit); add --dry-run to see the steps"
+    fi
+}
+
+make_venv() {
+    if [[ -x "$PREFIX/bin/python" ]] && "$PREFIX/bin/python" -c '' 2>/dev/null; then
+        say "keep: virtual environment $PREFIX"
+        return
+    fi
+    # The unit needs Python 3.11 or newer; refuse early rather than fail in pip.
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+        die "$PYTHON is older than 3.11; set WATTWISE_PYTHON to a newer interpreter"
+    run "$PYTHON" -m venv "$PREFIX"
+}
+
+install_package() {
+    local upgrade=()
+    if [[ $UPGRADE -eq 1 ]]; then
+        upgrade=(--upgrade)
+    fi
+    # pip leaves a requirement that is already satisfied alone, so a second run is a no-op.
+    run "$PREFIX/bin/python" -m pip install --quiet "${upgrade[@]}" "$SPEC"
+}
+
+install_config_file() {
+    if [[ -z $CONFIG_FILE ]]; then
+        return
+    fi
+    if cmp -s "$CONFIG_FILE" "$CONFIG"; then
+        say "keep: $CONFIG (same as $CONFIG_FILE)"
+        return
+    fi
+    # Readable by the agent's group, never writable by the agent.
+    run install -m 0640 -o root -g "$SERVICE_USER" "$CONFIG_FILE" "$CONFIG"
+}
+
+start_if_configured() {
+    if [[ $DRY_RUN -eq 1 ]]; then
+        say "would start $UNIT once $CONFIG names a store (wattwise agent check-config)"
+        return
+    fi
+    # A skeleton without influx.url would only exit with a configuration error.
+    if "$PREFIX/bin/wattwise" agent check-config "$CONFIG" >/dev/null 2>&1; then
+        run "$SYSTEMCTL" enable --now "$UNIT"
+        say "done: the agent is running (systemctl status $UNIT)"
+    else
+        say "done: edit $CONFIG (at least influx.url) and the secrets in $CONFIG_DIR, then:"
+        say "  $PREFIX/bin/wattwise agent check-config $CONFIG && $SYSTEMCTL start $UNIT"
+    fi
+}
+
+# Whether `wattwise agent install` plans more than `systemctl enable`. When all
+# is in place it plans only `enable --now`, which would start an agent whose
+# configuration may still be the skeleton; starting is left to
+# start_if_configured instead.
+agent_install_has_work() {
+    "$PREFIX/bin/wattwise" agent install --config "$CONFIG" --dry-run |
+        grep -E '^[0-9]+\. ' | grep -qv 'systemctl enable'
+}
+
+install_agent() {
+    require_root
+    make_venv
+    install_package
+    local dry=()
+    if [[ $DRY_RUN -eq 1 ]]; then
+        dry=(--dry-run)
+    fi
+    if [[ ! -x "$PREFIX/bin/wattwise" ]]; then
+        say "would run: $PREFIX/bin/wattwise agent install --config $CONFIG"
+    elif agent_install_has_work; then
+        # User, config skeleton (never overwritten), secret files, unit, enable.
+        run "$PREFIX/bin/wattwise" agent install --config "$CONFIG" "${dry[@]}"
+    else
+        say "keep: user $SERVICE_USER, $CONFIG, secret files, $UNIT_FILE"
+    fi
+    install_config_file
+    start_if_configured
+}
+
+# Refuse to delete anything that does not look like the virtual environment.
+remove_venv() {
+    if [[ ! -e $PREFIX ]]; then
+        say "gone: $PREFIX"
+        return
+    fi
+    [[ -f "$PREFIX/pyvenv.cfg" ]] || die "$PREFIX has no pyvenv.cfg; not removing it"
+    run rm -rf -- "$PREFIX"
+}
+
+remove_unit() {
+    if [[ ! -e $UNIT_FILE ]]; then
+        say "gone: $UNIT_FILE"
+        return
+    fi
+    run "$SYSTEMCTL" disable --now "$UNIT"
+    run rm -f -- "$UNIT_FILE"
+    run "$SYSTEMCTL" daemon-reload
+}
+
+purge_data() {
+    local path
+    for path in "$STATE_DIR" "$CONFIG_DIR" "$UNIT_FILE.d"; do
+        if [[ -e $path ]]; then
+            run rm -rf -- "$path"
+        fi
+    done
+    if id "$SERVICE_USER" >/dev/null 2>&1; then
+        run userdel "$SERVICE_USER"
+    fi
+}
+
+uninstall_agent() {
+    require_root
+    remove_unit
+    remove_venv
+    if [[ $PURGE -eq 1 ]]; then
+        purge_data
+        say "done: purged the write-ahead log, configuration, secrets and user"
+    else
+        say "kept: $STATE_DIR (write-ahead log: lines not yet delivered), $CONFIG_DIR,"
+        say "      user $SERVICE_USER, drop-ins in $UNIT_FILE.d; --uninstall --purge removes them"
+    fi
+}
+
+main() {
+    parse_args "$@"
+    if [[ $DRY_RUN -eq 1 ]]; then
+        say "dry run: printing the steps, changing nothing"
+    fi
+    if [[ $UNINSTALL -eq 1 ]]; then
+        uninstall_agent
+    else
+        install_agent
+    fi
+}
+
+main "$@"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Remove the wattwise agent: the same as `install-agent.sh --uninstall`.
+#   uninstall-agent.sh [--purge] [--dry-run]
+# Keeps /var/lib/wattwise (the write-ahead log), /etc/wattwise and the user
+# unless --purge is given.
+set -euo pipefail
+exec "$(dirname "${BASH_SOURCE[0]}")/install-agent.sh" --uninstall "$@"

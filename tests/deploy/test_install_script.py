@@ -1,0 +1,157 @@
+"""deploy/install-agent.sh, run for real as root in a sandboxed node (see node_sandbox.py).
+
+The lifecycle test builds a real virtual environment with wattwise and its
+dependencies (from the local package index), which takes most of this file's
+time; everything else is fast.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.node_sandbox import INSTALL_SCRIPT, NodeSandbox
+from tests.deploy.systemd_tools import REPO
+
+UNINSTALL_SCRIPT = REPO / "deploy" / "uninstall-agent.sh"
+UNIT = "/etc/systemd/system/wattwise-agent.service"
+CONFIG = "/etc/wattwise/agent.toml"
+WAL_SEGMENT = "/var/lib/wattwise/wal/00000000000000000001.wal"
+
+CONFIG_WITH_STORE = """\
+[agent]
+labels = { cluster = "c1", zone = "z1", rack = "r01" }
+
+[influx]
+url = "http://influxdb.example:8086"
+database = "wattwise"
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    pip = [str(REPO / ".venv" / "bin" / "pip"), "wheel", "--no-deps", "-q", "-w", str(out)]
+    subprocess.run([*pip, str(REPO)], check=True, capture_output=True, timeout=120)
+    (built,) = out.glob("wattwise-*.whl")
+    return built
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def passwd_has_user(node: NodeSandbox) -> bool:
+    passwd = node.changed("/etc/passwd")
+    return passwd.exists() and any(
+        line.startswith("wattwise:") for line in passwd.read_text().splitlines()
+    )
+
+
+def test_install_twice_then_uninstall_keeps_the_wal_until_purge(
+    tmp_path: Path, wheel: Path
+) -> None:
+    node = NodeSandbox.create(tmp_path)
+
+    first = node.run("--from", str(wheel))
+    assert first.returncode == 0, first.stderr
+    assert node.changed("/opt/wattwise/bin/wattwise").is_file()
+    unit_text = node.changed(UNIT).read_text()
+    assert (
+        "ExecStart=/opt/wattwise/bin/wattwise agent run --config /etc/wattwise/agent.toml"
+        in unit_text
+    )
+    assert passwd_has_user(node)
+    assert mode(node.changed(CONFIG)) == 0o640
+    assert mode(node.changed("/etc/wattwise/influx-token")) == 0o600
+    # The skeleton names no store: enabled for boot, not started into a config error.
+    assert node.systemctl_calls() == ["daemon-reload", "enable wattwise-agent.service"]
+    assert "edit /etc/wattwise/agent.toml" in first.stdout
+
+    unit_mtime = node.changed(UNIT).stat().st_mtime_ns
+    record = next(node.changed("/opt/wattwise/lib").glob("python3*/site-packages/wattwise-*"))
+    record_mtime = record.stat().st_mtime_ns
+    second = node.run("--from", str(wheel))
+    assert second.returncode == 0, second.stderr
+    assert "keep: virtual environment /opt/wattwise" in second.stdout
+    assert node.changed(UNIT).stat().st_mtime_ns == unit_mtime
+    assert record.stat().st_mtime_ns == record_mtime
+    assert "keep: user wattwise" in second.stdout
+    # Still no store configured: nothing is started.
+    assert node.systemctl_calls() == ["daemon-reload", "enable wattwise-agent.service"]
+
+    site_config = tmp_path / "agent.toml"
+    site_config.write_text(CONFIG_WITH_STORE)
+    configured = node.run("--from", str(wheel), "--config-file", str(site_config))
+    assert configured.returncode == 0, configured.stderr
+    assert node.changed(CONFIG).read_text() == CONFIG_WITH_STORE
+    assert mode(node.changed(CONFIG)) == 0o640
+    assert node.systemctl_calls()[2:] == ["enable --now wattwise-agent.service"]
+
+    # Lines the agent logged but never delivered.
+    segment = node.changed(WAL_SEGMENT)
+    segment.parent.mkdir(parents=True)
+    segment.write_bytes(b"gpu,host=n1 power_w=312.5 1700000000000000000\n")
+
+    removed = node.run("--uninstall")
+    assert removed.returncode == 0, removed.stderr
+    assert "disable --now wattwise-agent.service" in node.systemctl_calls()
+    assert not node.changed("/opt/wattwise").exists()
+    assert not node.changed(UNIT).exists()
+    assert segment.read_bytes().startswith(b"gpu,host=n1")
+    assert node.changed(CONFIG).read_text() == CONFIG_WITH_STORE
+    assert passwd_has_user(node)
+
+    purged = node.run("--uninstall", "--purge")
+    assert purged.returncode == 0, purged.stderr
+    assert not segment.exists()
+    assert not node.changed("/etc/wattwise").exists()
+    assert not passwd_has_user(node)
+
+
+def test_dry_run_prints_the_steps_and_changes_nothing(tmp_path: Path) -> None:
+    node = NodeSandbox.create(tmp_path)
+    done = node.run("--dry-run", "--from", "/srv/wattwise-0.1.0-py3-none-any.whl")
+    assert done.returncode == 0, done.stderr
+    assert "-m venv /opt/wattwise" in done.stdout
+    assert "pip install --quiet /srv/wattwise-0.1.0-py3-none-any.whl" in done.stdout
+    assert "wattwise agent install --config /etc/wattwise/agent.toml" in done.stdout
+    assert not any((tmp_path / "upper").rglob("*/*"))
+    assert node.systemctl_calls() == []
+
+
+def test_uninstall_refuses_a_prefix_that_is_not_a_virtualenv(tmp_path: Path) -> None:
+    node = NodeSandbox.create(tmp_path)
+    precious = tmp_path / "precious"
+    (precious / "bin").mkdir(parents=True)
+    done = node.run("--uninstall", env={"WATTWISE_PREFIX": str(precious)})
+    assert done.returncode != 0
+    assert "no pyvenv.cfg" in done.stderr
+    assert (precious / "bin").is_dir()
+    assert node.systemctl_calls() == []
+
+
+def test_purge_without_uninstall_is_refused() -> None:
+    done = subprocess.run(
+        ["bash", str(INSTALL_SCRIPT), "--purge", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "--purge only goes with --uninstall" in done.stderr
+
+
+@pytest.mark.parametrize("script", [INSTALL_SCRIPT, UNINSTALL_SCRIPT], ids=lambda p: p.name)
+def test_script_passes_bash_n_and_shellcheck(script: Path) -> None:
+    parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert parsed.returncode == 0, parsed.stderr
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is needed: apt-get install -y shellcheck"
+    linted = subprocess.run([shellcheck, str(script)], capture_output=True, text=True, timeout=60)
+    assert linted.returncode == 0, linted.stdout
