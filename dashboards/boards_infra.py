@@ -39,6 +39,14 @@ def gpu_count(condition: str, field: str = "util_gpu_pct", agg: str = "mean") ->
     )
 
 
+def failed_count() -> str:
+    """GPUs that failed a read in the interval (0, not "No data", when none did)."""
+    return (
+        f'SELECT sum("v") FROM (SELECT max("failed") AS "v" FROM "gpu" WHERE {T} AND {GPU_FILTER} '
+        f'GROUP BY {EVERY}, "host", "gpu") GROUP BY {EVERY}'
+    )
+
+
 def reason_mappings() -> list[Json]:
     """Every combination of the clock-event bits, in words (Grafana maps exact values)."""
     bits = sorted(REASON_WORDS)
@@ -110,7 +118,7 @@ def fleet_overview() -> Board:
     states = targets(
         (gpu_count('"v" > 5'), "busy"),
         (gpu_count('"v" <= 5'), "idle"),
-        (gpu_count('"v" > 0', field="failed", agg="max"), "failed"),
+        (failed_count(), "failed"),
     )
     b.add("stat", "GPUs busy / idle / failed", 6, 5, states, noValue="0", **stat())
     capped = gpu_count('"v" & 4 = 4', field="clock_event_reasons", agg="last")

@@ -18,7 +18,30 @@ from .influxql import QueryError, check_names, parse, substitute
 Json = dict[str, Any]
 
 TOP_LEVEL_KEYS = frozenset(
-    ["id", "uid", "title", "description", "tags", "timezone", "editable", "graphTooltip", "time", "timepicker", "fiscalYearStartMonth", "liveNow", "weekStart", "refresh", "schemaVersion", "version", "panels", "templating", "annotations", "links", "gnetId", "revision"]
+    [
+        "id",
+        "uid",
+        "title",
+        "description",
+        "tags",
+        "timezone",
+        "editable",
+        "graphTooltip",
+        "time",
+        "timepicker",
+        "fiscalYearStartMonth",
+        "liveNow",
+        "weekStart",
+        "refresh",
+        "schemaVersion",
+        "version",
+        "panels",
+        "templating",
+        "annotations",
+        "links",
+        "gnetId",
+        "revision",
+    ]
 )
 REQUIRED_KEYS = ("schemaVersion", "templating", "annotations", "title", "panels")
 MIN_SCHEMA_VERSION = 36

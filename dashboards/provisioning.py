@@ -25,10 +25,41 @@ DATASOURCE_FILE: Keys = {
     "": frozenset(("apiVersion", "datasources", "deleteDatasources", "prune")),
     "datasources": {
         "": frozenset(
-            ["name", "type", "access", "orgId", "uid", "url", "user", "database", "basicAuth", "basicAuthUser", "withCredentials", "isDefault", "jsonData", "secureJsonData", "version", "editable"]
+            [
+                "name",
+                "type",
+                "access",
+                "orgId",
+                "uid",
+                "url",
+                "user",
+                "database",
+                "basicAuth",
+                "basicAuthUser",
+                "withCredentials",
+                "isDefault",
+                "jsonData",
+                "secureJsonData",
+                "version",
+                "editable",
+            ]
         ),
         "jsonData": frozenset(
-            ["version", "dbName", "httpMode", "organization", "defaultBucket", "maxSeries", "timeInterval", "timeout", "tlsAuth", "tlsAuthWithCACert", "tlsSkipVerify", "keepCookies", "manageAlerts"]
+            [
+                "version",
+                "dbName",
+                "httpMode",
+                "organization",
+                "defaultBucket",
+                "maxSeries",
+                "timeInterval",
+                "timeout",
+                "tlsAuth",
+                "tlsAuthWithCACert",
+                "tlsSkipVerify",
+                "keepCookies",
+                "manageAlerts",
+            ]
         ),
         "secureJsonData": frozenset(
             ["password", "basicAuthPassword", "token", "tlsCACert", "tlsClientCert", "tlsClientKey"]
@@ -40,20 +71,57 @@ DASHBOARD_FILE: Keys = {
     "": frozenset(("apiVersion", "providers")),
     "providers": {
         "": frozenset(
-            ["name", "orgId", "folder", "folderUid", "type", "disableDeletion", "updateIntervalSeconds", "allowUiUpdates", "options"]
+            [
+                "name",
+                "orgId",
+                "folder",
+                "folderUid",
+                "type",
+                "disableDeletion",
+                "updateIntervalSeconds",
+                "allowUiUpdates",
+                "options",
+            ]
         ),
         "options": frozenset(("path", "foldersFromFilesStructure")),
     },
 }
 ALERTING_FILE: Keys = {
     "": frozenset(
-        ["apiVersion", "groups", "deleteRules", "contactPoints", "deleteContactPoints", "policies", "resetPolicies", "templates", "deleteTemplates", "muteTimes", "deleteMuteTimes"]
+        [
+            "apiVersion",
+            "groups",
+            "deleteRules",
+            "contactPoints",
+            "deleteContactPoints",
+            "policies",
+            "resetPolicies",
+            "templates",
+            "deleteTemplates",
+            "muteTimes",
+            "deleteMuteTimes",
+        ]
     ),
     "groups": {
         "": frozenset(("orgId", "name", "folder", "interval", "rules")),
         "rules": {
             "": frozenset(
-                ["uid", "title", "condition", "data", "dashboardUid", "panelId", "noDataState", "execErrState", "for", "annotations", "labels", "isPaused", "keepFiringFor", "notification_settings"]
+                [
+                    "uid",
+                    "title",
+                    "condition",
+                    "data",
+                    "dashboardUid",
+                    "panelId",
+                    "noDataState",
+                    "execErrState",
+                    "for",
+                    "annotations",
+                    "labels",
+                    "isPaused",
+                    "keepFiringFor",
+                    "notification_settings",
+                ]
             ),
             "data": {
                 "": frozenset(

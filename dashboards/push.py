@@ -56,7 +56,9 @@ def read_token(token_file: Path | None, environ: Mapping[str, str]) -> str:
 
 def push_dashboards(files: Sequence[Path], settings: PushSettings) -> list[Pushed]:
     """Publish every dashboard file into ``settings.folder``, created if missing."""
-    api: Any = GrafanaApi.from_url(settings.url, credential=settings.token, timeout=settings.timeout_s)
+    api: Any = GrafanaApi.from_url(
+        settings.url, credential=settings.token, timeout=settings.timeout_s
+    )
     try:
         datasource = api.datasource.get_datasource_by_name(settings.datasource)
         folder_uid = _folder_uid(api, settings.folder)

@@ -1,0 +1,143 @@
+"""Ten simulated minutes of a small fleet, ending now, written into a real influxd.
+
+1 cluster × 2 zones × 2 racks each × 2 nodes each × 2 GPUs: GPU readings every
+second, host, cooling, job and agent readings every 10 s, plus recommendation
+and model lines shaped per the schema. Planted on purpose so no panel can be
+empty: one GPU fails for the last minute, one GPU is capped to its minimum,
+one agent drops lines and one stops reporting half-way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from tests.influxd import InfluxServer
+from wattwise.agent.lineproto import encode_many
+from wattwise.clock import ManualClock
+from wattwise.collector.base import Reading
+from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.collector.sim.views import JobView
+
+DURATION_S = 600
+SLOW_EVERY_S = 10
+S = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class FleetData:
+    db: str
+    start_ns: int
+    end_ns: int
+    hosts: tuple[str, ...]
+    failed_gpu: tuple[str, str]
+    silent_host: str
+    dropping_host: str
+
+
+def write_fleet(server: InfluxServer, db: str) -> FleetData:
+    end_ns = time.time_ns() // S * S
+    start_ns = end_ns - DURATION_S * S
+    clock = ManualClock(start_ns=start_ns)
+    fleet = SimFleet(FleetSpec.uniform(8, 2, racks=4, zones=2, seed=7), clock)
+    hosts = tuple(t["host"] for t in fleet.layout.node_tags)
+    failed = (hosts[1], "1")
+    fleet.set_power_limit(hosts[0], 0, fleet.models[0].min_limit_w)
+    gpus, nodes, jobs = fleet.gpu_source(), fleet.node_source(), JobView(fleet)
+    lines: list[bytes] = []
+    for tick in range(1, DURATION_S + 1):
+        clock.advance(1.0)
+        readings = [_fail(r, failed, tick) for r in gpus.read()]
+        if tick % SLOW_EVERY_S == 0:
+            readings += [*nodes.read(), *jobs.read(), *_agents(fleet, hosts, tick)]
+        lines += encode_many(readings)
+    lines += _recommendations(fleet, end_ns) + _models(start_ns, end_ns)
+    server.create_database(db)
+    for i in range(0, len(lines), 5000):
+        body = b"\n".join(lines[i : i + 5000])
+        httpx.post(f"{server.url}/write", params={"db": db}, content=body).raise_for_status()
+    return FleetData(db, start_ns, end_ns, hosts, failed, hosts[-1], hosts[0])
+
+
+def _fail(reading: Reading, failed: tuple[str, str], tick: int) -> Reading:
+    """The NVML source's reading of a GPU it lost: failed=1 and nothing else."""
+    host, gpu = failed
+    if tick > DURATION_S - 60 and (reading.tags["host"], reading.tags["gpu"]) == (host, gpu):
+        return Reading("gpu", reading.tags, {"failed": 1}, reading.time_ns)
+    return reading
+
+
+def _agents(fleet: SimFleet, hosts: tuple[str, ...], tick: int) -> list[Reading]:
+    now_ns = fleet.clock.time_ns()
+    readings = []
+    for i, tags in enumerate(fleet.layout.node_tags):
+        if tags["host"] == hosts[-1] and tick > DURATION_S // 2:
+            continue  # this agent stops reporting half-way
+        dropped = tick // 60 if tags["host"] == hosts[0] else 0
+        fields: dict[str, float | int | None] = {
+            "queue_lines": 40 + i,
+            "queue_bytes": 4000 + 100 * i,
+            "sent_lines_total": tick * 20,
+            "retried_batches_total": tick // 100,
+            "dropped_lines_total": dropped,
+            "dead_lettered_lines_total": 0,
+            "tick_duration_s": 0.004 + 0.001 * i,
+            "tick_overruns_total": 0,
+            "source_errors_total": 0,
+        }
+        node = {k: tags[k] for k in ("host", "cluster", "zone", "rack")}
+        readings.append(Reading("agent", node, fields, now_ns))
+    return readings
+
+
+def _recommendations(fleet: SimFleet, end_ns: int) -> list[bytes]:
+    readings = []
+    for k, at_ns in enumerate((end_ns - 300 * S, end_ns - 60 * S)):
+        for i, tags in enumerate(fleet.layout.gpu_tags):
+            where = {t: tags[t] for t in ("cluster", "zone", "rack", "host", "gpu")}
+            fields: dict[str, float | int | None] = {
+                "current_limit_w": 700.0,
+                "recommended_limit_w": 550.0 + 10 * i,
+                "saving_w": 60.0 + k,
+                "saving_pct": 9.0,
+                "slowdown_pct": 2.5,
+                "confidence": 0.8,
+                "samples": 600,
+            }
+            tags_out = {**where, "kind": "power_cap", "objective": "slowdown_bound"}
+            readings.append(Reading("recommendation", tags_out, fields, at_ns))
+        for z, zone in enumerate(fleet.layout.zones):
+            fields = {
+                "current_setpoint_c": 20.0,
+                "recommended_setpoint_c": 22.0 + z,
+                "predicted_max_inlet_c": 25.5,
+                "saving_w": 900.0,
+                "saving_pct": 6.0,
+            }
+            tags_out = {"kind": "cooling", "cluster": fleet.layout.zone_cluster[z], "zone": zone}
+            readings.append(Reading("recommendation", tags_out, fields, at_ns))
+    for rank, node in enumerate(fleet.layout.node_tags, start=1):
+        fields = {"rank": rank, "gpus": 2, "marginal_it_power_w": 1300.0 + rank}
+        fields.update(marginal_cooling_power_w=260.0, confidence=0.7)
+        tags_out = {**node, "kind": "placement", "job": "slurm-4242"}
+        readings.append(Reading("recommendation", tags_out, fields, end_ns - 120 * S))
+    return encode_many(readings)
+
+
+def _models(start_ns: int, end_ns: int) -> list[bytes]:
+    readings = []
+    for version, at_ns in enumerate((start_ns + 60 * S, end_ns - 60 * S), start=1):
+        for name, error in (("power", 4.0), ("cap_response", 7.5)):
+            fields: dict[str, float | int | None] = {
+                "version": version,
+                "error_pct": error - version,
+                "mae": 12.0 / version,
+                "samples": 1000 * version,
+                "train_start_ns": start_ns,
+                "train_end_ns": at_ns,
+            }
+            tags = {"name": name, "gpu_model": "NVIDIA H100 80GB HBM3"}
+            readings.append(Reading("model", tags, fields, at_ns))
+    return encode_many(readings)

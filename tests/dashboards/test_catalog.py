@@ -1,0 +1,145 @@
+"""Every query of every panel, variable and alert rule, run against a real influxd.
+
+A panel that would show "No data" on a fleet that has the data it is about
+fails here. The dashboards are also checked to be what the catalog generates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.influxd import InfluxServer
+from wattwise.dashboards.build import write_all
+from wattwise.dashboards.check import DASHBOARDS_DIR, PROVISIONING_DIR, dashboard_files
+from wattwise.dashboards.influxql import substitute
+from wattwise.dashboards.lint import iter_panels
+from wattwise.dashboards.provisioning import load
+
+from .fleet_data import FleetData
+
+MAY_BE_EMPTY = {("fleet", "Power-capped / thermally throttled GPUs", "B")}
+"""(dashboard, panel, refId) that are empty while no GPU is thermally throttled
+(the simulated ten minutes stay cool); the panel shows 0 through its noValue."""
+
+BOARDS = {p.stem: json.loads(p.read_text()) for p in dashboard_files(DASHBOARDS_DIR)}
+TARGETS = [
+    pytest.param(name, panel, target, id=f"{name}/{panel['id']}/{target['refId']}")
+    for name, board in BOARDS.items()
+    for panel in iter_panels(board["panels"])
+    for target in panel.get("targets", [])
+]
+RULES_FILE = PROVISIONING_DIR / "alerting" / "wattwise-rules.yaml"
+RULES = [r for g in load(RULES_FILE)["groups"] for r in g["rules"]]
+
+
+def _time_filter(panel: dict[str, Any], data: FleetData) -> str:
+    relative = panel.get("timeFrom", "")
+    if relative and not relative.startswith("now/"):
+        return f"time >= now() - {relative}"
+    # "today" and "this month" both contain the ten minutes just written
+    return f"time >= {data.start_ns} AND time <= {data.end_ns}"
+
+
+def _run(server: InfluxServer, query: str, db: str) -> list[dict[str, Any]]:
+    (result,) = server.query(query, db)["results"]
+    assert "error" not in result, (query, result)
+    series: list[dict[str, Any]] = result.get("series", [])
+    return series
+
+
+def _has_values(series: list[dict[str, Any]]) -> bool:
+    return any(v is not None for s in series for row in s["values"] for v in row[1:])
+
+
+def _query(panel: dict[str, Any], target: dict[str, Any], data: FleetData, host: str) -> str:
+    variables = {"cluster": ".*", "zone": ".*", "rack": ".*", "host": host, "gpu": ".*"}
+    variables["group_by"] = "rack"
+    interval = panel.get("interval", "10s")
+    time_filter = _time_filter(panel, data)
+    return substitute(target["query"], variables, time_filter=time_filter, interval=interval)
+
+
+@pytest.mark.parametrize(("board", "panel", "target"), TARGETS)
+def test_every_panel_query_returns_data_for_all_hosts_and_for_one(
+    influxd: InfluxServer, fleet_db: FleetData, board: str, panel: Any, target: Any
+) -> None:
+    for host in (".*", fleet_db.hosts[0]):
+        series = _run(influxd, _query(panel, target, fleet_db, host), fleet_db.db)
+        if (board, panel["title"], target["refId"]) not in MAY_BE_EMPTY:
+            assert _has_values(series), f"{panel['title']} {target['refId']} shows No data"
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_every_template_variable_lists_values(
+    influxd: InfluxServer, fleet_db: FleetData, board: str
+) -> None:
+    for variable in BOARDS[board]["templating"]["list"]:
+        if variable["type"] == "query":
+            query = substitute(
+                variable["query"],
+                {"cluster": ".*", "zone": ".*", "rack": ".*", "host": ".*"},
+                time_filter="",
+                interval="",
+            )
+            assert _has_values(_run(influxd, query, fleet_db.db)), variable["name"]
+
+
+def _rule_series(server: InfluxServer, data: FleetData, uid: str) -> dict[str, list[Any]]:
+    """The rule's InfluxQL query over its relative range: last value per series key."""
+    (rule,) = [r for r in RULES if r["uid"] == uid]
+    (query_data,) = [d for d in rule["data"] if d["datasourceUid"] != "__expr__"]
+    seconds = query_data["relativeTimeRange"]["from"]
+    query = substitute(
+        query_data["model"]["query"], {}, time_filter=f"time >= now() - {seconds}s", interval=""
+    )
+    series = _run(server, query, data.db)
+    return {",".join(s.get("tags", {}).values()): [r[-1] for r in s["values"]] for s in series}
+
+
+def test_alert_silent_agent_fires_only_for_the_agent_that_stopped(
+    influxd: InfluxServer, fleet_db: FleetData
+) -> None:
+    values = _rule_series(influxd, fleet_db, "wattwise-agent-silent")
+    assert set(values) == set(fleet_db.hosts)
+    assert values[fleet_db.silent_host][-1] == 0
+    assert all(v[-1] > 0 for host, v in values.items() if host != fleet_db.silent_host)
+
+
+def test_alert_dropping_data_fires_only_for_the_agent_that_drops(
+    influxd: InfluxServer, fleet_db: FleetData
+) -> None:
+    values = _rule_series(influxd, fleet_db, "wattwise-agent-dropping")
+    assert values[fleet_db.dropping_host][-1] > 0
+    assert all(v[-1] == 0 for host, v in values.items() if host != fleet_db.dropping_host)
+
+
+def test_alert_near_slowdown_reports_headroom_of_every_reporting_gpu(
+    influxd: InfluxServer, fleet_db: FleetData
+) -> None:
+    values = _rule_series(influxd, fleet_db, "wattwise-gpu-near-slowdown")
+    # the GPU that failed a minute ago still has its last temperature in the window
+    assert len(values) == 2 * len(fleet_db.hosts)
+    assert all(0 < v[-1] < 87 for v in values.values())
+
+
+def test_alert_rack_power_sums_the_nodes_of_each_rack(
+    influxd: InfluxServer, fleet_db: FleetData
+) -> None:
+    values = _rule_series(influxd, fleet_db, "wattwise-rack-over-budget")
+    assert len(values) == 4
+    one_node = _run(
+        influxd,
+        'SELECT last("node_power_w") FROM "host" WHERE time >= now() - 10m GROUP BY "host"',
+        fleet_db.db,
+    )
+    assert all(v[-1] > max(s["values"][0][1] for s in one_node) for v in values.values())
+
+
+def test_dashboard_files_are_what_the_catalog_generates(tmp_path: Path) -> None:
+    for path in write_all(tmp_path):
+        assert path.read_text() == (DASHBOARDS_DIR / path.name).read_text(), path.name
+    assert len(BOARDS) == 7
