@@ -72,6 +72,7 @@ class SimFleet:
         self.work = np.zeros(count)
         self.cpu_energy_j = np.zeros(self.layout.node_count)
         self.cooling_energy_j = np.zeros(zones)
+        self.node_energy_j = np.zeros(self.layout.node_count)
         self.nodes = nodes.NodeState.empty(self.layout.node_count, self.inlet_c_at(np.zeros(racks)))
         self.op = self._solve(np.full(count, 40.0))
         self.temps = thermal.GpuTemps.settled(self.params, self._gpu_air_c(), self.op.power_w)
@@ -140,6 +141,7 @@ class SimFleet:
             dt_s=dt_s,
         )
         self.cpu_energy_j += self.nodes.cpu_power_w * dt_s
+        self.node_energy_j += self.nodes.node_power_w * dt_s
         cooling = self.spec.cooling
         self.supply_c = thermal.relax(self.supply_c, self.setpoint_c, dt_s, cooling.supply_tau_s)
         self.it_power_w = _sum_by(lay.zone_of_node, self.nodes.node_power_w, len(lay.zones))

@@ -15,6 +15,9 @@ import numpy as np
 from wattwise.errors import ConfigError
 
 from . import dvfs
+from .dvfs import Floats
+
+Bools = np.ndarray[tuple[int], np.dtype[np.bool_]]
 
 if TYPE_CHECKING:
     from .fleet import SimFleet
@@ -46,6 +49,14 @@ class GroundTruth:
         """Energy every zone's cooling drew since the fleet started."""
         return float(self._fleet.cooling_energy_j.sum())
 
+    def it_energy_j(self) -> float:
+        """Energy every node drew at its power supplies (GPUs, CPUs, fans, the rest) since start."""
+        return float(self._fleet.node_energy_j.sum())
+
+    def thermally_throttled(self) -> Bools:
+        """Per GPU (state order): is its clock held down by the thermal controller right now?"""
+        return np.asarray(self._fleet.op.reasons & dvfs.REASON_SW_THERMAL > 0, dtype=np.bool_)
+
     def inlet_temps(self) -> dict[str, float]:
         """True inlet temperature of every node, by host."""
         tags = self._fleet.layout.node_tags
@@ -76,6 +87,31 @@ class GroundTruth:
         clock_rel = op.sm_clock_mhz / params.max_sm_clock_mhz
         rate = op.busy * dvfs.throughput(clock_rel, f.jobs.memory_bound[one])
         return float(rate[0]), float(op.power_w[0])
+
+    def at_power_limits(self, limits_w: Floats) -> tuple[Floats, Floats]:
+        """Vectorised :meth:`at_power_limit` for every GPU at once (state order).
+
+        ``limits_w`` is shaped (GPUs,) or (GPUs, K) for K candidate limits per GPU;
+        the answer (throughput, power_w) has the same shape. Limits are not checked.
+        """
+        f = self._fleet
+        limits = np.asarray(limits_w, dtype=np.float64)
+        col = (slice(None), None) if limits.ndim == 2 else (slice(None),)
+        params = dvfs.GpuParams(
+            **{n: getattr(f.params, n)[col] for n in dvfs.GpuParams.__dataclass_fields__}
+        )
+        op = dvfs.solve(
+            params,
+            has_job=f.jobs.has_job[col],
+            busy=f.jobs.duty[col],
+            compute=f.jobs.compute[col],
+            memory=f.jobs.memory[col],
+            temp_c=f.temps.die_c[col],
+            limit_w=limits,
+        )
+        clock_rel = op.sm_clock_mhz / params.max_sm_clock_mhz
+        rate = op.busy * dvfs.throughput(clock_rel, f.jobs.memory_bound[col])
+        return np.asarray(rate, dtype=np.float64), np.asarray(op.power_w, dtype=np.float64)
 
     def inlet_temps_at_setpoint(self, zone: str, celsius: float) -> dict[str, float]:
         """Steady inlet temperature of each node of ``zone`` at another setpoint, today's load."""
