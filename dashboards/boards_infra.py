@@ -5,7 +5,18 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from .build import GPU_FILTER, HOST_FILTER, ZONE_FILTER, Board, Json, custom_variable, targets
+from .build import (
+    GPU_FILTER,
+    GPU_WHERE,
+    HOST_FILTER,
+    HOST_WHERE,
+    ZONE_FILTER,
+    ZONE_WHERE,
+    Board,
+    Json,
+    custom_variable,
+    targets,
+)
 
 T = "$timeFilter"
 EVERY = "time($__interval)"
@@ -34,7 +45,7 @@ def gpu_count(condition: str, field: str = "util_gpu_pct", agg: str = "mean") ->
     """GPUs whose per-interval ``agg`` of ``field`` (as "v") meets ``condition``."""
     return (
         f'SELECT count("v") FROM (SELECT {agg}("{field}") AS "v" FROM "gpu" '
-        f'WHERE {T} AND {GPU_FILTER} GROUP BY {EVERY}, "host", "gpu") '
+        f'{GPU_WHERE} GROUP BY {EVERY}, "host", "gpu") '
         f"WHERE {condition} GROUP BY {EVERY}"
     )
 
@@ -42,7 +53,7 @@ def gpu_count(condition: str, field: str = "util_gpu_pct", agg: str = "mean") ->
 def failed_count() -> str:
     """GPUs that failed a read in the interval (0, not "No data", when none did)."""
     return (
-        f'SELECT sum("v") FROM (SELECT max("failed") AS "v" FROM "gpu" WHERE {T} AND {GPU_FILTER} '
+        f'SELECT sum("v") FROM (SELECT max("failed") AS "v" FROM "gpu" {GPU_WHERE} '
         f'GROUP BY {EVERY}, "host", "gpu") GROUP BY {EVERY}'
     )
 
@@ -92,9 +103,7 @@ def fleet_overview() -> Board:
         unit="watt",
         **stat(),
     )
-    energy = (
-        f'SELECT sum("energy_j") / 3600000 FROM "gpu" WHERE {T} AND {GPU_FILTER} GROUP BY {EVERY}'
-    )
+    energy = f'SELECT sum("energy_j") / 3600000 FROM "gpu" {GPU_WHERE} GROUP BY {EVERY}'
     b.add(
         "stat",
         "GPU energy today",
@@ -131,7 +140,7 @@ def fleet_overview() -> Board:
         targets((capped, "power-capped"), (throttled, "throttled")),
         noValue="0",
         **stat(),
-        description="GPUs whose clocks are held by the power cap (0x4), or by heat or a hardware slowdown.",
+        description="GPUs whose clocks are held by the power cap (0x4), or by heat or slowdown.",
     )
     by = "$group_by"
     b.add(
@@ -158,11 +167,11 @@ def fleet_overview() -> Board:
         8,
         targets(
             (
-                f'SELECT max("temp_c") FROM "gpu" WHERE {T} AND {GPU_FILTER} GROUP BY {EVERY}, "rack"',
+                f'SELECT max("temp_c") FROM "gpu" {GPU_WHERE} GROUP BY {EVERY}, "rack"',
                 "hottest GPU $tag_rack",
             ),
             (
-                f'SELECT mean("inlet_temp_c") FROM "host" WHERE {T} AND {HOST_FILTER} GROUP BY {EVERY}, "rack"',
+                f'SELECT mean("inlet_temp_c") FROM "host" {HOST_WHERE} GROUP BY {EVERY}, "rack"',
                 "inlet $tag_rack",
             ),
         ),
@@ -170,8 +179,8 @@ def fleet_overview() -> Board:
     )
     sort = {"sortBy": [{"displayName": "power_w", "desc": True}], "showHeader": True}
     limit = [{"id": "limit", "options": {"limitField": 10}}]
-    top_gpus = f'SELECT mean("power_w") AS "power_w" FROM "gpu" WHERE {T} AND {GPU_FILTER} GROUP BY "host", "gpu"'
-    top_hosts = f'SELECT mean("node_power_w") AS "power_w" FROM "host" WHERE {T} AND {HOST_FILTER} GROUP BY "host"'
+    top_gpus = f'SELECT mean("power_w") AS "power_w" FROM "gpu" {GPU_WHERE} GROUP BY "host", "gpu"'
+    top_hosts = f'SELECT mean("node_power_w") AS "power_w" FROM "host" {HOST_WHERE} GROUP BY "host"'
     b.add(
         "table",
         "Top GPUs by power",
@@ -194,7 +203,7 @@ def fleet_overview() -> Board:
     )
     ratio = (
         'SELECT (sum("c") + sum("it")) / sum("it") FROM (SELECT mean("cooling_power_w") AS "c", '
-        f'mean("it_power_w") AS "it" FROM "cooling" WHERE {T} AND {ZONE_FILTER} GROUP BY {EVERY}, "zone") '
+        f'mean("it_power_w") AS "it" FROM "cooling" {ZONE_WHERE} GROUP BY {EVERY}, "zone") '
         f"GROUP BY {EVERY}"
     )
     cooling = fleet_sum("cooling", "cooling_power_w", ZONE_FILTER, '"zone"')
@@ -220,13 +229,11 @@ def fleet_overview() -> Board:
 
 
 def _per_gpu(field: str, agg: str = "mean") -> str:
-    return f'SELECT {agg}("{field}") FROM "gpu" WHERE {T} AND {GPU_FILTER} GROUP BY {EVERY}, "host", "gpu"'
+    return f'SELECT {agg}("{field}") FROM "gpu" {GPU_WHERE} GROUP BY {EVERY}, "host", "gpu"'
 
 
 def _per_host(field: str, agg: str = "mean") -> str:
-    return (
-        f'SELECT {agg}("{field}") FROM "host" WHERE {T} AND {HOST_FILTER} GROUP BY {EVERY}, "host"'
-    )
+    return f'SELECT {agg}("{field}") FROM "host" {HOST_WHERE} GROUP BY {EVERY}, "host"'
 
 
 def node() -> Board:
@@ -346,114 +353,4 @@ def node() -> Board:
         targets((_per_host("node_power_w"), "$tag_host")),
         unit="watt",
     )
-    return b
-
-
-def jobs() -> Board:
-    b = Board(
-        "wattwise-jobs", "Jobs", "Energy attributed to Slurm jobs and Kubernetes pods.", ["jobs"]
-    )
-    energy = f'SELECT integral("power_w") / 3600000 AS "energy_kwh" FROM "gpu_job" WHERE {T} AND {GPU_FILTER} GROUP BY "job", "scheduler"'
-    sort = {"sortBy": [{"displayName": "energy_kwh", "desc": True}], "showHeader": True}
-    b.add(
-        "table",
-        "Energy per job",
-        12,
-        10,
-        targets((energy, ""), table=True),
-        unit="kwatth",
-        options=sort,
-    )
-    b.add(
-        "bargauge",
-        "Top jobs by energy",
-        12,
-        10,
-        targets((energy, ""), table=True),
-        unit="kwatth",
-        options={
-            "orientation": "horizontal",
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True, "limit": 10},
-        },
-        transformations=[
-            {"id": "sortBy", "options": {"sort": [{"field": "energy_kwh", "desc": True}]}}
-        ],
-    )
-    per_job = fleet_sum("gpu_job", "power_w", GPU_FILTER, '"job", "host", "gpu"', "job")
-    b.add(TS, "Power by job", 16, 8, targets((per_job, "$tag_job")), unit="watt")
-    per_gpu_hour = (
-        f'SELECT mean("power_w") / 1000 FROM "gpu_job" WHERE {T} AND {GPU_FILTER} GROUP BY {EVERY}'
-    )
-    b.add(
-        "stat",
-        "Energy per GPU-hour",
-        8,
-        8,
-        targets((per_gpu_hour, "")),
-        unit="kwatth",
-        **stat(calc="mean"),
-        description="Mean attributed power per GPU running a job: kWh per GPU-hour.",
-    )
-    return b
-
-
-def cooling() -> Board:
-    b = Board(
-        "wattwise-cooling",
-        "Cooling zones",
-        "Supply, return, inlet and cooling power per zone.",
-        ["cooling"],
-    )
-    z = f'WHERE {T} AND {ZONE_FILTER} GROUP BY {EVERY}, "zone"'
-    recommended = (
-        f'SELECT last("recommended_setpoint_c") FROM "recommendation" WHERE {T} AND "kind" = \'cooling\' '
-        f'AND {ZONE_FILTER} GROUP BY {EVERY}, "zone" fill(previous)'
-    )
-    b.add(
-        TS,
-        "Supply, setpoint and return",
-        12,
-        9,
-        targets(
-            (f'SELECT mean("supply_temp_c") FROM "cooling" {z}', "$tag_zone supply"),
-            (f'SELECT last("setpoint_c") FROM "cooling" {z}', "$tag_zone setpoint"),
-            (f'SELECT mean("return_temp_c") FROM "cooling" {z}', "$tag_zone return"),
-            (recommended, "$tag_zone recommended setpoint"),
-        ),
-        unit="celsius",
-    )
-    band = {
-        "mode": "absolute",
-        "steps": [
-            {"color": "blue", "value": None},
-            {"color": "green", "value": 18},
-            {"color": "red", "value": 27},
-        ],
-    }
-    inlet = f'FROM "host" WHERE {T} AND {HOST_FILTER} GROUP BY {EVERY}, "zone"'
-    b.add(
-        TS,
-        "Inlet temperature against the 18–27 °C band",
-        12,
-        9,
-        targets(
-            (f'SELECT min("inlet_temp_c") {inlet}', "$tag_zone coolest"),
-            (f'SELECT mean("inlet_temp_c") {inlet}', "$tag_zone mean"),
-            (f'SELECT max("inlet_temp_c") {inlet}', "$tag_zone hottest"),
-        ),
-        unit="celsius",
-        thresholds=band,
-        custom={"thresholdsStyle": {"mode": "line+area"}},
-        description="ASHRAE's recommended inlet range is 18–27 °C.",
-    )
-    b.add(
-        TS,
-        "Cooling power",
-        12,
-        8,
-        targets((f'SELECT mean("cooling_power_w") FROM "cooling" {z}', "$tag_zone")),
-        unit="watt",
-    )
-    ratio = f'SELECT (mean("cooling_power_w") + mean("it_power_w")) / mean("it_power_w") FROM "cooling" {z}'
-    b.add(TS, "Facility / IT power ratio", 12, 8, targets((ratio, "$tag_zone")), unit="none")
     return b

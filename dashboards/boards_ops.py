@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from .boards_infra import EVERY, TS, T, fleet_sum, stat
-from .build import GPU_FILTER, HOST_FILTER, ZONE_FILTER, Board, targets
+from .build import (
+    GPU_FILTER,
+    HOST_FILTER,
+    HOST_WHERE,
+    ZONE_FILTER,
+    ZONE_WHERE,
+    Board,
+    targets,
+)
 
 HOURS_PER_MONTH = 730
 SILENT_PANEL = {"timeFrom": "10m", "interval": "30s", "maxDataPoints": 20}
@@ -12,7 +20,8 @@ SILENT_PANEL = {"timeFrom": "10m", "interval": "30s", "maxDataPoints": 20}
 
 def _latest(kind: str, fields: list[str], filt: str, by: str) -> str:
     columns = ", ".join(f'last("{f}") AS "{f}"' for f in fields)
-    return f'SELECT {columns} FROM "recommendation" WHERE {T} AND "kind" = \'{kind}\' AND {filt} GROUP BY {by}'
+    where = f"WHERE {T} AND \"kind\" = '{kind}' AND {filt}"
+    return f'SELECT {columns} FROM "recommendation" {where} GROUP BY {by}'
 
 
 def _savings(scale: str) -> str:
@@ -38,7 +47,7 @@ def recommendations() -> Board:
         targets((_savings("/ 1000"), ""), table=True),
         unit="kwatt",
         **stat(),
-        description="Sum of the latest predicted saving of every power-cap and cooling recommendation.",
+        description="Sum of the latest predicted saving of all power-cap and cooling advice.",
     )
     b.add(
         "stat",
@@ -143,9 +152,7 @@ def models() -> Board:
         "Accuracy and training windows of the optimizer's models.",
         ["optimizer"],
     )
-    per_model = (
-        f'FROM "model" WHERE {T} AND {ZONE_FILTER} GROUP BY {EVERY}, "name", "gpu_model" fill(none)'
-    )
+    per_model = f'FROM "model" {ZONE_WHERE} GROUP BY {EVERY}, "name", "gpu_model" fill(none)'
     b.add(
         TS,
         "Error over time",
@@ -163,9 +170,10 @@ def models() -> Board:
         unit="none",
     )
     window = (
-        'SELECT last("version") AS "version", last("error_pct") AS "error_pct", last("samples") AS "samples", '
-        'last("train_start_ns") / 1000000 AS "train_start", last("train_end_ns") / 1000000 AS "train_end" '
-        f'FROM "model" WHERE {T} AND {ZONE_FILTER} GROUP BY "name", "gpu_model"'
+        'SELECT last("version") AS "version", last("error_pct") AS "error_pct", '
+        'last("samples") AS "samples", last("train_start_ns") / 1000000 AS "train_start", '
+        'last("train_end_ns") / 1000000 AS "train_end" '
+        f'FROM "model" {ZONE_WHERE} GROUP BY "name", "gpu_model"'
     )
     b.add(
         "table",
@@ -187,7 +195,7 @@ def models() -> Board:
 def silent_agents_query() -> str:
     """Per host, agent reports in the last two minutes (0 = the agent stopped reporting)."""
     return (
-        f'SELECT moving_average(count("tick_duration_s"), 4) FROM "agent" WHERE {T} AND {HOST_FILTER} '
+        f'SELECT moving_average(count("tick_duration_s"), 4) FROM "agent" {HOST_WHERE} '
         f'GROUP BY {EVERY}, "host" fill(0)'
     )
 
@@ -196,7 +204,7 @@ def agent_health() -> Board:
     b = Board(
         "wattwise-agent", "Agent health", "Delivery and timing of every wattwise agent.", ["agent"]
     )
-    per_host = f'FROM "agent" WHERE {T} AND {HOST_FILTER} GROUP BY {EVERY}, "host"'
+    per_host = f'FROM "agent" {HOST_WHERE} GROUP BY {EVERY}, "host"'
     b.add(
         "bargauge",
         "Reports in the last 2 minutes (0 = stopped reporting)",
@@ -212,7 +220,7 @@ def agent_health() -> Board:
             "orientation": "vertical",
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
         },
-        description="Self-metric reports per 30 s averaged over the last four windows; red agents are silent.",
+        description="Reports per 30 s, averaged over the last four windows; red = silent.",
         **SILENT_PANEL,
     )
     b.add(

@@ -24,7 +24,9 @@ _LABEL_VARIABLES = ("cluster", "zone", "rack", "host", "gpu")
 GPU_FILTER = " AND ".join(f'"{v}" =~ /^${v}$/' for v in _LABEL_VARIABLES)
 HOST_FILTER = " AND ".join(f'"{v}" =~ /^${v}$/' for v in _LABEL_VARIABLES[:4])
 ZONE_FILTER = " AND ".join(f'"{v}" =~ /^${v}$/' for v in _LABEL_VARIABLES[:2])
-RACK_FILTER = " AND ".join(f'"{v}" =~ /^${v}$/' for v in _LABEL_VARIABLES[:3])
+GPU_WHERE = f"WHERE $timeFilter AND {GPU_FILTER}"
+HOST_WHERE = f"WHERE $timeFilter AND {HOST_FILTER}"
+ZONE_WHERE = f"WHERE $timeFilter AND {ZONE_FILTER}"
 
 
 def target(query: str, ref: str = "A", *, table: bool = False, alias: str = "") -> Json:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .boards_infra import cooling, fleet_overview, jobs, node
+from .boards_infra import fleet_overview, node
 from .boards_ops import agent_health, models, recommendations
+from .boards_work import cooling, jobs
 from .build import Board
 
 
