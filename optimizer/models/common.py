@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,15 +58,45 @@ def tag(series: Series, name: str, default: str = "") -> NDArray[np.object_]:
     return np.asarray(values, dtype=object)
 
 
-def group_ids(*keys: NDArray[np.object_]) -> tuple[Ints, NDArray[np.object_]]:
-    """Dense integer ids for the combination of tag columns, and the distinct keys."""
+def factorize(values: NDArray[Any]) -> tuple[Ints, NDArray[Any]]:
+    """Dense integer codes of one column and its distinct values (sorted).
+
+    Stores return rows grouped by series, so a tag column is long runs of one
+    value: only the first row of each run goes through the (slow, per-object)
+    sort, and every row inherits its run's code. Correct for any order; fast for
+    the grouped order the stores give.
+    """
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), values[:0]
+    starts = np.ones(values.shape[0], dtype=np.bool_)
+    starts[1:] = values[1:] != values[:-1]
+    run_of_row = np.cumsum(starts) - 1
+    heads = values[starts]
+    if heads.dtype == object:
+        heads = heads.astype(str)
+    distinct, codes = np.unique(heads, return_inverse=True)
+    return np.asarray(codes.reshape(-1)[run_of_row], dtype=np.int64), distinct
+
+
+def group_ids(*keys: NDArray[Any]) -> tuple[Ints, NDArray[np.object_]]:
+    """Dense integer ids for the combination of columns, and the distinct keys
+    (the columns' values joined by ``\\x1f``), in sorted order of the keys."""
     if not keys or keys[0].size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
-    joined = keys[0].astype(str)
-    for k in keys[1:]:
-        joined = np.char.add(np.char.add(joined, "\x1f"), k.astype(str))
-    distinct, ids = np.unique(joined, return_inverse=True)
-    return ids.astype(np.int64), distinct.astype(object)
+    coded = [factorize(k) for k in keys]
+    combined = np.zeros(keys[0].shape[0], dtype=np.int64)
+    for codes, distinct in coded:
+        combined = combined * max(len(distinct), 1) + codes
+    seen, ids = np.unique(combined, return_inverse=True)
+    parts = []
+    for _codes, distinct in reversed(coded):
+        size = max(len(distinct), 1)
+        parts.append(np.asarray(distinct, dtype=object)[seen % size].astype(str))
+        seen = seen // size
+    joined = parts[-1]
+    for part in reversed(parts[:-1]):
+        joined = np.char.add(np.char.add(joined, "\x1f"), part)
+    return np.asarray(ids.reshape(-1), dtype=np.int64), np.asarray(joined, dtype=object)
 
 
 def fold_of_groups(groups: Ints, folds: int, seed: int = 0) -> Ints:

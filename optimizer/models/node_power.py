@@ -1,0 +1,157 @@
+"""Per-node power curve ``P(u) = K0 + K1·e^(K2·u)`` for placement.
+
+``u`` is the node's mean GPU utilization (0..1) in a bucket and ``P`` its BMC
+``node_power_w``. Placement scores a node by the marginal power of the new load,
+``P(u + Δu) − P(u)``, so the shape matters as much as the level: a node whose
+curve is convex costs more per unit of extra load when it is already busy.
+
+``K2`` is picked from a grid; for each ``K2`` the curve is linear in ``K0, K1``
+and solved in closed form for every node at once. Nodes whose utilization did not
+vary enough to see a shape borrow ``K1, K2`` from the pooled fit of their GPU
+model and keep their own level ``K0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wattwise.optimizer.telemetry import Floats, Series
+
+from .common import ModelInfo, column, error_summary, factorize, group_ids, tag, window_of
+from .thermal import join_host_column
+
+SHAPE_GRID = np.array([k for k in np.linspace(-3.0, 3.0, 25) if k != 0.0])
+"""Candidate ``K2``; 0 is left out (the curve would be flat), ±0.25 is near-linear."""
+MIN_UTIL_SPREAD = 0.2
+"""A node needs utilization over at least this range to fit its own shape."""
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class NodePowerCurves:
+    """``K0, K1, K2`` per host (arrays aligned with :attr:`hosts`)."""
+
+    hosts: tuple[str, ...]
+    k0_w: Floats
+    k1_w: Floats
+    k2: Floats
+    own_shape: np.ndarray
+    """True where the node's own data fixed ``K1, K2`` (else the pooled shape)."""
+    info: ModelInfo
+
+    def power_w(self, rows: np.ndarray, util: Floats) -> Floats:
+        """Predicted node power of hosts ``rows`` (indices into :attr:`hosts`) at ``util``."""
+        return np.asarray(self.k0_w[rows] + self.k1_w[rows] * np.exp(self.k2[rows] * util))
+
+    def marginal_w(self, rows: np.ndarray, util_now: Floats, util_added: Floats) -> Floats:
+        """Extra node power when utilization rises from ``util_now`` by ``util_added``."""
+        after = np.clip(util_now + util_added, 0.0, 1.0)
+        return self.power_w(rows, after) - self.power_w(rows, util_now)
+
+    def index(self) -> dict[str, int]:
+        return {h: i for i, h in enumerate(self.hosts)}
+
+
+def node_utilization(gpus: Series, hosts: Series) -> Floats:
+    """Mean GPU utilization (0..1) of each ``host_series`` row's node in the same bucket."""
+    ids, _ = group_ids(tag(gpus, "host"), gpus.time_ns)
+    util = column(gpus, "util_gpu_pct") / 100.0
+    ok = np.isfinite(util)
+    n = np.bincount(ids[ok], minlength=int(ids.max()) + 1 if ids.size else 0)
+    total = np.bincount(ids[ok], weights=util[ok], minlength=n.size)
+    first = np.full(n.size, -1, dtype=np.int64)
+    first[ids[::-1]] = np.arange(ids.size)[::-1]
+    per_node = Series(
+        gpus.time_ns[first],
+        {"host": tag(gpus, "host")[first]},
+        {"util": np.where(n > 0, total / np.maximum(n, 1), np.nan)},
+    )
+    return join_host_column(hosts, per_node, "util")
+
+
+def fit_node_power_curves(gpus: Series, hosts: Series) -> NodePowerCurves:
+    """Fit every node's curve from ``gpu_series`` (utilization) and ``host_series`` (power)."""
+    util = node_utilization(gpus, hosts)
+    power = column(hosts, "node_power_w")
+    ok = np.isfinite(util) & np.isfinite(power)
+    codes, names = factorize(tag(hosts, "host"))
+    node, u, p = codes[ok], util[ok], power[ok]
+    nodes = len(names)
+    k0, k1, k2 = _best_shape(node, u, p, nodes)
+    count = np.bincount(node, minlength=nodes)
+    span = _spread(node, u, nodes)
+    own = (span >= MIN_UTIL_SPREAD) & (count >= 3)
+    if (~own).any():
+        pooled_k1, pooled_k2 = _pooled_shape(node, u, p, nodes)
+        mean_u = np.bincount(node, weights=u, minlength=nodes) / np.maximum(count, 1)
+        mean_p = np.bincount(node, weights=p, minlength=nodes) / np.maximum(count, 1)
+        k1 = np.where(own, k1, pooled_k1)
+        k2 = np.where(own, k2, pooled_k2)
+        k0 = np.where(own, k0, mean_p - pooled_k1 * np.exp(pooled_k2 * mean_u))
+    predicted = k0[node] + k1[node] * np.exp(k2[node] * u)
+    start, end = window_of(hosts, ok)
+    info = ModelInfo(
+        "node_power",
+        "fleet",
+        VERSION,
+        start,
+        end,
+        int(ok.sum()),
+        error_summary(p, predicted, "w"),
+        f"{int(own.sum())} of {nodes} nodes with their own shape; in-sample error",
+    )
+    return NodePowerCurves(tuple(str(h) for h in names), k0, k1, k2, own, info)
+
+
+def _spread(node: np.ndarray, u: Floats, nodes: int) -> Floats:
+    high = np.full(nodes, -np.inf)
+    low = np.full(nodes, np.inf)
+    np.maximum.at(high, node, u)
+    np.minimum.at(low, node, u)
+    return np.where(np.isfinite(high), high - low, 0.0)
+
+
+def _best_shape(
+    node: np.ndarray, u: Floats, p: Floats, nodes: int
+) -> tuple[Floats, Floats, Floats]:
+    """Per node, the grid ``K2`` with the least squared error and its closed-form ``K0, K1``."""
+    k0, k1, k2 = np.zeros(nodes), np.zeros(nodes), np.zeros(nodes)
+    least = np.full(nodes, np.inf)
+    n = np.maximum(np.bincount(node, minlength=nodes), 1).astype(np.float64)
+    p_mean = np.bincount(node, weights=p, minlength=nodes) / n
+    dp = p - p_mean[node]
+    for shape in SHAPE_GRID:
+        x = np.exp(shape * u)
+        x_mean = np.bincount(node, weights=x, minlength=nodes) / n
+        dx = x - x_mean[node]
+        sxx = np.bincount(node, weights=dx * dx, minlength=nodes)
+        sxy = np.bincount(node, weights=dx * dp, minlength=nodes)
+        slope = np.where(sxx > 1e-12, sxy / np.maximum(sxx, 1e-12), 0.0)
+        resid = dp - slope[node] * dx
+        sse = np.bincount(node, weights=resid * resid, minlength=nodes)
+        better = sse < least - 1e-9
+        least = np.where(better, sse, least)
+        k0 = np.where(better, p_mean - slope * x_mean, k0)
+        k1 = np.where(better, slope, k1)
+        k2 = np.where(better, shape, k2)
+    return k0, k1, k2
+
+
+def _pooled_shape(node: np.ndarray, u: Floats, p: Floats, nodes: int) -> tuple[float, float]:
+    """One ``K1, K2`` shared by all nodes, each node keeping its own level (within-node fit)."""
+    n = np.maximum(np.bincount(node, minlength=nodes), 1).astype(np.float64)
+    dp = p - (np.bincount(node, weights=p, minlength=nodes) / n)[node]
+    best = (np.inf, 0.0, 1.0)
+    for shape in SHAPE_GRID:
+        x = np.exp(shape * u)
+        dx = x - (np.bincount(node, weights=x, minlength=nodes) / n)[node]
+        sxx = float(dx @ dx)
+        if sxx <= 1e-12:
+            continue
+        slope = float(dx @ dp) / sxx
+        sse = float(np.sum((dp - slope * dx) ** 2))
+        if sse < best[0]:
+            best = (sse, slope, float(shape))
+    return best[1], best[2]

@@ -1,0 +1,265 @@
+"""Thermal models: GPU temperature over its inlet, node inlets over the zone's supply, and the
+cooling plant's COP over the supply temperature.
+
+- GPU, per GPU model: ``temp_c = inlet_c + offset_c + r_th·power_w`` (the air
+  reaching the heatsink is pre-warmed by the tray, hence an offset).
+- Inlet, per zone: ``inlet_c = supply_c + a_node + b·rack_power_kw`` — each node's
+  place on the floor and in its rack is its own intercept ``a_node``, hot-air
+  recirculation grows with the rack's power (``b``, one per zone).
+- Cooling, per zone: ``cooling_w = it_w / COP``, ``COP = cop20·e^{g·(supply − 20 °C)}``
+  (a log-linear fit; ``g`` is only identifiable when the supply moved, else the prior).
+
+All fits are least squares with grouped cross-validation (whole GPUs or whole
+nodes held out) so the reported errors are on data the fit never saw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from wattwise.optimizer.telemetry import Floats, Series
+
+from .common import (
+    Bools,
+    Ints,
+    ModelInfo,
+    column,
+    error_summary,
+    factorize,
+    group_ids,
+    grouped_cv_predictions,
+    subsample,
+    tag,
+    window_of,
+)
+
+PRIOR_COP_AT_20C = 4.0
+PRIOR_COP_GAIN_PER_C = 0.035
+"""+3.5 % COP per °C of supply: the middle of the published 2–5 % per °C."""
+MIN_SUPPLY_SPREAD_C = 0.5
+"""The COP's temperature gain needs the supply to have moved at least this much."""
+MAX_FIT_ROWS = 200_000
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class GpuThermalModel:
+    gpu_model: str
+    offset_c: float
+    r_th_c_per_w: float
+    info: ModelInfo
+
+    def temp_c(self, inlet_c: Floats, power_w: Floats) -> Floats:
+        return np.asarray(inlet_c + self.offset_c + self.r_th_c_per_w * power_w)
+
+
+@dataclass(frozen=True)
+class InletModel:
+    zone: str
+    hosts: tuple[str, ...]
+    offset_c: Floats
+    """``a_node`` per host of :attr:`hosts`."""
+    recirculation_c_per_kw: float
+    info: ModelInfo
+
+    def inlet_c(self, supply_c: float, rack_power_w: Floats) -> Floats:
+        """Inlet of each host of :attr:`hosts` at a supply temperature and rack powers."""
+        return np.asarray(
+            supply_c + self.offset_c + self.recirculation_c_per_kw * rack_power_w / 1e3
+        )
+
+
+@dataclass(frozen=True)
+class CoolingModel:
+    zone: str
+    cop_at_20c: float
+    cop_gain_per_c: float
+    gain_source: str
+    """"fitted" when the supply moved enough to see the gain, else "prior"."""
+    info: ModelInfo
+
+    def cop(self, supply_c: float) -> float:
+        return self.cop_at_20c * math.exp(self.cop_gain_per_c * (supply_c - 20.0))
+
+
+def fit_gpu_thermal(gpus: Series, hosts: Series, *, folds: int = 5) -> dict[str, GpuThermalModel]:
+    """One model per GPU model; rows need the node's inlet in the same time bucket."""
+    inlet = join_host_column(gpus, hosts, "inlet_temp_c")
+    rise = column(gpus, "temp_c") - inlet
+    power = column(gpus, "power_w")
+    names = tag(gpus, "model", "unknown")
+    gpu_ids, _ = group_ids(tag(gpus, "host"), tag(gpus, "gpu"))
+    out: dict[str, GpuThermalModel] = {}
+    model_codes, model_names = factorize(names)
+    for code, name in enumerate(model_names):
+        usable = subsample(
+            (model_codes == code) & np.isfinite(rise) & np.isfinite(power), MAX_FIT_ROWS
+        )
+        if usable.sum() < 3:
+            continue
+        design = np.column_stack([np.ones(int(usable.sum())), power[usable]])
+        truth = rise[usable]
+        cv = grouped_cv_predictions(_linear_fitter(design, truth), gpu_ids[usable], folds)
+        coef = _lstsq(design, truth)
+        start, end = window_of(gpus, usable)
+        info = ModelInfo(
+            "gpu_thermal",
+            str(name),
+            VERSION,
+            start,
+            end,
+            int(usable.sum()),
+            error_summary(truth + inlet[usable], cv + inlet[usable], "c"),
+            "temp = inlet + offset + R_th·power; GPUs held out in CV",
+        )
+        out[str(name)] = GpuThermalModel(str(name), float(coef[0]), float(coef[1]), info)
+    return out
+
+
+def fit_inlet_models(hosts: Series, zones: Series, *, folds: int = 5) -> dict[str, InletModel]:
+    """Per zone: each node's offset over the supply and the zone's recirculation per rack kW."""
+    supply = _zone_supply(hosts, zones)
+    rise = column(hosts, "inlet_temp_c") - supply
+    rack_kw = rack_power_w(hosts) / 1e3
+    zone_names = tag(hosts, "zone")
+    host_codes, host_names = factorize(tag(hosts, "host"))
+    out: dict[str, InletModel] = {}
+    zone_codes, distinct_zones = factorize(zone_names)
+    for code, zone in enumerate(distinct_zones):
+        usable = (zone_codes == code) & np.isfinite(rise) & np.isfinite(rack_kw)
+        if usable.sum() < 3:
+            continue
+        node = host_codes[usable]
+        fit = _fixed_effects_fitter(node, rack_kw[usable], rise[usable], len(host_names))
+        cv = grouped_cv_predictions(fit, _time_groups(hosts.time_ns[usable]), folds)
+        slope, offsets = _fixed_effects(node, rack_kw[usable], rise[usable], len(host_names))
+        present = np.unique(node)
+        start, end = window_of(hosts, usable)
+        info = ModelInfo(
+            "inlet",
+            str(zone),
+            VERSION,
+            start,
+            end,
+            int(usable.sum()),
+            error_summary(rise[usable], cv, "c"),
+            "inlet = supply + a_node + b·rack_kW; blocks of time held out in CV",
+        )
+        out[str(zone)] = InletModel(
+            str(zone), tuple(str(h) for h in host_names[present]), offsets[present], slope, info
+        )
+    return out
+
+
+def fit_cooling_models(zones: Series) -> dict[str, CoolingModel]:
+    """Per zone: COP at 20 °C supply and its gain per °C (prior gain when the supply was flat)."""
+    supply = column(zones, "supply_temp_c")
+    supply = np.where(np.isfinite(supply), supply, column(zones, "setpoint_c"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_cop = np.log(column(zones, "it_power_w") / column(zones, "cooling_power_w"))
+    codes, names = factorize(tag(zones, "zone"))
+    out: dict[str, CoolingModel] = {}
+    for code, zone in enumerate(names):
+        usable = (codes == code) & np.isfinite(supply) & np.isfinite(log_cop)
+        if usable.sum() < 2:
+            continue
+        x, y = supply[usable] - 20.0, log_cop[usable]
+        if np.ptp(x) >= MIN_SUPPLY_SPREAD_C:
+            gain, log_cop20 = np.polyfit(x, y, 1)
+            source = "fitted"
+        else:
+            gain, source = PRIOR_COP_GAIN_PER_C, "prior"
+            log_cop20 = float(np.mean(y - gain * x))
+        predicted = np.exp(log_cop20 + gain * x)
+        start, end = window_of(zones, usable)
+        info = ModelInfo(
+            "cooling",
+            str(zone),
+            VERSION,
+            start,
+            end,
+            int(usable.sum()),
+            error_summary(np.exp(y), predicted, "cop"),
+            f"COP gain per °C {gain:.4f} ({source}); in-sample error",
+        )
+        out[str(zone)] = CoolingModel(
+            str(zone), float(np.exp(log_cop20)), float(gain), source, info
+        )
+    return out
+
+
+def join_host_column(gpus: Series, hosts: Series, name: str) -> Floats:
+    """A ``host_series`` column for each ``gpu_series`` row (same host and bucket; else NaN)."""
+    all_hosts = np.concatenate([tag(hosts, "host"), tag(gpus, "host")])
+    codes, _ = factorize(all_hosts)
+    times = np.concatenate([hosts.time_ns, gpus.time_ns])
+    t0 = int(times.min()) if times.size else 0
+    keys = (codes << 40) + (times - t0) // 1_000_000_000
+    host_keys, gpu_keys = keys[: len(hosts)], keys[len(hosts) :]
+    order = np.argsort(host_keys, kind="stable")
+    pos = np.clip(np.searchsorted(host_keys[order], gpu_keys), 0, max(len(hosts) - 1, 0))
+    values = column(hosts, name)
+    if len(hosts) == 0:
+        return np.full(len(gpus), np.nan)
+    found = host_keys[order][pos] == gpu_keys
+    return np.where(found, values[order][pos], np.nan)
+
+
+def rack_power_w(hosts: Series) -> Floats:
+    """Each ``host_series`` row's rack power: the sum of ``node_power_w`` of its rack's nodes
+    in the same bucket (missing node powers count as absent, not zero)."""
+    ids, _ = group_ids(tag(hosts, "rack"), hosts.time_ns)
+    power = column(hosts, "node_power_w")
+    sums = np.bincount(ids, weights=np.nan_to_num(power, nan=0.0))
+    known = np.bincount(ids, weights=np.isfinite(power).astype(np.float64))
+    return np.where(known[ids] > 0, sums[ids], np.nan)
+
+
+def _zone_supply(hosts: Series, zones: Series) -> Floats:
+    supply = column(zones, "supply_temp_c")
+    supply = np.where(np.isfinite(supply), supply, column(zones, "setpoint_c"))
+    as_hosts = Series(zones.time_ns, {"host": tag(zones, "zone")}, {"supply": supply})
+    keyed = Series(hosts.time_ns, {"host": tag(hosts, "zone")}, {})
+    return join_host_column(keyed, as_hosts, "supply")
+
+
+def _time_groups(time_ns: Ints, block_s: float = 1800.0) -> Ints:
+    return np.asarray((time_ns - time_ns.min()) // int(block_s * 1e9), dtype=np.int64)
+
+
+def _fixed_effects(node: Ints, x: Floats, y: Floats, nodes: int) -> tuple[float, Floats]:
+    """Common slope with one intercept per node (within-node demeaning)."""
+    n = np.maximum(np.bincount(node, minlength=nodes), 1)
+    x_mean = np.bincount(node, weights=x, minlength=nodes) / n
+    y_mean = np.bincount(node, weights=y, minlength=nodes) / n
+    dx, dy = x - x_mean[node], y - y_mean[node]
+    denom = float(dx @ dx)
+    slope = float(dx @ dy) / denom if denom > 1e-9 else 0.0
+    return slope, np.asarray(y_mean - slope * x_mean)
+
+
+def _fixed_effects_fitter(
+    node: Ints, x: Floats, y: Floats, nodes: int
+) -> Callable[[Bools], Callable[[Bools], Floats]]:
+    def fit(train: Bools) -> Callable[[Bools], Floats]:
+        slope, offsets = _fixed_effects(node[train], x[train], y[train], nodes)
+        return lambda test: np.asarray(offsets[node[test]] + slope * x[test])
+
+    return fit
+
+
+def _linear_fitter(design: Floats, y: Floats) -> Callable[[Bools], Callable[[Bools], Floats]]:
+    def fit(train: Bools) -> Callable[[Bools], Floats]:
+        coef = _lstsq(design[train], y[train])
+        return lambda test: np.asarray(design[test] @ coef)
+
+    return fit
+
+
+def _lstsq(design: Floats, y: Floats) -> Floats:
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return np.asarray(coef, dtype=np.float64)
