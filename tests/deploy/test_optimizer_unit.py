@@ -1,0 +1,122 @@
+"""deploy/systemd/wattwise-optimizer.service and deploy/optimizer.toml.example."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.systemd_tools import REPO, exec_start_program, prepare_root, provide_program
+
+UNIT_NAME = "wattwise-optimizer.service"
+UNIT = REPO / "deploy" / "systemd" / UNIT_NAME
+CONFIG_EXAMPLE = REPO / "deploy" / "optimizer.toml.example"
+OPERATIONS_DOC = REPO / "docs" / "operations.md"
+
+
+def directives(unit_text: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in unit_text.splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def install(root: Path, unit_text: str) -> Path:
+    prepare_root(root)
+    unit_dir = root / "etc" / "systemd" / "system"
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    (unit_dir / UNIT_NAME).write_text(unit_text)
+    provide_program(root, exec_start_program(unit_text))
+    return root
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = ["systemd-analyze", *args, UNIT_NAME]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    root = install(tmp_path, UNIT.read_text())
+    done = analyze("verify", "--man=no", f"--root={root}")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_verify_catches_a_misspelled_directive_in_this_unit(tmp_path: Path) -> None:
+    typo = UNIT.read_text().replace("PrivateDevices=", "PrivateDevice=")
+    done = analyze("verify", "--man=no", f"--root={install(tmp_path, typo)}")
+    assert "Unknown key 'PrivateDevice'" in done.stderr
+
+
+def test_exposure_stays_at_or_below_the_documented_score(tmp_path: Path) -> None:
+    documented = re.search(
+        rf"Overall exposure level for {re.escape(UNIT_NAME)}: ([0-9.]+)",
+        OPERATIONS_DOC.read_text(),
+    )
+    assert documented, "docs/operations.md must record the exposure score"
+    done = analyze("security", "--offline=true", f"--root={install(tmp_path, UNIT.read_text())}")
+    measured = re.search(rf"Overall exposure level for {UNIT_NAME}: ([0-9.]+)", done.stdout)
+    assert measured, done.stdout[-500:]
+    assert float(measured.group(1)) <= float(documented.group(1))
+
+
+def test_every_directive_has_a_comment_saying_why() -> None:
+    lines = UNIT.read_text().splitlines()
+    uncommented = [
+        line
+        for previous, line in itertools.pairwise(lines)
+        if line and not line.startswith(("#", "[")) and not previous.startswith("#")
+    ]
+    assert uncommented == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (
+            "ExecStart",
+            "/opt/wattwise/bin/wattwise optimizer serve --config /etc/wattwise/optimizer.toml",
+        ),
+        ("PrivateDevices", "yes"),
+        ("StateDirectory", "wattwise-optimizer"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("CapabilityBoundingSet", ""),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("DynamicUser", "yes"),
+    ],
+)
+def test_unit_sets(key: str, value: str) -> None:
+    assert directives(UNIT.read_text()).get(key) == [value]
+
+
+def test_no_device_is_allowed() -> None:
+    assert "DeviceAllow" not in directives(UNIT.read_text())
+
+
+def test_config_example_parses_and_names_the_units_credentials() -> None:
+    config = tomllib.loads(CONFIG_EXAMPLE.read_text())
+    assert {"api", "store", "models", "recommend", "placement", "cooling", "webhooks"} <= set(
+        config
+    )
+    credentials = {
+        f"/run/credentials/{UNIT_NAME}/{value.split(':')[0]}"
+        for value in directives(UNIT.read_text())["LoadCredential"]
+    }
+    assert config["store"]["token_file"] in credentials
+    assert config["webhooks"]["secret_file"] in credentials
+    # The registry must be writable under ProtectSystem=strict: inside the StateDirectory=.
+    assert config["models"]["registry_dir"].startswith("/var/lib/wattwise-optimizer/")
+
+
+def test_config_example_holds_no_plain_tokens() -> None:
+    config = tomllib.loads(CONFIG_EXAMPLE.read_text())
+    assert config["api"]["tokens"] == []
+    hashes = re.findall(r'sha256 = "([^"]*)"', CONFIG_EXAMPLE.read_text())
+    assert hashes and all(re.fullmatch(r"[0-9a-f]{64}|…", h) for h in hashes)
