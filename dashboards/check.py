@@ -12,6 +12,9 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent
 PROVISIONING_DIR = DASHBOARDS_DIR.parent / "deploy" / "grafana" / "provisioning"
 """Grafana provisioning in a source checkout (absent from an installed wheel)."""
 
+DEFAULT_DATASOURCE = "wattwise InfluxDB"
+"""The provisioned datasource the dashboards are mapped to by name."""
+
 
 def dashboard_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.json"))

@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .check import DASHBOARDS_DIR, PROVISIONING_DIR, dashboard_files, lint_all
-from .push import DEFAULT_DATASOURCE, PushSettings, push_dashboards, read_token
+from .check import DASHBOARDS_DIR, DEFAULT_DATASOURCE, PROVISIONING_DIR, dashboard_files, lint_all
 
 DirOpt = Annotated[
     Path, typer.Option("--dir", help="directory of dashboard JSON files", file_okay=False)
@@ -48,6 +47,9 @@ def push(
     directory: DirOpt = DASHBOARDS_DIR,
 ) -> None:
     """Publish the dashboards to Grafana, mapping the datasource by name."""
+    # grafana-client is imported only here, so other commands (the agent) don't load it.
+    from .push import PushSettings, push_dashboards, read_token
+
     settings = PushSettings(
         url=url,
         token=read_token(token_file, os.environ),

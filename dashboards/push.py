@@ -19,8 +19,9 @@ from grafana_client.client import GrafanaException, GrafanaUnauthorizedError
 
 from wattwise.errors import AuthError, ConfigError, DeliveryError
 
+from .check import DEFAULT_DATASOURCE
+
 TOKEN_ENV = "WATTWISE_GRAFANA_TOKEN"
-DEFAULT_DATASOURCE = "wattwise InfluxDB"
 
 
 @dataclass(frozen=True)

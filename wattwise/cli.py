@@ -21,6 +21,7 @@ EXIT_CONFIG = 2
 def build_app() -> typer.Typer:
     """Assemble the command tree (nothing is built at import time)."""
     from wattwise.agent.cli import build_agent_app
+    from wattwise.dashboards.cli import build_dashboards_app
     from wattwise.demo import demo
 
     app = typer.Typer(
@@ -29,6 +30,7 @@ def build_app() -> typer.Typer:
         help="Monitor GPU, host and cooling energy; recommend how to spend less.",
     )
     app.add_typer(build_agent_app(), name="agent")
+    app.add_typer(build_dashboards_app(), name="dashboards")
     app.command(help="Run the agent on a simulated fleet into the embedded store, live.")(demo)
     return app
 
