@@ -25,6 +25,9 @@ sqlite3) are converted where they are caught, in one place per library, with
         ├── StoreUnavailable   unreachable, timed out, 5xx: ask again later
         ├── StoreAuthError     401/403: the credentials or their permissions are wrong
         └── StoreQueryError    the store refused the query (no such database, bad query)
+    └── OptimizerError         the optimizer service cannot answer this request now
+        ├── NotReady           no recommendations yet (first refit or refresh pending)
+        └── Busy               a refit is already running
 """
 
 from __future__ import annotations
@@ -118,3 +121,15 @@ class StoreAuthError(StoreError):
 
 class StoreQueryError(StoreError):
     """The store refused the request itself: a missing database, a query it cannot run."""
+
+
+class OptimizerError(WattwiseError):
+    """The optimizer service cannot answer a request now (the API answers 503 or 409)."""
+
+
+class NotReady(OptimizerError):
+    """No recommendations or models yet: the first refit or refresh has not finished."""
+
+
+class Busy(OptimizerError):
+    """The same job (a refit) is already running; ask again when it is done."""

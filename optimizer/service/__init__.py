@@ -1,0 +1,1 @@
+"""The optimizer service: engine, HTTP API, auth, scheduler, webhooks and CLI."""

@@ -1,0 +1,231 @@
+"""The optimizer's HTTP API: :func:`create_app` builds it around one :class:`Engine`.
+
+Everything the app needs is passed in; nothing lives in module globals.
+Errors are answered by :mod:`.errors`, tokens checked by :mod:`.auth`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from . import placing
+from .auth import Principal, TokenTable, check, unauthorized
+from .engine import Engine, Snapshot
+from .errors import install_error_handlers
+from .metrics import RequestMetrics, ServiceMetrics
+from .schemas import (
+    ErrorOut,
+    HealthOut,
+    ItemsOut,
+    ModelsOut,
+    PlacementBody,
+    PlacementOut,
+    RefreshOut,
+)
+from .settings import OptimizerConfig
+from .views import SnapshotView, iso
+
+JSON = "application/json"
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 422, 503)
+}
+Filter = Annotated[list[str], Query(max_length=1000)]
+
+
+class ViewCache:
+    """The JSON view of the engine's newest snapshot, rebuilt once per snapshot."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._pair: tuple[Snapshot, SnapshotView] | None = None
+
+    def rebuild(self, snapshot: Snapshot) -> None:
+        view = SnapshotView.build(snapshot)
+        with self._lock:
+            self._pair = (snapshot, view)
+
+    def get(self) -> SnapshotView:
+        snapshot = self._engine.snapshot
+        pair = self._pair
+        if pair is None or pair[0] is not snapshot:
+            self.rebuild(snapshot)
+            pair = self._pair
+        assert pair is not None
+        return pair[1]
+
+
+def create_app(
+    engine: Engine, config: OptimizerConfig, *, metrics: ServiceMetrics | None = None
+) -> FastAPI:
+    """The API for ``engine`` under ``config``; serve it with uvicorn."""
+    metrics = metrics or ServiceMetrics()
+    app = FastAPI(
+        title="wattwise optimizer",
+        version="1",
+        description="Power caps, placement and cooling recommendations (docs/api.md).",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        responses=ERRORS,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    table = TokenTable(config.api.tokens)
+    views = ViewCache(engine)
+    engine.add_listener(views.rebuild)
+    engine.add_listener(lambda s: _count(metrics, s))
+    read = Depends(_scope_dependency(table, "read"))
+    admin = Depends(_scope_dependency(table, "admin"))
+    _open_routes(app, engine, config, metrics, read)
+    _read_routes(app, engine, config, views, read)
+    _admin_routes(app, engine, metrics, admin)
+    _extender_routes(app, engine, table)
+    return app
+
+
+_bearer = HTTPBearer(auto_error=False, description="a token configured under [api] tokens")
+
+
+def _scope_dependency(table: TokenTable, scope: str) -> Callable[..., Principal]:
+    def dependency(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        request: Request,
+    ) -> Principal:
+        if credentials is None:
+            raise unauthorized("this endpoint needs 'Authorization: Bearer <token>'")
+        return check(table.lookup(credentials.credentials), scope)
+
+    return dependency
+
+
+def _count(metrics: ServiceMetrics, snapshot: Snapshot) -> None:
+    metrics.recommendations.labels("power_cap").set(len(snapshot.caps))
+    metrics.recommendations.labels("cooling").set(len(snapshot.cooling))
+
+
+def _open_routes(
+    app: FastAPI, engine: Engine, config: OptimizerConfig, metrics: ServiceMetrics, read: Any
+) -> None:
+    @app.get("/healthz", response_model=HealthOut, tags=["service"])
+    async def healthz() -> dict[str, object]:
+        snap = engine.snapshot if engine.ready else None
+        fitted = engine.fitted if engine.has_models else None
+        return {
+            "status": "ok",
+            "ready": snap is not None,
+            "last_refresh": iso(snap.computed_at_ns) if snap else None,
+            "last_refit": iso(fitted.fitted_at_ns) if fitted else None,
+        }
+
+    metrics_deps = [] if config.api.metrics_public else [read]
+
+    @app.get("/metrics", dependencies=metrics_deps, tags=["service"], response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json", dependencies=[read], include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+
+def _check_shard(config: OptimizerConfig, cluster: Sequence[str], zone: Sequence[str]) -> None:
+    for name, asked, served in (
+        ("cluster", cluster, config.shard.clusters),
+        ("zone", zone, config.shard.zones),
+    ):
+        outside = sorted(set(asked) - set(served)) if served else []
+        if outside:
+            raise HTTPException(
+                404,
+                f"{name} {', '.join(outside)} not served here; this instance serves "
+                f"{', '.join(served)}",
+            )
+
+
+def _read_routes(
+    app: FastAPI, engine: Engine, config: OptimizerConfig, views: ViewCache, read: Any
+) -> None:
+    @app.get(
+        "/v1/recommendations/power-caps",
+        dependencies=[read],
+        response_model=ItemsOut,
+        tags=["recommendations"],
+    )
+    async def power_caps(cluster: Filter = [], zone: Filter = [], host: Filter = []) -> Response:  # noqa: B006
+        _check_shard(config, cluster, zone)
+        view = views.get()
+        chosen = view.caps.select({"cluster": cluster, "zone": zone, "host": host})
+        return Response(view.body(chosen), media_type=JSON)
+
+    @app.get(
+        "/v1/recommendations/cooling",
+        dependencies=[read],
+        response_model=ItemsOut,
+        tags=["recommendations"],
+    )
+    async def cooling(cluster: Filter = [], zone: Filter = []) -> Response:  # noqa: B006
+        _check_shard(config, cluster, zone)
+        view = views.get()
+        chosen = view.cooling.select({"cluster": cluster, "zone": zone})
+        return Response(view.body(chosen), media_type=JSON)
+
+    @app.post("/v1/placement", dependencies=[read], response_model=PlacementOut, tags=["placement"])
+    def placement(body: PlacementBody) -> dict[str, object]:
+        if body.zone is not None:
+            _check_shard(config, [], [body.zone])
+        return placing.place(engine, body)
+
+    @app.get("/v1/models", dependencies=[read], response_model=ModelsOut, tags=["models"])
+    async def models() -> dict[str, object]:
+        fitted = engine.fitted
+        return {
+            "fitted_at": iso(fitted.fitted_at_ns),
+            "models": [placing.model_dict(info) for info in fitted.infos],
+        }
+
+
+def _admin_routes(app: FastAPI, engine: Engine, metrics: ServiceMetrics, admin: Any) -> None:
+    @app.post("/v1/refit", dependencies=[admin], response_model=ModelsOut, tags=["admin"])
+    def refit() -> dict[str, object]:
+        fitted = engine.refit()
+        return {
+            "fitted_at": iso(fitted.fitted_at_ns),
+            "models": [placing.model_dict(info) for info in fitted.infos],
+        }
+
+    @app.post("/v1/refresh", dependencies=[admin], response_model=RefreshOut, tags=["admin"])
+    def refresh() -> dict[str, object]:
+        snap = engine.refresh()
+        return {
+            "computed_at": iso(snap.computed_at_ns),
+            "power_caps": len(snap.caps),
+            "cooling": len(snap.cooling),
+        }
+
+
+ExtenderArgs = Annotated[dict[str, Any], Body(description="kube-scheduler ExtenderArgs")]
+
+
+def _extender_routes(app: FastAPI, engine: Engine, table: TokenTable) -> None:
+    extender = Depends(_scope_dependency(table, "extender"))
+
+    def path_token(token: str) -> Principal:
+        return check(table.lookup(token), "extender")
+
+    by_path = Depends(path_token)
+    for prefix, dependency in (("/v1/extender", extender), ("/v1/extender/k/{token}", by_path)):
+
+        @app.post(f"{prefix}/filter", dependencies=[dependency], tags=["kubernetes"])
+        def extender_filter(args: ExtenderArgs) -> dict[str, Any]:
+            return placing.extender_filter(engine, args)
+
+        @app.post(f"{prefix}/prioritize", dependencies=[dependency], tags=["kubernetes"])
+        def extender_prioritize(args: ExtenderArgs) -> list[dict[str, Any]]:
+            return placing.extender_prioritize(engine, args)

@@ -1,0 +1,180 @@
+"""The optimizer's engine: refit (store → series → models) and refresh (latest states →
+recommendations), kept in memory for the API and written to the store for Grafana.
+
+Both run on the scheduler's threads and on API requests. A refit replaces the
+fitted models in one assignment and a refresh the snapshot, so readers always
+see a whole, consistent set without taking a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from wattwise.clock import Clock
+from wattwise.collector.base import Reading
+from wattwise.errors import Busy, NotReady, StoreError
+
+from ..models.cap_response import CapResponseModel, estimate_workloads, fit_cap_models
+from ..models.common import ModelInfo
+from ..models.power import PowerModel, fit_power_models
+from ..recommend.caps import recommend_caps
+from ..recommend.cooling import recommend_cooling
+from ..recommend.types import CapRecommendation, CoolingRecommendation
+from ..telemetry import GpuState, HostState, TelemetryStore, ZoneState
+from . import lines
+from .settings import OptimizerConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+"""Told what a refit is doing and how far it is (0..1); the CLI draws a bar with it."""
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Every model of one refit."""
+
+    fitted_at_ns: int
+    power: dict[str, PowerModel]
+    cap_response: dict[str, CapResponseModel]
+    infos: tuple[ModelInfo, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Recommendations of one refresh and the fleet state they were computed from."""
+
+    computed_at_ns: int
+    caps: tuple[CapRecommendation, ...]
+    cooling: tuple[CoolingRecommendation, ...]
+    gpus: tuple[GpuState, ...]
+    hosts: tuple[HostState, ...]
+    zones: tuple[ZoneState, ...]
+    where: dict[str, lines.Location] = field(default_factory=dict)
+    """Host → (cluster, zone, rack)."""
+
+
+Listener = Callable[[Snapshot], None]
+
+
+class Engine:
+    """Fits models and computes recommendations from one :class:`TelemetryStore`."""
+
+    def __init__(
+        self,
+        store: TelemetryStore,
+        config: OptimizerConfig,
+        clock: Clock,
+        *,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.scope = config.shard.scope()
+        self._listeners = list(listeners)
+        self._refit_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._fitted: Fitted | None = None
+        self._snapshot: Snapshot | None = None
+        self.store_write_failures = 0
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called with every new snapshot (webhooks); must not block."""
+        self._listeners.append(listener)
+
+    @property
+    def fitted(self) -> Fitted:
+        if self._fitted is None:
+            raise NotReady("no models yet: the first refit has not finished")
+        return self._fitted
+
+    @property
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            raise NotReady("no recommendations yet: the first refresh has not finished")
+        return self._snapshot
+
+    @property
+    def has_models(self) -> bool:
+        return self._fitted is not None
+
+    @property
+    def ready(self) -> bool:
+        return self._snapshot is not None
+
+    def refit(self, progress: Progress | None = None) -> Fitted:
+        """Fit every model on the training window; raise :class:`Busy` if one is running."""
+        if not self._refit_lock.acquire(blocking=False):
+            raise Busy("a refit is already running")
+        try:
+            fitted = self._fit(progress or _quiet)
+        finally:
+            self._refit_lock.release()
+        self._fitted = fitted
+        self._write(lines.model_readings(fitted.infos, fitted.fitted_at_ns))
+        return fitted
+
+    def _fit(self, progress: Progress) -> Fitted:
+        now_ns = self.clock.time_ns()
+        start_ns = now_ns - int(self.config.models.window_s * 1e9)
+        progress("reading telemetry", 0.0)
+        every_s = self.config.models.every_s
+        series = self.store.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
+        progress("fitting power models", 0.4)
+        power = fit_power_models(series)
+        progress("fitting cap-response models", 0.8)
+        cap = fit_cap_models(series)
+        progress("done", 1.0)
+        infos = tuple(m.info for m in power.values()) + tuple(m.info for m in cap.values())
+        log.info("refit: %d rows, %d models", len(series), len(infos))
+        return Fitted(now_ns, power, cap, infos)
+
+    def refresh(self) -> Snapshot:
+        """Recompute every recommendation from the latest states (refitting first if needed)."""
+        if self._fitted is None:
+            self.refit()
+        with self._refresh_lock:
+            snapshot = self._compute(self.fitted)
+            self._snapshot = snapshot
+        now_ns = snapshot.computed_at_ns
+        self._write(
+            lines.cap_readings(snapshot.caps, snapshot.where, now_ns)
+            + lines.cooling_readings(snapshot.cooling, now_ns)
+        )
+        for listener in self._listeners:
+            listener(snapshot)
+        return snapshot
+
+    def _compute(self, fitted: Fitted) -> Snapshot:
+        now_ns = self.clock.time_ns()
+        gpus = self.store.latest_gpus(self.scope)
+        hosts = self.store.latest_hosts(self.scope)
+        zones = self.store.latest_zones(self.scope)
+        recent_s = self.config.recommend.recent_s
+        start_ns = now_ns - int(recent_s * 1e9)
+        every_s = self.config.models.every_s
+        series = self.store.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
+        work = estimate_workloads(series, fitted.cap_response, recent_s=recent_s)
+        caps = recommend_caps(gpus, work, self.config.caps)
+        cooling = recommend_cooling(zones, hosts, gpus, self.config.cooling)
+        where = {h.host: (h.cluster, h.zone, h.rack) for h in hosts}
+        where.update({g.host: (g.cluster, g.zone, g.rack) for g in gpus if g.host not in where})
+        return Snapshot(
+            now_ns, tuple(caps), tuple(cooling), tuple(gpus), tuple(hosts), tuple(zones), where
+        )
+
+    def _write(self, readings: Sequence[Reading]) -> None:
+        # The store being down must not take the API's recommendations with it.
+        try:
+            self.store.write(lines.encode(readings))
+        except StoreError as e:
+            self.store_write_failures += 1
+            log.warning("could not write %d optimizer lines to the store: %s", len(readings), e)
+
+
+def _quiet(step: str, share: float) -> None:
+    log.debug("refit: %s (%.0f %%)", step, 100 * share)

@@ -1,0 +1,94 @@
+"""The optimizer's own measurements as line protocol: ``recommendation`` and ``model``.
+
+Written to the telemetry store so Grafana shows what was recommended and how
+good each model is. Values that are not finite (a zone without inlet sensors)
+are left out, never written as zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from wattwise.agent.lineproto import encode_many
+from wattwise.collector.base import Reading
+
+from ..models.common import ModelInfo
+from ..recommend.types import CapRecommendation, CoolingRecommendation
+
+Location = tuple[str, str, str]
+"""(cluster, zone, rack) of a host."""
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def cap_readings(
+    caps: Sequence[CapRecommendation], where: Mapping[str, Location], time_ns: int
+) -> list[Reading]:
+    out = []
+    for rec in caps:
+        cluster, zone, rack = where.get(rec.host, ("", "", ""))
+        tags = {
+            "kind": "power_cap",
+            "cluster": cluster,
+            "zone": zone,
+            "rack": rack,
+            "host": rec.host,
+            "gpu": str(rec.gpu),
+            "objective": "slowdown_bound" if rec.objective.startswith("least") else "cost",
+        }
+        fields = {
+            "current_limit_w": _finite(rec.current_limit_w),
+            "recommended_limit_w": _finite(rec.recommended_limit_w),
+            "saving_w": _finite(rec.saving_w),
+            "saving_pct": _finite(rec.saving_pct),
+            "slowdown_pct": _finite(rec.slowdown_pct),
+            "confidence": _finite(rec.confidence),
+            "samples": rec.evidence.samples,
+        }
+        out.append(Reading("recommendation", _present(tags), fields, time_ns))
+    return out
+
+
+def cooling_readings(cooling: Sequence[CoolingRecommendation], time_ns: int) -> list[Reading]:
+    out = []
+    for rec in cooling:
+        tags = {"kind": "cooling", "cluster": rec.cluster, "zone": rec.zone}
+        fields = {
+            "current_setpoint_c": _finite(rec.current_setpoint_c),
+            "recommended_setpoint_c": _finite(rec.recommended_setpoint_c),
+            "predicted_max_inlet_c": _finite(rec.predicted_max_inlet_c),
+            "predicted_max_gpu_temp_c": _finite(rec.predicted_max_gpu_temp_c),
+            "saving_w": _finite(rec.saving_w),
+            "saving_pct": _finite(rec.saving_pct),
+        }
+        out.append(Reading("recommendation", _present(tags), fields, time_ns))
+    return out
+
+
+def model_readings(infos: Sequence[ModelInfo], time_ns: int) -> list[Reading]:
+    out = []
+    for info in infos:
+        mae = next((v for k, v in info.errors.items() if k.startswith("mae_")), None)
+        fields = {
+            "version": info.version,
+            "error_pct": _finite(info.errors.get("mape_pct")),
+            "mae": _finite(mae),
+            "samples": info.samples,
+            "train_start_ns": info.window_start_ns,
+            "train_end_ns": info.window_end_ns,
+        }
+        tags = {"name": info.kind, "gpu_model": info.scope}
+        out.append(Reading("model", _present(tags), fields, time_ns))
+    return out
+
+
+def encode(readings: Sequence[Reading]) -> list[bytes]:
+    return encode_many(readings)
+
+
+def _present(tags: Mapping[str, str]) -> dict[str, str]:
+    # line protocol has no empty tag values: an unknown location is simply not tagged
+    return {k: v for k, v in tags.items() if v}

@@ -1,0 +1,82 @@
+"""Request and response bodies of the HTTP API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PlacementBody(BaseModel):
+    """A job to place: how many GPUs, of what, where it may go, and what it will draw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: int = Field(ge=1, le=64, description="GPUs the job needs (on one host)")
+    gpu_model: str | None = Field(None, max_length=200, description="e.g. H100_SXM")
+    mem_bytes: int | None = Field(None, ge=0, description="free GPU memory needed per GPU")
+    workload: str | None = Field(None, max_length=200, description="a known workload class")
+    expected_power_w: float | None = Field(None, gt=0, le=5000, description="per GPU")
+    duration_s: float | None = Field(None, gt=0, le=365 * 86400)
+    zone: str | None = Field(None, max_length=200)
+    rack: str | None = Field(None, max_length=200)
+    exclude_hosts: list[str] = Field(default_factory=list, max_length=100_000)
+    max_candidates: int | None = Field(None, ge=1, le=1000)
+
+
+class PlacementCandidateOut(BaseModel):
+    host: str
+    gpus: list[int]
+    zone: str
+    rack: str
+    marginal_it_w: float | None
+    marginal_cooling_w: float | None
+    thermal_headroom_c: float | None
+    rack_headroom_w: float | None
+    reason: str
+
+
+class PlacementOut(BaseModel):
+    candidates: list[PlacementCandidateOut]
+    rejected: dict[str, str]
+    nodelist: str = Field(description="the candidates' hosts as a Slurm --nodelist value")
+
+
+class ItemsOut(BaseModel):
+    """Recommendations of the latest refresh (items as in docs/api.md)."""
+
+    computed_at: str
+    count: int
+    items: list[dict[str, object]]
+
+
+class ModelOut(BaseModel):
+    kind: str
+    scope: str
+    version: int
+    window_start_ns: int
+    window_end_ns: int
+    samples: int
+    errors: dict[str, float]
+    notes: str
+
+
+class ModelsOut(BaseModel):
+    fitted_at: str
+    models: list[ModelOut]
+
+
+class RefreshOut(BaseModel):
+    computed_at: str
+    power_caps: int
+    cooling: int
+
+
+class HealthOut(BaseModel):
+    status: str
+    ready: bool
+    last_refresh: str | None
+    last_refit: str | None
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: object

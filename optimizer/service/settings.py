@@ -1,0 +1,152 @@
+"""Optimizer settings: frozen pydantic models built by :func:`load_optimizer_config`.
+
+Precedence, highest first: command-line flags, ``WATTWISE_<SECTION>__<KEY>``
+environment variables, the TOML file, the defaults below (the same rules as
+the agent's :mod:`wattwise.agent.config`). API tokens are configured as the
+SHA-256 of the token, never the token; the webhook secret comes from a file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from wattwise.agent.config import _config_error, _deep_merge, _env_overrides, _nest, _read_toml
+from wattwise.errors import ConfigError
+
+from ..recommend.settings import CapSettings, CoolingSettings, PlacementSettings
+from ..store.settings import StoreSettings
+from ..telemetry import Scope
+
+DEFAULT_CONFIG_PATH = Path("/etc/wattwise/optimizer.toml")
+Scopes = Literal["read", "admin", "extender"]
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiToken(_Section):
+    """One client: the SHA-256 (hex) of its bearer token and what it may do.
+
+    ``read``: recommendations, models, placement, metrics. ``admin``: refit and
+    refresh (and everything ``read`` may). ``extender``: only the Kubernetes
+    scheduler-extender endpoints, as a bearer token or in the URL path.
+    """
+
+    name: str = Field(min_length=1)
+    sha256: str
+    scopes: tuple[Scopes, ...] = ("read",)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        if not _SHA256_HEX.match(value.lower()):
+            raise ValueError("64 hex digits, the SHA-256 of the token (printf %s T | sha256sum)")
+        return value.lower()
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    tokens: tuple[ApiToken, ...] = ()
+    metrics_public: bool = Field(False, description="serve /metrics without a token")
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+class ModelSettings(_Section):
+    refit_interval_s: float = Field(3600.0, gt=0)
+    window_s: float = Field(86400.0, gt=0, description="telemetry each refit learns from")
+    every_s: int = Field(60, ge=1, le=3600, description="aggregation bucket of the series")
+    registry_dir: Path | None = Field(None, description="where fitted models are kept")
+
+
+class RecommendSettings(_Section):
+    refresh_interval_s: float = Field(300.0, gt=0)
+    recent_s: float = Field(900.0, gt=0, description="recent work a cap is chosen for")
+
+
+class WebhookTarget(_Section):
+    url: str
+    events: tuple[Literal["power_cap", "cooling"], ...] = ("power_cap", "cooling")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a URL starting with http:// or https://")
+        return value
+
+
+class WebhookSettings(_Section):
+    targets: tuple[WebhookTarget, ...] = ()
+    secret_file: Path | None = None
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_initial_s: float = Field(1.0, gt=0, le=600)
+    backoff_max_s: float = Field(60.0, gt=0, le=3600)
+    queue_size: int = Field(100, ge=1, le=100_000)
+    cap_change_w: float = Field(25.0, ge=0, description="a cap change this large is material")
+    setpoint_change_c: float = Field(0.5, ge=0, description="a setpoint change this large is")
+
+
+class ShardSettings(_Section):
+    """The part of the fleet this instance reads and serves (empty = all)."""
+
+    clusters: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+
+    def scope(self) -> Scope:
+        return Scope(clusters=self.clusters, zones=self.zones)
+
+
+class OptimizerConfig(_Section):
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings)
+    caps: CapSettings = Field(default_factory=CapSettings)
+    placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    cooling: CoolingSettings = Field(default_factory=CoolingSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    shard: ShardSettings = Field(default_factory=ShardSettings)
+
+
+def load_optimizer_config(
+    path: Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    require_file: bool = False,
+) -> OptimizerConfig:
+    """Build the optimizer's settings from defaults, a TOML file, the environment and flags.
+
+    ``overrides`` maps dotted keys (``"shard.clusters"``) to flag values; ``None``
+    values are ignored. Raises :class:`ConfigError` naming the key, the value
+    and what is allowed (the CLI exits 2).
+    """
+    merged: dict[str, Any] = {}
+    if path is not None:
+        _deep_merge(merged, _read_toml(path, require_file))
+    _deep_merge(merged, _env_overrides(env or {}))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _deep_merge(merged, _nest(dotted.split("."), value))
+    try:
+        return OptimizerConfig.model_validate(merged)
+    except ValidationError as e:
+        raise _error(e, merged) from e
+
+
+def _error(error: ValidationError, given: Mapping[str, Any]) -> ConfigError:
+    first = error.errors()[0]
+    if first["type"] == "extra_forbidden":
+        key = ".".join(str(part) for part in first["loc"])
+        return ConfigError(key, first.get("input"), "a known key (see docs/api.md)")
+    return _config_error(error, given)
