@@ -1,0 +1,103 @@
+"""Telemetry of a twin replica as the optimizer's stores would return it.
+
+Readings are aggregated per series and time bucket with the stores' own column
+specs (:mod:`wattwise.optimizer.store.frames`): means, the software-power-cap
+share, and sums where the store sums — so the models see exactly what a
+``GROUP BY time(1m)`` over the raw points would give them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from wattwise.collector.base import Reading
+from wattwise.optimizer.store.frames import (
+    CAPPED_BIT,
+    GPU_SPEC,
+    HOST_SPEC,
+    ZONE_SPEC,
+    Row,
+    SeriesSpec,
+    gpu_state,
+    host_state,
+    to_series,
+    zone_state,
+)
+from wattwise.optimizer.telemetry import GpuState, HostState, Series, ZoneState
+
+SPECS = (GPU_SPEC, HOST_SPEC, ZONE_SPEC)
+Latest = tuple[Mapping[str, str], int, Mapping[str, object]]
+
+
+@dataclass
+class _Bucket:
+    sums: list[float]
+    counts: list[int]
+
+
+@dataclass
+class _Measurement:
+    spec: SeriesSpec
+    buckets: dict[tuple[tuple[str, ...], int], _Bucket] = field(default_factory=dict)
+    latest: dict[tuple[str, ...], Latest] = field(default_factory=dict)
+
+
+class TelemetryRecorder:
+    """Aggregates readings into buckets of ``bucket_s`` as they arrive."""
+
+    def __init__(self, bucket_s: int = 60) -> None:
+        self.bucket_ns = bucket_s * 1_000_000_000
+        self._by_name = {spec.measurement: _Measurement(spec) for spec in SPECS}
+
+    def add(self, readings: Sequence[Reading]) -> None:
+        for reading in readings:
+            target = self._by_name.get(reading.measurement)
+            if target is not None:
+                self._add_one(target, reading)
+
+    def _add_one(self, m: _Measurement, r: Reading) -> None:
+        tags = tuple(r.tags.get(t, "") for t in m.spec.tags)
+        m.latest[tags] = (r.tags, r.time_ns, r.fields)
+        key = (tags, r.time_ns - r.time_ns % self.bucket_ns)
+        columns = m.spec.columns
+        bucket = m.buckets.get(key)
+        if bucket is None:
+            bucket = m.buckets[key] = _Bucket([0.0] * len(columns), [0] * len(columns))
+        for i, column in enumerate(columns):
+            value = r.fields.get(column.field)
+            if value is None:
+                continue
+            if column.how == "capped_share":
+                value = 1.0 if int(value) & CAPPED_BIT else 0.0
+            bucket.sums[i] += float(value)
+            bucket.counts[i] += 1
+
+    def series(self, measurement: str, start_ns: int, end_ns: int) -> Series:
+        """Buckets starting in [start_ns, end_ns) of ``gpu``, ``host`` or ``cooling``."""
+        m = self._by_name[measurement]
+        rows: list[Row] = [
+            (tags, start, _values(m.spec, bucket))
+            for (tags, start), bucket in m.buckets.items()
+            if start_ns <= start < end_ns
+        ]
+        return to_series(m.spec, rows)
+
+    def latest_gpus(self) -> list[GpuState]:
+        return [gpu_state(*item) for item in self._by_name["gpu"].latest.values()]
+
+    def latest_hosts(self) -> list[HostState]:
+        return [host_state(*item) for item in self._by_name["host"].latest.values()]
+
+    def latest_zones(self) -> list[ZoneState]:
+        return [zone_state(*item) for item in self._by_name["cooling"].latest.values()]
+
+
+def _values(spec: SeriesSpec, bucket: _Bucket) -> list[float | None]:
+    out: list[float | None] = []
+    for column, total, count in zip(spec.columns, bucket.sums, bucket.counts, strict=True):
+        if count == 0:
+            out.append(None)
+        else:
+            out.append(total if column.how == "sum" else total / count)
+    return out

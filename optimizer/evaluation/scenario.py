@@ -1,0 +1,165 @@
+"""Scenario files: the fleet, its workloads and cooling, and how long to evaluate (TOML or YAML).
+
+A scenario describes a fleet the way an operator would (racks in zones, nodes
+and GPU models per rack, rack power budgets), the job mix, and the timing of
+the evaluation. :meth:`Scenario.fleet_spec` turns it into the twin's
+:class:`FleetSpec`; the same scenario and seed always give the same twin.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from wattwise.collector.sim import DEFAULT_WORKLOADS, FleetSpec, NodeSpec, WorkloadSpec
+from wattwise.collector.sim.models import GPU_MODELS
+from wattwise.collector.sim.thermal import AirflowParams
+from wattwise.errors import ConfigError
+
+_DEFAULTS = {w.name: w for w in DEFAULT_WORKLOADS}
+
+
+class RackScenario(BaseModel):
+    """One rack: where it stands, what it holds, and the power it may draw."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    zone: str
+    nodes: int = Field(ge=1, le=64)
+    gpus_per_node: int = Field(8, ge=1, le=16)
+    gpu_model: str = "H100_SXM"
+    budget_w: float | None = Field(None, gt=0, description="rack power budget at the PSUs")
+
+
+class PlacementScenario(BaseModel):
+    """The jobs the placement policies must place, one after another, at the start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jobs: int = Field(4, ge=1, le=64)
+    gpus_per_job: int = Field(8, ge=1, le=16)
+    workload: str = "training"
+    background_busy_share: float = Field(
+        0.5, ge=0, le=1, description="share of GPUs already running work before the jobs come"
+    )
+
+
+class Scenario(BaseModel):
+    """Everything an evaluation replays; see docs/evaluation.md for the file format."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    cluster: str = "sim"
+    racks: tuple[RackScenario, ...] = Field(min_length=1)
+    workloads: tuple[WorkloadSpec, ...] = DEFAULT_WORKLOADS
+    busy_share: float = Field(0.8, ge=0, le=1)
+    idle_gap_mean_s: float = Field(120.0, gt=0)
+    baseline_setpoint_c: float = Field(18.0, ge=10, le=35)
+    airflow: dict[str, float] = Field(default_factory=dict)
+    warmup_s: float = Field(900.0, ge=60, description="telemetry recorded before any policy acts")
+    settle_s: float = Field(600.0, ge=0, description="policies act but nothing is measured yet")
+    duration_s: float = Field(1200.0, ge=60, description="measured horizon")
+    refresh_s: float = Field(300.0, ge=30, description="how often policies decide again")
+    read_every_s: float = Field(15.0, gt=0, description="telemetry sampling period")
+    slowdown_bound: float = Field(0.05, ge=0, le=1)
+    placement: PlacementScenario = PlacementScenario()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_workloads(cls, data: Any) -> Any:
+        """A workload named like a default (training, inference, memory_bound) inherits it."""
+        if isinstance(data, dict) and isinstance(data.get("workloads"), list | tuple):
+            data = {**data, "workloads": [_workload(w) for w in data["workloads"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Scenario:
+        names = [r.name for r in self.racks]
+        if len(set(names)) != len(names):
+            raise ValueError("rack names must be unique")
+        unknown = {r.gpu_model for r in self.racks} - set(GPU_MODELS)
+        if unknown:
+            raise ValueError(f"unknown GPU models {sorted(unknown)}; known: {sorted(GPU_MODELS)}")
+        allowed = set(AirflowParams.__dataclass_fields__)
+        if set(self.airflow) - allowed:
+            raise ValueError(f"unknown airflow keys; known: {sorted(allowed)}")
+        if self.placement.workload not in {w.name for w in self.workloads} | set(_DEFAULTS):
+            raise ValueError(f"placement workload {self.placement.workload!r} is not defined")
+        for step in ("warmup_s", "settle_s", "duration_s", "refresh_s", "read_every_s"):
+            if getattr(self, step) % 0.25:
+                raise ValueError(f"{step} must be a multiple of the twin's 0.25 s step")
+        return self
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.zone for r in self.racks))
+
+    @property
+    def rack_budgets_w(self) -> dict[str, float]:
+        return {r.name: r.budget_w for r in self.racks if r.budget_w is not None}
+
+    def workload(self, name: str) -> WorkloadSpec:
+        """A workload of this scenario by name, else the default of that name."""
+        mine = {w.name: w for w in self.workloads}
+        return mine.get(name) or _DEFAULTS[name]
+
+    def fleet_spec(self, *, background: bool = True) -> FleetSpec:
+        """The twin of this scenario; ``background=False`` starts no jobs by itself."""
+        nodes = tuple(
+            NodeSpec(
+                host=f"{rack.name}-n{slot + 1:02d}",
+                cluster=self.cluster,
+                zone=rack.zone,
+                rack=rack.name,
+                slot=slot,
+                gpu_model=rack.gpu_model,
+                gpus=rack.gpus_per_node,
+            )
+            for rack in self.racks
+            for slot in range(rack.nodes)
+        )
+        return FleetSpec(
+            nodes=nodes,
+            workloads=self.workloads if background else (),
+            busy_share=self.busy_share if background else 0.0,
+            idle_gap_mean_s=self.idle_gap_mean_s,
+            setpoint_c=self.baseline_setpoint_c,
+            seed=self.seed,
+            airflow=AirflowParams(**self.airflow),
+        )
+
+
+def _workload(entry: Any) -> Any:
+    if isinstance(entry, dict) and entry.get("name") in _DEFAULTS:
+        return {**_DEFAULTS[entry["name"]].model_dump(), **entry}
+    return entry
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read a ``.toml`` or ``.yaml``/``.yml`` scenario; ConfigError says what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("scenario", str(path), "a readable scenario file") from e
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError("scenario", str(path), "a .toml, .yaml or .yml file")
+        return Scenario.model_validate(data)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
+        raise ConfigError("scenario", str(path), f"valid {path.suffix[1:]}: {e}") from e
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "scenario"
+        raise ConfigError(key, first.get("input"), first["msg"]) from e
