@@ -149,3 +149,21 @@ def subsample(mask: Bools, limit: int, seed: int = 0) -> Bools:
     out = np.zeros_like(mask)
     out[keep] = True
     return out
+
+
+def join_column(left: Series, right: Series, name: str, on: tuple[str, ...] = ("host",)) -> Floats:
+    """``right``'s column ``name`` for each row of ``left`` with the same ``on`` tags and time
+    bucket (NaN where ``right`` has no such row)."""
+    if len(right) == 0 or len(left) == 0:
+        return np.full(len(left), np.nan)
+    keys = [np.concatenate([tag(right, t), tag(left, t)]) for t in on]
+    ids, _ = group_ids(*keys)
+    times = np.concatenate([right.time_ns, left.time_ns])
+    seconds = (times - times.min()) // 1_000_000_000
+    combined = (ids << 40) + seconds
+    right_keys, left_keys = combined[: len(right)], combined[len(right) :]
+    order = np.argsort(right_keys, kind="stable")
+    sorted_keys = right_keys[order]
+    pos = np.clip(np.searchsorted(sorted_keys, left_keys), 0, len(right) - 1)
+    found = sorted_keys[pos] == left_keys
+    return np.where(found, column(right, name)[order][pos], np.nan)

@@ -19,8 +19,16 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats, Series
 
-from .common import ModelInfo, column, error_summary, factorize, group_ids, tag, window_of
-from .thermal import join_host_column
+from .common import (
+    ModelInfo,
+    column,
+    error_summary,
+    factorize,
+    group_ids,
+    join_column,
+    tag,
+    window_of,
+)
 
 SHAPE_GRID = np.array([k for k in np.linspace(-3.0, 3.0, 25) if k != 0.0])
 """Candidate ``K2``; 0 is left out (the curve would be flat), ±0.25 is near-linear."""
@@ -68,7 +76,7 @@ def node_utilization(gpus: Series, hosts: Series) -> Floats:
         {"host": tag(gpus, "host")[first]},
         {"util": np.where(n > 0, total / np.maximum(n, 1), np.nan)},
     )
-    return join_host_column(hosts, per_node, "util")
+    return join_column(hosts, per_node, "util")
 
 
 def fit_node_power_curves(gpus: Series, hosts: Series) -> NodePowerCurves:

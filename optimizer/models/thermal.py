@@ -32,6 +32,7 @@ from .common import (
     factorize,
     group_ids,
     grouped_cv_predictions,
+    join_column,
     subsample,
     tag,
     window_of,
@@ -88,7 +89,7 @@ class CoolingModel:
 
 def fit_gpu_thermal(gpus: Series, hosts: Series, *, folds: int = 5) -> dict[str, GpuThermalModel]:
     """One model per GPU model; rows need the node's inlet in the same time bucket."""
-    inlet = join_host_column(gpus, hosts, "inlet_temp_c")
+    inlet = join_column(gpus, hosts, "inlet_temp_c")
     rise = column(gpus, "temp_c") - inlet
     power = column(gpus, "power_w")
     names = tag(gpus, "model", "unknown")
@@ -192,23 +193,6 @@ def fit_cooling_models(zones: Series) -> dict[str, CoolingModel]:
     return out
 
 
-def join_host_column(gpus: Series, hosts: Series, name: str) -> Floats:
-    """A ``host_series`` column for each ``gpu_series`` row (same host and bucket; else NaN)."""
-    all_hosts = np.concatenate([tag(hosts, "host"), tag(gpus, "host")])
-    codes, _ = factorize(all_hosts)
-    times = np.concatenate([hosts.time_ns, gpus.time_ns])
-    t0 = int(times.min()) if times.size else 0
-    keys = (codes << 40) + (times - t0) // 1_000_000_000
-    host_keys, gpu_keys = keys[: len(hosts)], keys[len(hosts) :]
-    order = np.argsort(host_keys, kind="stable")
-    pos = np.clip(np.searchsorted(host_keys[order], gpu_keys), 0, max(len(hosts) - 1, 0))
-    values = column(hosts, name)
-    if len(hosts) == 0:
-        return np.full(len(gpus), np.nan)
-    found = host_keys[order][pos] == gpu_keys
-    return np.where(found, values[order][pos], np.nan)
-
-
 def rack_power_w(hosts: Series) -> Floats:
     """Each ``host_series`` row's rack power: the sum of ``node_power_w`` of its rack's nodes
     in the same bucket (missing node powers count as absent, not zero)."""
@@ -222,9 +206,8 @@ def rack_power_w(hosts: Series) -> Floats:
 def _zone_supply(hosts: Series, zones: Series) -> Floats:
     supply = column(zones, "supply_temp_c")
     supply = np.where(np.isfinite(supply), supply, column(zones, "setpoint_c"))
-    as_hosts = Series(zones.time_ns, {"host": tag(zones, "zone")}, {"supply": supply})
-    keyed = Series(hosts.time_ns, {"host": tag(hosts, "zone")}, {})
-    return join_host_column(keyed, as_hosts, "supply")
+    with_supply = Series(zones.time_ns, {"zone": tag(zones, "zone")}, {"supply": supply})
+    return join_column(hosts, with_supply, "supply", on=("zone",))
 
 
 def _time_groups(time_ns: Ints, block_s: float = 1800.0) -> Ints:

@@ -28,10 +28,18 @@ class PlacementSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    rack_budgets_w: dict[str, float] = Field(default_factory=dict)
-    zone_cooling_capacity_w: dict[str, float] = Field(default_factory=dict)
+    rack_budgets_w: dict[str, float] = Field(
+        default_factory=dict, description="rack → input power it may draw (W); absent = none"
+    )
+    zone_cooling_capacity_w: dict[str, float] = Field(
+        default_factory=dict, description="zone → IT heat its cooling can remove (W)"
+    )
     free_util_pct: float = Field(5.0, ge=0, le=100, description="a GPU below this is free")
-    gpu_temp_margin_c: float = Field(5.0, ge=0)
+    free_mem_share: float = Field(
+        0.05, ge=0, le=1, description="a GPU with more of its memory in use holds a job"
+    )
+    gpu_temp_margin_c: float = Field(5.0, ge=0, description="kept below the slowdown temp")
+    max_inlet_c: float = Field(27.0, description="ASHRAE recommended upper inlet")
     max_candidates: int = Field(10, ge=1)
 
 

@@ -48,7 +48,9 @@ class PlacementCandidate:
     marginal_it_w: float
     marginal_cooling_w: float
     thermal_headroom_c: float
-    rack_headroom_w: float
+    """Slowdown temperature minus the predicted temperature of the hottest chosen GPU."""
+    rack_headroom_w: float | None
+    """Rack budget left after the job (None where the rack has no budget)."""
     reason: str
 
     def as_dict(self) -> dict[str, object]:

@@ -1,0 +1,140 @@
+"""Workload profiles: what a job (or an operator's class of jobs) draws and how it responds to a
+power cap, for placement to predict a new job's load.
+
+Per job — rows of ``job_series`` (tags host, gpu, job) matched to the same GPU's
+``gpu_series`` bucket — or per class label, pooling the jobs an operator maps to it:
+
+- ``mean_power_w``: mean board power per GPU while the job held it;
+- ``duty``: share of the time the GPU was busy (mean utilization);
+- ``boundness``: memory-boundness μ, from :func:`.cap_response.estimate_workloads`;
+- ``cap_sensitivity_pct_per_100w``: predicted slowdown (%) when the limit is lowered by
+  100 W from the limit the job ran under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from wattwise.optimizer.telemetry import Series
+
+from .cap_predict import at_limits
+from .cap_response import CapResponseModel, GpuWorkloads, estimate_workloads
+from .common import column, factorize, group_ids, join_column, tag
+
+CAP_STEP_W = 100.0
+UNLIMITED_WINDOW_S = 1e12
+"""Profiles cover the whole window, not only the last minutes of a GPU's work."""
+
+
+@dataclass(frozen=True)
+class WorkloadProfile:
+    name: str
+    """The job id, or the class label."""
+    kind: str
+    """"job" or "class"."""
+    gpu_model: str
+    gpus: int
+    samples: int
+    window_start_ns: int
+    window_end_ns: int
+    mean_power_w: float
+    duty: float
+    boundness: float
+    cap_sensitivity_pct_per_100w: float
+
+
+def job_profiles(
+    jobs: Series,
+    gpus: Series,
+    models: Mapping[str, CapResponseModel],
+    classes: Mapping[str, str] | None = None,
+) -> dict[str, WorkloadProfile]:
+    """Profiles per job, or per class when ``classes`` maps job ids to class labels (jobs
+    without a class are then left out)."""
+    label = tag(jobs, "job").astype(str)
+    kind = "job"
+    if classes is not None:
+        label = np.array([classes.get(j, "") for j in label], dtype=object)
+        kind = "class"
+    keep = label != ""
+    labelled = _gpu_rows_of_jobs(jobs, gpus, keep, label)
+    if len(labelled) == 0:
+        return {}
+    work = estimate_workloads(labelled, dict(models), recent_s=UNLIMITED_WINDOW_S)
+    reference = _reference_limit(labelled, work.host)
+    sensitivity = _cap_sensitivity(work, reference)
+    gpus_per = _distinct_gpus(jobs, keep, label)
+    duty = _mean_by_label(labelled, column(labelled, "util_gpu_pct") / 100.0)
+    power = _mean_by_label(labelled, column(labelled, "power_w"))
+    out = {}
+    for k, name in enumerate(work.host):
+        out[str(name)] = WorkloadProfile(
+            name=str(name),
+            kind=kind,
+            gpu_model=str(work.model[k]),
+            gpus=gpus_per.get(str(name), 0),
+            samples=int(work.samples[k]),
+            window_start_ns=int(work.window_start_ns[k]),
+            window_end_ns=int(work.window_end_ns[k]),
+            mean_power_w=power.get(str(name), float("nan")),
+            duty=duty.get(str(name), float("nan")),
+            boundness=float(work.boundness[k]),
+            cap_sensitivity_pct_per_100w=float(sensitivity[k]),
+        )
+    return out
+
+
+def _gpu_rows_of_jobs(jobs: Series, gpus: Series, keep: np.ndarray, label: np.ndarray) -> Series:
+    """The ``gpu_series`` rows a job held, with tag ``host`` replaced by the job's label (so
+    per-GPU estimators aggregate per label)."""
+    marker = Series(
+        jobs.time_ns[keep],
+        {"host": tag(jobs, "host")[keep], "gpu": tag(jobs, "gpu")[keep]},
+        {"row": np.flatnonzero(keep).astype(np.float64)},
+    )
+    row = join_column(gpus, marker, "row", on=("host", "gpu"))
+    held = np.isfinite(row)
+    job_row = row[held].astype(np.int64)
+    return Series(
+        gpus.time_ns[held],
+        {
+            "host": label[job_row],
+            "gpu": np.full(int(held.sum()), "", dtype=object),
+            "model": tag(gpus, "model", "unknown")[held],
+        },
+        {name: values[held] for name, values in gpus.values.items()},
+    )
+
+
+def _reference_limit(labelled: Series, names: np.ndarray) -> np.ndarray:
+    limit = column(labelled, "enforced_limit_w")
+    limit = np.where(np.isfinite(limit), limit, column(labelled, "power_limit_w"))
+    by_label = _mean_by_label(labelled, limit)
+    return np.array([by_label.get(str(n), np.nan) for n in names])
+
+
+def _cap_sensitivity(work: GpuWorkloads, reference_w: np.ndarray) -> np.ndarray:
+    at_ref = at_limits(work, reference_w)
+    lowered = at_limits(work, reference_w - CAP_STEP_W)
+    slowdown = at_ref.throughput / np.maximum(lowered.throughput, 1e-9) - 1.0
+    return np.where(np.isfinite(reference_w), 100.0 * slowdown, np.nan)
+
+
+def _mean_by_label(labelled: Series, values: np.ndarray) -> dict[str, float]:
+    codes, names = factorize(tag(labelled, "host"))
+    ok = np.isfinite(values)
+    n = np.bincount(codes[ok], minlength=len(names))
+    total = np.bincount(codes[ok], weights=values[ok], minlength=len(names))
+    mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    return {str(name): float(m) for name, m in zip(names, mean, strict=True)}
+
+
+def _distinct_gpus(jobs: Series, keep: np.ndarray, label: np.ndarray) -> dict[str, int]:
+    """How many GPUs each label's jobs ran on (distinct host and GPU)."""
+    _, triples = group_ids(label[keep], tag(jobs, "host")[keep], tag(jobs, "gpu")[keep])
+    of_triple = np.array([t.split("\x1f", 1)[0] for t in triples], dtype=str)
+    names, counts = np.unique(of_triple, return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
