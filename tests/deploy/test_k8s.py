@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 
 from tests.deploy.systemd_tools import REPO
 from wattwise.agent.config import load_config
+from wattwise.optimizer.service.settings import load_optimizer_config
 
 K8S = REPO / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"
@@ -113,3 +115,21 @@ def test_optimizer_keeps_models_on_a_claim_and_secrets_in_secrets() -> None:
     configmap_text = resource("ConfigMap", "wattwise-optimizer")["data"]["optimizer.toml"]
     assert 'token_file = "/run/secrets/wattwise/influx-token"' in configmap_text
     assert 'registry_dir = "/var/lib/wattwise-optimizer/models"' in configmap_text
+
+
+def test_optimizer_config_is_accepted_and_probed_where_it_answers(tmp_path: Path) -> None:
+    config_file = tmp_path / "optimizer.toml"
+    config_file.write_text(resource("ConfigMap", "wattwise-optimizer")["data"]["optimizer.toml"])
+    config = load_optimizer_config(config_file, None, {}, require_file=True)
+    (container,) = resource("Deployment", "wattwise-optimizer")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    assert config.api.port == port
+    assert config.api.host == "0.0.0.0"
+    # The GET routes the API declares; /healthz is one that needs no token.
+    get_routes = re.findall(
+        r'@app\.get\("([^"]+)"', (REPO / "optimizer/service/app.py").read_text()
+    )
+    assert container["readinessProbe"]["httpGet"]["path"] in get_routes
+    assert container["livenessProbe"]["httpGet"]["path"] in get_routes

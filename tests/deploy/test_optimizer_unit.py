@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.systemd_tools import REPO, exec_start_program, prepare_root, provide_program
+from wattwise.optimizer.service.settings import load_optimizer_config
 
 UNIT_NAME = "wattwise-optimizer.service"
 UNIT = REPO / "deploy" / "systemd" / UNIT_NAME
@@ -125,3 +126,11 @@ def test_config_example_holds_no_secret_values() -> None:
         if re.search(r"token|password|secret", key) and not key.endswith("_file")
     ]
     assert secret_keys == ["api.tokens"]
+
+
+def test_config_example_is_accepted_by_the_optimizer() -> None:
+    config = load_optimizer_config(CONFIG_EXAMPLE, None, {}, require_file=True)
+    assert config.models.registry_dir == Path("/var/lib/wattwise-optimizer/models")
+    assert config.store.token_file == Path(
+        "/run/credentials/wattwise-optimizer.service/influx-token"
+    )
