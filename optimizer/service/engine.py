@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading
@@ -19,11 +20,22 @@ from wattwise.errors import Busy, NotReady, StoreError
 
 from ..models.cap_response import CapResponseModel, estimate_workloads, fit_cap_models
 from ..models.common import ModelInfo
+from ..models.node_power import NodePowerCurves, fit_node_power_curves
 from ..models.power import PowerModel, fit_power_models
+from ..models.thermal import (
+    CoolingModel,
+    GpuThermalModel,
+    InletModel,
+    fit_cooling_models,
+    fit_gpu_thermal,
+    fit_inlet_models,
+)
+from ..models.workload import WorkloadProfile, job_profiles
 from ..recommend.caps import recommend_caps
 from ..recommend.cooling import recommend_cooling
+from ..recommend.fleet_view import FleetView
 from ..recommend.types import CapRecommendation, CoolingRecommendation
-from ..telemetry import GpuState, HostState, TelemetryStore, ZoneState
+from ..telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
 from . import lines
 from .settings import OptimizerConfig
 
@@ -40,6 +52,11 @@ class Fitted:
     fitted_at_ns: int
     power: dict[str, PowerModel]
     cap_response: dict[str, CapResponseModel]
+    gpu_thermal: dict[str, GpuThermalModel]
+    inlets: dict[str, InletModel]
+    cooling: dict[str, CoolingModel]
+    curves: NodePowerCurves | None
+    profiles: dict[str, WorkloadProfile]
     infos: tuple[ModelInfo, ...]
 
 
@@ -53,6 +70,8 @@ class Snapshot:
     gpus: tuple[GpuState, ...]
     hosts: tuple[HostState, ...]
     zones: tuple[ZoneState, ...]
+    fleet: FleetView
+    """The arrays placement and the scheduler extender score nodes on."""
     where: dict[str, lines.Location] = field(default_factory=dict)
     """Host → (cluster, zone, rack)."""
 
@@ -121,17 +140,36 @@ class Engine:
     def _fit(self, progress: Progress) -> Fitted:
         now_ns = self.clock.time_ns()
         start_ns = now_ns - int(self.config.models.window_s * 1e9)
+        every_s, scope = self.config.models.every_s, self.scope
         progress("reading telemetry", 0.0)
-        every_s = self.config.models.every_s
-        series = self.store.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
-        progress("fitting power models", 0.4)
-        power = fit_power_models(series)
-        progress("fitting cap-response models", 0.8)
-        cap = fit_cap_models(series)
+        gpus = self.store.gpu_series(start_ns, now_ns, every_s=every_s, scope=scope)
+        hosts = self.store.host_series(start_ns, now_ns, every_s=every_s, scope=scope)
+        zones = self.store.zone_series(start_ns, now_ns, every_s=every_s, scope=scope)
+        jobs = self.store.job_series(start_ns, now_ns, every_s=every_s, scope=scope)
+        progress("fitting power models", 0.3)
+        power = fit_power_models(gpus)
+        progress("fitting cap-response models", 0.5)
+        cap = fit_cap_models(gpus)
+        progress("fitting thermal models", 0.6)
+        thermal = fit_gpu_thermal(gpus, hosts)
+        inlets = fit_inlet_models(hosts, zones)
+        cooling = fit_cooling_models(zones)
+        progress("fitting node power curves", 0.8)
+        curves = fit_node_power_curves(gpus, hosts) if len(hosts) else None
+        profiles = self._profiles(jobs, gpus, cap)
         progress("done", 1.0)
-        infos = tuple(m.info for m in power.values()) + tuple(m.info for m in cap.values())
-        log.info("refit: %d rows, %d models", len(series), len(infos))
-        return Fitted(now_ns, power, cap, infos)
+        groups: list[dict[str, Any]] = [power, cap, thermal, inlets, cooling]
+        infos = tuple(m.info for group in groups for m in group.values())
+        infos += (curves.info,) if curves is not None else ()
+        log.info("refit: %d GPU rows, %d models", len(gpus), len(infos))
+        return Fitted(now_ns, power, cap, thermal, inlets, cooling, curves, profiles, infos)
+
+    def _profiles(
+        self, jobs: Series, gpus: Series, cap: dict[str, CapResponseModel]
+    ) -> dict[str, WorkloadProfile]:
+        if not self.config.models.job_profiles or not len(jobs):
+            return {}
+        return job_profiles(jobs, gpus, cap)
 
     def refresh(self) -> Snapshot:
         """Recompute every recommendation from the latest states (refitting first if needed)."""
@@ -161,10 +199,31 @@ class Engine:
         work = estimate_workloads(series, fitted.cap_response, recent_s=recent_s)
         caps = recommend_caps(gpus, work, self.config.caps)
         cooling = recommend_cooling(zones, hosts, gpus, self.config.cooling)
+        jobs = self.store.job_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
+        busy = {
+            (str(h), int(g)) for h, g in zip(_tags(jobs, "host"), _tags(jobs, "gpu"), strict=True)
+        }
+        fleet = FleetView.build(
+            gpus,
+            hosts,
+            zones,
+            curves=fitted.curves,
+            gpu_thermal=fitted.gpu_thermal,
+            inlets=fitted.inlets,
+            cooling=fitted.cooling,
+            busy=busy,
+        )
         where = {h.host: (h.cluster, h.zone, h.rack) for h in hosts}
         where.update({g.host: (g.cluster, g.zone, g.rack) for g in gpus if g.host not in where})
         return Snapshot(
-            now_ns, tuple(caps), tuple(cooling), tuple(gpus), tuple(hosts), tuple(zones), where
+            now_ns,
+            tuple(caps),
+            tuple(cooling),
+            tuple(gpus),
+            tuple(hosts),
+            tuple(zones),
+            fleet,
+            where,
         )
 
     def _write(self, readings: Sequence[Reading]) -> None:
@@ -174,6 +233,11 @@ class Engine:
         except StoreError as e:
             self.store_write_failures += 1
             log.warning("could not write %d optimizer lines to the store: %s", len(readings), e)
+
+
+def _tags(series: Series, name: str) -> list[str]:
+    values = series.tags.get(name)
+    return [] if values is None else [str(v) for v in values]
 
 
 def _quiet(step: str, share: float) -> None:

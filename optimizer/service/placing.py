@@ -12,6 +12,9 @@ from dataclasses import asdict
 from types import ModuleType
 from typing import Any
 
+from fastapi import HTTPException
+from pydantic import ValidationError
+
 from wattwise.errors import NotReady
 
 from ..models.common import ModelInfo
@@ -37,9 +40,12 @@ def _recommender(name: str) -> ModuleType:
 def place(engine: Engine, body: PlacementBody) -> dict[str, object]:
     placement = _recommender("placement")
     snapshot = engine.snapshot
-    request = placement.PlacementRequest(**body.model_dump(exclude_none=True))
+    try:
+        request = placement.PlacementRequest(**body.model_dump(exclude_none=True))
+    except ValidationError as e:
+        raise HTTPException(422, [err["msg"] for err in e.errors()]) from e
     result = placement.recommend_placement(
-        request, snapshot.gpus, snapshot.hosts, snapshot.zones, engine.config.placement
+        request, snapshot.fleet, engine.config.placement, engine.fitted.profiles
     )
     out = clean(result.as_dict())
     assert isinstance(out, dict)
@@ -50,9 +56,7 @@ def place(engine: Engine, body: PlacementBody) -> dict[str, object]:
 def extender_filter(engine: Engine, args: dict[str, Any]) -> dict[str, Any]:
     kube = _recommender("kube")
     snapshot = engine.snapshot
-    result: dict[str, Any] = kube.extender_filter(
-        args, snapshot.gpus, snapshot.hosts, snapshot.zones, engine.config.placement
-    )
+    result: dict[str, Any] = kube.extender_filter(args, snapshot.fleet, engine.config.placement)
     return result
 
 
@@ -60,6 +64,6 @@ def extender_prioritize(engine: Engine, args: dict[str, Any]) -> list[dict[str, 
     kube = _recommender("kube")
     snapshot = engine.snapshot
     result: list[dict[str, Any]] = kube.extender_prioritize(
-        args, snapshot.gpus, snapshot.hosts, snapshot.zones, engine.config.placement
+        args, snapshot.fleet, engine.config.placement
     )
     return result

@@ -11,15 +11,15 @@ class PlacementBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gpus: int = Field(ge=1, le=64, description="GPUs the job needs (on one host)")
-    gpu_model: str | None = Field(None, max_length=200, description="e.g. H100_SXM")
-    mem_bytes: int | None = Field(None, ge=0, description="free GPU memory needed per GPU")
-    workload: str | None = Field(None, max_length=200, description="a known workload class")
+    gpu_model: str | None = Field(None, max_length=200, description="part of the GPU name")
+    min_mem_bytes: float | None = Field(None, gt=0, le=1e13, description="memory per GPU")
+    workload_class: str | None = Field(None, max_length=200, description="a profiled class")
+    job: str | None = Field(None, max_length=200, description="a profiled job id (a rerun)")
     expected_power_w: float | None = Field(None, gt=0, le=5000, description="per GPU")
     duration_s: float | None = Field(None, gt=0, le=365 * 86400)
     zone: str | None = Field(None, max_length=200)
     rack: str | None = Field(None, max_length=200)
     exclude_hosts: list[str] = Field(default_factory=list, max_length=100_000)
-    max_candidates: int | None = Field(None, ge=1, le=1000)
 
 
 class PlacementCandidateOut(BaseModel):

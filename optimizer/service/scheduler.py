@@ -1,0 +1,79 @@
+"""Scheduled refits and refreshes on an APScheduler ``BackgroundScheduler``.
+
+Both jobs run once right away and then every interval; a run that is still
+going when the next is due is not doubled (``max_instances=1``, missed runs
+coalesced). A failing job is logged and counted, and the next run tries again:
+the API keeps serving the last good recommendations meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from wattwise.errors import Busy, WattwiseError
+
+from .engine import Engine
+from .metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+REFIT, REFRESH = "refit", "refresh"
+
+
+def run_job(name: str, job: Callable[[], object], metrics: ServiceMetrics) -> bool:
+    """Run one job, log and count its outcome; True when it succeeded."""
+    try:
+        job()
+    except Busy:
+        metrics.jobs.labels(name, "skipped").inc()
+        return False
+    except WattwiseError as e:
+        metrics.jobs.labels(name, "failed").inc()
+        log.warning("%s failed: %s", name, e)
+        return False
+    except Exception:
+        # a bug in one run must not stop the schedule; the traceback goes to the log
+        metrics.jobs.labels(name, "failed").inc()
+        log.exception("%s failed unexpectedly", name)
+        return False
+    metrics.jobs.labels(name, "ok").inc()
+    metrics.last_success.labels(name).set_to_current_time()
+    return True
+
+
+def build_scheduler(
+    engine: Engine,
+    metrics: ServiceMetrics,
+    *,
+    refit_interval_s: float,
+    refresh_interval_s: float,
+    start_delay_s: float = 0.0,
+) -> BackgroundScheduler:
+    """A started-later scheduler with the refit and refresh jobs; call ``.start()``."""
+    scheduler = BackgroundScheduler(timezone="UTC")
+    first = datetime.now().astimezone() + timedelta(seconds=start_delay_s)
+    scheduler.add_job(
+        run_job,
+        "interval",
+        args=(REFIT, engine.refit, metrics),
+        seconds=refit_interval_s,
+        id=REFIT,
+        next_run_time=first,
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        run_job,
+        "interval",
+        args=(REFRESH, engine.refresh, metrics),
+        seconds=refresh_interval_s,
+        id=REFRESH,
+        # after the first refit has had its start (refresh refits itself if none exists)
+        next_run_time=first + timedelta(seconds=0.1),
+        max_instances=1,
+        coalesce=True,
+    )
+    return scheduler

@@ -1,0 +1,202 @@
+"""The HTTP API over real HTTP: uvicorn on a free port, an engine on a twin-filled store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.optimizer.service.support import ADMIN_TOKEN, EXTENDER_TOKEN, READ_TOKEN
+from wattwise.optimizer.service.engine import Engine
+
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+PROTECTED = [
+    ("GET", "/v1/recommendations/power-caps"),
+    ("GET", "/v1/recommendations/cooling"),
+    ("GET", "/v1/models"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("POST", "/v1/refit"),
+    ("POST", "/v1/refresh"),
+    ("POST", "/v1/extender/filter"),
+]
+
+
+def test_healthz_is_open_and_says_ready(client: httpx.Client) -> None:
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["ready"] is True
+    assert body["last_refresh"].endswith("Z")
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_no_token_is_401_with_a_json_reason(client: httpx.Client, method: str, path: str) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize("header", ["Bearer not-a-token", "Basic cmVhZDp4", "Bearer"])
+def test_wrong_token_or_scheme_is_401(client: httpx.Client, header: str) -> None:
+    response = client.get("/v1/models", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert "detail" in response.json()
+
+
+def test_read_token_on_admin_endpoint_is_403(client: httpx.Client) -> None:
+    response = client.post("/v1/refresh", headers=READ)
+    assert response.status_code == 403
+    assert "admin" in response.json()["detail"]
+
+
+def test_extender_token_cannot_read_recommendations(client: httpx.Client) -> None:
+    headers = {"Authorization": f"Bearer {EXTENDER_TOKEN}"}
+    assert client.get("/v1/recommendations/power-caps", headers=headers).status_code == 403
+
+
+def test_admin_token_refreshes_and_refits(client: httpx.Client) -> None:
+    refresh = client.post("/v1/refresh", headers=ADMIN)
+    assert refresh.status_code == 200
+    assert refresh.json()["power_caps"] == 32
+    refit = client.post("/v1/refit", headers=ADMIN)
+    assert refit.status_code == 200
+    assert {m["kind"] for m in refit.json()["models"]} >= {"power", "cap_response"}
+
+
+def test_power_caps_list_every_gpu_within_its_range(client: httpx.Client) -> None:
+    body = client.get("/v1/recommendations/power-caps", headers=READ).json()
+    assert body["count"] == len(body["items"]) == 32
+    for item in body["items"]:
+        assert item["zone"] in ("z1", "z2") and item["cluster"] == "sim"
+        limit = item["recommended_limit_w"]
+        assert limit is None or item["min_limit_w"] <= limit <= item["max_limit_w"]
+        assert limit is not None or item["reason"].startswith("no recommendation")
+    assert any(i["recommended_limit_w"] is not None for i in body["items"])
+
+
+@pytest.mark.parametrize(
+    ("params", "check"),
+    [
+        ({"zone": "z1"}, lambda i: i["zone"] == "z1"),
+        ({"host": "sim-r02-n03"}, lambda i: i["host"] == "sim-r02-n03"),
+        (
+            {"zone": "z2", "host": ["sim-r02-n01", "sim-r01-n01"]},
+            lambda i: i["host"] == "sim-r02-n01",
+        ),
+    ],
+)
+def test_power_cap_filters_select_only_matching_gpus(
+    client: httpx.Client,
+    params: dict[str, str | list[str]],
+    check: Callable[[dict[str, object]], bool],
+) -> None:
+    response = client.get("/v1/recommendations/power-caps", headers=READ, params=params)
+    items = response.json()["items"]
+    assert items and all(check(i) for i in items)
+
+
+def test_filter_on_unknown_host_is_an_empty_list(client: httpx.Client) -> None:
+    body = client.get(
+        "/v1/recommendations/power-caps", headers=READ, params={"host": "nope"}
+    ).json()
+    assert body["count"] == 0 and body["items"] == []
+
+
+def test_cooling_has_one_recommendation_per_zone_within_limits(client: httpx.Client) -> None:
+    body = client.get("/v1/recommendations/cooling", headers=READ).json()
+    assert sorted(i["zone"] for i in body["items"]) == ["z1", "z2"]
+    for item in body["items"]:
+        assert item["predicted_max_inlet_c"] <= item["max_inlet_limit_c"]
+        assert (
+            abs(item["recommended_setpoint_c"] - item["current_setpoint_c"]) <= item["max_step_c"]
+        )
+    one = client.get("/v1/recommendations/cooling", headers=READ, params={"zone": "z2"}).json()
+    assert [i["zone"] for i in one["items"]] == ["z2"]
+
+
+def test_models_report_their_accuracy(client: httpx.Client) -> None:
+    models = client.get("/v1/models", headers=READ).json()["models"]
+    power = next(m for m in models if m["kind"] == "power")
+    assert power["samples"] > 0 and power["errors"]["mape_pct"] >= 0
+
+
+def test_placement_ranks_free_gpus_and_gives_a_slurm_nodelist(client: httpx.Client) -> None:
+    response = client.post("/v1/placement", headers=READ, json={"gpus": 1, "zone": "z1"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["candidates"], body
+    assert all(c["zone"] == "z1" and len(c["gpus"]) == 1 for c in body["candidates"])
+    hosts = [c["host"] for c in body["candidates"]]
+    assert body["nodelist"].startswith("sim-r01-n") and len(hosts) == len(set(hosts))
+
+
+def test_placement_excludes_the_hosts_it_is_told_to(client: httpx.Client) -> None:
+    first = client.post("/v1/placement", headers=READ, json={"gpus": 1}).json()
+    best = first["candidates"][0]["host"]
+    again = client.post("/v1/placement", headers=READ, json={"gpus": 1, "exclude_hosts": [best]})
+    assert best not in [c["host"] for c in again.json()["candidates"]]
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "error"),
+    [
+        (b'{"gpus": 2', 400, "malformed JSON"),
+        (b"not json at all", 400, "malformed JSON"),
+        (b'{"gpus": "two"}', 422, "invalid request"),
+        (b'{"gpus": 0}', 422, "invalid request"),
+        (b'{"gpus": 1, "colour": "red"}', 422, "invalid request"),
+        (b"[1, 2]", 422, "invalid request"),
+        (b'{"gpus": 1, "expected_power_w": -5}', 422, "invalid request"),
+    ],
+)
+def test_bad_placement_bodies_are_4xx_json_naming_the_problem(
+    client: httpx.Client, content: bytes, status: int, error: str
+) -> None:
+    headers = {**READ, "Content-Type": "application/json"}
+    response = client.post("/v1/placement", headers=headers, content=content)
+    assert response.status_code == status
+    body = response.json()
+    assert body["error"] == error and body["detail"]
+
+
+def test_wrong_query_type_and_unknown_path_are_json_4xx(client: httpx.Client) -> None:
+    missing = client.get("/v1/nothing-here", headers=READ)
+    assert missing.status_code == 404 and missing.json()["error"] == "not found"
+    wrong_method = client.delete("/v1/models", headers=READ)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method not allowed"
+
+
+def test_metrics_are_prometheus_text_from_a_private_registry(client: httpx.Client) -> None:
+    client.get("/v1/recommendations/power-caps", headers=READ)
+    text = client.get("/metrics", headers=READ).text
+    assert (
+        'wattwise_api_requests_total{route="/v1/recommendations/power-caps",status="200"}' in text
+    )
+    assert 'wattwise_optimizer_recommendations{kind="power_cap"} 32.0' in text
+    # the global registry's process collectors are not in a private registry
+    assert "process_cpu_seconds_total" not in text
+
+
+def test_openapi_document_lists_the_v1_endpoints(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json", headers=READ).json()["paths"]
+    for path in (
+        "/v1/recommendations/power-caps",
+        "/v1/recommendations/cooling",
+        "/v1/placement",
+        "/v1/models",
+        "/v1/refit",
+        "/v1/refresh",
+        "/v1/extender/filter",
+        "/v1/extender/prioritize",
+        "/healthz",
+    ):
+        assert path in paths
+
+
+def test_refit_while_one_runs_is_409(client: httpx.Client, engine: Engine) -> None:
+    lock = engine._refit_lock  # hold it as a running refit would
+    with lock:
+        response = client.post("/v1/refit", headers=ADMIN)
+    assert response.status_code == 409 and response.json()["error"] == "busy"
