@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest influxd venv clean
+.PHONY: demo test lint typecheck pytest system-packages venv clean
 
 venv: $(STAMP)
 
@@ -17,12 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Tests start a real influxd; Debian's package provides it.
-influxd:
-	@command -v influxd >/dev/null 2>&1 || { \
-	  echo "installing Debian's influxdb package (influxd for the tests)"; \
+# What the tests run for real, from Debian's packages: influxd (the store),
+# shellcheck (the install scripts), systemd-analyze (the units).
+SYSTEM_TOOLS := influxd:influxdb shellcheck:shellcheck systemd-analyze:systemd
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq influxdb >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
 lint: venv
 	$(BIN)/ruff check .
@@ -32,7 +37,7 @@ typecheck: venv
 	$(BIN)/mypy wattwise tests bench
 
 # pytest exits 5 when it collected no tests: that is a failure, not a pass.
-pytest: venv influxd
+pytest: venv system-packages
 	$(BIN)/pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from wattwise.errors import InstallError
+from wattwise.errors import ConfigError, InstallError
 
+from .config import load_config, require_store_target
 from .install_skeleton import CONFIG_SKELETON
 
 UNIT_NAME = "wattwise-agent.service"
@@ -198,15 +199,26 @@ def plan_install(
     unit_text = render_unit(
         unit_source.read_text(), [*exec_start, "agent", "run", "--config", str(config_path)]
     )
-    config_new = not _under(root, config_path).exists()
+    config_file = _under(root, config_path)
     made: set[Path] = set()
     return [
         *_account_steps(accounts),
         *_config_steps(root, config_path, made),
         *_credential_steps(root, credential_paths(unit_text), made),
         *_unit_steps(_under(root, systemd_dir / UNIT_NAME), unit_text),
-        _enable_step(start=not config_new),
+        _enable_step(start=_runnable(config_file)),
     ]
+
+
+def _runnable(config_file: Path) -> bool:
+    """Whether the agent would start with this config (a fresh skeleton has no InfluxDB URL)."""
+    if not config_file.exists():
+        return False
+    try:
+        require_store_target(load_config(config_file, None, os.environ, require_file=True))
+    except ConfigError:
+        return False
+    return True
 
 
 def apply(steps: Sequence[InstallStep], runner: CommandRunner = run_command) -> None:
@@ -319,7 +331,7 @@ def _enable_step(*, start: bool) -> RunCommand:
     if start:
         argv = ("systemctl", "enable", "--now", UNIT_NAME)
         return RunCommand(argv, "start the agent now and at every boot")
-    # A fresh skeleton has no InfluxDB URL yet: starting would only fail.
+    # An incomplete config (a fresh skeleton has no InfluxDB URL): starting would only fail.
     return RunCommand(("systemctl", "enable", UNIT_NAME), "start the agent at every boot")
 
 

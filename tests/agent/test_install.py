@@ -109,10 +109,27 @@ def test_fresh_install_creates_user_config_secrets_and_unit(tmp_path: Path) -> N
     assert system.commands[4] == ("systemctl", "enable", "wattwise-agent.service")
 
 
-def test_second_run_changes_nothing_and_starts_the_agent(tmp_path: Path) -> None:
+def test_second_run_with_the_untouched_skeleton_changes_nothing_and_does_not_start(
+    tmp_path: Path,
+) -> None:
+    # Regression: a second run used to `enable --now` an agent whose config
+    # still had no InfluxDB URL, leaving a unit that failed at once.
     system = FakeSystem()
     install(tmp_path, system)
-    (tmp_path / "etc/wattwise/influx-token").write_text("site-token")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    system.commands.clear()
+
+    install(tmp_path, system)
+
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert system.commands == [("systemctl", "enable", "wattwise-agent.service")]
+
+
+def test_run_after_the_config_is_completed_starts_the_agent(tmp_path: Path) -> None:
+    system = FakeSystem()
+    install(tmp_path, system)
+    config = tmp_path / "etc/wattwise/agent.toml"
+    config.write_text(config.read_text().replace('url = ""', 'url = "http://influx:8086"', 1))
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     system.commands.clear()
 
