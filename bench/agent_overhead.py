@@ -38,7 +38,7 @@ def agent_command(url: str, wal_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def measure(root: Path, duration_s: float, sample_s: float) -> dict[str, float]:
+def measure(root: Path, duration_s: float, sample_s: float) -> tuple[dict[str, float], list[float]]:
     (root / "influxd").mkdir()
     server = InfluxServer(root / "influxd")
     server.start()
@@ -76,7 +76,7 @@ def measure(root: Path, duration_s: float, sample_s: float) -> dict[str, float]:
         "rss_mb_end": rss_mb[-1],
         "rss_mb_max": max(rss_mb),
         "gpu_points_delivered": float(points[0]["count"]) if points else 0.0,  # type: ignore[arg-type]
-    }
+    }, rss_mb
 
 
 def main() -> int:
@@ -85,11 +85,12 @@ def main() -> int:
     parser.add_argument("--sample-s", type=float, default=30.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(Path(tmp), args.duration_s, args.sample_s)
+        result, rss_mb = measure(Path(tmp), args.duration_s, args.sample_s)
     span = f"{args.duration_s:.0f} s after {WARMUP_S:.0f} s warm-up"
     print(f"agent, 8 simulated GPUs at 1 Hz, {span}")
     for key, value in result.items():
         print(f"  {key}: {value:.2f}")
+    print("  rss per sample (MB): " + " ".join(f"{v:.1f}" for v in rss_mb))
     growth_mb = result["rss_mb_end"] - result["rss_mb_start"]
     print(f"  rss growth: {growth_mb:+.2f} MB")
     ok = result["cpu_pct_of_one_core"] <= 1.0 and result["rss_mb_max"] <= 80.0
