@@ -1,0 +1,174 @@
+"""Job placement on the twin: spread, pack and random placement, wattwise, and the oracle.
+
+The placement twin runs no random jobs: whole nodes carry seeded background
+work from the start, then the scenario's jobs arrive one a minute and each
+policy picks a node for each. Jobs then run for the whole horizon, so every
+policy does the same work and the difference is where it ran: fans and
+leakage at warmer inlets, recirculation, and the cooling of each zone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wattwise.clock import ManualClock
+from wattwise.collector.sim import SimFleet
+from wattwise.optimizer.models.node_power import fit_node_power_curves
+from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
+from wattwise.optimizer.recommend.fleet_view import FleetView
+from wattwise.optimizer.recommend.placement import PlacementRequest, recommend_placement
+from wattwise.optimizer.recommend.settings import PlacementSettings
+
+from .record import TelemetryRecorder
+from .replica import Replica, run_for
+from .scenario import Scenario
+
+ARRIVAL_S = 60.0
+"""Jobs arrive a minute apart, so telemetry has seen the previous one before the next comes."""
+ORACLE_LOOKAHEAD_S = 60.0
+TELEMETRY_WINDOW_S = 900.0
+
+Choice = tuple[str, tuple[int, ...]] | None
+
+
+def placement_replica(scenario: Scenario) -> Replica:
+    """The placement twin after warm-up: background work on whole nodes, telemetry recorded."""
+    clock = ManualClock()
+    fleet = SimFleet(scenario.fleet_spec(background=False), clock)
+    rng = np.random.default_rng(scenario.seed)
+    weights = np.array([w.weight for w in scenario.workloads])
+    for node in fleet.spec.nodes:
+        if rng.random() < scenario.placement.background_busy_share:
+            work = scenario.workloads[rng.choice(len(weights), p=weights / weights.sum())]
+            for gpu in range(node.gpus):
+                fleet.start_job(node.host, gpu, work)
+    replica = Replica(fleet, clock, TelemetryRecorder())
+    run_for(replica, scenario.warmup_s, scenario.read_every_s)
+    return replica
+
+
+def free_gpus(fleet: SimFleet) -> dict[str, list[int]]:
+    free: dict[str, list[int]] = {}
+    for (host, gpu), index in fleet.layout.gpu_index.items():
+        if not fleet.jobs.has_job[index]:
+            free.setdefault(host, []).append(gpu)
+    return free
+
+
+def _fitting(fleet: SimFleet, gpus: int) -> list[tuple[str, tuple[int, ...]]]:
+    return [(h, tuple(g[:gpus])) for h, g in free_gpus(fleet).items() if len(g) >= gpus]
+
+
+def _rack_busy(fleet: SimFleet) -> dict[str, float]:
+    lay = fleet.layout
+    busy = np.bincount(lay.rack_of_node[lay.node_of_gpu], weights=fleet.jobs.has_job)
+    return {r: float(busy[i]) for i, r in enumerate(lay.racks)}
+
+
+class Spread:
+    """The node in the least-loaded rack (then lowest in the rack): load spread evenly."""
+
+    name = "spread"
+
+    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+        load = _rack_busy(replica.fleet)
+        rack = {n.host: n.rack for n in replica.fleet.spec.nodes}
+        options = _fitting(replica.fleet, scenario.placement.gpus_per_job)
+        return min(options, key=lambda o: load[rack[o[0]]], default=None)
+
+
+class Pack:
+    """The node in the most-loaded rack that still fits: racks filled one by one."""
+
+    name = "pack"
+
+    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+        load = _rack_busy(replica.fleet)
+        rack = {n.host: n.rack for n in replica.fleet.spec.nodes}
+        options = _fitting(replica.fleet, scenario.placement.gpus_per_job)
+        return max(options, key=lambda o: load[rack[o[0]]], default=None)
+
+
+class RandomPlacement:
+    """A node drawn at random (seeded) among those that fit."""
+
+    name = "random"
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+        options = _fitting(replica.fleet, scenario.placement.gpus_per_job)
+        return options[int(self._rng.integers(len(options)))] if options else None
+
+
+class WattwisePlacement:
+    """wattwise: models fitted on the recorded telemetry, the top-ranked candidate."""
+
+    name = "wattwise"
+
+    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+        t = replica.telemetry
+        assert t is not None, "wattwise needs the replica's telemetry"
+        end = replica.clock.time_ns() + 1
+        start = end - int(TELEMETRY_WINDOW_S * 1e9)
+        gpus, hosts = t.series("gpu", start, end), t.series("host", start, end)
+        zones = t.series("cooling", start, end)
+        fleet = replica.fleet
+        busy = [k for k, i in fleet.layout.gpu_index.items() if fleet.jobs.has_job[i]]
+        view = FleetView.build(
+            t.latest_gpus(),
+            t.latest_hosts(),
+            t.latest_zones(),
+            curves=fit_node_power_curves(gpus, hosts),
+            gpu_thermal=fit_gpu_thermal(gpus, hosts),
+            inlets=fit_inlet_models(hosts, zones),
+            cooling=fit_cooling_models(zones),
+            busy=busy,
+        )
+        request = PlacementRequest(gpus=scenario.placement.gpus_per_job)
+        settings = PlacementSettings(rack_budgets_w=scenario.rack_budgets_w)
+        result = recommend_placement(request, view, settings)
+        if not result.candidates:
+            return None
+        best = result.candidates[0]
+        return best.host, best.gpus
+
+
+class OraclePlacement:
+    """Exhaustive search on the twin: every node that fits, tried on a copy for a minute; the
+    least IT + cooling energy among those that keep every rack within budget and no GPU
+    thermally throttled."""
+
+    name = "oracle"
+
+    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+        best: tuple[float, Choice] = (np.inf, None)
+        for option in _fitting(replica.fleet, scenario.placement.gpus_per_job):
+            trial = replica.clone()
+            trial.telemetry = None
+            start_jobs(trial, scenario, option)
+            before = trial.fleet.truth.it_energy_j() + trial.fleet.truth.cooling_energy_j()
+            run_for(trial, ORACLE_LOOKAHEAD_S, scenario.read_every_s)
+            if not _within_limits(trial.fleet, scenario):
+                continue
+            used = trial.fleet.truth.it_energy_j() + trial.fleet.truth.cooling_energy_j()
+            if used - before < best[0]:
+                best = (used - before, option)
+        return best[1]
+
+
+def _within_limits(fleet: SimFleet, scenario: Scenario) -> bool:
+    budgets = np.array([scenario.rack_budgets_w.get(r, np.inf) for r in fleet.layout.racks])
+    return bool(np.all(fleet.rack_power_w() <= budgets)) and not bool(
+        fleet.truth.thermally_throttled().any()
+    )
+
+
+def start_jobs(replica: Replica, scenario: Scenario, choice: Choice) -> None:
+    if choice is None:
+        return
+    host, gpus = choice
+    work = scenario.workload(scenario.placement.workload)
+    for gpu in gpus:
+        replica.fleet.start_job(host, gpu, work)

@@ -1,0 +1,188 @@
+"""Replay a scenario: warm the twin up, then run every policy of every experiment on identical
+replicas and judge each on the twin's ground truth."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .caps import DefaultCaps, OracleCaps, StaticCap, WattwiseCaps, judge_caps
+from .cooling import FixedSetpoints, WattwiseCooling, judge_cooling, oracle_setpoints
+from .placement import (
+    ARRIVAL_S,
+    OraclePlacement,
+    Pack,
+    RandomPlacement,
+    Spread,
+    WattwisePlacement,
+    placement_replica,
+    start_jobs,
+)
+from .replica import PolicyRun, Replica, run_for, run_policy, warm_replica
+from .results import ExperimentResult, ScenarioResult, Target, policy_result
+from .scenario import Scenario
+
+Progress = Callable[[str], None]
+"""Called with a short label after each step of the evaluation finishes."""
+STEPS = 19
+"""Steps reported through Progress: 4 caps runs, 2 + 6 cooling runs, 6 placement runs, and
+one per warm-up."""
+
+
+def run_scenario(scenario: Scenario, progress: Progress | None = None) -> ScenarioResult:
+    """Every experiment of ``scenario``; the same scenario always gives the same result."""
+    tell = progress or (lambda _label: None)
+    started = time.perf_counter()
+    base = warm_replica(scenario)
+    tell("warm-up")
+    experiments = (
+        _caps(base, scenario, tell),
+        _placement(scenario, tell),
+        _cooling(base, scenario, tell),
+    )
+    return ScenarioResult(
+        scenario=scenario.name,
+        description=scenario.description,
+        seed=scenario.seed,
+        gpus=base.fleet.layout.gpu_count,
+        experiments=experiments,
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def _caps(base: Replica, scenario: Scenario, tell: Progress) -> ExperimentResult:
+    bound = scenario.slowdown_bound
+    runs = {}
+    for policy in (DefaultCaps(), StaticCap(), WattwiseCaps(bound), OracleCaps(bound)):
+        runs[policy.name] = run_policy(base, policy, scenario, record=policy.name == "wattwise")
+        tell(f"caps: {policy.name}")
+    return judge_caps(runs, bound)
+
+
+def _cooling(base: Replica, scenario: Scenario, tell: Progress) -> ExperimentResult:
+    baseline = FixedSetpoints(dict.fromkeys(scenario.zones, 18.0))
+    runs = {baseline.name: run_policy(base, baseline, scenario)}
+    tell("cooling: fixed 18 °C")
+    runs["wattwise"] = run_policy(base, WattwiseCooling(), scenario, record=True)
+    tell("cooling: wattwise")
+    chosen, runs["oracle"] = oracle_setpoints(base, scenario, lambda: tell("cooling: oracle"))
+    tell("cooling: oracle")
+    text = ", ".join(f"{z} {c:.1f} °C" for z, c in chosen.items())
+    return judge_cooling(runs, {"fixed 18 °C": "18.0 °C everywhere", "oracle": text})
+
+
+class Chooser(Protocol):
+    name: str
+
+    def choose(
+        self, replica: Replica, scenario: Scenario
+    ) -> tuple[str, tuple[int, ...]] | None: ...
+
+
+@dataclass
+class _Hold:
+    """Changes nothing while the placed jobs run."""
+
+    name: str
+
+    def act(self, replica: Replica) -> None:
+        """Nothing to decide."""
+
+    def tick(self, replica: Replica) -> None:
+        """Nothing to react to."""
+
+
+def _placement(scenario: Scenario, tell: Progress) -> ExperimentResult:
+    base = placement_replica(scenario)
+    tell("placement: warm-up")
+    choosers: list[Chooser] = [
+        Spread(),
+        Pack(),
+        RandomPlacement(scenario.seed),
+        WattwisePlacement(),
+        OraclePlacement(),
+    ]
+    runs: dict[str, tuple[PolicyRun, int, list[str]]] = {}
+    for chooser in choosers:
+        runs[chooser.name] = _place_and_run(base, chooser, scenario)
+        tell(f"placement: {chooser.name}")
+    idle = run_policy(_after_arrivals(base, scenario), _Hold("no new jobs"), scenario)
+    return _judge_placement(runs, idle, scenario)
+
+
+def _after_arrivals(base: Replica, scenario: Scenario) -> Replica:
+    replica = base.clone()
+    run_for(replica, ARRIVAL_S * scenario.placement.jobs, scenario.read_every_s)
+    return replica
+
+
+def _place_and_run(
+    base: Replica, chooser: Chooser, scenario: Scenario
+) -> tuple[PolicyRun, int, list[str]]:
+    replica = base.clone()
+    hosts = []
+    for _ in range(scenario.placement.jobs):
+        choice = chooser.choose(replica, scenario)
+        start_jobs(replica, scenario, choice)
+        if choice is not None:
+            hosts.append(choice[0])
+        run_for(replica, ARRIVAL_S, scenario.read_every_s)
+    return run_policy(replica, _Hold(chooser.name), scenario), len(hosts), hosts
+
+
+def _judge_placement(
+    runs: dict[str, tuple[PolicyRun, int, list[str]]], idle: PolicyRun, scenario: Scenario
+) -> ExperimentResult:
+    def total(run: PolicyRun) -> float:
+        return run.meter.it_energy_j + run.meter.cooling_energy_j
+
+    ref = runs["spread"][0]
+    ref_added = total(ref) - total(idle)
+    results = []
+    for run, placed, hosts in runs.values():
+        added = total(run) - total(idle)
+        results.append(
+            policy_result(
+                run,
+                saving_pct=100.0 * (1.0 - total(run) / total(ref)),
+                slowdown_pct=100.0 * (ref.meter.work_gpu_s / max(run.meter.work_gpu_s, 1e-9) - 1),
+                detail={
+                    "jobs_placed": placed,
+                    "added_energy_saving_pct": 100.0 * (1.0 - added / ref_added),
+                    "added_energy_kwh": added / 3.6e6,
+                },
+                setting=", ".join(hosts),
+            )
+        )
+    ours = next(r for r in results if r.policy == "wattwise")
+    jobs = scenario.placement.jobs
+    throttled = ours.thermal_throttled_gpu_s - idle.meter.throttled_gpu_s
+    targets = (
+        Target(
+            "placement: ≥ 10 % less IT + cooling energy than spread",
+            ours.saving_pct,
+            10.0,
+            ours.saving_pct >= 10.0,
+            f"{ours.saving_pct:.2f} % of the fleet's energy; "
+            f"{ours.detail['added_energy_saving_pct']:.1f} % of the placed jobs' energy",
+        ),
+        Target(
+            "placement: no rack budget exceeded",
+            ours.rack_over_samples,
+            0.0,
+            ours.rack_over_samples == 0 and ours.detail["jobs_placed"] == jobs,
+            f"{ours.rack_over_samples} rack samples over budget; worst rack at "
+            f"{100 * ours.worst_rack_share:.0f} % of budget; "
+            f"{int(ours.detail['jobs_placed'])} of {jobs} jobs placed",
+        ),
+        Target(
+            "placement: no thermal slowdown caused",
+            throttled,
+            0.0,
+            throttled <= 0.0,
+            f"{throttled:.0f} GPU-s thermally throttled beyond the background's",
+        ),
+    )
+    return ExperimentResult("placement", "spread", "IT + cooling energy", tuple(results), targets)
