@@ -204,9 +204,9 @@ class WebhookNotifier:
             if wanted:
                 worker.submit(_body(snapshot, wanted))
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 2.0) -> None:
         for worker in self._workers:
-            worker.close()
+            worker.close(timeout_s)
 
 
 def _body(snapshot: Snapshot, changes: dict[str, object]) -> bytes:

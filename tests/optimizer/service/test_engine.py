@@ -1,0 +1,90 @@
+"""The engine on twin telemetry: what refit and refresh compute and write back to the store."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.optimizer.service.support import config
+from wattwise.agent.embedded import EmbeddedStore
+from wattwise.clock import ManualClock
+from wattwise.errors import NotReady, StoreUnavailable
+from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.store import EmbeddedSqliteStore
+
+
+@pytest.fixture
+def own_copy(twin_data: tuple[Path, int], tmp_path: Path) -> tuple[Path, int]:
+    path, end_ns = twin_data
+    copy = tmp_path / "wattwise.sqlite"
+    shutil.copy(path, copy)
+    return copy, end_ns
+
+
+def test_refresh_writes_recommendation_lines_the_store_reads_back(
+    own_copy: tuple[Path, int],
+) -> None:
+    path, end_ns = own_copy
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(store, config(), ManualClock(start_ns=end_ns))
+    snapshot = engine.refresh()
+    store.close()
+    written = EmbeddedStore(path).latest("recommendation")
+    caps = [p for p in written if p.tags["kind"] == "power_cap"]
+    cooling = [p for p in written if p.tags["kind"] == "cooling"]
+    assert len(caps) == len(snapshot.caps) == 32
+    assert {p.tags["zone"] for p in cooling} == {"z1", "z2"}
+    by_gpu = {(p.tags["host"], int(p.tags["gpu"])): p for p in caps}
+    for rec in snapshot.caps:
+        point = by_gpu[(rec.host, rec.gpu)]
+        assert point.time_ns == end_ns and point.tags["objective"] == "slowdown_bound"
+        assert point.fields.get("recommended_limit_w") == rec.recommended_limit_w
+        assert point.fields["samples"] == rec.evidence.samples
+
+
+def test_refit_writes_one_model_line_per_model_with_its_error(own_copy: tuple[Path, int]) -> None:
+    path, end_ns = own_copy
+    store = EmbeddedSqliteStore(path)
+    fitted = Engine(store, config(), ManualClock(start_ns=end_ns)).refit()
+    store.close()
+    lines = EmbeddedStore(path).latest("model")
+    assert len(lines) == len(fitted.infos)
+    power = next(p for p in lines if p.tags["name"] == "power")
+    assert isinstance(power.fields["error_pct"], float) and power.fields["samples"] > 0  # type: ignore[operator]
+
+
+def test_nothing_is_served_before_the_first_refresh(own_copy: tuple[Path, int]) -> None:
+    path, end_ns = own_copy
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(store, config(), ManualClock(start_ns=end_ns))
+    with pytest.raises(NotReady):
+        _ = engine.snapshot
+    store.close()
+
+
+def test_shard_reads_only_its_zone(own_copy: tuple[Path, int]) -> None:
+    path, end_ns = own_copy
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(store, config(**{"shard.zones": ["z2"]}), ManualClock(start_ns=end_ns))
+    snapshot = engine.refresh()
+    store.close()
+    assert [z.zone for z in snapshot.cooling] == ["z2"]
+    assert {snapshot.where[c.host][1] for c in snapshot.caps} == {"z2"}
+    assert len(snapshot.caps) == 16
+
+
+class _WritesFail(EmbeddedSqliteStore):
+    def write(self, lines: object) -> None:
+        raise StoreUnavailable("store down for writes")
+
+
+def test_store_write_failure_keeps_the_recommendations(own_copy: tuple[Path, int]) -> None:
+    path, end_ns = own_copy
+    store = _WritesFail(path)
+    engine = Engine(store, config(), ManualClock(start_ns=end_ns))
+    snapshot = engine.refresh()
+    store.close()
+    assert engine.snapshot is snapshot and len(snapshot.caps) == 32
+    assert engine.store_write_failures == 2  # the model lines and the recommendation lines

@@ -1,0 +1,181 @@
+"""Webhooks: signed deliveries to a real local HTTP receiver, retries, and dead receivers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.optimizer.service.support import config, free_port
+from wattwise.clock import ManualClock, SystemClock
+from wattwise.optimizer.service.engine import Engine, Snapshot
+from wattwise.optimizer.service.settings import WebhookSettings
+from wattwise.optimizer.service.webhooks import ChangeTracker, WebhookNotifier
+from wattwise.optimizer.store import EmbeddedSqliteStore
+
+SECRET = b"webhook-secret-for-tests"
+
+
+class Receiver:
+    """A real HTTP server recording what it receives; answers ``statuses`` in turn, then 200."""
+
+    def __init__(self, statuses: tuple[int, ...] = (), delay_s: float = 0.0) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.got = threading.Event()
+        statuses_left = list(statuses)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(delay_s)
+                status = statuses_left.pop(0) if statuses_left else 200
+                if status == 200:
+                    outer.received.append((dict(self.headers.items()), body))
+                    outer.got.set()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def engine(twin_data: tuple[Path, int]) -> Iterator[Engine]:
+    path, end_ns = twin_data
+    store = EmbeddedSqliteStore(path)
+    yield Engine(store, config(), ManualClock(start_ns=end_ns))
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def snapshot(engine: Engine) -> Snapshot:
+    return engine.refresh()
+
+
+def _settings(*urls: str, **extra: object) -> WebhookSettings:
+    targets = [{"url": u} for u in urls]
+    return WebhookSettings.model_validate(
+        {"targets": targets, "backoff_initial_s": 0.05, "timeout_s": 1.0, **extra}
+    )
+
+
+def test_delivery_is_signed_with_hmac_sha256_of_the_body(snapshot: Snapshot) -> None:
+    receiver = Receiver()
+    notifier = WebhookNotifier(_settings(receiver.url), SECRET, SystemClock(), lambda _: None)
+    notifier(snapshot)
+    assert receiver.got.wait(5)
+    notifier.close()
+    receiver.close()
+    headers, body = receiver.received[0]
+    expected = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Wattwise-Signature"], expected)
+    payload = json.loads(body)
+    assert payload["event"] == "recommendations.changed"
+    with_limit = [c for c in snapshot.caps if c.recommended_limit_w is not None]
+    assert len(payload["power_cap"]["changed"]) == len(with_limit)
+    assert {c["zone"] for c in payload["cooling"]["changed"]} == {"z1", "z2"}
+
+
+def test_receiver_errors_are_retried_with_backoff_until_delivered(snapshot: Snapshot) -> None:
+    receiver = Receiver(statuses=(503, 500))
+    outcomes: list[str] = []
+    notifier = WebhookNotifier(_settings(receiver.url), SECRET, SystemClock(), outcomes.append)
+    notifier(snapshot)
+    assert receiver.got.wait(5)
+    notifier.close()
+    receiver.close()
+    assert outcomes == ["retried", "retried", "delivered"]
+    assert len(receiver.received) == 1
+
+
+def test_a_4xx_answer_is_not_retried(snapshot: Snapshot) -> None:
+    receiver = Receiver(statuses=(400,))
+    outcomes: list[str] = []
+    notifier = WebhookNotifier(_settings(receiver.url), SECRET, SystemClock(), outcomes.append)
+    notifier(snapshot)
+    deadline = time.monotonic() + 5
+    while not outcomes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    notifier.close()
+    receiver.close()
+    assert outcomes == ["failed"] and receiver.received == []
+
+
+def test_dead_and_slow_webhooks_block_neither_refresh_nor_other_receivers(engine: Engine) -> None:
+    refused = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    slow = Receiver(delay_s=3.0)
+    healthy = Receiver()
+    settings = _settings(refused, slow.url, healthy.url, max_attempts=20)
+    notifier = WebhookNotifier(settings, SECRET, SystemClock(), lambda _: None)
+    engine.add_listener(notifier)
+    started = time.monotonic()
+    engine.refresh()
+    took_s = time.monotonic() - started
+    assert healthy.got.wait(2), "the healthy receiver waited behind a dead one"
+    notifier.close()
+    for r in (slow, healthy):
+        r.close()
+    assert took_s < 1.0
+
+
+def test_bounded_queue_drops_the_oldest_delivery(snapshot: Snapshot) -> None:
+    refused = f"http://127.0.0.1:{free_port()}/hook"
+    outcomes: list[str] = []
+    settings = _settings(refused, queue_size=2, max_attempts=20, backoff_initial_s=5.0)
+    notifier = WebhookNotifier(settings, SECRET, SystemClock(), outcomes.append)
+    started = time.monotonic()
+    for k in range(6):
+        moved = tuple(
+            replace(c, recommended_limit_w=c.recommended_limit_w + 100.0 * (k + 1))
+            for c in snapshot.caps
+            if c.recommended_limit_w is not None
+        )
+        notifier(replace(snapshot, caps=moved))
+    assert time.monotonic() - started < 0.5
+    notifier.close(timeout_s=0.5)
+    assert outcomes.count("dropped") >= 3
+
+
+def _with_cap(snapshot: Snapshot, limit_w: float) -> Snapshot:
+    first = next(c for c in snapshot.caps if c.recommended_limit_w is not None)
+    return replace(snapshot, caps=(replace(first, recommended_limit_w=limit_w),), cooling=())
+
+
+def test_cap_changes_below_25_w_are_not_material_but_drift_adds_up(snapshot: Snapshot) -> None:
+    tracker = ChangeTracker(cap_change_w=25.0, setpoint_change_c=0.5)
+    assert "power_cap" in tracker.changes(_with_cap(snapshot, 500.0))
+    assert tracker.changes(_with_cap(snapshot, 510.0)) == {}
+    assert tracker.changes(_with_cap(snapshot, 520.0)) == {}
+    assert "power_cap" in tracker.changes(_with_cap(snapshot, 525.0))  # 25 W from what was sent
+    gone = tracker.changes(replace(snapshot, caps=(), cooling=()))
+    assert gone["power_cap"]["removed"]  # type: ignore[index]
+
+
+def test_setpoint_changes_of_half_a_degree_are_material(snapshot: Snapshot) -> None:
+    tracker = ChangeTracker(cap_change_w=25.0, setpoint_change_c=0.5)
+    zone = snapshot.cooling[0]
+
+    def at(c: float) -> Snapshot:
+        return replace(snapshot, caps=(), cooling=(replace(zone, recommended_setpoint_c=c),))
+
+    assert "cooling" in tracker.changes(at(21.0))
+    assert tracker.changes(at(21.4)) == {}
+    assert "cooling" in tracker.changes(at(21.5))
