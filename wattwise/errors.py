@@ -25,6 +25,8 @@ sqlite3) are converted where they are caught, in one place per library, with
         ├── StoreUnavailable   unreachable, timed out, 5xx: ask again later
         ├── StoreAuthError     401/403: the credentials or their permissions are wrong
         └── StoreQueryError    the store refused the query (no such database, bad query)
+    └── ModelFileError         a stored model is unreadable or refused (tampered,
+    │                          wrong types, object arrays): it is never executed
     └── OptimizerError         the optimizer service cannot answer this request now
         ├── NotReady           no recommendations yet (first refit or refresh pending)
         └── Busy               a refit is already running
@@ -121,6 +123,11 @@ class StoreAuthError(StoreError):
 
 class StoreQueryError(StoreError):
     """The store refused the request itself: a missing database, a query it cannot run."""
+
+
+class ModelFileError(WattwiseError):
+    """A stored model file is missing, unreadable or refused (unexpected keys, types or
+    array kinds): the model registry never unpickles, so such a file cannot run code."""
 
 
 class OptimizerError(WattwiseError):

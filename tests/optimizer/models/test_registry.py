@@ -1,0 +1,176 @@
+"""Model registry: every kind round-trips as JSON + npz with increasing versions, and tampered
+files are refused without running anything."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.optimizer.h100 import MODEL, h100_series
+from tests.optimizer.twin import GPU_TAGS, HOST_TAGS, ZONE_TAGS, record
+from wattwise.clock import ManualClock
+from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.errors import ModelFileError
+from wattwise.optimizer.models.cap_response import fit_cap_models
+from wattwise.optimizer.models.codecs import Model, to_state
+from wattwise.optimizer.models.node_power import fit_node_power_curves
+from wattwise.optimizer.models.power import fit_power_models
+from wattwise.optimizer.models.registry import ModelRegistry
+from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
+
+
+@pytest.fixture(scope="module")
+def models() -> list[Model]:
+    h100, _ = h100_series()
+    clock = ManualClock()
+    fleet = SimFleet(FleetSpec.uniform(4, 2, racks=2, zones=2, seed=2), clock)
+    rec = record(fleet, clock, 600, read_every_s=10)
+    gpus, hosts = rec.series("gpu", GPU_TAGS), rec.series("host", HOST_TAGS)
+    zones = rec.series("cooling", ZONE_TAGS)
+    return [
+        fit_power_models(h100, block_s=10)[MODEL],
+        fit_cap_models(h100)[MODEL],
+        *fit_gpu_thermal(gpus, hosts).values(),
+        *fit_inlet_models(hosts, zones).values(),
+        *fit_cooling_models(zones).values(),
+        fit_node_power_curves(gpus, hosts),
+    ]
+
+
+def _same(a: Model, b: Model) -> None:
+    params_a, arrays_a = to_state(a)
+    params_b, arrays_b = to_state(b)
+    assert json.dumps(params_a, sort_keys=True) == json.dumps(params_b, sort_keys=True)
+    assert arrays_a.keys() == arrays_b.keys()
+    for name in arrays_a:
+        np.testing.assert_array_equal(arrays_a[name], arrays_b[name])
+    assert type(a) is type(b)
+
+
+def test_every_kind_round_trips_with_its_info(tmp_path: Path, models: list[Model]) -> None:
+    registry = ModelRegistry(tmp_path)
+    kinds = set()
+    for model in models:
+        stored = registry.save(model)
+        loaded = registry.latest(stored.kind, stored.scope)
+        _same(model, loaded)
+        assert loaded.info == stored
+        assert stored.samples == model.info.samples and stored.errors == model.info.errors
+        kinds.add(stored.kind)
+    assert kinds == {"power", "cap_response", "gpu_thermal", "inlet", "cooling", "node_power"}
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_each_refit_gets_the_next_version_and_list_shows_all(
+    tmp_path: Path, models: list[Model]
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    power = models[0]
+    assert [registry.save(power).version for _ in range(3)] == [1, 2, 3]
+    registry.save(models[-1])
+    listed = registry.list()
+    assert [(i.kind, i.version) for i in listed] == [
+        ("node_power", 1), ("power", 1), ("power", 2), ("power", 3)
+    ]  # fmt: skip
+    assert registry.latest("power", MODEL).info.version == 3
+    assert registry.load("power", MODEL, 1).info.version == 1
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="no stored power model"):
+        ModelRegistry(tmp_path).latest("power", "A100")
+    with pytest.raises(ModelFileError, match="unknown model kind"):
+        ModelRegistry(tmp_path).latest("pickle", "x")
+
+
+class _Boom:
+    """Unpickling this would create the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _stored(tmp_path: Path, models: list[Model]) -> tuple[ModelRegistry, Path]:
+    registry = ModelRegistry(tmp_path)
+    info = registry.save(models[0])
+    return registry, next(tmp_path.glob(f"power/*/v{info.version}.json"))
+
+
+def test_npz_with_an_object_array_is_refused_and_runs_nothing(
+    tmp_path: Path, models: list[Model]
+) -> None:
+    registry, path = _stored(tmp_path, models)
+    marker = tmp_path / "executed"
+    payload = np.empty(1, dtype=object)
+    payload[0] = _Boom(marker)
+    np.savez(path.with_suffix(".npz"), coef=payload, util_only_coef=np.zeros(2))
+    with pytest.raises(ModelFileError, match="arrays refused"):
+        registry.latest("power", MODEL)
+    assert not marker.exists()
+
+
+def test_npz_member_that_is_a_raw_pickle_is_refused(tmp_path: Path, models: list[Model]) -> None:
+    registry, path = _stored(tmp_path, models)
+    marker = tmp_path / "executed"
+    with zipfile.ZipFile(path.with_suffix(".npz"), "w") as archive:
+        archive.writestr("coef.npy", pickle.dumps(_Boom(marker)))
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros(2))
+        archive.writestr("util_only_coef.npy", buffer.getvalue())
+    with pytest.raises(ModelFileError):
+        registry.latest("power", MODEL)
+    assert not marker.exists()
+
+
+def test_npz_with_string_or_missing_arrays_is_refused(tmp_path: Path, models: list[Model]) -> None:
+    registry, path = _stored(tmp_path, models)
+    np.savez(path.with_suffix(".npz"), coef=np.array(["a", "b"]), util_only_coef=np.zeros(2))
+    with pytest.raises(ModelFileError, match="not numeric"):
+        registry.latest("power", MODEL)
+    np.savez(path.with_suffix(".npz"), coef=np.zeros(7))
+    with pytest.raises(ModelFileError, match="arrays"):
+        registry.latest("power", MODEL)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda d: d.update(extra_key=1),
+        lambda d: d.update(version="1"),
+        lambda d: d.update(samples=1.5),
+        lambda d: d["params"].update(top_clock_mhz={"__reduce__": "os.system"}),
+        lambda d: d["params"].update(envelope_w="low,high"),
+        lambda d: d["params"].pop("gpu_model"),
+        lambda d: d.update(kind="cooling"),
+        lambda d: d.update(errors={"mae_w": "12"}),
+    ],
+    ids=["unknown-key", "version-str", "samples-float", "nested-object", "envelope-str",
+         "missing-param", "other-kind", "error-str"],
+)  # fmt: skip
+def test_json_with_unexpected_keys_or_types_is_refused(
+    tmp_path: Path, models: list[Model], tamper: object
+) -> None:
+    registry, path = _stored(tmp_path, models)
+    document = json.loads(path.read_text())
+    assert callable(tamper)
+    tamper(document)
+    path.write_text(json.dumps(document))
+    with pytest.raises(ModelFileError):
+        registry.latest("power", MODEL)
+
+
+def test_json_that_is_not_json_is_refused(tmp_path: Path, models: list[Model]) -> None:
+    registry, path = _stored(tmp_path, models)
+    path.write_bytes(pickle.dumps({"kind": "power"}))
+    with pytest.raises(ModelFileError, match="not a model file"):
+        registry.latest("power", MODEL)
