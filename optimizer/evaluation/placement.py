@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from wattwise.clock import ManualClock
-from wattwise.collector.sim import SimFleet
+from wattwise.collector.sim import SimFleet, gpu_model
 from wattwise.optimizer.models.node_power import fit_node_power_curves
 from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
 from wattwise.optimizer.recommend.fleet_view import FleetView
@@ -55,8 +55,15 @@ def free_gpus(fleet: SimFleet) -> dict[str, list[int]]:
     return free
 
 
-def _fitting(fleet: SimFleet, gpus: int) -> list[tuple[str, tuple[int, ...]]]:
-    return [(h, tuple(g[:gpus])) for h, g in free_gpus(fleet).items() if len(g) >= gpus]
+def _fitting(fleet: SimFleet, scenario: Scenario) -> list[tuple[str, tuple[int, ...]]]:
+    """Nodes with enough free GPUs of the model the jobs need, and the GPUs they would give."""
+    gpus, wanted = scenario.placement.gpus_per_job, scenario.placement.gpu_model or ""
+    product = {n.host: gpu_model(n.gpu_model).product_name for n in fleet.spec.nodes}
+    return [
+        (h, tuple(g[:gpus]))
+        for h, g in free_gpus(fleet).items()
+        if len(g) >= gpus and wanted in product[h]
+    ]
 
 
 def _rack_busy(fleet: SimFleet) -> dict[str, float]:
@@ -73,7 +80,7 @@ class Spread:
     def choose(self, replica: Replica, scenario: Scenario) -> Choice:
         load = _rack_busy(replica.fleet)
         rack = {n.host: n.rack for n in replica.fleet.spec.nodes}
-        options = _fitting(replica.fleet, scenario.placement.gpus_per_job)
+        options = _fitting(replica.fleet, scenario)
         return min(options, key=lambda o: load[rack[o[0]]], default=None)
 
 
@@ -85,7 +92,7 @@ class Pack:
     def choose(self, replica: Replica, scenario: Scenario) -> Choice:
         load = _rack_busy(replica.fleet)
         rack = {n.host: n.rack for n in replica.fleet.spec.nodes}
-        options = _fitting(replica.fleet, scenario.placement.gpus_per_job)
+        options = _fitting(replica.fleet, scenario)
         return max(options, key=lambda o: load[rack[o[0]]], default=None)
 
 
@@ -98,7 +105,7 @@ class RandomPlacement:
         self._rng = np.random.default_rng(seed)
 
     def choose(self, replica: Replica, scenario: Scenario) -> Choice:
-        options = _fitting(replica.fleet, scenario.placement.gpus_per_job)
+        options = _fitting(replica.fleet, scenario)
         return options[int(self._rng.integers(len(options)))] if options else None
 
 
@@ -126,7 +133,9 @@ class WattwisePlacement:
             cooling=fit_cooling_models(zones),
             busy=busy,
         )
-        request = PlacementRequest(gpus=scenario.placement.gpus_per_job)
+        request = PlacementRequest(
+            gpus=scenario.placement.gpus_per_job, gpu_model=scenario.placement.gpu_model
+        )
         settings = PlacementSettings(rack_budgets_w=scenario.rack_budgets_w)
         result = recommend_placement(request, view, settings)
         if not result.candidates:
@@ -144,7 +153,7 @@ class OraclePlacement:
 
     def choose(self, replica: Replica, scenario: Scenario) -> Choice:
         best: tuple[float, Choice] = (np.inf, None)
-        for option in _fitting(replica.fleet, scenario.placement.gpus_per_job):
+        for option in _fitting(replica.fleet, scenario):
             trial = replica.clone()
             trial.telemetry = None
             start_jobs(trial, scenario, option)

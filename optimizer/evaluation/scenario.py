@@ -44,6 +44,9 @@ class PlacementScenario(BaseModel):
     jobs: int = Field(4, ge=1, le=64)
     gpus_per_job: int = Field(8, ge=1, le=16)
     workload: str = "training"
+    gpu_model: str | None = Field(
+        None, description="substring of the GPU product name the jobs need (e.g. H100)"
+    )
     background_busy_share: float = Field(
         0.5, ge=0, le=1, description="share of GPUs already running work before the jobs come"
     )
