@@ -1,0 +1,69 @@
+"""Run the optimizer: store, engine, webhooks, scheduler and the API under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from wattwise.agent.secrets import read_secret
+from wattwise.clock import SystemClock
+from wattwise.errors import ConfigError
+
+from ..store import open_store
+from .app import create_app
+from .auth import RedactPathTokens
+from .engine import Engine
+from .metrics import ServiceMetrics
+from .scheduler import build_scheduler
+from .settings import OptimizerConfig, WebhookSettings
+from .webhooks import WebhookNotifier
+
+log = logging.getLogger(__name__)
+
+
+def webhook_secret(settings: WebhookSettings) -> bytes:
+    secret = read_secret(None, settings.secret_file, setting="webhooks.secret_file")
+    if secret is None:
+        raise ConfigError("webhooks.secret_file", None, "a file holding the signing secret")
+    return secret.reveal().encode()
+
+
+def run_server(config: OptimizerConfig) -> None:
+    """Serve until SIGINT/SIGTERM; the first refit and refresh start at once in the background."""
+    if not config.api.tokens:
+        log.warning("no API tokens configured: every endpoint but /healthz will answer 401")
+    clock = SystemClock()
+    store = open_store(config.store, clock)
+    metrics = ServiceMetrics()
+    engine = Engine(store, config, clock)
+    notifier = None
+    if config.webhooks.targets:
+        secret = webhook_secret(config.webhooks)
+        notifier = WebhookNotifier(
+            config.webhooks, secret, clock, lambda r: metrics.webhooks.labels(r).inc()
+        )
+        engine.add_listener(notifier)
+    app = create_app(engine, config, metrics=metrics)
+    scheduler = build_scheduler(
+        engine,
+        metrics,
+        refit_interval_s=config.models.refit_interval_s,
+        refresh_interval_s=config.recommend.refresh_interval_s,
+    )
+    logging.getLogger("uvicorn.access").addFilter(RedactPathTokens())
+    scheduler.start()
+    try:
+        uvicorn.run(
+            app,
+            host=config.api.host,
+            port=config.api.port,
+            ssl_certfile=config.api.ssl_certfile,
+            ssl_keyfile=config.api.ssl_keyfile,
+            log_config=None,
+        )
+    finally:
+        scheduler.shutdown(wait=False)
+        if notifier is not None:
+            notifier.close()
+        store.close()

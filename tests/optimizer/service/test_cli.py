@@ -1,0 +1,72 @@
+"""The one-shot commands on a twin-filled embedded store, configured by a TOML file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from wattwise.errors import ConfigError
+from wattwise.optimizer.service.cli import build_optimizer_app, build_recommend_app, models_command
+
+
+@pytest.fixture
+def config_file(twin_data: tuple[Path, int], tmp_path: Path) -> Path:
+    store = tmp_path / "wattwise.sqlite"
+    shutil.copy(twin_data[0], store)
+    path = tmp_path / "optimizer.toml"
+    # the twin's data is from 2023: windows long enough to reach it from today
+    path.write_text(
+        f'[store]\nkind = "embedded"\nembedded_path = "{store}"\n'
+        "[models]\nwindow_s = 1e9\njob_profiles = false\n[recommend]\nrecent_s = 1e9\n"
+    )
+    return path
+
+
+def test_recommend_caps_json_lists_every_gpu(config_file: Path) -> None:
+    result = CliRunner().invoke(
+        build_recommend_app(), ["caps", "--config", str(config_file), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) == 32 and {"host", "gpu", "recommended_limit_w"} <= rows[0].keys()
+
+
+def test_recommend_cooling_table_shows_each_zone(config_file: Path) -> None:
+    result = CliRunner().invoke(build_recommend_app(), ["cooling", "--config", str(config_file)])
+    assert result.exit_code == 0, result.output
+    assert "z1" in result.output and "z2" in result.output
+
+
+def test_recommend_place_ends_with_a_slurm_nodelist(config_file: Path) -> None:
+    args = ["place", "--gpus", "1", "--zone", "z2", "--config", str(config_file)]
+    result = CliRunner().invoke(build_recommend_app(), args)
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("--nodelist=sim-r02-n")
+
+
+def test_models_json_reports_each_models_accuracy(config_file: Path) -> None:
+    app = typer.Typer()
+    app.command()(models_command)
+    result = CliRunner().invoke(app, ["--config", str(config_file), "--json"])
+    assert result.exit_code == 0, result.output
+    power = next(m for m in json.loads(result.output) if m["kind"] == "power")
+    assert "mape_pct" in power["accuracy"]
+
+
+def test_unknown_store_kind_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "optimizer.toml"
+    path.write_text('[store]\nkind = "mongo"\n')
+    result = CliRunner().invoke(build_recommend_app(), ["caps", "--config", str(path)])
+    assert isinstance(result.exception, ConfigError)
+    assert result.exception.key == "store.kind"
+
+
+def test_optimizer_app_has_serve_and_init_db() -> None:
+    result = CliRunner().invoke(build_optimizer_app(), ["--help"])
+    assert "serve" in result.output and "init-db" in result.output
