@@ -25,8 +25,8 @@ from .cap_response import CapResponseModel, GpuWorkloads, estimate_workloads
 from .common import column, factorize, group_ids, join_column, tag
 
 CAP_STEP_W = 100.0
-UNLIMITED_WINDOW_S = 1e12
-"""Profiles cover the whole window, not only the last minutes of a GPU's work."""
+UNLIMITED_WINDOW_S = 1e9
+"""~30 years: profiles cover the whole window, not only the last minutes of a GPU's work."""
 
 
 @dataclass(frozen=True)

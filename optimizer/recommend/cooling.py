@@ -5,15 +5,22 @@ Inlet temperatures follow the supply temperature one to one at today's IT load
 (recirculation depends on rack power, not on the setpoint), and a GPU's
 temperature follows its inlet one to one at today's power. Cooling power is
 IT heat over a COP that rises ``cop_gain_per_c`` per °C of supply temperature.
+
+With fitted models (:mod:`wattwise.optimizer.models.thermal`) each node's rise over
+the supply is ``a_node + b·rack kW`` at today's rack power, each GPU's temperature
+``inlet + offset + R_th·power``, and the COP gain is the zone's fitted one; without
+them the rises seen now and ``cop_gain_per_c`` stand in, and the reason says so.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from wattwise.optimizer.models.thermal import CoolingModel, GpuThermalModel, InletModel
 from wattwise.optimizer.telemetry import GpuState, HostState, ZoneState
 
 from .settings import CoolingSettings
@@ -22,14 +29,25 @@ from .types import CoolingRecommendation
 RESOLUTION_C = 0.1
 
 
+@dataclass(frozen=True)
+class ThermalFits:
+    """Fitted thermal models by zone (inlets, cooling) and GPU model; any may be empty."""
+
+    inlets: Mapping[str, InletModel] = field(default_factory=dict)
+    cooling: Mapping[str, CoolingModel] = field(default_factory=dict)
+    gpus: Mapping[str, GpuThermalModel] = field(default_factory=dict)
+
+
 def recommend_cooling(
     zones: Sequence[ZoneState],
     hosts: Sequence[HostState],
     gpus: Sequence[GpuState],
     settings: CoolingSettings,
+    fits: ThermalFits | None = None,
 ) -> list[CoolingRecommendation]:
     """One recommendation per zone with a known setpoint."""
-    return [_one(z, hosts, gpus, settings) for z in zones if math.isfinite(z.setpoint_c)]
+    fits = fits or ThermalFits()
+    return [_one(z, hosts, gpus, settings, fits) for z in zones if math.isfinite(z.setpoint_c)]
 
 
 def _one(
@@ -37,12 +55,16 @@ def _one(
     hosts: Sequence[HostState],
     gpus: Sequence[GpuState],
     settings: CoolingSettings,
+    fits: ThermalFits,
 ) -> CoolingRecommendation:
     supply = zone.supply_temp_c if math.isfinite(zone.supply_temp_c) else zone.setpoint_c
-    inlets = np.array([h.inlet_temp_c for h in hosts if h.zone == zone.zone], dtype=np.float64)
-    inlets = inlets[np.isfinite(inlets)]
+    mine_hosts = [h for h in hosts if h.zone == zone.zone]
+    rise_of = _inlet_rises(mine_hosts, hosts, supply, fits.inlets.get(zone.zone))
+    inlets = np.array([supply + r for r in rise_of.values()], dtype=np.float64)
     mine = [g for g in gpus if g.zone == zone.zone and math.isfinite(g.temp_c)]
-    gpu_rise = np.array([g.temp_c for g in mine]) - supply
+    gpu_rise = np.array([_gpu_rise(g, rise_of, supply, fits.gpus.get(g.model)) for g in mine])
+    cooling_fit = fits.cooling.get(zone.zone)
+    gain = cooling_fit.cop_gain_per_c if cooling_fit is not None else settings.cop_gain_per_c
     gpu_limit = np.array([g.slowdown_temp_c - settings.gpu_temp_margin_c for g in mine])
     inlet_rise = float(np.max(inlets) - supply) if inlets.size else math.nan
     inlet_cap = settings.max_inlet_c - settings.inlet_margin_c
@@ -57,7 +79,7 @@ def _one(
     high = min(settings.max_setpoint_c, current + settings.max_step_c)
     target = float(np.clip(highest_safe, low, high))
     delta = target - supply
-    saving_share = 1.0 - math.exp(-settings.cop_gain_per_c * (target - current))
+    saving_share = 1.0 - math.exp(-gain * (target - current))
     cooling_w = zone.cooling_power_w if math.isfinite(zone.cooling_power_w) else 0.0
     return CoolingRecommendation(
         cluster=zone.cluster,
@@ -71,8 +93,49 @@ def _one(
         saving_w=cooling_w * saving_share,
         saving_pct=100.0 * saving_share,
         max_step_c=settings.max_step_c,
-        reason=_reason(target, current, highest_safe, low),
+        reason=f"{_reason(target, current, highest_safe, low)} ({_basis(zone.zone, fits)})",
     )
+
+
+def _inlet_rises(
+    mine: Sequence[HostState], hosts: Sequence[HostState], supply: float, fit: InletModel | None
+) -> dict[str, float]:
+    """Each node's inlet over the supply: the fitted ``a + b·rack kW`` at today's rack power
+    where the model knows the node, else the rise seen now."""
+    rise = {h.host: h.inlet_temp_c - supply for h in mine if math.isfinite(h.inlet_temp_c)}
+    if fit is None:
+        return rise
+    rack_w: dict[str, float] = {}
+    for h in hosts:
+        if math.isfinite(h.node_power_w):
+            rack_w[h.rack] = rack_w.get(h.rack, 0.0) + h.node_power_w
+    index = {name: i for i, name in enumerate(fit.hosts)}
+    for h in mine:
+        i = index.get(h.host)
+        if i is not None and h.rack in rack_w:
+            rise[h.host] = float(
+                fit.offset_c[i] + fit.recirculation_c_per_kw * rack_w[h.rack] / 1e3
+            )
+    return rise
+
+
+def _gpu_rise(
+    gpu: GpuState, rise_of: dict[str, float], supply: float, fit: GpuThermalModel | None
+) -> float:
+    if fit is None or gpu.host not in rise_of or not math.isfinite(gpu.power_w):
+        return gpu.temp_c - supply
+    return rise_of[gpu.host] + fit.offset_c + fit.r_th_c_per_w * gpu.power_w
+
+
+def _basis(zone: str, fits: ThermalFits) -> str:
+    inlet = "fitted inlets" if zone in fits.inlets else "prior: inlets follow supply 1:1"
+    cop = fits.cooling.get(zone)
+    if cop is None:
+        gain = "prior COP gain (no cooling fit)"
+    else:
+        gain = f"COP gain {100 * cop.cop_gain_per_c:.1f} %/°C ({cop.gain_source})"
+    gpu = "fitted GPU R_th" if fits.gpus else "GPU rise seen now"
+    return f"{inlet}; {gpu}; {gain}"
 
 
 def _reason(target: float, current: float, highest_safe: float, low: float) -> str:

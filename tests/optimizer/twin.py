@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
-from wattwise.collector.sim import SimFleet
+from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.collector.sim.views import JobView
 from wattwise.optimizer.telemetry import GpuState, HostState, Series, ZoneState
 
 REASON_SW_POWER_CAP = 0x4
@@ -152,3 +155,42 @@ def zone_states(readings: Sequence[Reading]) -> list[ZoneState]:
 def _field(r: Reading, name: str) -> float:
     v = r.fields.get(name)
     return float(v) if isinstance(v, int | float) else float("nan")
+
+
+JOB_TAGS = ("host", "gpu", "job", "scheduler", "cluster", "zone", "rack")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A fleet and what its stores would hold after :func:`walked_setpoint`."""
+
+    fleet: SimFleet
+    gpus: Series
+    hosts: Series
+    zones: Series
+    jobs: Series
+    readings: tuple[Reading, ...]
+
+
+@cache
+def walked_setpoint(minutes: int = 40) -> Recorded:
+    """8 nodes × 4 H100 in 4 racks and 2 zones, read every 10 s; zone z1's setpoint is
+    raised by 1 °C every 10 minutes (so the COP gain can be seen), z2's is left alone."""
+    clock = ManualClock()
+    fleet = SimFleet(FleetSpec.uniform(8, 4, racks=4, zones=2, seed=5, setpoint_c=19.0), clock)
+    rec = Recorder()
+    jobs = JobView(fleet)
+    for step in range(minutes * 6):
+        if step and step % 60 == 0:
+            fleet.set_setpoint("z1", 19.0 + step // 60)
+        clock.advance(10.0)
+        rec.add(fleet.read())
+        rec.add(jobs.read())
+    return Recorded(
+        fleet,
+        rec.series("gpu", GPU_TAGS),
+        rec.series("host", HOST_TAGS),
+        rec.series("cooling", ZONE_TAGS),
+        rec.series("gpu_job", JOB_TAGS),
+        tuple(fleet.read()),
+    )

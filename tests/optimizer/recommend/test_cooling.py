@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.optimizer.twin import gpu_states, host_states, zone_states
+from tests.optimizer.twin import gpu_states, host_states, walked_setpoint, zone_states
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
-from wattwise.optimizer.recommend.cooling import recommend_cooling
+from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
+from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
 from wattwise.optimizer.recommend.settings import CoolingSettings
 
 
@@ -80,3 +81,34 @@ def test_recommended_setpoint_never_predicts_an_inlet_or_gpu_past_its_limit_when
     if feasible and setpoint - step >= cool.min_setpoint_c:
         assert rec.predicted_max_inlet_c <= cool.max_inlet_c - cool.inlet_margin_c + 1e-9
         assert rec.predicted_max_gpu_temp_c <= rec.gpu_temp_limit_c + 1e-9
+
+
+def test_fitted_thermal_models_keep_true_inlets_within_the_limit_and_say_so() -> None:
+    data = walked_setpoint()
+    readings = list(data.readings)
+    fits = ThermalFits(
+        inlets=fit_inlet_models(data.hosts, data.zones),
+        cooling=fit_cooling_models(data.zones),
+        gpus=fit_gpu_thermal(data.gpus, data.hosts),
+    )
+    recs = recommend_cooling(
+        zone_states(readings), host_states(readings), gpu_states(readings),
+        CoolingSettings(max_step_c=20.0), fits,
+    )  # fmt: skip
+    by_zone = {r.zone: r for r in recs}
+    for rec in recs:
+        true_inlets = data.fleet.truth.inlet_temps_at_setpoint(rec.zone, rec.recommended_setpoint_c)
+        assert max(true_inlets.values()) <= 27.0
+        assert abs(max(true_inlets.values()) - rec.predicted_max_inlet_c) <= 0.5
+        assert "fitted inlets" in rec.reason and "fitted GPU R_th" in rec.reason
+    assert "COP gain 3.5 %/°C (fitted)" in by_zone["z1"].reason
+    assert "(prior)" in by_zone["z2"].reason
+
+
+def test_without_fits_the_reason_names_the_priors() -> None:
+    readings = list(walked_setpoint().readings)
+    recs = recommend_cooling(
+        zone_states(readings), host_states(readings), gpu_states(readings), CoolingSettings()
+    )
+    assert all("prior: inlets follow supply 1:1" in r.reason for r in recs)
+    assert all("prior COP gain" in r.reason for r in recs)

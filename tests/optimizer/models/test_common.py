@@ -1,0 +1,39 @@
+"""Grouping helpers: the fast factorized group ids agree with joining the keys as strings."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wattwise.optimizer.models.common import factorize, group_ids, join_column
+from wattwise.optimizer.telemetry import Series
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "n10", "n2"]), st.integers(0, 3)), min_size=1))
+def test_group_ids_match_the_string_joined_reference(rows: list[tuple[str, int]]) -> None:
+    hosts = np.array([h for h, _ in rows], dtype=object)
+    gpus = np.array([str(g) for _, g in rows], dtype=object)
+    ids, distinct = group_ids(hosts, gpus)
+    joined = np.array([f"{h}\x1f{g}" for h, g in zip(hosts, gpus, strict=True)])
+    ref_distinct, ref_ids = np.unique(joined, return_inverse=True)
+    assert list(distinct) == list(ref_distinct)
+    assert list(ids) == list(ref_ids)
+
+
+def test_factorize_handles_runs_and_unsorted_values() -> None:
+    codes, distinct = factorize(np.array(["b", "b", "a", "b", "a"], dtype=object))
+    assert list(distinct) == ["a", "b"] and list(codes) == [1, 1, 0, 1, 0]
+
+
+def test_join_column_matches_host_and_bucket_and_leaves_nan_elsewhere() -> None:
+    minute = 60 * 10**9
+    left = Series(np.array([0, minute, 0]), {"host": np.array(["a", "a", "b"], dtype=object)})
+    right = Series(
+        np.array([minute, 0]),
+        {"host": np.array(["a", "a"], dtype=object)},
+        {"inlet_temp_c": np.array([21.0, 20.0])},
+    )
+    joined = join_column(left, right, "inlet_temp_c")
+    assert joined[0] == 20.0 and joined[1] == 21.0 and np.isnan(joined[2])

@@ -1,0 +1,55 @@
+"""Per-node power curves P(u) = K0 + K1·e^(K2·u): fitted per node, pooled shape for flat nodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.optimizer.twin import walked_setpoint
+from wattwise.optimizer.models.node_power import fit_node_power_curves
+from wattwise.optimizer.telemetry import Series
+
+
+def _synthetic(shapes: dict[str, tuple[float, float, float, float]]) -> tuple[Series, Series]:
+    """One GPU per node, 200 buckets; per node (K0, K1, K2, utilization spread)."""
+    rng = np.random.default_rng(1)
+    gpus_t, gpus_h, util_all, hosts_p = [], [], [], []
+    for host, (k0, k1, k2, spread) in shapes.items():
+        util = 0.5 + spread * (rng.random(200) - 0.5)
+        gpus_t.append(np.arange(200) * 60 * 10**9)
+        gpus_h += [host] * 200
+        util_all.append(util)
+        hosts_p.append(k0 + k1 * np.exp(k2 * util) + rng.normal(0, 5, 200))
+    times = np.concatenate(gpus_t)
+    hosts = np.array(gpus_h, dtype=object)
+    gpus = Series(
+        times,
+        {"host": hosts, "gpu": np.full(times.size, "0", dtype=object)},
+        {"util_gpu_pct": 100 * np.concatenate(util_all)},
+    )
+    return gpus, Series(times, {"host": hosts}, {"node_power_w": np.concatenate(hosts_p)})
+
+
+def test_curves_recover_known_shapes_and_flat_nodes_borrow_the_pooled_shape() -> None:
+    truth = {
+        "a": (1000.0, 800.0, 1.0, 1.0),
+        "b": (900.0, 800.0, 1.0, 1.0),
+        "c": (950.0, 800.0, 1.0, 0.02),
+    }
+    gpus, hosts = _synthetic(truth)
+    curves = fit_node_power_curves(gpus, hosts)
+    assert curves.hosts == ("a", "b", "c")
+    assert list(curves.own_shape) == [True, True, False]
+    u = np.linspace(0, 1, 11)
+    for i, (k0, k1, k2, _) in enumerate(truth.values()):
+        predicted = curves.power_w(np.full(11, i), u)
+        if i < 2:
+            assert np.max(np.abs(predicted - (k0 + k1 * np.exp(k2 * u)))) < 30.0
+    marginal = curves.marginal_w(np.array([0, 0]), np.array([0.1, 0.8]), np.array([0.2, 0.2]))
+    assert marginal[1] > marginal[0] > 0  # convex: the same load costs more on a busy node
+
+
+def test_twin_node_power_is_predicted_within_a_few_percent() -> None:
+    data = walked_setpoint()
+    curves = fit_node_power_curves(data.gpus, data.hosts)
+    assert len(curves.hosts) == 8
+    assert curves.info.errors["mape_pct"] < 6.0
