@@ -7,9 +7,7 @@ their arguments and their results into JSON.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import asdict
-from types import ModuleType
 from typing import Any
 
 from fastapi import HTTPException
@@ -18,6 +16,10 @@ from pydantic import ValidationError
 from wattwise.errors import NotReady
 
 from ..models.common import ModelInfo
+from ..recommend.kube import ExtenderRequestError
+from ..recommend.kube import extender_filter as kube_filter
+from ..recommend.kube import extender_prioritize as kube_prioritize
+from ..recommend.placement import PlacementRequest, recommend_placement
 from ..recommend.slurm import nodelist
 from .engine import Engine
 from .schemas import PlacementBody
@@ -30,21 +32,13 @@ def model_dict(info: ModelInfo) -> dict[str, object]:
     return out
 
 
-def _recommender(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(f"wattwise.optimizer.recommend.{name}")
-    except ModuleNotFoundError as e:
-        raise NotReady(f"the {name} recommender is not installed") from e
-
-
 def place(engine: Engine, body: PlacementBody) -> dict[str, object]:
-    placement = _recommender("placement")
     snapshot = engine.snapshot
     try:
-        request = placement.PlacementRequest(**body.model_dump(exclude_none=True))
+        request = PlacementRequest(**body.model_dump(exclude_none=True))
     except ValidationError as e:
         raise HTTPException(422, [err["msg"] for err in e.errors()]) from e
-    result = placement.recommend_placement(
+    result = recommend_placement(
         request, snapshot.fleet, engine.config.placement, engine.fitted.profiles
     )
     out = clean(result.as_dict())
@@ -54,16 +48,32 @@ def place(engine: Engine, body: PlacementBody) -> dict[str, object]:
 
 
 def extender_filter(engine: Engine, args: dict[str, Any]) -> dict[str, Any]:
-    kube = _recommender("kube")
-    snapshot = engine.snapshot
-    result: dict[str, Any] = kube.extender_filter(args, snapshot.fleet, engine.config.placement)
+    """``ExtenderFilterResult``; problems the scheduler should see go in its ``Error`` field
+    with status 200, as the extender protocol expects."""
+    try:
+        snapshot = engine.snapshot
+        result: dict[str, Any] = kube_filter(
+            args, snapshot.fleet, engine.config.placement, engine.fitted.profiles
+        )
+    except (ExtenderRequestError, NotReady) as e:
+        return {
+            "Nodes": None,
+            "NodeNames": None,
+            "FailedNodes": {},
+            "FailedAndUnresolvableNodes": {},
+            "Error": f"wattwise: {e}",
+        }
     return result
 
 
 def extender_prioritize(engine: Engine, args: dict[str, Any]) -> list[dict[str, Any]]:
-    kube = _recommender("kube")
+    """``HostPriorityList``; it has no error field, so a bad request is a 400 (kube-scheduler
+    ignores a failed prioritize and schedules on the other scores)."""
     snapshot = engine.snapshot
-    result: list[dict[str, Any]] = kube.extender_prioritize(
-        args, snapshot.fleet, engine.config.placement
-    )
+    try:
+        result: list[dict[str, Any]] = kube_prioritize(
+            args, snapshot.fleet, engine.config.placement, engine.fitted.profiles
+        )
+    except ExtenderRequestError as e:
+        raise HTTPException(400, f"not a valid ExtenderArgs: {e}") from e
     return result

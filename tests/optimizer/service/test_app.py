@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.optimizer.service.support import ADMIN_TOKEN, EXTENDER_TOKEN, READ_TOKEN
+from wattwise.optimizer.service.auth import RedactPathTokens
 from wattwise.optimizer.service.engine import Engine
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -200,3 +202,88 @@ def test_refit_while_one_runs_is_409(client: httpx.Client, engine: Engine) -> No
     with lock:
         response = client.post("/v1/refit", headers=ADMIN)
     assert response.status_code == 409 and response.json()["error"] == "busy"
+
+
+def _pod(gpus: int) -> dict[str, object]:
+    resources = {"limits": {"nvidia.com/gpu": str(gpus)}, "requests": {"cpu": "4"}}
+    return {
+        "metadata": {"name": "train-0", "namespace": "ml", "uid": "4f1c"},
+        "spec": {"containers": [{"name": "main", "image": "train:1", "resources": resources}]},
+    }
+
+
+def _node(name: str) -> dict[str, object]:
+    return {
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "status": {"allocatable": {"nvidia.com/gpu": "4", "cpu": "64"}},
+    }
+
+
+HOSTS = ["sim-r01-n01", "sim-r01-n02", "sim-r02-n01", "sim-r02-n04", "not-monitored"]
+EXTENDER = {"Authorization": f"Bearer {EXTENDER_TOKEN}"}
+
+
+def test_extender_filter_answers_a_node_list_with_items(client: httpx.Client) -> None:
+    args = {
+        "Pod": _pod(1),
+        "Nodes": {"metadata": {"resourceVersion": "7"}, "items": [_node(h) for h in HOSTS]},
+        "NodeNames": None,
+    }
+    response = client.post("/v1/extender/filter", headers=EXTENDER, json=args)
+    assert response.status_code == 200
+    body = response.json()
+    kept = [i["metadata"]["name"] for i in body["Nodes"]["items"]]
+    assert body["Error"] == "" and body["NodeNames"] is None
+    assert set(kept) | set(body["FailedNodes"]) == set(HOSTS)
+    assert "not-monitored" in body["FailedNodes"] and kept
+
+
+def test_extender_filter_answers_node_names_for_a_cache_capable_scheduler(
+    client: httpx.Client,
+) -> None:
+    args = {"Pod": _pod(1), "Nodes": None, "NodeNames": HOSTS}
+    body = client.post("/v1/extender/filter", headers=EXTENDER, json=args).json()
+    assert body["Nodes"] is None
+    assert set(body["NodeNames"]) | set(body["FailedNodes"]) == set(HOSTS)
+
+
+def test_extender_prioritize_scores_every_node_0_to_10(client: httpx.Client) -> None:
+    args = {"Pod": _pod(1), "Nodes": None, "NodeNames": HOSTS}
+    response = client.post("/v1/extender/prioritize", headers=EXTENDER, json=args)
+    assert response.status_code == 200
+    scores = {p["Host"]: p["Score"] for p in response.json()}
+    assert set(scores) == set(HOSTS) and all(0 <= s <= 10 for s in scores.values())
+    assert scores["not-monitored"] == 0 and max(scores.values()) == 10
+
+
+def test_extender_semantic_problem_is_200_with_its_error_field(client: httpx.Client) -> None:
+    args = {"Pod": "not a pod", "Nodes": None, "NodeNames": None}
+    response = client.post("/v1/extender/filter", headers=EXTENDER, json=args)
+    assert response.status_code == 200
+    assert response.json()["Error"].startswith("wattwise:")
+
+
+def test_extender_works_with_the_token_in_the_url_path(client: httpx.Client) -> None:
+    # kube-scheduler cannot send headers: urlPrefix carries the token
+    args = {"Pod": _pod(1), "Nodes": None, "NodeNames": HOSTS}
+    ok = client.post(f"/v1/extender/k/{EXTENDER_TOKEN}/filter", json=args)
+    assert ok.status_code == 200 and ok.json()["Error"] == ""
+    wrong = client.post("/v1/extender/k/guess/prioritize", json=args)
+    assert wrong.status_code == 401
+    read_token = client.post(f"/v1/extender/k/{READ_TOKEN}/filter", json=args)
+    assert read_token.status_code == 403
+
+
+def test_path_tokens_are_redacted_from_access_logs() -> None:
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s"',
+        ("1.2.3.4", "POST", "/v1/extender/k/s3cret/filter"),
+        None,
+    )
+    RedactPathTokens().filter(record)
+    assert "s3cret" not in record.getMessage()
