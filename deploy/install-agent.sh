@@ -136,15 +136,6 @@ start_if_configured() {
     fi
 }
 
-# Whether `wattwise agent install` plans more than `systemctl enable`. When all
-# is in place it plans only `enable --now`, which would start an agent whose
-# configuration may still be the skeleton; starting is left to
-# start_if_configured instead.
-agent_install_has_work() {
-    "$PREFIX/bin/wattwise" agent install --config "$CONFIG" --dry-run |
-        grep -E '^[0-9]+\. ' | grep -qv 'systemctl enable'
-}
-
 install_agent() {
     require_root
     make_venv
@@ -155,11 +146,10 @@ install_agent() {
     fi
     if [[ ! -x "$PREFIX/bin/wattwise" ]]; then
         say "would run: $PREFIX/bin/wattwise agent install --config $CONFIG"
-    elif agent_install_has_work; then
-        # User, config skeleton (never overwritten), secret files, unit, enable.
-        run "$PREFIX/bin/wattwise" agent install --config "$CONFIG" "${dry[@]}"
     else
-        say "keep: user $SERVICE_USER, $CONFIG, secret files, $UNIT_FILE"
+        # User, config skeleton (never overwritten), secret files, unit, enable;
+        # idempotent, and it starts the agent only once its config would run.
+        run "$PREFIX/bin/wattwise" agent install --config "$CONFIG" "${dry[@]}"
     fi
     install_config_file
     start_if_configured

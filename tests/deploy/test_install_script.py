@@ -80,9 +80,10 @@ def test_install_twice_then_uninstall_keeps_the_wal_until_purge(
     assert "keep: virtual environment /opt/wattwise" in second.stdout
     assert node.changed(UNIT).stat().st_mtime_ns == unit_mtime
     assert record.stat().st_mtime_ns == record_mtime
-    assert "keep: user wattwise" in second.stdout
-    # Still no store configured: nothing is started.
-    assert node.systemctl_calls() == ["daemon-reload", "enable wattwise-agent.service"]
+    # The second `agent install` has nothing left to do but the harmless enable,
+    # and with still no store configured it starts nothing.
+    assert "Installing:\n1. run `systemctl enable wattwise-agent.service`" in second.stdout
+    assert node.systemctl_calls() == ["daemon-reload", *["enable wattwise-agent.service"] * 2]
 
     site_config = tmp_path / "agent.toml"
     site_config.write_text(CONFIG_WITH_STORE)
@@ -90,7 +91,12 @@ def test_install_twice_then_uninstall_keeps_the_wal_until_purge(
     assert configured.returncode == 0, configured.stderr
     assert node.changed(CONFIG).read_text() == CONFIG_WITH_STORE
     assert mode(node.changed(CONFIG)) == 0o640
-    assert node.systemctl_calls()[2:] == ["enable --now wattwise-agent.service"]
+    # `agent install` runs before the site config is copied in, so it only
+    # enables; the script starts the agent once check-config passes.
+    assert node.systemctl_calls()[3:] == [
+        "enable wattwise-agent.service",
+        "enable --now wattwise-agent.service",
+    ]
 
     # Lines the agent logged but never delivered.
     segment = node.changed(WAL_SEGMENT)
