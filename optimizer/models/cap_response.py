@@ -27,7 +27,7 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats, Series
 
-from .common import Bools, ModelInfo, column, group_ids, tag, window_of
+from .common import Bools, ModelInfo, column, factorize, group_ids, subsample, tag, window_of
 from .priors import CapPrior, prior_for
 
 CLOCK_STEP_MHZ = 15.0
@@ -35,6 +35,7 @@ CLOCK_STEP_MHZ = 15.0
 BUSY_MIN = 0.05
 """Buckets with less GPU utilization say nothing about the work."""
 VOLTAGE_FLOOR_GRID = np.linspace(0.0, 1.0, 21)
+MAX_GRID_ROWS = 200_000
 VERSION = 1
 
 
@@ -97,13 +98,14 @@ def phi_inverse(y: Floats, v0: Floats) -> Floats:
 
 def fit_cap_models(series: Series) -> dict[str, CapResponseModel]:
     """One model per GPU model in a ``gpu_series`` frame; ``v0`` fitted where identifiable."""
-    models = tag(series, "model", "unknown").astype(str)
+    codes, names = factorize(tag(series, "model", "unknown"))
+    busy = column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN
     out: dict[str, CapResponseModel] = {}
-    for name in np.unique(models):
+    for code, name in enumerate(names):
         prior = prior_for(str(name))
         if prior is None:
             continue
-        mask = (models == name) & (column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN)
+        mask = (codes == code) & busy
         v0, source, spread = _fit_voltage_floor(series, mask, prior)
         start, end = window_of(series, mask)
         info = ModelInfo(
@@ -132,15 +134,15 @@ def _fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> tuple[fl
     ok = mask & np.isfinite(limit) & np.isfinite(util) & np.isfinite(mem)
     if not ok.any():
         return prior.voltage_floor, "prior", float("nan")
-    work_ids, _ = group_ids(
-        tag(series, "host")[ok], tag(series, "gpu")[ok], util[ok].astype(str), mem[ok].astype(str)
-    )
+    work_ids, _ = group_ids(tag(series, "host")[ok], tag(series, "gpu")[ok], util[ok], mem[ok])
     limits_seen = _distinct_per_group(work_ids, limit[ok])
     multi = limits_seen[work_ids] >= 2
     if multi.sum() < 10:
         return prior.voltage_floor, "prior", float("nan")
-    sub = np.flatnonzero(ok)[multi]
-    ids = work_ids[multi]
+    # The grid search needs only a sample of the rows that can tell floors apart.
+    keep = np.flatnonzero(subsample(multi, MAX_GRID_ROWS))
+    sub = np.flatnonzero(ok)[keep]
+    ids = work_ids[keep]
     best, best_spread = prior.voltage_floor, np.inf
     for v0 in VOLTAGE_FLOOR_GRID:
         d = _dynamic_w(series, sub, replace(prior, voltage_floor=float(v0)))
@@ -151,8 +153,10 @@ def _fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> tuple[fl
 
 
 def _distinct_per_group(ids: np.ndarray, values: Floats) -> np.ndarray:
-    pairs = np.unique(np.column_stack([ids, values]), axis=0)
-    return np.bincount(pairs[:, 0].astype(np.int64), minlength=int(ids.max()) + 1)
+    """How many distinct ``values`` each group id has."""
+    _, pairs = group_ids(ids, values)
+    group_of_pair = np.array([int(p.split("\x1f", 1)[0]) for p in pairs], dtype=np.int64)
+    return np.bincount(group_of_pair, minlength=int(ids.max()) + 1)
 
 
 def _mean_group_cv(ids: np.ndarray, values: Floats) -> float:
@@ -189,8 +193,8 @@ def estimate_workloads(
 
     GPUs of a model without a :class:`CapResponseModel` are left out.
     """
-    names = tag(series, "model", "unknown").astype(str)
-    known = np.isin(names, list(models))
+    codes, distinct = factorize(tag(series, "model", "unknown"))
+    known = np.isin(codes, [i for i, n in enumerate(distinct) if str(n) in models])
     busy = column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN
     ok = known & busy & np.isfinite(column(series, "power_w"))
     ok &= np.isfinite(column(series, "sm_clock_mhz"))
@@ -201,20 +205,23 @@ def estimate_workloads(
         np.maximum.at(last, ids, series.time_ns[rows])
         recent = series.time_ns[rows] >= last[ids] - int(recent_s * 1e9)
         rows, ids = rows[recent], ids[recent]
-    params = _per_row_priors(names[rows], models)
+    params = _per_row_priors(codes[rows], distinct, models)
     dyn = _rows_dynamic_w(series, rows, params)
     base = _rows_base_w(series, rows, params)
     return _aggregate(series, rows, ids, dyn, base, params)
 
 
-def _per_row_priors(names: np.ndarray, models: dict[str, CapResponseModel]) -> dict[str, Floats]:
+def _per_row_priors(
+    codes: np.ndarray, names: np.ndarray, models: dict[str, CapResponseModel]
+) -> dict[str, Floats]:
+    """Each row's GPU-model constants (rows given as codes into ``names``)."""
     fields = CapPrior.__dataclass_fields__
-    out = {f: np.zeros(names.shape[0]) for f in fields}
-    for name, model in models.items():
-        sel = names == name
+    table = {f: np.zeros(len(names)) for f in fields}
+    for k, name in enumerate(names):
+        model = models.get(str(name))
         for f in fields:
-            out[f][sel] = getattr(model.prior, f)
-    return out
+            table[f][k] = getattr(model.prior, f) if model is not None else 0.0
+    return {f: table[f][codes] for f in fields}
 
 
 def _rows_base_w(series: Series, rows: np.ndarray, p: dict[str, Floats]) -> Floats:

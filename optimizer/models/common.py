@@ -87,7 +87,7 @@ def group_ids(*keys: NDArray[Any]) -> tuple[Ints, NDArray[np.object_]]:
     combined = np.zeros(keys[0].shape[0], dtype=np.int64)
     for codes, distinct in coded:
         combined = combined * max(len(distinct), 1) + codes
-    seen, ids = np.unique(combined, return_inverse=True)
+    seen, ids = _dense_unique(combined)
     parts = []
     for _codes, distinct in reversed(coded):
         size = max(len(distinct), 1)
@@ -96,7 +96,20 @@ def group_ids(*keys: NDArray[Any]) -> tuple[Ints, NDArray[np.object_]]:
     joined = parts[-1]
     for part in reversed(parts[:-1]):
         joined = np.char.add(np.char.add(joined, "\x1f"), part)
-    return np.asarray(ids.reshape(-1), dtype=np.int64), np.asarray(joined, dtype=object)
+    return ids, np.asarray(joined, dtype=object)
+
+
+def _dense_unique(values: Ints) -> tuple[Ints, Ints]:
+    """``np.unique(values, return_inverse=True)`` for non-negative ints; without a sort when
+    the values span a range not much larger than their count (the usual case here)."""
+    top = int(values.max()) + 1 if values.size else 0
+    if top > 4 * values.size + 1_000_000:
+        seen, ids = np.unique(values, return_inverse=True)
+        return np.asarray(seen, dtype=np.int64), np.asarray(ids.reshape(-1), dtype=np.int64)
+    present = np.zeros(top, dtype=np.bool_)
+    present[values] = True
+    remap = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present).astype(np.int64), remap[values]
 
 
 def fold_of_groups(groups: Ints, folds: int, seed: int = 0) -> Ints:
@@ -153,17 +166,39 @@ def subsample(mask: Bools, limit: int, seed: int = 0) -> Bools:
 
 def join_column(left: Series, right: Series, name: str, on: tuple[str, ...] = ("host",)) -> Floats:
     """``right``'s column ``name`` for each row of ``left`` with the same ``on`` tags and time
-    bucket (NaN where ``right`` has no such row)."""
+    bucket (NaN where ``right`` has no such row; the last one where it has several)."""
     if len(right) == 0 or len(left) == 0:
         return np.full(len(left), np.nan)
     keys = [np.concatenate([tag(right, t), tag(left, t)]) for t in on]
     ids, _ = group_ids(*keys)
-    times = np.concatenate([right.time_ns, left.time_ns])
-    seconds = (times - times.min()) // 1_000_000_000
-    combined = (ids << 40) + seconds
-    right_keys, left_keys = combined[: len(right)], combined[len(right) :]
-    order = np.argsort(right_keys, kind="stable")
-    sorted_keys = right_keys[order]
-    pos = np.clip(np.searchsorted(sorted_keys, left_keys), 0, len(right) - 1)
-    found = sorted_keys[pos] == left_keys
+    buckets = _bucket_index(np.concatenate([right.time_ns, left.time_ns]))
+    combined = ids * (int(buckets.max()) + 1) + buckets
+    codes_right, codes_left = combined[: len(right)], combined[len(right) :]
+    if int(combined.max()) < 4 * combined.size + 1_000_000:
+        row = np.full(int(combined.max()) + 1, -1, dtype=np.int64)
+        row[codes_right] = np.arange(len(right))
+        found_row = row[codes_left]
+        values = column(right, name)
+        return np.where(found_row >= 0, values[np.maximum(found_row, 0)], np.nan)
+    order = np.argsort(codes_right, kind="stable")
+    sorted_codes = codes_right[order]
+    pos = np.clip(np.searchsorted(sorted_codes, codes_left), 0, len(right) - 1)
+    found = sorted_codes[pos] == codes_left
     return np.where(found, column(right, name)[order][pos], np.nan)
+
+
+def _bucket_index(time_ns: Ints) -> Ints:
+    """Index of each time stamp on the grid its stamps share (bucket starts are multiples of
+    the bucket width, so the greatest common divisor of their offsets is that width)."""
+    offsets = time_ns - time_ns.min()
+    step = int(np.gcd.reduce(offsets)) if offsets.size else 0
+    return np.asarray(offsets // step if step > 0 else offsets, dtype=np.int64)
+
+
+def take(series: Series, rows: Bools | Ints) -> Series:
+    """The selected rows of every column (a copy; cheap for the subsamples fits use)."""
+    return Series(
+        series.time_ns[rows],
+        {k: v[rows] for k, v in series.tags.items()},
+        {k: v[rows] for k, v in series.values.items()},
+    )

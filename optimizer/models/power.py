@@ -30,10 +30,12 @@ from .common import (
     ModelInfo,
     column,
     error_summary,
+    factorize,
     group_ids,
     grouped_cv_predictions,
     subsample,
     tag,
+    take,
     time_blocks,
     window_of,
 )
@@ -78,29 +80,31 @@ def fit_power_models(
     CV groups are GPUs when there are at least ``folds`` of a model, else blocks of
     ``block_s`` seconds of time.
     """
-    models = tag(series, "model", "unknown")
+    codes, names = factorize(tag(series, "model", "unknown"))
     out: dict[str, PowerModel] = {}
-    for name in np.unique(models.astype(str)):
-        mask = models == name
-        out[str(name)] = _fit_one(series, mask, str(name), folds, block_s)
+    for code, name in enumerate(names):
+        out[str(name)] = _fit_one(series, codes == code, str(name), folds, block_s)
     return out
 
 
 def _fit_one(series: Series, mask: Bools, name: str, folds: int, block_s: float) -> PowerModel:
-    power = column(series, "power_w")
     clock = column(series, "sm_clock_mhz")
     finite_clock = clock[mask & np.isfinite(clock)]
     top = float(np.percentile(finite_clock, TOP_CLOCK_QUANTILE)) if finite_clock.size else 1.0
-    full = _design(series, top, FULL_FEATURES)
-    util = _design(series, top, UTIL_FEATURES)
-    usable = mask & np.isfinite(power) & np.all(np.isfinite(full), axis=1)
-    usable = subsample(usable, MAX_FIT_ROWS)
-    groups = _cv_groups(series, usable, folds, block_s)
-    full_cv = grouped_cv_predictions(_fitter(full, power, usable), groups[usable], folds)
-    util_cv = grouped_cv_predictions(_fitter(util, power, usable), groups[usable], folds)
-    truth = power[usable]
+    usable = mask & np.isfinite(column(series, "power_w")) & np.isfinite(clock)
+    for name_of_input in ("util_gpu_pct", "util_mem_pct"):
+        usable &= np.isfinite(column(series, name_of_input))
+    # Build the design only for the rows the fit uses: a fleet-day is millions of rows.
+    fit_rows = take(series, subsample(usable, MAX_FIT_ROWS))
+    power = column(fit_rows, "power_w")
+    full = _design(fit_rows, top, FULL_FEATURES)
+    util = _design(fit_rows, top, UTIL_FEATURES)
+    everything = np.ones(len(fit_rows), dtype=np.bool_)
+    groups = _cv_groups(fit_rows, everything, folds, block_s)
+    full_cv = grouped_cv_predictions(_fitter(full, power, everything), groups, folds)
+    util_cv = grouped_cv_predictions(_fitter(util, power, everything), groups, folds)
     start, end = window_of(series, usable)
-    idle = usable & (column(series, "util_gpu_pct") < 1.0)
+    idle = column(fit_rows, "util_gpu_pct") < 1.0
     info = ModelInfo(
         kind="power",
         scope=name,
@@ -108,19 +112,20 @@ def _fit_one(series: Series, mask: Bools, name: str, folds: int, block_s: float)
         window_start_ns=start,
         window_end_ns=end,
         samples=int(usable.sum()),
-        errors=error_summary(truth, full_cv, "w"),
-        notes=f"grouped {folds}-fold CV; utilization-only baseline in util_only_errors",
+        errors=error_summary(power, full_cv, "w"),
+        notes=f"grouped {folds}-fold CV on up to {MAX_FIT_ROWS} rows; "
+        "utilization-only baseline in util_only_errors",
     )
     return PowerModel(
         gpu_model=name,
         top_clock_mhz=top,
-        coef=_least_squares(full[usable], truth),
-        util_only_coef=_least_squares(util[usable], truth),
+        coef=_least_squares(full, power),
+        util_only_coef=_least_squares(util, power),
         idle_power_w=float(np.median(power[idle])) if idle.any() else float("nan"),
-        envelope_w=(float(np.percentile(truth, 1)), float(np.percentile(truth, 99)))
-        if truth.size
+        envelope_w=(float(np.percentile(power, 1)), float(np.percentile(power, 99)))
+        if power.size
         else (float("nan"), float("nan")),
-        util_only_errors=error_summary(truth, util_cv, "w"),
+        util_only_errors=error_summary(power, util_cv, "w"),
         info=info,
     )
 

@@ -54,10 +54,11 @@ def job_profiles(
 ) -> dict[str, WorkloadProfile]:
     """Profiles per job, or per class when ``classes`` maps job ids to class labels (jobs
     without a class are then left out)."""
-    label = tag(jobs, "job").astype(str)
+    label = tag(jobs, "job")
     kind = "job"
     if classes is not None:
-        label = np.array([classes.get(j, "") for j in label], dtype=object)
+        codes, ids = factorize(label)
+        label = np.array([classes.get(str(j), "") for j in ids], dtype=object)[codes]
         kind = "class"
     keep = label != ""
     labelled = _gpu_rows_of_jobs(jobs, gpus, keep, label)

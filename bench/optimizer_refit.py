@@ -1,0 +1,219 @@
+"""Full refit and every recommendation on 24 h of 1-minute aggregates, at fleet scale.
+
+Run as ``.venv/bin/python bench/optimizer_refit.py --gpus 1000 10000``. For each size
+it builds the Series the stores would return for 24 h × 1-minute buckets (the
+fleet twin's physics, vectorised per minute: jobs of the twin's default mix,
+the H100's DVFS under 700 W and 500 W limits, GPU temperature over the inlet,
+inlets over the supply with rack recirculation, cooling power over a COP), then
+times the refit (power, cap response, workloads, job profiles, thermal, node
+curves) and the recommendations (caps for all GPUs, cooling for all zones, one
+placement), and prints wall time per stage and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models, phi_inverse
+from wattwise.optimizer.models.node_power import fit_node_power_curves
+from wattwise.optimizer.models.power import fit_power_models
+from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
+from wattwise.optimizer.models.workload import job_profiles
+from wattwise.optimizer.recommend.caps import recommend_caps
+from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
+from wattwise.optimizer.recommend.fleet_view import FleetView
+from wattwise.optimizer.recommend.placement import PlacementRequest, recommend_placement
+from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
+from wattwise.optimizer.telemetry import GpuState, HostState, Series, ZoneState
+
+MINUTES = 24 * 60
+GPUS_PER_NODE, NODES_PER_RACK, ZONES = 8, 8, 4
+START_NS = 1_700_000_000 * 10**9
+MODEL = "NVIDIA H100 80GB HBM3"
+# (compute c, memory m, duty low, duty high, mean length min, weight): the twin's default mix
+KINDS = np.array(
+    [(0.95, 0.35, 0.9, 1.0, 30, 3), (0.6, 0.5, 0.3, 0.7, 10, 2), (0.05, 1.0, 0.8, 1.0, 15, 1)]
+)
+STATIC_W, CTX_W, K_C, K_M, V0, TOP_MHZ = 77.0, 46.0, 727.0, 263.0, 0.9, 1980.0
+
+
+@dataclass
+class Fleet:
+    gpus: Series
+    hosts: Series
+    zones: Series
+    jobs: Series
+    gpu_states: list[GpuState]
+    host_states: list[HostState]
+    zone_states: list[ZoneState]
+
+
+def simulate(gpus: int, seed: int = 0) -> Fleet:
+    rng = np.random.default_rng(seed)
+    nodes = gpus // GPUS_PER_NODE
+    kind, duty, job = _jobs(rng, gpus)
+    busy = np.where(kind >= 0, duty, 0.0)
+    c, m = KINDS[np.maximum(kind, 0), 0] * (kind >= 0), KINDS[np.maximum(kind, 0), 1] * (kind >= 0)
+    limit = np.where(rng.random(gpus) < 0.3, 500.0, 700.0)[:, None] * np.ones((1, MINUTES))
+    static = STATIC_W + CTX_W * (kind >= 0)
+    share = (limit - static - busy * m * K_M) / np.maximum(busy * c * K_C, 1e-9)
+    x = np.where(share >= 1.0, 1.0, phi_inverse(np.clip(share, 0, 1), np.full_like(share, V0)))
+    x = np.maximum(np.floor(x * TOP_MHZ / 15) * 15 / TOP_MHZ, 345 / TOP_MHZ)
+    power = static + busy * (m * K_M + c * K_C * x * (V0 + (1 - V0) * x) ** 2)
+    node_of = np.arange(gpus) // GPUS_PER_NODE
+    rack_of_node = np.arange(nodes) // NODES_PER_RACK
+    racks = int(rack_of_node.max()) + 1
+    zone_of_rack = np.arange(racks) * ZONES // racks
+    setpoint = np.where(np.arange(MINUTES) < MINUTES // 2, 20.0, 22.0)[None, :] * np.ones(
+        (ZONES, 1)
+    )
+    setpoint[1::2] = 21.0  # half the zones never move
+    node_power = (
+        np.add.reduceat(power, np.arange(0, gpus, GPUS_PER_NODE), axis=0)
+        + 760
+        + 26.4 * np.add.reduceat(busy, np.arange(0, gpus, GPUS_PER_NODE), axis=0)
+    ) / 0.94
+    rack_w = np.add.reduceat(node_power, np.arange(0, nodes, NODES_PER_RACK), axis=0)
+    offset = rng.uniform(0, 1.5, racks)[rack_of_node] + 0.15 * (np.arange(nodes) % NODES_PER_RACK)
+    inlet = (
+        setpoint[zone_of_rack[rack_of_node]] + offset[:, None] + 0.04 * rack_w[rack_of_node] / 1e3
+    )
+    temp = inlet[node_of] + 10.0 + 0.055 * power
+    zone_it = np.stack([rack_w[zone_of_rack == z].sum(axis=0) for z in range(ZONES)])
+    cooling = zone_it / (4.0 * np.exp(0.035 * (setpoint - 20.0)))
+    names = np.array([f"node{n:05d}" for n in range(nodes)], dtype=object)
+    rack_names = np.array([f"r{r:03d}" for r in range(racks)], dtype=object)
+    zone_names = np.array([f"z{z}" for z in range(ZONES)], dtype=object)
+    times = START_NS + np.arange(MINUTES, dtype=np.int64) * 60 * 10**9
+
+    def per_row(labels: np.ndarray) -> np.ndarray:
+        return np.repeat(labels, MINUTES)
+
+    gpu_index = np.array([str(i % GPUS_PER_NODE) for i in range(gpus)], dtype=object)
+    gpu_series = Series(np.tile(times, gpus), {
+        "host": per_row(names[node_of]), "gpu": per_row(gpu_index),
+        "model": np.full(gpus * MINUTES, MODEL, dtype=object),
+        "zone": per_row(zone_names[zone_of_rack[rack_of_node[node_of]]]),
+        "rack": per_row(rack_names[rack_of_node[node_of]]),
+    }, {
+        "power_w": power.ravel(), "util_gpu_pct": 100 * busy.ravel(),
+        "util_mem_pct": 100 * (busy * m).ravel(), "sm_clock_mhz": (x * TOP_MHZ).ravel(),
+        "power_limit_w": limit.ravel(), "enforced_limit_w": limit.ravel(),
+        "temp_c": temp.ravel(), "capped_share": (x < 1.0).astype(np.float64).ravel() * (busy > 0).ravel(),
+    })  # fmt: skip
+    host_series = Series(np.tile(times, nodes), {
+        "host": per_row(names), "zone": per_row(zone_names[zone_of_rack[rack_of_node]]),
+        "rack": per_row(rack_names[rack_of_node]),
+    }, {"inlet_temp_c": inlet.ravel(), "node_power_w": node_power.ravel()})  # fmt: skip
+    zone_series = Series(np.tile(times, ZONES), {"zone": per_row(zone_names)}, {
+        "setpoint_c": setpoint.ravel(), "supply_temp_c": setpoint.ravel(),
+        "it_power_w": zone_it.ravel(), "cooling_power_w": cooling.ravel(),
+    })  # fmt: skip
+    held = (kind >= 0).ravel()
+    job_series = Series(np.tile(times, gpus)[held], {
+        "host": gpu_series.tags["host"][held], "gpu": gpu_series.tags["gpu"][held],
+        "job": job.ravel()[held].astype(str).astype(object),
+    }, {"power_w": power.ravel()[held]})  # fmt: skip
+    return Fleet(gpu_series, host_series, zone_series, job_series,
+                 *_states(gpu_series, host_series, zone_series, gpus, nodes))  # fmt: skip
+
+
+def _jobs(rng: np.random.Generator, gpus: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per GPU and minute: job kind (-1 idle), duty and job number, as the twin's scheduler."""
+    kind = np.full((gpus, MINUTES), -1, dtype=np.int64)
+    duty = np.zeros((gpus, MINUTES))
+    job = np.zeros((gpus, MINUTES), dtype=np.int64)
+    now_kind = np.where(rng.random(gpus) < 0.8, rng.choice(3, gpus, p=KINDS[:, 5] / 6), -1)
+    now_duty = rng.uniform(KINDS[now_kind, 2], KINDS[now_kind, 3])
+    now_job, started = np.arange(gpus), gpus
+    for t in range(MINUTES):
+        ends = (now_kind >= 0) & (rng.random(gpus) < 1 / KINDS[now_kind, 4])
+        starts = (now_kind < 0) & (rng.random(gpus) < 1 / 10)
+        now_kind = np.where(ends, -1, now_kind)
+        new = rng.choice(3, gpus, p=KINDS[:, 5] / 6)
+        now_kind = np.where(starts, new, now_kind)
+        now_duty = np.where(starts, rng.uniform(KINDS[new, 2], KINDS[new, 3]), now_duty)
+        now_job = np.where(starts, started + np.cumsum(starts), now_job)
+        started += int(starts.sum())
+        kind[:, t], job[:, t] = now_kind, now_job
+        duty[:, t] = np.clip(now_duty * (1 + 0.03 * rng.standard_normal(gpus)), 0, 1)
+    return kind, duty, job
+
+
+def _states(g: Series, h: Series, z: Series, gpus: int, nodes: int) -> tuple[list[Any], ...]:
+    last = (np.arange(gpus) + 1) * MINUTES - 1
+    v = {k: a[last] for k, a in g.values.items()}
+    gpu_states = [
+        GpuState(str(g.tags["host"][r]), i % GPUS_PER_NODE, "", MODEL, "c", str(g.tags["zone"][r]),
+                 str(g.tags["rack"][r]), int(g.time_ns[r]), v["power_w"][i], v["temp_c"][i],
+                 v["util_gpu_pct"][i], v["util_mem_pct"][i], v["sm_clock_mhz"][i],
+                 v["power_limit_w"][i], v["enforced_limit_w"][i], 200.0, 700.0, 700.0, 87.0,
+                 0.0, 80e9, False)
+        for i, r in enumerate(last)
+    ]  # fmt: skip
+    hl = (np.arange(nodes) + 1) * MINUTES - 1
+    host_states = [
+        HostState(str(h.tags["host"][r]), "c", str(h.tags["zone"][r]), str(h.tags["rack"][r]),
+                  int(h.time_ns[r]), h.values["inlet_temp_c"][r], h.values["node_power_w"][r], 30.0)
+        for r in hl
+    ]  # fmt: skip
+    zl = (np.arange(ZONES) + 1) * MINUTES - 1
+    zone_states = [
+        ZoneState("c", str(z.tags["zone"][r]), int(z.time_ns[r]), z.values["supply_temp_c"][r],
+                  z.values["setpoint_c"][r], float("nan"), z.values["cooling_power_w"][r],
+                  z.values["it_power_w"][r])
+        for r in zl
+    ]  # fmt: skip
+    return gpu_states, host_states, zone_states
+
+
+def run(gpus: int) -> dict[str, float]:
+    fleet = simulate(gpus)
+    times: dict[str, float] = {}
+
+    def timed(name: str, call: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        out = call()
+        times[name] = time.perf_counter() - start
+        return out
+
+    g, h, z = fleet.gpus, fleet.hosts, fleet.zones
+    timed("power", lambda: fit_power_models(g))
+    cap = timed("cap_response", lambda: fit_cap_models(g))
+    work = timed("workloads", lambda: estimate_workloads(g, cap))
+    profiles = timed("job_profiles", lambda: job_profiles(fleet.jobs, g, cap))
+    fits = timed("thermal", lambda: ThermalFits(fit_inlet_models(h, z), fit_cooling_models(z),
+                                                fit_gpu_thermal(g, h)))  # fmt: skip
+    curves = timed("node_curves", lambda: fit_node_power_curves(g, h))
+    caps = timed("rec_caps", lambda: recommend_caps(fleet.gpu_states, work, CapSettings()))
+    timed("rec_cooling", lambda: recommend_cooling(fleet.zone_states, fleet.host_states,
+                                                   fleet.gpu_states, CoolingSettings(), fits))  # fmt: skip
+    view = timed("fleet_view", lambda: FleetView.build(
+        fleet.gpu_states, fleet.host_states, fleet.zone_states, curves=curves,
+        gpu_thermal=fits.gpus, inlets=fits.inlets, cooling=fits.cooling))  # fmt: skip
+    placed = timed("placement", lambda: recommend_placement(
+        PlacementRequest(gpus=4, workload_class=None), view, PlacementSettings(), profiles))  # fmt: skip
+    assert len(caps) == gpus and placed.candidates
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpus", type=int, nargs="+", default=[1000, 10000])
+    for gpus in parser.parse_args().gpus:
+        times = run(gpus)
+        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in times.items())
+        print(f"{gpus} GPUs × {MINUTES} min: refit + recommendations {sum(times.values()):.1f} s "
+              f"(peak RSS so far {rss_mib:.0f} MiB)\n  {stages}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
