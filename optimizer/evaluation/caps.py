@@ -163,6 +163,8 @@ def judge_caps(runs: dict[str, PolicyRun], bound: float) -> ExperimentResult:
                 saving_pct=100.0 * (1.0 - epw / ref_epw),
                 slowdown_pct=100.0 * (ref.meter.work_gpu_s / max(run.meter.work_gpu_s, 1e-9) - 1),
                 detail={
+                    "lowest_limit_w": low,
+                    "highest_limit_w": high,
                     "fleet_gpu_energy_saving_pct": 100.0
                     * (1.0 - run.meter.gpu_energy_j / ref.meter.gpu_energy_j),
                     "worst_gpu_slowdown_pct": worst,
