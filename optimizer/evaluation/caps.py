@@ -149,7 +149,7 @@ ratios of tiny amounts of work say nothing about a cap."""
 
 
 def judge_caps(runs: dict[str, PolicyRun], bound: float) -> ExperimentResult:
-    """Savings of GPU energy per unit of work against default limits, and the per-GPU checks."""
+    """Savings of busy GPUs' energy per unit of work against default limits; per-GPU checks."""
     ref = runs["default limits"]
     ref_epw = _busy_energy_per_work(ref)
     results = []
@@ -196,7 +196,7 @@ def judge_caps(runs: dict[str, PolicyRun], bound: float) -> ExperimentResult:
         ),
     )
     return ExperimentResult(
-        "caps", ref.policy, "GPU energy per unit of work", tuple(results), targets
+        "caps", ref.policy, "GPU energy per unit of work of busy GPUs", tuple(results), targets
     )
 
 
