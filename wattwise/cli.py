@@ -23,6 +23,7 @@ def build_app() -> typer.Typer:
     from wattwise.agent.cli import build_agent_app
     from wattwise.dashboards.cli import build_dashboards_app
     from wattwise.demo import demo
+    from wattwise.optimizer.evaluation.cli import eval_command
 
     app = typer.Typer(
         no_args_is_help=True,
@@ -32,6 +33,7 @@ def build_app() -> typer.Typer:
     app.add_typer(build_agent_app(), name="agent")
     app.add_typer(build_dashboards_app(), name="dashboards")
     app.command(help="Run the agent on a simulated fleet into the embedded store, live.")(demo)
+    app.command("eval")(eval_command)
     return app
 
 
