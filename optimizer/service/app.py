@@ -6,6 +6,7 @@ Errors are answered by :mod:`.errors`, tokens checked by :mod:`.auth`.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
@@ -177,10 +178,12 @@ def _read_routes(
         return Response(view.body(chosen), media_type=JSON)
 
     @app.post("/v1/placement", dependencies=[read], response_model=PlacementOut, tags=["placement"])
-    def placement(body: PlacementBody) -> dict[str, object]:
+    def placement(body: PlacementBody, explain: bool = False) -> Response:
+        """Ranked candidates; ``explain=true`` adds why every other host was rejected."""
         if body.zone is not None:
             _check_shard(config, [], [body.zone])
-        return placing.place(engine, body)
+        result = placing.place(engine, body, explain=explain)
+        return Response(json.dumps(result, allow_nan=False).encode(), media_type=JSON)
 
     @app.get("/v1/models", dependencies=[read], response_model=ModelsOut, tags=["models"])
     async def models() -> dict[str, object]:

@@ -32,7 +32,7 @@ def model_dict(info: ModelInfo) -> dict[str, object]:
     return out
 
 
-def place(engine: Engine, body: PlacementBody) -> dict[str, object]:
+def place(engine: Engine, body: PlacementBody, *, explain: bool = True) -> dict[str, object]:
     snapshot = engine.snapshot
     try:
         request = PlacementRequest(**body.model_dump(exclude_none=True))
@@ -41,7 +41,12 @@ def place(engine: Engine, body: PlacementBody) -> dict[str, object]:
     result = recommend_placement(
         request, snapshot.fleet, engine.config.placement, engine.fitted.profiles
     )
-    out = clean(result.as_dict())
+    out = clean(
+        {
+            "candidates": [c.as_dict() for c in result.candidates],
+            "rejected": result.rejected if explain else {},
+        }
+    )
     assert isinstance(out, dict)
     out["nodelist"] = nodelist(c.host for c in result.candidates)
     return out

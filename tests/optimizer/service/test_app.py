@@ -287,3 +287,11 @@ def test_path_tokens_are_redacted_from_access_logs() -> None:
     )
     RedactPathTokens().filter(record)
     assert "s3cret" not in record.getMessage()
+
+
+def test_placement_explains_rejections_only_when_asked(client: httpx.Client) -> None:
+    body = {"gpus": 4}
+    plain = client.post("/v1/placement", headers=READ, json=body).json()
+    explained = client.post("/v1/placement?explain=true", headers=READ, json=body).json()
+    assert plain["rejected"] == {}
+    assert explained["rejected"] and all(explained["rejected"].values())
