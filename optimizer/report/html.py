@@ -1,0 +1,205 @@
+"""The report page: one HTML file with its styles and figures inline (no scripts, no
+links, no fetched resources), readable in any browser without a network."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..models.power import PowerModel
+from ..recommend.types import CapRecommendation
+from . import plots
+from .build import HOURS_PER_MONTH, ReportData, Summary, summarize
+
+NO_FLEET_DATA = "No GPU or node power was reported in this window."
+NO_MODELS = "No power model could be fitted: no GPU samples in the training window."
+NO_CAPS = "No power cap is recommended: every GPU was refused (reasons below) or none reported."
+NO_COOLING = (
+    "No cooling data in this window: no zone wrote the cooling measurement and no node "
+    "reported an inlet temperature (a BMC, the simulated fleet or a building-management "
+    "integration provides them)."
+)
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+h1 { margin-bottom: 0.2em; } .window { color: #555; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+td, th { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure.plot { margin: 1em 0; } figure.plot svg { max-width: 100%; height: auto; }
+figcaption { color: #444; max-width: 60em; } p.empty { font-style: italic; color: #a33; }
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    body: str
+    """HTML: figures with captions, tables, or the words saying why there is no plot."""
+
+
+def render(data: ReportData) -> str:
+    """The whole page for ``data``."""
+    summary = summarize(data)
+    sections = [
+        _fleet_section(data, summary),
+        _models_section(data),
+        _caps_section(data),
+        _cooling_section(data),
+    ]
+    window = f"{_utc(data.start_ns)} to {_utc(data.end_ns)} UTC"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>wattwise report, {html.escape(window)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>wattwise report</h1>",
+        f'<p class="window">{html.escape(window)}, in {data.every_s} s buckets</p>',
+        _summary_table(summary),
+        *(f"<section><h2>{html.escape(s.title)}</h2>{s.body}</section>" for s in sections),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _summary_table(s: Summary) -> str:
+    rows = [
+        ("GPUs / nodes reporting", f"{s.gpu_count} / {s.host_count}"),
+        ("GPU energy over the window", f"{_num(s.gpu_energy_kwh, 1)} kWh"),
+        ("Node energy over the window (BMC)", f"{_num(s.node_energy_kwh, 1)} kWh"),
+        ("Mean GPU power", f"{_num(s.mean_gpu_power_kw, 2)} kW"),
+        ("Power caps recommended", str(s.recommended_caps)),
+        (
+            "Potential saving (caps + cooling)",
+            f"{_power(s.saving_kw)} ({_power(s.cap_saving_kw)} + "
+            f"{_power(s.cooling_saving_kw)}), "
+            f"{_num(s.saving_kwh_per_month, 0)} kWh per month",
+        ),
+    ]
+    cells = "".join(
+        f'<tr><th>{html.escape(k)}</th><td class="num">{html.escape(v)}</td></tr>' for k, v in rows
+    )
+    return f'<table class="summary">{cells}</table>'
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f'<figure class="plot">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _empty(text: str) -> str:
+    return f'<p class="empty">{html.escape(text)}</p>'
+
+
+def _fleet_section(data: ReportData, s: Summary) -> Section:
+    svg = plots.fleet_power_svg(data)
+    if svg is None:
+        return Section("Fleet power and energy", _empty(NO_FLEET_DATA))
+    caption = (
+        "Sum of the GPUs' power and of the nodes' power (BMC, where configured) per "
+        f"{data.every_s} s bucket; below, the energy since the start of the window. "
+        f"GPU energy is {_num(s.gpu_energy_kwh, 1)} kWh from the GPUs' energy counters."
+    )
+    return Section("Fleet power and energy", _figure(svg, caption))
+
+
+def _models_section(data: ReportData) -> Section:
+    if not data.power_models:
+        return Section("Power models", _empty(NO_MODELS))
+    figures = [
+        _figure(plots.power_model_svg(model, data.gpus), _model_caption(model))
+        for _, model in sorted(data.power_models.items())
+    ]
+    return Section("Power models: power versus load, per GPU model", "".join(figures))
+
+
+def _model_caption(model: PowerModel) -> str:
+    e, base = model.info.errors, model.util_only_errors
+    head = (
+        f"{model.gpu_model}: dots are {model.info.samples} real bucket means coloured by SM "
+        "clock; lines are the fitted model at three SM clocks, uncapped."
+    )
+    if "mae_w" not in e:
+        return f"{head} Too few samples to cross-validate the model's error."
+    words = (
+        f" On GPUs (or time blocks) the fit never saw, it is off by {e['mae_w']:.0f} W on "
+        f"average ({e['mape_pct']:.1f} %), root-mean-square {e['rmse_w']:.0f} W"
+    )
+    if "mae_w" in base:
+        words += f"; a line in utilization alone would be off by {base['mae_w']:.0f} W"
+    return f"{head}{words}."
+
+
+def _caps_section(data: ReportData) -> Section:
+    svg = plots.caps_svg(data.caps)
+    saving_w = sum(c.saving_w for c in data.caps if c.recommended_limit_w is not None)
+    caption = (
+        "Top: the GPUs' current and recommended power limits. Bottom: each recommendation's "
+        "predicted power saving against the slowdown it would cost. Together "
+        f"{_power(saving_w / 1000)}, {saving_w * HOURS_PER_MONTH / 1000:.0f} kWh per month."
+    )
+    body = _empty(NO_CAPS) if svg is None else _figure(svg, caption)
+    return Section("Recommended power caps", body + _refusals_table(data.caps))
+
+
+def refusal_counts(caps: tuple[CapRecommendation, ...]) -> Counter[str]:
+    """GPUs without a recommendation per reason, numbers generalised so alike reasons meet."""
+    prefix = "no recommendation: "
+    reasons = [c.reason.removeprefix(prefix) for c in caps if c.recommended_limit_w is None]
+    return Counter(re.sub(r"\d+(\.\d+)?", "n", reason) for reason in reasons)
+
+
+def _refusals_table(caps: tuple[CapRecommendation, ...]) -> str:
+    counts = refusal_counts(caps)
+    if not counts:
+        return "<p>Every reporting GPU received a recommendation.</p>"
+    rows = "".join(
+        f'<tr><td>{html.escape(reason)}</td><td class="num">{n}</td></tr>'
+        for reason, n in counts.most_common()
+    )
+    return (
+        '<table class="refusals"><tr><th>No recommendation because</th><th>GPUs</th></tr>'
+        f"{rows}</table>"
+    )
+
+
+def _cooling_section(data: ReportData) -> Section:
+    svg = plots.cooling_svg(data)
+    if svg is None:
+        return Section("Cooling zones", _empty(NO_COOLING))
+    caption = (
+        "Per zone: supply temperature and setpoint, the nodes' mean and hottest inlet "
+        "temperature, the ASHRAE recommended inlet range 18–27 °C shaded, and the "
+        "recommended setpoint dotted."
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(c.zone)}</td><td class='num'>{c.current_setpoint_c:.1f}</td>"
+        f"<td class='num'>{c.recommended_setpoint_c:.1f}</td>"
+        f"<td class='num'>{c.saving_w / 1000:.2f}</td><td>{html.escape(c.reason)}</td></tr>"
+        for c in data.cooling
+    )
+    table = (
+        '<table class="cooling"><tr><th>zone</th><th>setpoint °C</th><th>recommended °C</th>'
+        f"<th>saving kW</th><th>why</th></tr>{rows}</table>"
+        if rows
+        else ""
+    )
+    return Section("Cooling zones", _figure(svg, caption) + table)
+
+
+def _num(value: float, digits: int) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def _power(kw: float) -> str:
+    """kW, or W when below one kW (a small fleet's saving would read as 0.00 kW)."""
+    if math.isfinite(kw) and abs(kw) < 1.0:
+        return f"{kw * 1000:.0f} W"
+    return f"{_num(kw, 2)} kW"
+
+
+def _utc(time_ns: int) -> str:
+    return datetime.fromtimestamp(time_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M")
