@@ -13,6 +13,9 @@ placement), and prints wall time per stage and the process's peak RSS.
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -106,7 +109,7 @@ def simulate(gpus: int, seed: int = 0) -> Fleet:
         "power_w": power.ravel(), "util_gpu_pct": 100 * busy.ravel(),
         "util_mem_pct": 100 * (busy * m).ravel(), "sm_clock_mhz": (x * TOP_MHZ).ravel(),
         "power_limit_w": limit.ravel(), "enforced_limit_w": limit.ravel(),
-        "temp_c": temp.ravel(), "capped_share": (x < 1.0).astype(np.float64).ravel() * (busy > 0).ravel(),
+        "temp_c": temp.ravel(), "capped_share": ((x < 1.0) & (busy > 0)).astype(np.float64).ravel(),
     })  # fmt: skip
     host_series = Series(np.tile(times, nodes), {
         "host": per_row(names), "zone": per_row(zone_names[zone_of_rack[rack_of_node]]),
@@ -174,8 +177,7 @@ def _states(g: Series, h: Series, z: Series, gpus: int, nodes: int) -> tuple[lis
     return gpu_states, host_states, zone_states
 
 
-def run(gpus: int) -> dict[str, float]:
-    fleet = simulate(gpus)
+def run(fleet: Fleet, gpus: int) -> dict[str, float]:
     times: dict[str, float] = {}
 
     def timed(name: str, call: Callable[[], Any]) -> Any:
@@ -188,31 +190,51 @@ def run(gpus: int) -> dict[str, float]:
     timed("power", lambda: fit_power_models(g))
     cap = timed("cap_response", lambda: fit_cap_models(g))
     work = timed("workloads", lambda: estimate_workloads(g, cap))
-    profiles = timed("job_profiles", lambda: job_profiles(fleet.jobs, g, cap))
+    timed("job_profiles", lambda: job_profiles(fleet.jobs, g, cap))
     fits = timed("thermal", lambda: ThermalFits(fit_inlet_models(h, z), fit_cooling_models(z),
                                                 fit_gpu_thermal(g, h)))  # fmt: skip
     curves = timed("node_curves", lambda: fit_node_power_curves(g, h))
     caps = timed("rec_caps", lambda: recommend_caps(fleet.gpu_states, work, CapSettings()))
-    timed("rec_cooling", lambda: recommend_cooling(fleet.zone_states, fleet.host_states,
-                                                   fleet.gpu_states, CoolingSettings(), fits))  # fmt: skip
+    states = (fleet.zone_states, fleet.host_states, fleet.gpu_states)
+    timed("rec_cooling", lambda: recommend_cooling(*states, CoolingSettings(), fits))
     view = timed("fleet_view", lambda: FleetView.build(
         fleet.gpu_states, fleet.host_states, fleet.zone_states, curves=curves,
         gpu_thermal=fits.gpus, inlets=fits.inlets, cooling=fits.cooling))  # fmt: skip
-    placed = timed("placement", lambda: recommend_placement(
-        PlacementRequest(gpus=4, workload_class=None), view, PlacementSettings(), profiles))  # fmt: skip
+    request = PlacementRequest(gpus=4, expected_power_w=600.0)
+    placed = timed("placement", lambda: recommend_placement(request, view, PlacementSettings()))
     assert len(caps) == gpus and placed.candidates
     return times
+
+
+def measured(gpus: int) -> tuple[dict[str, float], float]:
+    """Stage times and peak RSS (MiB) of the refit in a child forked once the data exists:
+    the child's peak counts the data it shares plus everything the refit allocates, and
+    not the generator's temporaries."""
+    fleet = simulate(gpus)
+    gc.collect()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        times = run(fleet, gpus)
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        os.write(write_end, json.dumps({"times": times, "peak_kib": peak_kib}).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        result = json.loads(pipe.read())
+    os.waitpid(child, 0)
+    return result["times"], result["peak_kib"] / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, nargs="+", default=[1000, 10000])
     for gpus in parser.parse_args().gpus:
-        times = run(gpus)
-        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        times, peak_mib = measured(gpus)
         stages = ", ".join(f"{k} {v:.2f}" for k, v in times.items())
-        print(f"{gpus} GPUs × {MINUTES} min: refit + recommendations {sum(times.values()):.1f} s "
-              f"(peak RSS so far {rss_mib:.0f} MiB)\n  {stages}")  # fmt: skip
+        print(f"{gpus} GPUs × {MINUTES} min: refit + recommendations {sum(times.values()):.1f} s, "
+              f"peak RSS {peak_mib:.0f} MiB (data included)\n  {stages}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats, Series
 
-from .common import Bools, ModelInfo, column, factorize, group_ids, subsample, tag, window_of
+from .common import Bools, ModelInfo, column, factorize, group_codes, subsample, tag, window_of
 from .priors import CapPrior, prior_for
 
 CLOCK_STEP_MHZ = 15.0
@@ -134,8 +134,13 @@ def _fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> tuple[fl
     ok = mask & np.isfinite(limit) & np.isfinite(util) & np.isfinite(mem)
     if not ok.any():
         return prior.voltage_floor, "prior", float("nan")
-    work_ids, _ = group_ids(tag(series, "host")[ok], tag(series, "gpu")[ok], util[ok], mem[ok])
-    limits_seen = _distinct_per_group(work_ids, limit[ok])
+    work_ids = group_codes(
+        tag(series, "host")[ok],
+        tag(series, "gpu")[ok],
+        util[ok].astype(np.int64),
+        mem[ok].astype(np.int64),
+    )
+    limits_seen = _distinct_per_group(work_ids, limit[ok].astype(np.int64))
     multi = limits_seen[work_ids] >= 2
     if multi.sum() < 10:
         return prior.voltage_floor, "prior", float("nan")
@@ -152,11 +157,11 @@ def _fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> tuple[fl
     return best, "fitted", float(best_spread)
 
 
-def _distinct_per_group(ids: np.ndarray, values: Floats) -> np.ndarray:
-    """How many distinct ``values`` each group id has."""
-    _, pairs = group_ids(ids, values)
-    group_of_pair = np.array([int(p.split("\x1f", 1)[0]) for p in pairs], dtype=np.int64)
-    return np.bincount(group_of_pair, minlength=int(ids.max()) + 1)
+def _distinct_per_group(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """How many distinct ``values`` (integers) each group id has."""
+    codes, distinct = factorize(values)
+    pairs = np.unique(ids * max(len(distinct), 1) + codes)
+    return np.bincount(pairs // max(len(distinct), 1), minlength=int(ids.max()) + 1)
 
 
 def _mean_group_cv(ids: np.ndarray, values: Floats) -> float:
@@ -199,7 +204,7 @@ def estimate_workloads(
     ok = known & busy & np.isfinite(column(series, "power_w"))
     ok &= np.isfinite(column(series, "sm_clock_mhz"))
     rows = np.flatnonzero(ok)
-    ids, _ = group_ids(tag(series, "host")[rows], tag(series, "gpu")[rows])
+    ids = group_codes(tag(series, "host")[rows], tag(series, "gpu")[rows])
     if rows.size:
         last = np.full(int(ids.max()) + 1, np.iinfo(np.int64).min)
         np.maximum.at(last, ids, series.time_ns[rows])

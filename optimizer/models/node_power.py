@@ -24,7 +24,7 @@ from .common import (
     column,
     error_summary,
     factorize,
-    group_ids,
+    group_codes,
     join_column,
     tag,
     window_of,
@@ -64,7 +64,7 @@ class NodePowerCurves:
 
 def node_utilization(gpus: Series, hosts: Series) -> Floats:
     """Mean GPU utilization (0..1) of each ``host_series`` row's node in the same bucket."""
-    ids, _ = group_ids(tag(gpus, "host"), gpus.time_ns)
+    ids = group_codes(tag(gpus, "host"), gpus.time_ns)
     util = column(gpus, "util_gpu_pct") / 100.0
     ok = np.isfinite(util)
     n = np.bincount(ids[ok], minlength=int(ids.max()) + 1 if ids.size else 0)

@@ -31,7 +31,7 @@ from .common import (
     column,
     error_summary,
     factorize,
-    group_ids,
+    group_codes,
     grouped_cv_predictions,
     subsample,
     tag,
@@ -131,7 +131,7 @@ def _fit_one(series: Series, mask: Bools, name: str, folds: int, block_s: float)
 
 
 def _cv_groups(series: Series, usable: Bools, folds: int, block_s: float) -> Ints:
-    gpu_ids, _ = group_ids(tag(series, "host"), tag(series, "gpu"))
+    gpu_ids = group_codes(tag(series, "host"), tag(series, "gpu"))
     if np.unique(gpu_ids[usable]).size >= folds:
         return gpu_ids
     return time_blocks(series.time_ns, block_s)

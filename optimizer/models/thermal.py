@@ -30,11 +30,12 @@ from .common import (
     column,
     error_summary,
     factorize,
-    group_ids,
+    group_codes,
     grouped_cv_predictions,
     join_column,
     subsample,
     tag,
+    take,
     window_of,
 )
 
@@ -88,12 +89,20 @@ class CoolingModel:
 
 
 def fit_gpu_thermal(gpus: Series, hosts: Series, *, folds: int = 5) -> dict[str, GpuThermalModel]:
-    """One model per GPU model; rows need the node's inlet in the same time bucket."""
+    """One model per GPU model; rows need the node's inlet in the same time bucket.
+
+    At most :data:`MAX_FIT_ROWS` rows per GPU model are joined and fitted."""
+    known = np.isfinite(column(gpus, "temp_c")) & np.isfinite(column(gpus, "power_w"))
+    model_codes, model_names = factorize(tag(gpus, "model", "unknown"))
+    sample = np.zeros(len(gpus), dtype=np.bool_)
+    for code in range(len(model_names)):
+        sample |= subsample(known & (model_codes == code), MAX_FIT_ROWS)
+    gpus = take(gpus, sample)
     inlet = join_column(gpus, hosts, "inlet_temp_c")
     rise = column(gpus, "temp_c") - inlet
     power = column(gpus, "power_w")
     names = tag(gpus, "model", "unknown")
-    gpu_ids, _ = group_ids(tag(gpus, "host"), tag(gpus, "gpu"))
+    gpu_ids = group_codes(tag(gpus, "host"), tag(gpus, "gpu"))
     out: dict[str, GpuThermalModel] = {}
     model_codes, model_names = factorize(names)
     for code, name in enumerate(model_names):
@@ -196,7 +205,7 @@ def fit_cooling_models(zones: Series) -> dict[str, CoolingModel]:
 def rack_power_w(hosts: Series) -> Floats:
     """Each ``host_series`` row's rack power: the sum of ``node_power_w`` of its rack's nodes
     in the same bucket (missing node powers count as absent, not zero)."""
-    ids, _ = group_ids(tag(hosts, "rack"), hosts.time_ns)
+    ids = group_codes(tag(hosts, "rack"), hosts.time_ns)
     power = column(hosts, "node_power_w")
     sums = np.bincount(ids, weights=np.nan_to_num(power, nan=0.0))
     known = np.bincount(ids, weights=np.isfinite(power).astype(np.float64))

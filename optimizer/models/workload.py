@@ -22,7 +22,7 @@ from wattwise.optimizer.telemetry import Series
 
 from .cap_predict import at_limits
 from .cap_response import CapResponseModel, GpuWorkloads, estimate_workloads
-from .common import column, factorize, group_ids, join_column, tag
+from .common import column, factorize, group_codes, join_column, tag
 
 CAP_STEP_W = 100.0
 UNLIMITED_WINDOW_S = 1e9
@@ -65,27 +65,29 @@ def job_profiles(
     if len(labelled) == 0:
         return {}
     work = estimate_workloads(labelled, dict(models), recent_s=UNLIMITED_WINDOW_S)
-    reference = _reference_limit(labelled, work.host)
+    codes, names = factorize(tag(labelled, "host"))
+    where = np.searchsorted(names.astype(str), work.host.astype(str))
+    reference = _mean_by_code(codes, len(names), _limits(labelled))[where]
     sensitivity = _cap_sensitivity(work, reference)
-    gpus_per = _distinct_gpus(jobs, keep, label)
-    duty = _mean_by_label(labelled, column(labelled, "util_gpu_pct") / 100.0)
-    power = _mean_by_label(labelled, column(labelled, "power_w"))
-    out = {}
-    for k, name in enumerate(work.host):
-        out[str(name)] = WorkloadProfile(
+    duty = _mean_by_code(codes, len(names), column(labelled, "util_gpu_pct") / 100.0)[where]
+    power = _mean_by_code(codes, len(names), column(labelled, "power_w"))[where]
+    gpus_per = _distinct_gpus(jobs, keep, label, names)[where]
+    return {
+        str(name): WorkloadProfile(
             name=str(name),
             kind=kind,
             gpu_model=str(work.model[k]),
-            gpus=gpus_per.get(str(name), 0),
+            gpus=int(gpus_per[k]),
             samples=int(work.samples[k]),
             window_start_ns=int(work.window_start_ns[k]),
             window_end_ns=int(work.window_end_ns[k]),
-            mean_power_w=power.get(str(name), float("nan")),
-            duty=duty.get(str(name), float("nan")),
+            mean_power_w=float(power[k]),
+            duty=float(duty[k]),
             boundness=float(work.boundness[k]),
             cap_sensitivity_pct_per_100w=float(sensitivity[k]),
         )
-    return out
+        for k, name in enumerate(work.host)
+    }
 
 
 def _gpu_rows_of_jobs(jobs: Series, gpus: Series, keep: np.ndarray, label: np.ndarray) -> Series:
@@ -110,11 +112,9 @@ def _gpu_rows_of_jobs(jobs: Series, gpus: Series, keep: np.ndarray, label: np.nd
     )
 
 
-def _reference_limit(labelled: Series, names: np.ndarray) -> np.ndarray:
+def _limits(labelled: Series) -> np.ndarray:
     limit = column(labelled, "enforced_limit_w")
-    limit = np.where(np.isfinite(limit), limit, column(labelled, "power_limit_w"))
-    by_label = _mean_by_label(labelled, limit)
-    return np.array([by_label.get(str(n), np.nan) for n in names])
+    return np.where(np.isfinite(limit), limit, column(labelled, "power_limit_w"))
 
 
 def _cap_sensitivity(work: GpuWorkloads, reference_w: np.ndarray) -> np.ndarray:
@@ -124,18 +124,22 @@ def _cap_sensitivity(work: GpuWorkloads, reference_w: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(reference_w), 100.0 * slowdown, np.nan)
 
 
-def _mean_by_label(labelled: Series, values: np.ndarray) -> dict[str, float]:
-    codes, names = factorize(tag(labelled, "host"))
+def _mean_by_code(codes: np.ndarray, size: int, values: np.ndarray) -> np.ndarray:
     ok = np.isfinite(values)
-    n = np.bincount(codes[ok], minlength=len(names))
-    total = np.bincount(codes[ok], weights=values[ok], minlength=len(names))
-    mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
-    return {str(name): float(m) for name, m in zip(names, mean, strict=True)}
+    n = np.bincount(codes[ok], minlength=size)
+    total = np.bincount(codes[ok], weights=values[ok], minlength=size)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
 
-def _distinct_gpus(jobs: Series, keep: np.ndarray, label: np.ndarray) -> dict[str, int]:
-    """How many GPUs each label's jobs ran on (distinct host and GPU)."""
-    _, triples = group_ids(label[keep], tag(jobs, "host")[keep], tag(jobs, "gpu")[keep])
-    of_triple = np.array([t.split("\x1f", 1)[0] for t in triples], dtype=str)
-    names, counts = np.unique(of_triple, return_counts=True)
-    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+def _distinct_gpus(
+    jobs: Series, keep: np.ndarray, label: np.ndarray, names: np.ndarray
+) -> np.ndarray:
+    """How many GPUs (distinct host and GPU) each of ``names`` ran on."""
+    triple = group_codes(label[keep], tag(jobs, "host")[keep], tag(jobs, "gpu")[keep])
+    first = np.zeros(int(triple.max()) + 1 if triple.size else 0, dtype=np.int64)
+    first[triple[::-1]] = np.arange(triple.size)[::-1]
+    label_of_triple = label[keep][first].astype(str)
+    sorted_names = names.astype(str)
+    where = np.clip(np.searchsorted(sorted_names, label_of_triple), 0, max(len(names) - 1, 0))
+    known = sorted_names[where] == label_of_triple
+    return np.bincount(where[known], minlength=len(names))
