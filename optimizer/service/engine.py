@@ -32,7 +32,7 @@ from ..models.thermal import (
 )
 from ..models.workload import WorkloadProfile, job_profiles
 from ..recommend.caps import recommend_caps
-from ..recommend.cooling import recommend_cooling
+from ..recommend.cooling import ThermalFits, recommend_cooling
 from ..recommend.fleet_view import FleetView
 from ..recommend.types import CapRecommendation, CoolingRecommendation
 from ..telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
@@ -198,7 +198,8 @@ class Engine:
         series = self.store.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
         work = estimate_workloads(series, fitted.cap_response, recent_s=recent_s)
         caps = recommend_caps(gpus, work, self.config.caps)
-        cooling = recommend_cooling(zones, hosts, gpus, self.config.cooling)
+        fits = ThermalFits(fitted.inlets, fitted.cooling, fitted.gpu_thermal)
+        cooling = recommend_cooling(zones, hosts, gpus, self.config.cooling, fits)
         jobs = self.store.job_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
         busy = {
             (str(h), int(g)) for h, g in zip(_tags(jobs, "host"), _tags(jobs, "gpu"), strict=True)
