@@ -33,6 +33,7 @@ CLOCK_SHARES = (0.5, 0.75, 1.0)
 _XML_PROLOGUE = re.compile(r"<\?xml.*?\?>\s*|<!DOCTYPE.*?>\s*", re.S)
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
 _NAMESPACES = re.compile(r'\s+xmlns(:\w+)?="[^"]*"')
+_ID_OR_REFERENCE = re.compile(r'(\bid="|url\(#|href="#)')
 
 
 def to_svg(fig: Figure, name: str) -> str:
@@ -40,14 +41,16 @@ def to_svg(fig: Figure, name: str) -> str:
 
     The HTML parser puts ``<svg>`` in the SVG namespace by itself, so the XML
     prologue, the namespace declarations and the RDF metadata (all of them
-    ``http://`` URIs, though never fetched) are dropped. Text stays text, and
-    element ids are salted with ``name`` so that figures on one page cannot clash.
+    ``http://`` URIs, though never fetched) are dropped. Text stays text. Every
+    element id, and every reference to one, is prefixed with ``name``: matplotlib
+    numbers ids per figure (``axes_1``), so figures on one page would otherwise clash.
     """
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
         fig.savefig(buffer, format="svg", bbox_inches="tight")
     markup = _METADATA.sub("", _XML_PROLOGUE.sub("", buffer.getvalue()))
-    return _NAMESPACES.sub("", markup).replace("<svg ", f'<svg data-plot="{name}" ', 1)
+    markup = _ID_OR_REFERENCE.sub(lambda m: f"{m.group(1)}{name}-", _NAMESPACES.sub("", markup))
+    return markup.replace("<svg ", f'<svg data-plot="{name}" ', 1)
 
 
 def _dates(time_ns: Ints) -> np.ndarray:
