@@ -178,12 +178,12 @@ def _cooling_section(data: ReportData) -> Section:
     rows = "".join(
         f"<tr><td>{html.escape(c.zone)}</td><td class='num'>{c.current_setpoint_c:.1f}</td>"
         f"<td class='num'>{c.recommended_setpoint_c:.1f}</td>"
-        f"<td class='num'>{c.saving_w / 1000:.2f}</td><td>{html.escape(c.reason)}</td></tr>"
+        f"<td class='num'>{_power(c.saving_w / 1000)}</td><td>{html.escape(c.reason)}</td></tr>"
         for c in data.cooling
     )
     table = (
         '<table class="cooling"><tr><th>zone</th><th>setpoint °C</th><th>recommended °C</th>'
-        f"<th>saving kW</th><th>why</th></tr>{rows}</table>"
+        f"<th>saving</th><th>why</th></tr>{rows}</table>"
         if rows
         else ""
     )
