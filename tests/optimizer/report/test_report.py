@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.optimizer.report.chromium import chromium, distinct_colours, full_page_png, png_size
 from tests.optimizer.report.conftest import fill_store, twin_engine
 from wattwise.optimizer.report import write_report
-from wattwise.optimizer.report.html import NO_COOLING
+from wattwise.optimizer.report.html import NO_CAPS, NO_COOLING, NO_FLEET_DATA, NO_MODELS
 from wattwise.optimizer.service.engine import Engine
 
 EXPECTED_PLOTS = {"fleet-power", "power-model-nvidia-h100-80gb-hbm3", "caps", "cooling"}
@@ -64,3 +64,14 @@ def test_report_without_cooling_data_says_so_instead_of_an_empty_plot(tmp_path: 
     assert 'data-plot="cooling"' not in page
     assert 'data-plot="fleet-power"' in page and 'data-plot="caps"' in page
     assert 'Node energy over the window (BMC)</th><td class="num">n/a' in page
+
+
+def test_report_of_an_empty_store_explains_every_section_in_words(tmp_path: Path) -> None:
+    empty = fill_store(tmp_path / "empty.sqlite", keep=lambda r: False)
+    out = tmp_path / "report.html"
+    for engine in twin_engine(empty):
+        write_report(engine, 3600.0, out)
+    page = out.read_text(encoding="utf-8")
+    assert "<svg" not in page
+    for words in (NO_FLEET_DATA, NO_MODELS, NO_CAPS, NO_COOLING):
+        assert words in page
