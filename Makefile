@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # What the tests run for real, from Debian's packages: influxd (the store),
-# shellcheck (the install scripts), systemd-analyze (the units).
-SYSTEM_TOOLS := influxd:influxdb shellcheck:shellcheck systemd-analyze:systemd
+# shellcheck (the install scripts), systemd-analyze (the units), chromium and
+# its driver (the HTML report is opened in a real browser).
+SYSTEM_TOOLS := influxd:influxdb shellcheck:shellcheck systemd-analyze:systemd \
+	chromium:chromium chromedriver:chromium-driver
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \

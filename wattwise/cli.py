@@ -24,6 +24,7 @@ def build_app() -> typer.Typer:
     from wattwise.dashboards.cli import build_dashboards_app
     from wattwise.demo import demo
     from wattwise.optimizer.evaluation.cli import eval_command
+    from wattwise.optimizer.report.cli import report_command
 
     app = typer.Typer(
         no_args_is_help=True,
@@ -34,6 +35,7 @@ def build_app() -> typer.Typer:
     app.add_typer(build_dashboards_app(), name="dashboards")
     app.command(help="Run the agent on a simulated fleet into the embedded store, live.")(demo)
     app.command("eval")(eval_command)
+    app.command("report")(report_command)
     return app
 
 
