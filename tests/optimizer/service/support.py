@@ -39,7 +39,6 @@ def config(**overrides: object) -> OptimizerConfig:
         {
             "api.tokens": tokens,
             "models.window_s": 3600.0,
-            "models.job_profiles": False,
             **overrides,
         },
     )

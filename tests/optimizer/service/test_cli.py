@@ -22,7 +22,7 @@ def config_file(twin_data: tuple[Path, int], tmp_path: Path) -> Path:
     # the twin's data is from 2023: windows long enough to reach it from today
     path.write_text(
         f'[store]\nkind = "embedded"\nembedded_path = "{store}"\n'
-        "[models]\nwindow_s = 1e9\njob_profiles = false\n[recommend]\nrecent_s = 1e9\n"
+        "[models]\nwindow_s = 1e9\n[recommend]\nrecent_s = 1e9\n"
     )
     return path
 
