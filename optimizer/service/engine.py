@@ -130,9 +130,19 @@ class Engine:
         if not self._refit_lock.acquire(blocking=False):
             raise Busy("a refit is already running")
         try:
-            fitted = self._fit(progress or _quiet)
+            return self._install(self._fit(progress or _quiet))
         finally:
             self._refit_lock.release()
+
+    def _ensure_models(self) -> Fitted:
+        # The scheduler starts the first refit and refresh together: the refresh waits for
+        # that refit rather than failing as Busy and leaving the API empty for an interval.
+        with self._refit_lock:
+            if self._fitted is None:
+                self._install(self._fit(_quiet))
+        return self.fitted
+
+    def _install(self, fitted: Fitted) -> Fitted:
         self._fitted = fitted
         self._write(lines.model_readings(fitted.infos, fitted.fitted_at_ns))
         return fitted
@@ -173,10 +183,9 @@ class Engine:
 
     def refresh(self) -> Snapshot:
         """Recompute every recommendation from the latest states (refitting first if needed)."""
-        if self._fitted is None:
-            self.refit()
+        fitted = self._fitted or self._ensure_models()
         with self._refresh_lock:
-            snapshot = self._compute(self.fitted)
+            snapshot = self._compute(fitted)
             self._snapshot = snapshot
         now_ns = snapshot.computed_at_ns
         self._write(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,25 @@ def test_store_write_failure_keeps_the_recommendations(own_copy: tuple[Path, int
     store.close()
     assert engine.snapshot is snapshot and len(snapshot.caps) == 32
     assert engine.store_write_failures == 2  # the model lines and the recommendation lines
+
+
+def test_first_refresh_waits_for_a_refit_in_progress_instead_of_skipping(
+    own_copy: tuple[Path, int],
+) -> None:
+    path, end_ns = own_copy
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(store, config(), ManualClock(start_ns=end_ns))
+    refit_running = threading.Event()
+
+    def hold_refit_lock() -> None:
+        with engine._refit_lock:  # as the scheduler's first refit does
+            refit_running.set()
+            time.sleep(0.3)
+
+    holder = threading.Thread(target=hold_refit_lock)
+    holder.start()
+    refit_running.wait(5)
+    snapshot = engine.refresh()  # raised Busy before, leaving the API empty for 5 minutes
+    holder.join()
+    store.close()
+    assert len(snapshot.caps) == 32 and engine.has_models
