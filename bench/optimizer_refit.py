@@ -122,10 +122,17 @@ def simulate(gpus: int, seed: int = 0) -> Fleet:
     held = (kind >= 0).ravel()
     job_series = Series(np.tile(times, gpus)[held], {
         "host": gpu_series.tags["host"][held], "gpu": gpu_series.tags["gpu"][held],
-        "job": job.ravel()[held].astype(str).astype(object),
+        "job": _job_names(job.ravel()[held]),
     }, {"power_w": power.ravel()[held]})  # fmt: skip
     return Fleet(gpu_series, host_series, zone_series, job_series,
                  *_states(gpu_series, host_series, zone_series, gpus, nodes))  # fmt: skip
+
+
+def _job_names(numbers: np.ndarray) -> np.ndarray:
+    """Job ids as a store returns tags: one string object per distinct value, shared by rows."""
+    distinct, codes = np.unique(numbers, return_inverse=True)
+    names = np.array([f"job-{n}" for n in distinct], dtype=object)
+    return names[codes.reshape(-1)]
 
 
 def _jobs(rng: np.random.Generator, gpus: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,11 +186,14 @@ def _states(g: Series, h: Series, z: Series, gpus: int, nodes: int) -> tuple[lis
 
 def run(fleet: Fleet, gpus: int) -> dict[str, float]:
     times: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    peaks["data"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def timed(name: str, call: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         out = call()
         times[name] = time.perf_counter() - start
+        peaks[name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return out
 
     g, h, z = fleet.gpus, fleet.hosts, fleet.zones
@@ -203,6 +213,7 @@ def run(fleet: Fleet, gpus: int) -> dict[str, float]:
     request = PlacementRequest(gpus=4, expected_power_w=600.0)
     placed = timed("placement", lambda: recommend_placement(request, view, PlacementSettings()))
     assert len(caps) == gpus and placed.candidates
+    print("  peak RSS after each stage (MiB):", {k: round(v) for k, v in peaks.items()}, flush=True)
     return times
 
 
