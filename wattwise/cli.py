@@ -25,6 +25,11 @@ def build_app() -> typer.Typer:
     from wattwise.demo import demo
     from wattwise.optimizer.evaluation.cli import eval_command
     from wattwise.optimizer.report.cli import report_command
+    from wattwise.optimizer.service.cli import (
+        build_optimizer_app,
+        build_recommend_app,
+        models_command,
+    )
 
     app = typer.Typer(
         no_args_is_help=True,
@@ -33,6 +38,9 @@ def build_app() -> typer.Typer:
     )
     app.add_typer(build_agent_app(), name="agent")
     app.add_typer(build_dashboards_app(), name="dashboards")
+    app.add_typer(build_optimizer_app(), name="optimizer")
+    app.add_typer(build_recommend_app(), name="recommend")
+    app.command("models", help="Each model with its accuracy.")(models_command)
     app.command(help="Run the agent on a simulated fleet into the embedded store, live.")(demo)
     app.command("eval")(eval_command)
     app.command("report")(report_command)

@@ -1,28 +1,6 @@
 """``wattwise report``: one self-contained HTML file with the fleet's power and energy,
-the fitted power models, the recommended caps and the cooling zones."""
+the fitted power models, the recommended caps and the cooling zones.
 
-from __future__ import annotations
-
-import os
-from pathlib import Path
-
-from ..service.engine import Engine, Progress
-from .build import ReportData, gather
-from .html import render
-
-__all__ = ["ReportData", "gather", "render", "write_report"]
-
-
-def write_report(
-    engine: Engine, since_s: float, out: Path, progress: Progress | None = None
-) -> ReportData:
-    """Refit and refresh ``engine``, render the last ``since_s`` seconds to ``out``.
-
-    Written to a temporary file first and renamed, so ``out`` is never half a page.
-    """
-    data = gather(engine, since_s, progress)
-    page = render(data)
-    partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, out)
-    return data
+The package's ``__init__`` imports nothing, so loading the command does not load
+matplotlib; :func:`wattwise.optimizer.report.write.write_report` does the work.
+"""

@@ -24,9 +24,7 @@ from wattwise.errors import ConfigError
 
 from ..store import open_store
 from ..store.initdb import init_db_command
-from . import placing
 from .engine import Engine
-from .schemas import PlacementBody
 from .settings import DEFAULT_CONFIG_PATH, OptimizerConfig, load_optimizer_config
 from .views import clean
 
@@ -142,6 +140,11 @@ def place(
 ) -> None:
     """Where to place a job; ends with a --nodelist a Slurm user can pass to sbatch."""
     try:
+        # FastAPI's models load only for the commands that need them, so the
+        # agent's process (same console script) does not carry them.
+        from . import placing
+        from .schemas import PlacementBody
+
         body = PlacementBody(
             gpus=gpus,
             gpu_model=gpu_model,
@@ -186,6 +189,8 @@ def models_command(
     with _engine(config) as engine, Progress(transient=True, disable=as_json) as bar:
         task = bar.add_task("refit", total=1.0)
         fitted = engine.refit(lambda s, x: bar.update(task, completed=x, description=s))
+    from . import placing
+
     rows = [placing.model_dict(info) for info in fitted.infos]
     for row in rows:
         errors: dict[str, float] = row["errors"]  # type: ignore[assignment]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.optimizer.report.chromium import chromium, distinct_colours, full_page_png, png_size
 from tests.optimizer.report.conftest import fill_store, twin_engine
-from wattwise.optimizer.report import write_report
 from wattwise.optimizer.report.html import NO_CAPS, NO_COOLING, NO_FLEET_DATA, NO_MODELS
+from wattwise.optimizer.report.write import write_report
 from wattwise.optimizer.service.engine import Engine
 
 EXPECTED_PLOTS = {"fleet-power", "power-model-nvidia-h100-80gb-hbm3", "caps", "cooling"}
