@@ -1,0 +1,47 @@
+"""The root ``wattwise`` command: exit statuses and lazy loading of sub-commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from wattwise.cli import COMMANDS, main
+
+
+def test_unknown_option_exits_2_with_usage_instead_of_a_traceback() -> None:
+    # Regression: usage errors from typer's own click escaped as tracebacks (exit 1).
+    assert main(["agent", "run", "--bogus"]) == 2
+
+
+def test_unknown_command_exits_2() -> None:
+    assert main(["no-such-command"]) == 2
+
+
+def test_every_listed_command_loads() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wattwise", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    for name in COMMANDS:
+        assert f" {name} " in result.stdout
+
+
+def test_agent_commands_do_not_load_the_optimizer_stack(tmp_path: Path) -> None:
+    # The agent runs on every GPU node: its process must not carry the web
+    # framework, the model fitting or the plotting of the optimizer.
+    config = tmp_path / "agent.toml"
+    config.write_text('[influx]\nurl = "http://influx:8086"\n')
+    probe = (
+        "import json, sys\n"
+        "from wattwise.cli import main\n"
+        f"code = main(['agent', 'check-config', {str(config)!r}])\n"
+        "print(json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    code, modules = json.loads(result.stdout.strip().splitlines()[-1])
+    assert code == 0
+    assert not {"fastapi", "sklearn", "matplotlib", "scipy", "grafana_client"} & set(modules)
