@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from wattwise.agent import install
+from wattwise.cli import main
+
 
 def wattwise(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -88,10 +91,23 @@ def test_probe_without_nvidia_driver_says_so_and_reports_host_stats() -> None:
     assert host["cpu_util_pct"] is not None  # a rate, thanks to the second read
 
 
-def test_install_dry_run_prints_the_steps_and_changes_nothing() -> None:
-    result = wattwise("agent", "install", "--dry-run", "--config", "/etc/wattwise-test/agent.toml")
-    assert result.returncode == 0, result.stderr
-    assert "1. run `useradd --system" in result.stdout
-    assert "write /etc/wattwise-test/agent.toml (mode 0640)" in result.stdout
-    assert "systemctl enable wattwise-agent.service" in result.stdout
+def test_install_dry_run_prints_the_steps_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Where this checkout lives (CI may clone under /tmp, which the unit hides)
+    # must not decide the outcome: the program is taken to be installed under /opt.
+    monkeypatch.setattr(install, "default_exec_start", lambda: ["/opt/wattwise/bin/wattwise"])
+    assert main(["agent", "install", "--dry-run", "--config", "/etc/wattwise-test/agent.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "1. run `useradd --system" in out
+    assert "write /etc/wattwise-test/agent.toml (mode 0640)" in out
+    assert "systemctl enable wattwise-agent.service" in out
     assert not Path("/etc/wattwise-test").exists()
+
+
+def test_install_refuses_a_program_the_unit_would_hide(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(install, "default_exec_start", lambda: ["/home/me/venv/bin/wattwise"])
+    assert main(["agent", "install", "--dry-run", "--config", "/etc/wattwise-test/agent.toml"]) == 1
+    assert "which the unit hides from the agent" in capsys.readouterr().err
