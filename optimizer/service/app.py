@@ -186,11 +186,12 @@ def _read_routes(
         return Response(json.dumps(result, allow_nan=False).encode(), media_type=JSON)
 
     @app.get("/v1/models", dependencies=[read], response_model=ModelsOut, tags=["models"])
-    async def models() -> dict[str, object]:
+    def models() -> dict[str, object]:
+        """Every version the model registry keeps (without one: the models in use)."""
         fitted = engine.fitted
         return {
             "fitted_at": iso(fitted.fitted_at_ns),
-            "models": [placing.model_dict(info) for info in fitted.infos],
+            "models": [placing.model_dict(info) for info in engine.stored_models()],
         }
 
 

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,11 +23,13 @@ from rich.table import Table
 from wattwise.clock import SystemClock
 from wattwise.errors import ConfigError
 
+from ..models.common import ModelInfo
 from ..store import open_store
 from ..store.initdb import init_db_command
 from .engine import Engine
+from .fitted import KeptModels
 from .settings import DEFAULT_CONFIG_PATH, OptimizerConfig, load_optimizer_config
-from .views import clean
+from .views import clean, iso
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="optimizer TOML file")]
 StoreOpt = Annotated[
@@ -182,20 +185,33 @@ def models_command(
     store: StoreOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
+    refit: Annotated[
+        bool, typer.Option("--refit/--no-refit", help="fit now (and keep) before listing")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit every model on the configured window and show each with its accuracy."""
+    """List the models the registry keeps with their accuracy; without a registry
+    (``[models] registry_dir`` unset) or with ``--refit``, fit them on the configured window."""
     config = _config(config_path, store, clusters, zones)
-    with _engine(config) as engine, Progress(transient=True, disable=as_json) as bar:
-        task = bar.add_task("refit", total=1.0)
-        fitted = engine.refit(lambda s, x: bar.update(task, completed=x, description=s))
-    from . import placing
+    if config.models.registry_dir is not None and not refit:
+        infos = KeptModels(config.models.registry_dir, config.models.keep_versions).list()
+    else:
+        with _engine(config) as engine, Progress(transient=True, disable=as_json) as bar:
+            task = bar.add_task("refit", total=1.0)
+            engine.refit(lambda s, x: bar.update(task, completed=x, description=s))
+            infos = engine.stored_models()
+    rows = [_model_row(info) for info in infos]
+    columns = ("kind", "scope", "version", "window", "samples", "accuracy", "notes")
+    _print(rows, columns, as_json)
 
-    rows = [placing.model_dict(info) for info in fitted.infos]
-    for row in rows:
-        errors: dict[str, float] = row["errors"]  # type: ignore[assignment]
-        row["accuracy"] = ", ".join(f"{k} {v:.3g}" for k, v in errors.items()) or "-"
-    _print(rows, ("kind", "scope", "version", "samples", "accuracy", "notes"), as_json)
+
+def _model_row(info: ModelInfo) -> dict[str, object]:
+    row = clean(asdict(info))
+    assert isinstance(row, dict)
+    errors: dict[str, float] = row["errors"]
+    row["accuracy"] = ", ".join(f"{k} {v:.3g}" for k, v in errors.items()) or "-"
+    row["window"] = f"{iso(info.window_start_ns)} .. {iso(info.window_end_ns)}"
+    return row
 
 
 def _print(rows: list[dict[str, object]], columns: tuple[str, ...], as_json: bool) -> None:

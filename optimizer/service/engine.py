@@ -16,20 +16,13 @@ from typing import Any
 
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading
-from wattwise.errors import Busy, NotReady, StoreError
+from wattwise.errors import Busy, ModelFileError, NotReady, StoreError
 
 from ..models.cap_response import CapResponseModel, estimate_workloads, fit_cap_models
 from ..models.common import ModelInfo
-from ..models.node_power import NodePowerCurves, fit_node_power_curves
-from ..models.power import PowerModel, fit_power_models
-from ..models.thermal import (
-    CoolingModel,
-    GpuThermalModel,
-    InletModel,
-    fit_cooling_models,
-    fit_gpu_thermal,
-    fit_inlet_models,
-)
+from ..models.node_power import fit_node_power_curves
+from ..models.power import fit_power_models
+from ..models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
 from ..models.workload import WorkloadProfile, job_profiles
 from ..recommend.caps import recommend_caps
 from ..recommend.cooling import ThermalFits, recommend_cooling
@@ -37,27 +30,13 @@ from ..recommend.fleet_view import FleetView
 from ..recommend.types import CapRecommendation, CoolingRecommendation
 from ..telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
 from . import lines
+from .fitted import Fitted, KeptModels, load_or_none
 from .settings import OptimizerConfig
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
 """Told what a refit is doing and how far it is (0..1); the CLI draws a bar with it."""
-
-
-@dataclass(frozen=True)
-class Fitted:
-    """Every model of one refit."""
-
-    fitted_at_ns: int
-    power: dict[str, PowerModel]
-    cap_response: dict[str, CapResponseModel]
-    gpu_thermal: dict[str, GpuThermalModel]
-    inlets: dict[str, InletModel]
-    cooling: dict[str, CoolingModel]
-    curves: NodePowerCurves | None
-    profiles: dict[str, WorkloadProfile]
-    infos: tuple[ModelInfo, ...]
 
 
 @dataclass(frozen=True)
@@ -97,9 +76,15 @@ class Engine:
         self._listeners = list(listeners)
         self._refit_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
-        self._fitted: Fitted | None = None
         self._snapshot: Snapshot | None = None
         self.store_write_failures = 0
+        self.registry_failures = 0
+        registry_dir = config.models.registry_dir
+        self.kept = (
+            None if registry_dir is None else KeptModels(registry_dir, config.models.keep_versions)
+        )
+        # A restarted optimizer serves from the newest stored models until its first refit.
+        self._fitted: Fitted | None = None if self.kept is None else load_or_none(self.kept)
 
     def add_listener(self, listener: Listener) -> None:
         """Called with every new snapshot (webhooks); must not block."""
@@ -142,7 +127,14 @@ class Engine:
                 self._install(self._fit(_quiet))
         return self.fitted
 
+    def stored_models(self) -> list[ModelInfo]:
+        """What the registry holds (every kept version), or the fitted set without one."""
+        if self.kept is None:
+            return list(self.fitted.infos)
+        return self.kept.list()
+
     def _install(self, fitted: Fitted) -> Fitted:
+        fitted = self._keep(fitted)
         self._fitted = fitted
         self._write(lines.model_readings(fitted.infos, fitted.fitted_at_ns))
         return fitted
@@ -235,6 +227,19 @@ class Engine:
             fleet,
             where,
         )
+
+    def _keep(self, fitted: Fitted) -> Fitted:
+        # A full disk must not cost the API its fresh models: serve them unsaved.
+        if self.kept is None:
+            return fitted
+        try:
+            return self.kept.save(fitted)
+        except (ModelFileError, OSError) as e:
+            self.registry_failures += 1
+            log.warning(
+                "could not keep the refit's models in %s: %s", self.kept.registry.directory, e
+            )
+            return fitted
 
     def _write(self, readings: Sequence[Reading]) -> None:
         # The store being down must not take the API's recommendations with it.

@@ -65,6 +65,7 @@ class ModelSettings(_Section):
     window_s: float = Field(86400.0, gt=0, description="telemetry each refit learns from")
     every_s: int = Field(60, ge=1, le=3600, description="aggregation bucket of the series")
     registry_dir: Path | None = Field(None, description="where fitted models are kept")
+    keep_versions: int = Field(24, ge=1, le=10_000, description="versions kept per model")
     job_profiles: bool = Field(True, description="profile jobs from gpu_job for placement")
 
 

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.optimizer.service.support import ADMIN_TOKEN, EXTENDER_TOKEN, READ_TOKEN
+from tests.optimizer.service.support import (
+    ADMIN_TOKEN,
+    EXTENDER_TOKEN,
+    READ_TOKEN,
+    config,
+    serve,
+)
+from wattwise.clock import ManualClock
+from wattwise.optimizer.service.app import create_app
 from wattwise.optimizer.service.auth import RedactPathTokens
 from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.store import EmbeddedSqliteStore
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -295,3 +305,21 @@ def test_placement_explains_rejections_only_when_asked(client: httpx.Client) -> 
     explained = client.post("/v1/placement?explain=true", headers=READ, json=body).json()
     assert plain["rejected"] == {}
     assert explained["rejected"] and all(explained["rejected"].values())
+
+
+def test_models_lists_every_version_the_registry_keeps(
+    twin_data: tuple[Path, int], tmp_path: Path
+) -> None:
+    path, end_ns = twin_data
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(
+        store, config(**{"models.registry_dir": tmp_path / "models"}), ManualClock(end_ns)
+    )
+    engine.refit()
+    engine.refit()
+    with serve(create_app(engine, engine.config)) as url:
+        body = httpx.get(f"{url}/v1/models", headers=READ, timeout=30).json()
+    store.close()
+    power = [m for m in body["models"] if m["kind"] == "power"]
+    assert sorted(m["version"] for m in power) == [1, 2]
+    assert all(m["samples"] > 0 and m["window_end_ns"] > m["window_start_ns"] for m in power)

@@ -59,6 +59,28 @@ def test_models_json_reports_each_models_accuracy(config_file: Path) -> None:
     assert "mape_pct" in power["accuracy"]
 
 
+def test_models_lists_what_the_registry_keeps_without_refitting(
+    config_file: Path, tmp_path: Path
+) -> None:
+    registry = tmp_path / "models"
+    config_file.write_text(
+        config_file.read_text().replace("[models]\n", f'[models]\nregistry_dir = "{registry}"\n')
+    )
+    app = typer.Typer()
+    app.command()(models_command)
+    args = ["--config", str(config_file), "--json"]
+    fitted = CliRunner().invoke(app, [*args, "--refit"])
+    assert fitted.exit_code == 0, fitted.output
+    listed = CliRunner().invoke(app, args)
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert rows == json.loads(fitted.output)  # listing did not fit a second version
+    assert {r["version"] for r in rows} == {1}
+    power = next(r for r in rows if r["kind"] == "power")
+    assert power["samples"] > 0 and "mape_pct" in power["errors"]
+    assert power["window"].count("Z") == 2
+
+
 def test_unknown_store_kind_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "optimizer.toml"
     path.write_text('[store]\nkind = "mongo"\n')

@@ -112,3 +112,88 @@ def test_first_refresh_waits_for_a_refit_in_progress_instead_of_skipping(
     holder.join()
     store.close()
     assert len(snapshot.caps) == 32 and engine.has_models
+
+
+def _versions(registry: Path, kind: str) -> set[str]:
+    return {p.name for p in registry.glob(f"{kind}/*/v*.json")}
+
+
+def test_each_refit_keeps_a_new_version_of_every_model(
+    own_copy: tuple[Path, int], tmp_path: Path
+) -> None:
+    path, end_ns = own_copy
+    registry = tmp_path / "models"
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(store, config(**{"models.registry_dir": registry}), ManualClock(end_ns))
+    first, second = engine.refit(), engine.refit()
+    store.close()
+    assert {i.version for i in first.infos} == {1} and {i.version for i in second.infos} == {2}
+    assert _versions(registry, "power") == {"v1.json", "v2.json"}
+    assert len(list(registry.glob("*/*/v2.npz"))) == len(second.infos)
+    listed = engine.stored_models()
+    assert len(listed) == 2 * len(second.infos)
+    assert {(i.kind, i.version) for i in listed} >= {("power", 1), ("power", 2)}
+
+
+def test_restarted_engine_serves_caps_from_the_registry_before_any_refit(
+    own_copy: tuple[Path, int], tmp_path: Path
+) -> None:
+    path, end_ns = own_copy
+    settings = config(**{"models.registry_dir": tmp_path / "models"})
+    store = EmbeddedSqliteStore(path)
+    before = Engine(store, settings, ManualClock(end_ns))
+    before.refit()
+    expected = before.refresh()
+    restarted = Engine(store, settings, ManualClock(end_ns))
+    assert restarted.has_models  # before any refit or refresh
+    snapshot = restarted.refresh()
+    store.close()
+    assert [c.recommended_limit_w for c in snapshot.caps] == [
+        c.recommended_limit_w for c in expected.caps
+    ]
+    assert len(snapshot.caps) == 32
+    assert not list((tmp_path / "models").glob("*/*/v2.json"))  # no refit ran
+
+
+def test_registry_keeps_only_the_newest_versions_when_configured(
+    own_copy: tuple[Path, int], tmp_path: Path
+) -> None:
+    path, end_ns = own_copy
+    registry = tmp_path / "models"
+    settings = config(**{"models.registry_dir": registry, "models.keep_versions": 2})
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(store, settings, ManualClock(end_ns))
+    for _ in range(3):
+        engine.refit()
+    store.close()
+    assert _versions(registry, "cap_response") == {"v2.json", "v3.json"}
+    assert not list(registry.glob("*/*/v1.*"))
+
+
+def test_tampered_registry_file_starts_without_models_instead_of_failing(
+    own_copy: tuple[Path, int], tmp_path: Path
+) -> None:
+    path, end_ns = own_copy
+    registry = tmp_path / "models"
+    settings = config(**{"models.registry_dir": registry})
+    store = EmbeddedSqliteStore(path)
+    Engine(store, settings, ManualClock(end_ns)).refit()
+    next(registry.glob("power/*/v1.json")).write_text('{"format": 1, "kind": "power"}')
+    restarted = Engine(store, settings, ManualClock(end_ns))
+    store.close()
+    assert not restarted.has_models
+    with pytest.raises(NotReady):
+        _ = restarted.fitted
+
+
+def test_unwritable_registry_still_installs_the_refit(
+    own_copy: tuple[Path, int], tmp_path: Path
+) -> None:
+    path, end_ns = own_copy
+    blocker = tmp_path / "models"
+    blocker.write_text("a file where the registry directory should be")
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(store, config(**{"models.registry_dir": blocker}), ManualClock(end_ns))
+    fitted = engine.refit()
+    store.close()
+    assert engine.fitted is fitted and engine.registry_failures == 1
