@@ -83,11 +83,15 @@ def serve(
     store: StoreOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="log every request")
+    ] = None,
 ) -> None:
     """Serve the HTTP API, refitting and refreshing on schedule."""
     from .server import run_server
 
-    config = _config(config_path, store, clusters, zones, **{"api.host": host, "api.port": port})
+    flags = {"api.host": host, "api.port": port, "api.access_log": access_log}
+    config = _config(config_path, store, clusters, zones, **flags)
     run_server(config)
 
 

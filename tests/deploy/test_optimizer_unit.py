@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.systemd_tools import REPO, exec_start_program, prepare_root, provide_program
-from wattwise.optimizer.service.settings import load_optimizer_config
+from wattwise.errors import ConfigError
+from wattwise.optimizer.service.settings import OptimizerConfig, load_optimizer_config
 
 UNIT_NAME = "wattwise-optimizer.service"
 UNIT = REPO / "deploy" / "systemd" / UNIT_NAME
@@ -134,3 +135,43 @@ def test_config_example_is_accepted_by_the_optimizer() -> None:
     assert config.store.token_file == Path(
         "/run/credentials/wattwise-optimizer.service/influx-token"
     )
+
+
+def _example_keys() -> dict[str, list[str]]:
+    """Section → key lines (set or commented out) of the example, in order."""
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in CONFIG_EXAMPLE.read_text().splitlines():
+        header = re.match(r"^\[([a-z_]+)\]$", line)
+        if header:
+            current = header.group(1)
+        elif re.match(r"^#? ?[a-z_0-9]+ = ", line) and current:
+            sections.setdefault(current, []).append(line)
+    return sections
+
+
+def test_config_example_shows_every_setting_with_a_comment() -> None:
+    found = _example_keys()
+    lines = CONFIG_EXAMPLE.read_text().splitlines()
+    for section, field in OptimizerConfig.model_fields.items():
+        assert field.annotation is not None
+        names = set(field.annotation.model_fields)
+        shown = {re.sub(r"^# ?", "", line).split(" =")[0] for line in found.get(section, [])}
+        assert names - {"targets"} <= shown, f"[{section}] lacks {sorted(names - shown)}"
+    for line in (x for keys in found.values() for x in keys):
+        index = lines.index(line)
+        assert "#" in line or lines[index - 1].startswith("#"), f"no comment: {line}"
+
+
+@pytest.mark.parametrize(
+    ("right", "misspelled"),
+    [("keep_versions =", "keep_version ="), ("gpu_temp_margin_c =", "gpu_margin_c =")],
+)
+def test_config_example_with_a_misspelled_key_is_refused_naming_it(
+    tmp_path: Path, right: str, misspelled: str
+) -> None:
+    path = tmp_path / "optimizer.toml"
+    path.write_text(CONFIG_EXAMPLE.read_text().replace(right, misspelled, 1))
+    with pytest.raises(ConfigError) as refused:
+        load_optimizer_config(path, None, {}, require_file=True)
+    assert refused.value.key.endswith(misspelled.removesuffix(" ="))
