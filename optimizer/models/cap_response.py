@@ -14,9 +14,12 @@ work at the top clock, is solved per bucket from the measured power and clock.
 A cap ``C`` then gives ``x = φ⁻¹((C − S − … − K_m·m)/D)``.
 
 Throughput: time per unit of work is ``(1 − μ)/x + μ``; ``μ`` (memory-boundness)
-is not observable without a throughput signal, so it is estimated as the
-memory share of the work's dynamic power, ``K_m·m / (K_m·m + D)`` — see
-docs/models.md for why, and where this is conservative.
+is not observable without a throughput signal, so it is estimated from the two
+activities the telemetry does show while kernels run — memory activity
+``a_m = util_mem / util_gpu`` and SM activity ``a_c = D / (util_gpu·K_c)`` — as
+the clock-elasticity of a soft roofline (kernel time ``‖(a_m, a_c/x)‖₂``):
+``μ = a_m² / (a_m² + a_c²)``, at most :data:`MAX_BOUNDNESS` — see
+docs/models.md for its errors on each workload and why it is capped.
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ BUSY_MIN = 0.05
 VOLTAGE_FLOOR_GRID = np.linspace(0.0, 1.0, 21)
 MAX_GRID_ROWS = 200_000
 VERSION = 1
+MAX_BOUNDNESS = 0.9
+"""Above this a misjudged μ is costly: at μ_est → 1 the predicted slowdown vanishes and the
+cap goes to the lowest clock, where work that is really μ = 0.95 runs 24 % slower."""
+WORK_CHANGE = 0.15
+"""A change of memory or SM activity this large between a GPU's consecutive busy buckets
+means other work (another job, or a new phase): the estimate uses only what came after."""
 
 
 @dataclass(frozen=True)
@@ -192,9 +201,14 @@ def _base_w(series: Series, rows: np.ndarray, prior: CapPrior) -> Floats:
 
 
 def estimate_workloads(
-    series: Series, models: dict[str, CapResponseModel], *, recent_s: float = 900.0
+    series: Series,
+    models: dict[str, CapResponseModel],
+    *,
+    recent_s: float = 900.0,
+    since_change: bool = True,
 ) -> GpuWorkloads:
-    """Per GPU, the work of its last ``recent_s`` seconds of busy buckets (one array each).
+    """Per GPU, the work of its last ``recent_s`` seconds of busy buckets (one array each),
+    and with ``since_change`` only the buckets since that work last changed.
 
     GPUs of a model without a :class:`CapResponseModel` are left out.
     """
@@ -212,8 +226,76 @@ def estimate_workloads(
         rows, ids = rows[recent], ids[recent]
     params = _per_row_priors(codes[rows], distinct, models)
     dyn = _rows_dynamic_w(series, rows, params)
+    if since_change and rows.size:
+        current = _since_last_change(series, rows, ids, dyn, params)
+        rows, ids, dyn = rows[current], ids[current], dyn[current]
+        params = {k: v[current] for k, v in params.items()}
+        ids = _dense_ids(ids)
     base = _rows_base_w(series, rows, params)
     return _aggregate(series, rows, ids, dyn, base, params)
+
+
+def estimate_boundness(memory_activity: Floats, compute_activity: Floats) -> Floats:
+    """Memory-boundness μ from the memory and SM activity of the kernels (each 0..1).
+
+    A kernel's time as a soft maximum of its memory and its SM time, ``‖(a_m, a_c/x)‖₂``;
+    μ is that time's insensitivity to the clock at the top clock, capped at
+    :data:`MAX_BOUNDNESS`. Work with no activity at all is taken as compute-bound (μ = 0),
+    which predicts the larger slowdown.
+    """
+    m2 = np.clip(memory_activity, 0.0, 1.0) ** 2
+    c2 = np.clip(compute_activity, 0.0, 1.0) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(m2 + c2 > 0, m2 / (m2 + c2), 0.0)
+    return np.asarray(np.minimum(np.nan_to_num(mu, nan=0.0), MAX_BOUNDNESS), dtype=np.float64)
+
+
+def _activities(
+    util_gpu: Floats, util_mem: Floats, dynamic_w: Floats, compute_w: Floats
+) -> tuple[Floats, Floats]:
+    """Memory and SM activity of the kernels while they run (utilizations 0..1, ``D`` in W)."""
+    running = np.maximum(util_gpu, 1e-3)
+    memory = np.clip(np.nan_to_num(util_mem, nan=0.0) / running, 0.0, 1.0)
+    compute = np.clip(dynamic_w / (running * np.maximum(compute_w, 1.0)), 0.0, 1.0)
+    return memory, compute
+
+
+def _since_last_change(
+    series: Series, rows: np.ndarray, ids: np.ndarray, dyn: Floats, p: dict[str, Floats]
+) -> Bools:
+    """Rows of each GPU since its work last changed: a gap in its busy buckets (the GPU went
+    idle between jobs) or a jump in memory or SM activity. A window that mixes two jobs
+    would otherwise describe neither of them."""
+    time = series.time_ns[rows]
+    memory, compute = _activities(
+        column(series, "util_gpu_pct")[rows] / 100.0,
+        column(series, "util_mem_pct")[rows] / 100.0,
+        dyn,
+        p["compute_w"],
+    )
+    order = np.lexsort((time, ids))
+    t, g = time[order], ids[order]
+    step = np.diff(t)
+    bucket = int(step[step > 0].min()) if (step > 0).any() else 0
+    starts = np.ones(order.size, dtype=np.bool_)
+    starts[1:] = (
+        (g[1:] != g[:-1])
+        | (step > 1.5 * bucket)
+        | (np.abs(np.diff(memory[order])) > WORK_CHANGE)
+        | (np.abs(np.diff(compute[order])) > WORK_CHANGE)
+    )
+    segment = np.cumsum(starts)
+    last = np.zeros(int(g.max()) + 1, dtype=np.int64)
+    np.maximum.at(last, g, segment)
+    keep = np.zeros(order.size, dtype=np.bool_)
+    keep[order] = segment == last[g]
+    return keep
+
+
+def _dense_ids(ids: np.ndarray) -> np.ndarray:
+    present = np.zeros(int(ids.max()) + 1 if ids.size else 0, dtype=np.bool_)
+    present[ids] = True
+    return np.asarray((np.cumsum(present) - 1)[ids], dtype=np.int64)
 
 
 def _per_row_priors(
@@ -265,7 +347,12 @@ def _aggregate(
 
     d_mean = mean(dyn)
     d_var = np.maximum(mean(dyn * dyn) - d_mean**2, 0.0)
-    mem_w = mean(p["memory_w"] * col("util_mem_pct") / 100.0)
+    memory, compute = _activities(
+        mean(col("util_gpu_pct") / 100.0),
+        mean(col("util_mem_pct") / 100.0),
+        d_mean,
+        mean(p["compute_w"]),
+    )
     start = np.full(groups, np.iinfo(np.int64).max)
     end = np.full(groups, np.iinfo(np.int64).min)
     np.minimum.at(start, ids, series.time_ns[rows])
@@ -283,7 +370,7 @@ def _aggregate(
         capped_share=mean(col("capped_share")),
         base_w=mean(base),
         dynamic_w=d_mean,
-        boundness=mem_w / np.maximum(mem_w + d_mean, 1e-9),
+        boundness=estimate_boundness(memory, compute),
         variation=np.sqrt(d_var) / np.maximum(d_mean, 1.0),
         static_w=mean(p["static_w"]),
         voltage_floor=mean(p["voltage_floor"]),

@@ -82,7 +82,9 @@ def _power(p: Params, a: Arrays, info: ModelInfo) -> PowerModel:
 
 
 def _cap(p: Params, a: Arrays, info: ModelInfo) -> CapResponseModel:
-    prior = CapPrior(**{f: float(p[f]) for f in CapPrior.__dataclass_fields__})
+    # Models stored before a field existed take that field's default.
+    fields = CapPrior.__dataclass_fields__
+    prior = CapPrior(**{f: float(p[f]) for f in fields if f in p})
     return CapResponseModel(str(p["gpu_model"]), prior, str(p["source"]), info)
 
 

@@ -27,6 +27,9 @@ class CapPrior:
     voltage_floor: float
     top_clock_mhz: float
     min_clock_mhz: float
+    compute_w: float = 727.0
+    """Clock-dependent power at the top clock with every SM active the whole time (the H100's
+    ``K_c``): divides a work's ``D`` into its SM activity."""
 
 
 H100 = CapPrior(
@@ -37,6 +40,7 @@ H100 = CapPrior(
     voltage_floor=0.9,
     top_clock_mhz=1980.0,
     min_clock_mhz=345.0,
+    compute_w=727.0,
 )
 
 
@@ -47,6 +51,7 @@ def _scaled(board_w: float, idle_w: float, top_mhz: float, min_mhz: float) -> Ca
         static_w=idle_w + 46.0 * s,
         leak_w_per_c=H100.leak_w_per_c * s,
         memory_w=H100.memory_w * s,
+        compute_w=H100.compute_w * s,
         top_clock_mhz=top_mhz,
         min_clock_mhz=min_mhz,
     )

@@ -64,7 +64,9 @@ def job_profiles(
     labelled = _gpu_rows_of_jobs(jobs, gpus, keep, label)
     if len(labelled) == 0:
         return {}
-    work = estimate_workloads(labelled, dict(models), recent_s=UNLIMITED_WINDOW_S)
+    work = estimate_workloads(
+        labelled, dict(models), recent_s=UNLIMITED_WINDOW_S, since_change=False
+    )
     codes, names = factorize(tag(labelled, "host"))
     where = np.searchsorted(names.astype(str), work.host.astype(str))
     reference = _mean_by_code(codes, len(names), _limits(labelled))[where]
