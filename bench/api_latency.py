@@ -1,14 +1,15 @@
 """API latency under 50 concurrent clients, on a simulated 1,000-node fleet.
 
 Run as ``.venv/bin/python bench/api_latency.py`` (``--nodes``, ``--clients``,
-``--requests`` to change the load). A child process fills an embedded store
-with a few simulated minutes of the fleet (8 GPUs per node), refits and
-refreshes the engine once, and serves the API with uvicorn (one process, as
-``wattwise optimizer serve`` runs it). The parent runs ``--clients`` concurrent
-keep-alive connections (spread over processes), each sending ``--requests``
-requests back to back per endpoint (a closed loop: no think time), and prints
-p50/p99 per endpoint. Targets: p99 ≤ 25 ms for reading recommendations, p99 ≤ 50 ms
-for a placement on a 1,000-node fleet. Clients and server share this machine's cores.
+``--duration-s``, ``--workers``). The parent fills an embedded store with a few
+simulated minutes of the fleet (8 GPUs per node); uvicorn then serves the API
+from it (``--workers`` processes, httptools, no access log; each worker refits
+and refreshes its own engine once) and the load comes from wrk, a C client
+(``apt-get install wrk``): ``-t 2 -c <clients> --latency`` per endpoint, a Lua
+script choosing the request. p50/p90/p99 come from wrk's latency distribution.
+Without wrk, Python clients (``--requests`` per client and endpoint) measure
+instead, and they take CPU from the server. Targets: p99 ≤ 25 ms reading
+recommendations, p99 ≤ 50 ms for a placement. Load and server share this machine.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ import multiprocessing
 import os
 import platform
 import random
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,15 +43,12 @@ Case = tuple[str, str, bytes | None]
 """Method, path and body of one request."""
 
 
-def build_and_serve(nodes: int, port: int, ready: Any) -> None:
-    import uvicorn
-
+def fill(nodes: int) -> tuple[Path, int]:
+    """A store file holding 8 simulated minutes of ``nodes`` nodes; the time its data ends."""
     from wattwise.agent.lineproto import encode_many
     from wattwise.clock import ManualClock
     from wattwise.collector.sim import FleetSpec, SimFleet
     from wattwise.collector.sim.views import JobView
-    from wattwise.optimizer.service.app import create_app
-    from wattwise.optimizer.service.engine import Engine
     from wattwise.optimizer.store import EmbeddedSqliteStore
 
     path = Path(tempfile.mkdtemp()) / "wattwise.sqlite"
@@ -60,17 +61,35 @@ def build_and_serve(nodes: int, port: int, ready: Any) -> None:
     for _ in range(16):  # 8 simulated minutes read every 30 s
         clock.advance(30.0)
         store.write(encode_many([*fleet.read(), *jobs.read()]))
-    filled = time.perf_counter()
+    store.close()
+    fleet.close()
+    print(f"fleet of {nodes} nodes filled in {time.perf_counter() - started:.1f} s", flush=True)
+    return path, clock.time_ns()
+
+
+def make_app() -> Any:
+    """uvicorn's ``--factory``: an engine over the bench store, refreshed once, and its API."""
+    from wattwise.clock import ManualClock
+    from wattwise.optimizer.service.app import create_app
+    from wattwise.optimizer.service.engine import Engine
+    from wattwise.optimizer.store import EmbeddedSqliteStore
+
+    store = EmbeddedSqliteStore(Path(os.environ["WATTWISE_BENCH_STORE"]))
+    clock = ManualClock(start_ns=int(os.environ["WATTWISE_BENCH_END_NS"]))
     engine = Engine(store, config(), clock)
+    started = time.perf_counter()
     engine.refresh()
-    app = create_app(engine, engine.config)
-    print(
-        f"server: fleet filled in {filled - started:.1f} s, refit+refresh "
-        f"{time.perf_counter() - filled:.1f} s, {len(engine.snapshot.caps)} GPUs",
-        flush=True,
-    )
-    ready.set()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    print(f"worker {os.getpid()}: refit+refresh {time.perf_counter() - started:.1f} s", flush=True)
+    return create_app(engine, engine.config)
+
+
+def start_server(store: Path, end_ns: int, port: int, workers: int) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "api_latency:make_app"]
+    argv += ["--app-dir", str(Path(__file__).parent), "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(workers), "--http", "httptools", "--no-access-log"]
+    argv += ["--log-level", "warning"]
+    env = {**os.environ, "WATTWISE_BENCH_STORE": str(store), "WATTWISE_BENCH_END_NS": str(end_ns)}
+    return subprocess.Popen(argv, env=env, cwd=Path(__file__).resolve().parents[1])
 
 
 def client_process(port: int, cases: list[Case], threads: int, requests: int, out: Any) -> None:
@@ -133,40 +152,44 @@ def report(name: str, latencies: list[float], target_ms: float) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=40, help="per client and endpoint")
-    args = parser.parse_args()
-    print(f"command: {' '.join([sys.executable, *sys.argv])}")
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
-    )
-    port = free_port()
-    ready = multiprocessing.Event()
-    server = multiprocessing.Process(target=build_and_serve, args=(args.nodes, port, ready))
-    server.start()
-    try:
-        if not ready.wait(1800):
-            raise RuntimeError("the server did not come up")
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        run_all(port, args)
-    finally:
-        server.terminate()
-        server.join(10)
+WRK_PERCENTILES = ("50", "90", "99")
 
 
-def run_all(port: int, args: argparse.Namespace) -> None:
-    url = f"http://127.0.0.1:{port}"
+def wrk_script(cases: list[Case]) -> str:
+    """Lua for wrk: each request one of ``cases`` at random (all share one method and body)."""
+    method, _, body = cases[0]
+    paths = ", ".join(json.dumps(path) for _, path, _ in cases)
+    lines = [f"paths = {{{paths}}}", f'wrk.method = "{method}"']
+    if body is not None:
+        lines += [f"wrk.body = {json.dumps(body.decode())}"]
+        lines += ['wrk.headers["Content-Type"] = "application/json"']
+    lines += ["request = function() return wrk.format(nil, paths[math.random(#paths)]) end"]
+    return "\n".join(lines) + "\n"
+
+
+def run_wrk(url: str, cases: list[Case], clients: int, duration_s: int) -> dict[str, float]:
+    """wrk's latency percentiles (ms) and request rate for ``cases``; raises on any non-2xx."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(wrk_script(cases))
+    argv = ["wrk", "-t", "2", "-c", str(clients), "-d", f"{duration_s}s", "--latency"]
+    argv += ["-H", f"Authorization: {HEADERS['Authorization']}", "-s", script.name, url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60, check=True)
+    if "Non-2xx" in done.stdout or "Socket errors" in done.stdout:
+        raise RuntimeError(f"wrk saw failures:\n{done.stdout}")
+    found = {p: _wrk_ms(done.stdout, p) for p in WRK_PERCENTILES}
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", done.stdout)
+    return {**found, "rps": float(rate.group(1)) if rate else float("nan")}
+
+
+def _wrk_ms(output: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{percentile}(?:\.000)?%\s+([0-9.]+)(us|ms|s)\s*$", output, re.M)
+    if match is None:
+        raise RuntimeError(f"no {percentile}% line in wrk's output:\n{output}")
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+def suites(url: str, nodes: int) -> list[tuple[str, list[Case], float]]:
     items = httpx.get(f"{url}/v1/recommendations/power-caps", headers=HEADERS).json()["items"]
     hosts = sorted({i["host"] for i in items})
     by_host: list[Case] = [("GET", f"/v1/recommendations/power-caps?host={h}", None) for h in hosts]
@@ -174,15 +197,66 @@ def run_all(port: int, args: argparse.Namespace) -> None:
         ("GET", f"/v1/recommendations/power-caps?zone=z1&host={h}", None) for h in hosts
     ]
     place = json.dumps({"gpus": 2}).encode()
-    suites: list[tuple[str, list[Case], float]] = [
+    return [
         ("GET power-caps ?host=<one of the nodes>", by_host, 25.0),
         ("GET power-caps ?zone=z1&host=<one node>", zone_host, 25.0),
         ("GET cooling (all zones)", [("GET", "/v1/recommendations/cooling", None)], 25.0),
-        (f"POST placement (2 GPUs, {args.nodes} nodes)", [("POST", "/v1/placement", place)], 50.0),
+        (f"POST placement (2 GPUs, {nodes} nodes)", [("POST", "/v1/placement", place)], 50.0),
     ]
-    for name, cases, target in suites:
-        measure(port, cases, 4, 10)  # warm-up
-        report(name, measure(port, cases, args.clients, args.requests), target)
+
+
+def wait_until_up(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).json().get("ready"):
+                return
+        except (httpx.TransportError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("the server did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--duration-s", type=int, default=15, help="wrk run per endpoint")
+    parser.add_argument("--requests", type=int, default=40, help="Python fallback only")
+    args = parser.parse_args()
+    print(f"command: {' '.join([sys.executable, *sys.argv])}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, load: {'wrk' if shutil.which('wrk') else 'Python'}"
+    )
+    store, end_ns = fill(args.nodes)
+    port = free_port()
+    server = start_server(store, end_ns, port, args.workers)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, 1800)
+        time.sleep(2.0 * args.workers)  # the other workers finish their refresh too
+        for name, cases, target in suites(url, args.nodes):
+            if shutil.which("wrk"):
+                run_wrk(url, cases, 10, 2)  # warm-up
+                found = run_wrk(url, cases, args.clients, args.duration_s)
+                report_wrk(name, found, target)
+            else:
+                measure(port, cases, 4, 10)  # warm-up
+                report(name, measure(port, cases, args.clients, args.requests), target)
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def report_wrk(name: str, found: dict[str, float], target_ms: float) -> None:
+    verdict = "meets" if found["99"] <= target_ms else "MISSES"
+    print(
+        f"{name:<44} {found['rps']:7.0f} req/s  p50 {found['50']:6.1f} ms  "
+        f"p90 {found['90']:6.1f} ms  p99 {found['99']:6.1f} ms  ({verdict} p99 ≤ {target_ms:g} ms)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
