@@ -45,8 +45,10 @@ pytest: venv system-packages
 
 test: lint typecheck pytest
 
+# make demo DEMO_ARGS="--influx-url http://127.0.0.1:8086" uses a real InfluxDB 1.x.
+DEMO_ARGS ?=
 demo: venv
-	$(BIN)/wattwise demo
+	$(BIN)/wattwise demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -26,6 +26,7 @@ def build_schedules(config: AgentConfig, clock: Clock, environ: dict[str, str]) 
 
 def _simulated(config: AgentConfig, clock: Clock) -> list[Schedule]:
     from wattwise.collector.sim import FleetSpec, SimFleet
+    from wattwise.collector.sim.views import JobView
 
     sim = config.agent.sim
     spec = FleetSpec.uniform(
@@ -35,6 +36,7 @@ def _simulated(config: AgentConfig, clock: Clock) -> list[Schedule]:
     return [
         Schedule(fleet.gpu_source(), config.agent.gpu_interval_s),
         Schedule(fleet.node_source(), config.agent.host_interval_s),
+        Schedule(JobView(fleet), config.agent.job_interval_s),
     ]
 
 

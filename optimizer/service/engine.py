@@ -201,7 +201,10 @@ class Engine:
         caps = recommend_caps(gpus, work, self.config.caps)
         fits = ThermalFits(fitted.inlets, fitted.cooling, fitted.gpu_thermal)
         cooling = recommend_cooling(zones, hosts, gpus, self.config.cooling, fits)
-        jobs = self.store.job_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
+        # Busy means a job is on the GPU now: only the newest two buckets count, not
+        # every job the GPU ran during the whole recent window.
+        busy_since_ns = now_ns - 2 * every_s * 1_000_000_000
+        jobs = self.store.job_series(busy_since_ns, now_ns, every_s=every_s, scope=self.scope)
         busy = {
             (str(h), int(g)) for h, g in zip(_tags(jobs, "host"), _tags(jobs, "gpu"), strict=True)
         }
