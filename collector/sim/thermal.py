@@ -83,6 +83,10 @@ class CoolingParams:
     """COP grows about 3.5 % per °C of supply temperature (2–5 % in the literature)."""
     fan_w_at_25c: float = 150.0
     """Server fan power per node at a 25 °C inlet; rises with the cube of (inlet − 15 °C)."""
+    fan_full_speed_inlet_c: float = 40.0
+    """Inlet at which server fans reach full speed (the top of ASHRAE A3's allowable inlet
+    range); hotter air cannot make them spin faster, so fan power stops rising there
+    (2.3 kW per node with the defaults)."""
 
 
 def coefficient_of_performance(c: CoolingParams, supply_c: Floats) -> Floats:
@@ -91,6 +95,9 @@ def coefficient_of_performance(c: CoolingParams, supply_c: Floats) -> Floats:
 
 
 def fan_power_w(c: CoolingParams, inlet_c: Floats) -> Floats:
-    """Server fan power, which rises steeply as the inlet warms (fan laws: cube of speed)."""
-    speed = np.maximum(inlet_c - 15.0, 3.0) / 10.0
+    """Server fan power, which rises steeply as the inlet warms (fan laws: cube of speed)
+    up to the fans' full speed."""
+    # The full-speed bound is what keeps the loop fan power → rack power → recirculation →
+    # inlet finite: in dense racks its gain exceeds 1, and an unbounded cube ran to inf/NaN.
+    speed = np.clip(inlet_c - 15.0, 3.0, c.fan_full_speed_inlet_c - 15.0) / 10.0
     return c.fan_w_at_25c * speed**3

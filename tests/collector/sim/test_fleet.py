@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from wattwise.agent.lineproto import encode
 from wattwise.clock import ManualClock
+from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.dvfs import REASON_SW_POWER_CAP
 from wattwise.errors import ConfigError
@@ -179,3 +186,64 @@ def test_ten_thousand_gpus_step_with_finite_state_and_limits_held() -> None:
     assert np.all(np.isfinite(fleet.temps.die_c))
     assert np.all(fleet.op.power_w <= fleet.limit_w + 1e-6)
     assert 0.3 < np.mean(fleet.op.busy > 0) < 1.0
+
+
+def _non_finite_fields(readings: Sequence[Reading]) -> list[tuple[str, str, str]]:
+    """(measurement, host, field) of every float field that is NaN or infinite."""
+    return [
+        (r.measurement, r.tags.get("host", ""), name)
+        for r in readings
+        for name, value in r.fields.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+
+
+def test_fifty_node_racks_with_endless_idle_gaps_never_yield_nan_power() -> None:
+    """The reported fleet: 400 GPUs per rack drove fan power → rack power → recirculation →
+    inlet round a loop with gain > 1; the unbounded fan cube ran it to inf, then NaN."""
+    spec = FleetSpec.uniform(100, 8, racks=2, zones=2, seed=11, busy_share=0.5, idle_gap_mean_s=1e6)
+    clock = ManualClock()
+    fleet = SimFleet(spec, clock)
+    for _ in range(5):
+        clock.advance(1.0)
+        readings = fleet.read()
+        assert _non_finite_fields(readings) == []
+        assert all(encode(r) is not None for r in readings)
+    # The loop settles with the fans at full speed: hot, as racks this dense would be.
+    assert float(np.max(fleet.nodes.inlet_c)) < 60.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    racks=st.integers(1, 3),
+    nodes_per_rack=st.integers(1, 64),
+    gpus_per_node=st.integers(1, 16),
+    zones_share=st.floats(0.0, 1.0),
+    busy_share=st.floats(0.0, 1.0),
+    idle_gap_mean_s=st.sampled_from([0.5, 5.0, 120.0, 1e6, 1e300, math.inf]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_every_float_field_of_any_small_fleet_is_finite_or_missing(
+    racks: int,
+    nodes_per_rack: int,
+    gpus_per_node: int,
+    zones_share: float,
+    busy_share: float,
+    idle_gap_mean_s: float,
+    seed: int,
+) -> None:
+    # Up to 64 nodes per rack: dense racks are where the recirculation loop can run away.
+    spec = FleetSpec.uniform(
+        racks * nodes_per_rack,
+        gpus_per_node,
+        racks=racks,
+        zones=max(1, round(zones_share * racks)),
+        seed=seed,
+        busy_share=busy_share,
+        idle_gap_mean_s=idle_gap_mean_s,
+    )
+    clock = ManualClock()
+    fleet = SimFleet(spec, clock)
+    for _ in range(4):
+        clock.advance(1.0)
+        assert _non_finite_fields(fleet.read()) == []

@@ -8,6 +8,7 @@ from wattwise.collector.sim.thermal import (
     CoolingParams,
     GpuTemps,
     coefficient_of_performance,
+    fan_power_w,
     relax,
 )
 
@@ -52,3 +53,15 @@ def test_cop_improves_2_to_5_percent_per_degree_of_supply() -> None:
     cop = coefficient_of_performance(params, np.array([20.0, 21.0]))
     gain = cop[1] / cop[0] - 1.0
     assert 0.02 <= gain <= 0.05
+
+
+def test_fan_power_follows_the_cube_of_inlet_until_full_speed_then_stays_bounded() -> None:
+    params = CoolingParams()
+    at_25, at_35, at_40, at_60, at_1000 = fan_power_w(
+        params, np.array([25.0, 35.0, 40.0, 60.0, 1000.0])
+    )
+    assert at_25 == params.fan_w_at_25c
+    np.testing.assert_allclose(at_35 / at_25, 2.0**3)
+    # Past full speed hotter air cannot draw more: an unbounded cube diverged in dense racks.
+    assert at_60 == at_40 == at_1000
+    np.testing.assert_allclose(at_40, params.fan_w_at_25c * 2.5**3)
