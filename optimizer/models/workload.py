@@ -13,7 +13,7 @@ Per job — rows of ``job_series`` (tags host, gpu, job) matched to the same GPU
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,7 @@ from wattwise.optimizer.telemetry import Series
 
 from .cap_predict import at_limits
 from .cap_response import CapResponseModel, GpuWorkloads, estimate_workloads
-from .common import column, factorize, group_codes, join_column, tag
+from .common import column, factorize, group_codes, tag
 
 CAP_STEP_W = 100.0
 UNLIMITED_WINDOW_S = 1e9
@@ -46,6 +46,21 @@ class WorkloadProfile:
     cap_sensitivity_pct_per_100w: float
 
 
+PROFILE_CHUNK_ROWS = 250_000
+"""GPU rows profiled at a time: bounds the job-labelled copy on fleets of 10,000 GPUs."""
+PROFILE_COLUMNS = (
+    "power_w",
+    "util_gpu_pct",
+    "util_mem_pct",
+    "sm_clock_mhz",
+    "temp_c",
+    "capped_share",
+    "enforced_limit_w",
+    "power_limit_w",
+)
+"""The ``gpu_series`` columns a profile reads (nothing else is copied)."""
+
+
 def job_profiles(
     jobs: Series,
     gpus: Series,
@@ -54,16 +69,60 @@ def job_profiles(
 ) -> dict[str, WorkloadProfile]:
     """Profiles per job, or per class when ``classes`` maps job ids to class labels (jobs
     without a class are then left out)."""
-    label = tag(jobs, "job")
+    job_codes, job_ids = factorize(tag(jobs, "job"))
+    names = job_ids.astype(str)
     kind = "job"
     if classes is not None:
-        codes, ids = factorize(label)
-        label = np.array([classes.get(str(j), "") for j in ids], dtype=object)[codes]
+        labels = np.array([classes.get(j, "") for j in names], dtype=object)
+        label_codes, names = factorize(labels)
+        names = names.astype(str)
+        job_codes = label_codes[job_codes]
         kind = "class"
-    keep = label != ""
-    labelled = _gpu_rows_of_jobs(jobs, gpus, keep, label)
-    if len(labelled) == 0:
-        return {}
+    unlabelled = np.flatnonzero(names == "")
+    job_row = _job_row_of_gpu_rows(jobs, gpus)
+    held = np.flatnonzero(job_row >= 0)
+    label = job_codes[job_row[held]]
+    if unlabelled.size:
+        keep = label != unlabelled[0]
+        held, label = held[keep], label[keep]
+    del job_row
+    order = np.argsort(label, kind="stable")
+    held, label = held[order], label[order]
+    del order
+    out: dict[str, WorkloadProfile] = {}
+    for rows, codes in _chunks(held, label):
+        out.update(_profile_chunk(gpus, rows, names[codes], models, kind))
+    return out
+
+
+def _chunks(rows: np.ndarray, codes: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Runs of ``rows`` (sorted by ``codes``) of about :data:`PROFILE_CHUNK_ROWS`, never
+    splitting one label."""
+    begin = 0
+    while begin < rows.size:
+        end = min(begin + PROFILE_CHUNK_ROWS, rows.size)
+        if end < rows.size:
+            end = int(np.searchsorted(codes, codes[end - 1], side="right"))
+        yield rows[begin:end], codes[begin:end]
+        begin = end
+
+
+def _profile_chunk(
+    gpus: Series,
+    rows: np.ndarray,
+    label: np.ndarray,
+    models: Mapping[str, CapResponseModel],
+    kind: str,
+) -> dict[str, WorkloadProfile]:
+    labelled = Series(
+        gpus.time_ns[rows],
+        {
+            "host": np.asarray(label, dtype=object),
+            "gpu": np.full(rows.size, "", dtype=object),
+            "model": tag(gpus, "model", "unknown")[rows],
+        },
+        {c: gpus.values[c][rows] for c in PROFILE_COLUMNS if c in gpus.values},
+    )
     work = estimate_workloads(
         labelled, dict(models), recent_s=UNLIMITED_WINDOW_S, since_change=False
     )
@@ -73,7 +132,8 @@ def job_profiles(
     sensitivity = _cap_sensitivity(work, reference)
     duty = _mean_by_code(codes, len(names), column(labelled, "util_gpu_pct") / 100.0)[where]
     power = _mean_by_code(codes, len(names), column(labelled, "power_w"))[where]
-    gpus_per = _distinct_gpus(jobs, keep, label, names)[where]
+    gpu_key = group_codes(tag(gpus, "host")[rows], tag(gpus, "gpu")[rows])
+    gpus_per = _distinct_per_code(codes, gpu_key, len(names))[where]
     return {
         str(name): WorkloadProfile(
             name=str(name),
@@ -92,26 +152,51 @@ def job_profiles(
     }
 
 
-def _gpu_rows_of_jobs(jobs: Series, gpus: Series, keep: np.ndarray, label: np.ndarray) -> Series:
-    """The ``gpu_series`` rows a job held, with tag ``host`` replaced by the job's label (so
-    per-GPU estimators aggregate per label)."""
-    marker = Series(
-        jobs.time_ns[keep],
-        {"host": tag(jobs, "host")[keep], "gpu": tag(jobs, "gpu")[keep]},
-        {"row": np.flatnonzero(keep).astype(np.float64)},
+def _job_row_of_gpu_rows(jobs: Series, gpus: Series) -> np.ndarray:
+    """For each ``gpu_series`` row, the ``job_series`` row of the same host, GPU and bucket
+    (−1 where none), joined on integer codes: no concatenated copy of either frame's tags."""
+    if len(jobs) == 0 or len(gpus) == 0:
+        return np.full(len(gpus), -1, dtype=np.int64)
+    host_g, hosts = factorize(tag(gpus, "host"))
+    gpu_g, indices = factorize(tag(gpus, "gpu"))
+    host_j = _codes_in(tag(jobs, "host"), hosts)
+    gpu_j = _codes_in(tag(jobs, "gpu"), indices)
+    first = min(int(gpus.time_ns.min()), int(jobs.time_ns.min()))
+    step = max(
+        int(np.gcd(np.gcd.reduce(gpus.time_ns - first), np.gcd.reduce(jobs.time_ns - first))), 1
     )
-    row = join_column(gpus, marker, "row", on=("host", "gpu"))
-    held = np.isfinite(row)
-    job_row = row[held].astype(np.int64)
-    return Series(
-        gpus.time_ns[held],
-        {
-            "host": label[job_row],
-            "gpu": np.full(int(held.sum()), "", dtype=object),
-            "model": tag(gpus, "model", "unknown")[held],
-        },
-        {name: values[held] for name, values in gpus.values.items()},
-    )
+    buckets = int(max(gpus.time_ns.max(), jobs.time_ns.max()) - first) // step + 1
+    key_g = (host_g * len(indices) + gpu_g) * buckets + (gpus.time_ns - first) // step
+    del host_g, gpu_g
+    found = (host_j >= 0) & (gpu_j >= 0)
+    key_j = (host_j * len(indices) + gpu_j) * buckets + (jobs.time_ns - first) // step
+    key_j = np.where(found, key_j, -1)
+    size = len(hosts) * len(indices) * buckets
+    if size <= 4 * (len(gpus) + len(jobs)) + 1_000_000:
+        table = np.full(size, -1, dtype=np.int64)
+        ok = np.flatnonzero(key_j >= 0)
+        table[key_j[ok]] = ok
+        return np.asarray(table[key_g], dtype=np.int64)
+    order = np.argsort(key_j, kind="stable")
+    sorted_keys = key_j[order]
+    pos = np.clip(np.searchsorted(sorted_keys, key_g), 0, len(jobs) - 1)
+    return np.where(sorted_keys[pos] == key_g, order[pos], -1)
+
+
+def _codes_in(values: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Codes of ``values`` into the sorted ``distinct`` (−1 for values not there)."""
+    codes, names = factorize(values)
+    reference = distinct.astype(str)
+    pos = np.clip(np.searchsorted(reference, names.astype(str)), 0, max(len(reference) - 1, 0))
+    known = reference[pos] == names.astype(str) if len(reference) else np.zeros(0, bool)
+    return np.asarray(np.where(known, pos, -1)[codes], dtype=np.int64)
+
+
+def _distinct_per_code(codes: np.ndarray, keys: np.ndarray, size: int) -> np.ndarray:
+    """How many distinct ``keys`` each code has."""
+    width = int(keys.max()) + 1 if keys.size else 1
+    pairs = np.unique(codes * width + keys)
+    return np.asarray(np.bincount(pairs // width, minlength=size), dtype=np.int64)
 
 
 def _limits(labelled: Series) -> np.ndarray:
@@ -131,17 +216,3 @@ def _mean_by_code(codes: np.ndarray, size: int, values: np.ndarray) -> np.ndarra
     n = np.bincount(codes[ok], minlength=size)
     total = np.bincount(codes[ok], weights=values[ok], minlength=size)
     return np.where(n > 0, total / np.maximum(n, 1), np.nan)
-
-
-def _distinct_gpus(
-    jobs: Series, keep: np.ndarray, label: np.ndarray, names: np.ndarray
-) -> np.ndarray:
-    """How many GPUs (distinct host and GPU) each of ``names`` ran on."""
-    triple = group_codes(label[keep], tag(jobs, "host")[keep], tag(jobs, "gpu")[keep])
-    first = np.zeros(int(triple.max()) + 1 if triple.size else 0, dtype=np.int64)
-    first[triple[::-1]] = np.arange(triple.size)[::-1]
-    label_of_triple = label[keep][first].astype(str)
-    sorted_names = names.astype(str)
-    where = np.clip(np.searchsorted(sorted_names, label_of_triple), 0, max(len(names) - 1, 0))
-    known = sorted_names[where] == label_of_triple
-    return np.bincount(where[known], minlength=len(names))
