@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from wattwise.agent.config import _config_error, _deep_merge, _env_overrides, _nest, _read_toml
-from wattwise.errors import ConfigError
+from wattwise.settings import load_settings
 
 from ..recommend.settings import CapSettings, CoolingSettings, PlacementSettings
 from ..store.settings import StoreSettings
@@ -128,28 +127,12 @@ def load_optimizer_config(
     *,
     require_file: bool = False,
 ) -> OptimizerConfig:
-    """Build the optimizer's settings from defaults, a TOML file, the environment and flags.
-
-    ``overrides`` maps dotted keys (``"shard.clusters"``) to flag values; ``None``
-    values are ignored. Raises :class:`ConfigError` naming the key, the value
-    and what is allowed (the CLI exits 2).
-    """
-    merged: dict[str, Any] = {}
-    if path is not None:
-        _deep_merge(merged, _read_toml(path, require_file))
-    _deep_merge(merged, _env_overrides(env or {}))
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _deep_merge(merged, _nest(dotted.split("."), value))
-    try:
-        return OptimizerConfig.model_validate(merged)
-    except ValidationError as e:
-        raise _error(e, merged) from e
-
-
-def _error(error: ValidationError, given: Mapping[str, Any]) -> ConfigError:
-    first = error.errors()[0]
-    if first["type"] == "extra_forbidden":
-        key = ".".join(str(part) for part in first["loc"])
-        return ConfigError(key, first.get("input"), "a known key (see docs/api.md)")
-    return _config_error(error, given)
+    """The optimizer's settings (see :func:`wattwise.settings.load_settings`)."""
+    return load_settings(
+        OptimizerConfig,
+        path,
+        overrides,
+        env,
+        require_file=require_file,
+        example="deploy/optimizer.toml.example",
+    )

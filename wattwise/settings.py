@@ -1,0 +1,101 @@
+"""Settings files: one loader for every wattwise component.
+
+A component's settings are a frozen pydantic model. :func:`load_settings` builds
+one from, lowest precedence first, the model's defaults, a TOML file,
+``WATTWISE_<SECTION>__<KEY>`` environment variables and command-line flags, and
+turns any validation failure into a :class:`~wattwise.errors.ConfigError` that
+names the key, the value and what is allowed (the CLI exits 2).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from wattwise.errors import ConfigError
+
+ENV_PREFIX = "WATTWISE_"
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_settings(
+    model: type[Model],
+    path: Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    require_file: bool = False,
+    example: str,
+) -> Model:
+    """Build ``model`` from defaults, a TOML file, the environment and flags.
+
+    ``overrides`` maps dotted keys (``"influx.url"``) to flag values; ``None``
+    values are ignored. ``example`` names the documented example file, for the
+    message about an unknown key.
+    """
+    merged: dict[str, Any] = {}
+    if path is not None:
+        _deep_merge(merged, _read_toml(path, require_file))
+    _deep_merge(merged, _env_overrides(env or {}))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _deep_merge(merged, _nest(dotted.split("."), value))
+    try:
+        return model.model_validate(merged)
+    except ValidationError as e:
+        raise _config_error(e, example) from e
+
+
+def _read_toml(path: Path, require_file: bool) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as e:
+        if require_file:
+            raise ConfigError("config", str(path), "an existing TOML file") from e
+        return {}
+    except PermissionError as e:
+        raise ConfigError("config", str(path), "a file readable by this user") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", str(path), f"valid TOML ({e})") from e
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """``WATTWISE_INFLUX__URL=…`` → ``{"influx": {"url": …}}``."""
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        _deep_merge(out, _nest(keys, value))
+    return out
+
+
+def _nest(keys: list[str], value: Any) -> dict[str, Any]:
+    nested: Any = value
+    for key in reversed(keys):
+        nested = {key: nested}
+    result: dict[str, Any] = nested
+    return result
+
+
+def _deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _config_error(error: ValidationError, example: str) -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return ConfigError(key, first.get("input"), f"a known key (see {example})")
+    # pydantic says "Input should be greater than 0": keep only what is allowed.
+    allowed = first["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+    return ConfigError(key, first.get("input"), allowed)
