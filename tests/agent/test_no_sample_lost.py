@@ -48,11 +48,15 @@ def appended_lines(log_path: Path) -> int:
 def lines_in_database(influxd: InfluxServer) -> int:
     """Points per measurement: the largest per-field count (every line has that field)."""
     total = 0
-    for measurement in ("gpu", "host", "cooling", "agent"):
+    for measurement in measurements_in_database(influxd):
         rows = influxd.rows(f'SELECT COUNT(*) FROM "{measurement}"', DB)
         if rows:
             total += max(int(str(v)) for k, v in rows[0].items() if k.startswith("count_"))
     return total
+
+
+def measurements_in_database(influxd: InfluxServer) -> set[str]:
+    return {str(r["name"]) for r in influxd.rows("SHOW MEASUREMENTS", DB)}
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float) -> None:
@@ -90,5 +94,6 @@ def test_no_sample_lost_across_influxdb_outage_and_agent_sigkill(
     expected = appended_lines(first_log) + appended_lines(second_log)
     assert expected > queued_at_kill > 0
     # Every line either agent appended is in the database, and nothing else is.
+    assert measurements_in_database(influxd) == {"gpu", "host", "cooling", "gpu_job", "agent"}
     assert lines_in_database(influxd) == expected
     assert "lines not yet delivered" not in second_log.read_text()
