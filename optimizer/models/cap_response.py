@@ -30,7 +30,16 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats, Series
 
-from .common import Bools, ModelInfo, column, factorize, group_codes, subsample, tag, window_of
+from .common import (
+    Bools,
+    ModelInfo,
+    column,
+    factorize,
+    subsample,
+    tag,
+    tag_codes,
+    window_of,
+)
 from .priors import CapPrior, prior_for
 
 CLOCK_STEP_MHZ = 15.0
@@ -109,12 +118,14 @@ def fit_cap_models(series: Series) -> dict[str, CapResponseModel]:
     """One model per GPU model in a ``gpu_series`` frame; ``v0`` fitted where identifiable."""
     codes, names = factorize(tag(series, "model", "unknown"))
     busy = column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN
+    # Row masks first, so the per-row codes are freed before the fits allocate.
+    masks = {str(name): (codes == code) & busy for code, name in enumerate(names)}
+    del codes, busy
     out: dict[str, CapResponseModel] = {}
-    for code, name in enumerate(names):
-        prior = prior_for(str(name))
+    for name, mask in masks.items():
+        prior = prior_for(name)
         if prior is None:
             continue
-        mask = (codes == code) & busy
         v0, source, spread = _fit_voltage_floor(series, mask, prior)
         start, end = window_of(series, mask)
         info = ModelInfo(
@@ -137,25 +148,23 @@ def _fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> tuple[fl
     Identifiable only when the same GPU ran similar work at two or more enforced limits
     (which is what applying caps produces); otherwise the prior stays.
     """
-    limit = np.round(column(series, "enforced_limit_w") / 10.0)
-    util = np.round(column(series, "util_gpu_pct") / 5.0)
-    mem = np.round(column(series, "util_mem_pct") / 5.0)
-    ok = mask & np.isfinite(limit) & np.isfinite(util) & np.isfinite(mem)
-    if not ok.any():
+    ok = mask.copy()
+    for name in ("enforced_limit_w", "util_gpu_pct", "util_mem_pct"):
+        ok &= np.isfinite(column(series, name))
+    rows = np.flatnonzero(ok)
+    del ok
+    if rows.size == 0:
         return prior.voltage_floor, "prior", float("nan")
-    work_ids = group_codes(
-        tag(series, "host")[ok],
-        tag(series, "gpu")[ok],
-        util[ok].astype(np.int64),
-        mem[ok].astype(np.int64),
-    )
-    limits_seen = _distinct_per_group(work_ids, limit[ok].astype(np.int64))
+    # Similar work = same GPU at the same rounded utilizations; all grouped on integer codes
+    # of the selected rows only (no rounded full-length columns, no copied tag columns).
+    work_ids = _work_ids(series, rows)
+    limits_seen = _distinct_per_group(work_ids, _rounded(series, "enforced_limit_w", rows, 10.0))
     multi = limits_seen[work_ids] >= 2
     if multi.sum() < 10:
         return prior.voltage_floor, "prior", float("nan")
     # The grid search needs only a sample of the rows that can tell floors apart.
     keep = np.flatnonzero(subsample(multi, MAX_GRID_ROWS))
-    sub = np.flatnonzero(ok)[keep]
+    sub = rows[keep]
     ids = work_ids[keep]
     best, best_spread = prior.voltage_floor, np.inf
     for v0 in VOLTAGE_FLOOR_GRID:
@@ -166,11 +175,41 @@ def _fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> tuple[fl
     return best, "fitted", float(best_spread)
 
 
+def _rounded(series: Series, name: str, rows: np.ndarray, step: float) -> np.ndarray:
+    """A column at ``rows`` rounded to multiples of ``step``, as integers (one copy, in place)."""
+    values = column(series, name)[rows]
+    values /= step
+    np.rint(values, out=values)
+    # Levels are small integers (utilization in 5 % steps, limits in 10 W steps).
+    return np.asarray(values.astype(np.int32), dtype=np.int32)
+
+
+def _work_ids(series: Series, rows: np.ndarray) -> np.ndarray:
+    """Dense ids of (GPU, rounded utilization, rounded memory utilization) of ``rows``,
+    each level folded in and freed before the next is built."""
+    combined = tag_codes(series, ("host", "gpu"), rows)
+    for name in ("util_gpu_pct", "util_mem_pct"):
+        level = _rounded(series, name, rows, 5.0)
+        level -= level.min()
+        combined *= int(level.max()) + 1
+        combined += level
+        del level
+    return _dense_ids(combined)
+
+
 def _distinct_per_group(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """How many distinct ``values`` (integers) each group id has."""
-    codes, distinct = factorize(values)
-    pairs = np.unique(ids * max(len(distinct), 1) + codes)
-    return np.bincount(pairs // max(len(distinct), 1), minlength=int(ids.max()) + 1)
+    """How many distinct ``values`` (small integers) each group id has."""
+    values -= values.min()
+    width = int(values.max()) + 1
+    pairs = ids * width
+    pairs += values
+    if int(pairs.max()) < 4 * pairs.size + 1_000_000:
+        present = np.zeros(int(pairs.max()) + 1, dtype=np.bool_)
+        present[pairs] = True
+        seen = np.flatnonzero(present)
+    else:
+        seen = np.unique(pairs)
+    return np.bincount(seen // width, minlength=int(ids.max()) + 1)
 
 
 def _mean_group_cv(ids: np.ndarray, values: Floats) -> float:
@@ -213,18 +252,20 @@ def estimate_workloads(
     GPUs of a model without a :class:`CapResponseModel` are left out.
     """
     codes, distinct = factorize(tag(series, "model", "unknown"))
-    known = np.isin(codes, [i for i, n in enumerate(distinct) if str(n) in models])
-    busy = column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN
-    ok = known & busy & np.isfinite(column(series, "power_w"))
+    # A lookup table, not np.isin: isin's temporaries are several times the row count.
+    ok = np.array([str(n) in models for n in distinct], dtype=np.bool_)[codes]
+    del codes  # row-sized; the few recent rows are coded again below
+    ok &= column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN
+    ok &= np.isfinite(column(series, "power_w"))
     ok &= np.isfinite(column(series, "sm_clock_mhz"))
     rows = np.flatnonzero(ok)
-    ids = group_codes(tag(series, "host")[rows], tag(series, "gpu")[rows])
+    del ok
+    ids = _dense_ids(tag_codes(series, ("host", "gpu"), rows))
     if rows.size:
-        last = np.full(int(ids.max()) + 1, np.iinfo(np.int64).min)
-        np.maximum.at(last, ids, series.time_ns[rows])
-        recent = series.time_ns[rows] >= last[ids] - int(recent_s * 1e9)
+        recent = _recent(series.time_ns[rows], ids, int(recent_s * 1e9))
         rows, ids = rows[recent], ids[recent]
-    params = _per_row_priors(codes[rows], distinct, models)
+    codes, distinct = factorize(tag(series, "model", "unknown")[rows])
+    params = _per_row_priors(codes, distinct, models)
     dyn = _rows_dynamic_w(series, rows, params)
     if since_change and rows.size:
         current = _since_last_change(series, rows, ids, dyn, params)
@@ -233,6 +274,15 @@ def estimate_workloads(
         ids = _dense_ids(ids)
     base = _rows_base_w(series, rows, params)
     return _aggregate(series, rows, ids, dyn, base, params)
+
+
+def _recent(time_ns: np.ndarray, ids: np.ndarray, window_ns: int) -> Bools:
+    """Rows within ``window_ns`` of their group's last row (``time_ns`` is consumed)."""
+    last = np.full(int(ids.max()) + 1, np.iinfo(np.int64).min)
+    np.maximum.at(last, ids, time_ns)
+    last -= window_ns
+    time_ns -= last[ids]
+    return time_ns >= 0
 
 
 def estimate_boundness(memory_activity: Floats, compute_activity: Floats) -> Floats:

@@ -90,7 +90,13 @@ def fit_power_models(
 def _fit_one(series: Series, mask: Bools, name: str, folds: int, block_s: float) -> PowerModel:
     clock = column(series, "sm_clock_mhz")
     finite_clock = clock[mask & np.isfinite(clock)]
-    top = float(np.percentile(finite_clock, TOP_CLOCK_QUANTILE)) if finite_clock.size else 1.0
+    # finite_clock is already a copy: let the percentile partition it instead of a second one.
+    top = (
+        float(np.percentile(finite_clock, TOP_CLOCK_QUANTILE, overwrite_input=True))
+        if finite_clock.size
+        else 1.0
+    )
+    del finite_clock
     usable = mask & np.isfinite(column(series, "power_w")) & np.isfinite(clock)
     for name_of_input in ("util_gpu_pct", "util_mem_pct"):
         usable &= np.isfinite(column(series, name_of_input))

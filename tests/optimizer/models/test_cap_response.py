@@ -15,11 +15,15 @@ from wattwise.optimizer.models.cap_response import (
     estimate_boundness,
     estimate_workloads,
     fit_cap_models,
+    phi,
 )
+from wattwise.optimizer.models.priors import prior_for
 from wattwise.optimizer.recommend.caps import recommend_caps
 from wattwise.optimizer.recommend.settings import CapSettings
+from wattwise.optimizer.telemetry import Series
 
 HOST = "sim-r01-n01"
+H100 = "NVIDIA H100 80GB HBM3"
 LLM_DECODE = WorkloadSpec(
     name="llm_decode",
     compute=0.6,
@@ -108,3 +112,40 @@ def _run(fleet: SimFleet, clock: ManualClock, rec: Recorder, seconds: float) -> 
     for _ in range(int(seconds / 5.0)):
         clock.advance(5.0)
         rec.add(fleet.read())
+
+
+def _capped_history(limits_w: tuple[float, ...], voltage_floor: float) -> Series:
+    """One H100 running the same work under each limit (40 minutes each), power from φ."""
+    prior = prior_for(H100)
+    assert prior is not None
+    clocks = {700.0: 1.0, 500.0: 0.7, 400.0: 0.55}
+    x = np.repeat([clocks[w] for w in limits_w], 40)
+    rows = x.size
+    power = prior.static_w + prior.memory_w * 0.3 + 400.0 * phi(x, np.full(rows, voltage_floor))
+    return Series(
+        np.arange(rows, dtype=np.int64) * 60 * 10**9,
+        {k: np.full(rows, v, dtype=object) for k, v in (("host", "n1"), ("gpu", "0"))}
+        | {"model": np.full(rows, H100, dtype=object)},
+        {
+            "power_w": power,
+            "sm_clock_mhz": x * prior.top_clock_mhz,
+            "util_gpu_pct": np.full(rows, 90.0),
+            "util_mem_pct": np.full(rows, 30.0),
+            "temp_c": np.full(rows, prior.leak_ref_temp_c),
+            "enforced_limit_w": np.repeat(limits_w, 40),
+        },
+    )
+
+
+def test_voltage_floor_is_fitted_from_the_same_work_under_two_limits() -> None:
+    model = fit_cap_models(_capped_history((700.0, 500.0, 400.0), 0.5))[H100]
+    assert model.voltage_floor_source == "fitted"
+    assert model.prior.voltage_floor == pytest.approx(0.5)
+
+
+def test_voltage_floor_stays_the_prior_when_the_limit_never_moved() -> None:
+    model = fit_cap_models(_capped_history((500.0, 500.0), 0.5))[H100]
+    prior = prior_for(H100)
+    assert prior is not None
+    assert model.voltage_floor_source == "prior"
+    assert model.prior.voltage_floor == prior.voltage_floor

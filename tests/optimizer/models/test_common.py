@@ -6,7 +6,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wattwise.optimizer.models.common import factorize, group_ids, join_column
+from wattwise.optimizer.models.common import (
+    factorize,
+    group_codes,
+    group_ids,
+    join_column,
+    tag_codes,
+)
 from wattwise.optimizer.telemetry import Series
 
 
@@ -37,3 +43,24 @@ def test_join_column_matches_host_and_bucket_and_leaves_nan_elsewhere() -> None:
     )
     joined = join_column(left, right, "inlet_temp_c")
     assert joined[0] == 20.0 and joined[1] == 21.0 and np.isnan(joined[2])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", "n10"]), st.integers(0, 2)), min_size=1),
+    st.data(),
+)
+def test_tag_codes_match_group_codes_on_copied_tag_columns(
+    rows: list[tuple[str, int]], data: st.DataObject
+) -> None:
+    hosts = np.array([h for h, _ in rows], dtype=object)
+    gpus = np.array([str(g) for _, g in rows], dtype=object)
+    series = Series(np.zeros(len(rows), dtype=np.int64), {"host": hosts, "gpu": gpus})
+    picked = np.array(
+        sorted(set(data.draw(st.lists(st.integers(0, len(rows) - 1), min_size=1)))),
+        dtype=np.int64,
+    )
+    expected = group_codes(hosts, gpus)
+    assert list(tag_codes(series, ("host", "gpu"))) == list(expected)
+    ranks = np.unique(expected, return_inverse=True)[1]
+    assert list(tag_codes(series, ("host", "gpu"), picked)) == list(ranks[picked])
