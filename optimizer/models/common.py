@@ -120,7 +120,8 @@ def tag_codes(series: Series, names: tuple[str, ...], rows: Ints | None = None) 
     if len(series) == 0 or not names:
         return np.zeros(len(series) if rows is None else rows.shape[0], dtype=np.int64)
     columns = [tag(series, name) for name in names]
-    starts = np.ones(len(series), dtype=np.bool_)
+    starts = np.zeros(len(series), dtype=np.bool_)
+    starts[0] = True
     for values in columns:
         starts[1:] |= values[1:] != values[:-1]
     head_rows = np.flatnonzero(starts)
