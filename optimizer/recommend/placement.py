@@ -52,8 +52,11 @@ def recommend_placement(
     view: FleetView,
     settings: PlacementSettings,
     profiles: Mapping[str, WorkloadProfile] | None = None,
+    *,
+    explain: bool = True,
 ) -> PlacementResult:
-    """Ranked candidates (best first) and, for every node that cannot take the job, why."""
+    """Ranked candidates (best first) and, with ``explain``, why each other node cannot
+    take the job (naming a thousand nodes costs more than ranking them)."""
     duty, job_w, source = _job_load(request, view, profiles or {})
     eligible = _eligible_gpus(request, view, settings)
     free = np.bincount(view.gpu_node[eligible], minlength=len(view.node_host))
@@ -98,6 +101,8 @@ def recommend_placement(
         )
         for n in best
     )
+    if not explain:
+        return PlacementResult(candidates)
     rejected = {str(view.node_host[n]): str(why[n]) for n in np.flatnonzero(~ok)}
     return PlacementResult(candidates, rejected)
 

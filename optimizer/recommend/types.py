@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ class PlacementCandidate:
     reason: str
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        # Shallow on purpose: no field nests, and asdict's deep copy doubled the
+        # cost of answering a placement request.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)

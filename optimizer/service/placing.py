@@ -39,13 +39,10 @@ def place(engine: Engine, body: PlacementBody, *, explain: bool = True) -> dict[
     except ValidationError as e:
         raise HTTPException(422, [err["msg"] for err in e.errors()]) from e
     result = recommend_placement(
-        request, snapshot.fleet, engine.config.placement, engine.fitted.profiles
+        request, snapshot.fleet, engine.config.placement, engine.fitted.profiles, explain=explain
     )
     out = clean(
-        {
-            "candidates": [c.as_dict() for c in result.candidates],
-            "rejected": result.rejected if explain else {},
-        }
+        {"candidates": [c.as_dict() for c in result.candidates], "rejected": result.rejected}
     )
     assert isinstance(out, dict)
     out["nodelist"] = nodelist(c.host for c in result.candidates)
