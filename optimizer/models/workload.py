@@ -29,8 +29,10 @@ UNLIMITED_WINDOW_S = 1e9
 """~30 years: profiles cover the whole window, not only the last minutes of a GPU's work."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkloadProfile:
+    """One job's (or class's) work; slotted: a fleet-day has ~600,000 of them."""
+
     name: str
     """The job id, or the class label."""
     kind: str
@@ -157,30 +159,60 @@ def _job_row_of_gpu_rows(jobs: Series, gpus: Series) -> np.ndarray:
     (−1 where none), joined on integer codes: no concatenated copy of either frame's tags."""
     if len(jobs) == 0 or len(gpus) == 0:
         return np.full(len(gpus), -1, dtype=np.int64)
-    host_g, hosts = factorize(tag(gpus, "host"))
-    gpu_g, indices = factorize(tag(gpus, "gpu"))
-    host_j = _codes_in(tag(jobs, "host"), hosts)
-    gpu_j = _codes_in(tag(jobs, "gpu"), indices)
+    hosts, indices = _distinct_tag(gpus, "host"), _distinct_tag(gpus, "gpu")
     first = min(int(gpus.time_ns.min()), int(jobs.time_ns.min()))
     step = max(
         int(np.gcd(np.gcd.reduce(gpus.time_ns - first), np.gcd.reduce(jobs.time_ns - first))), 1
     )
     buckets = int(max(gpus.time_ns.max(), jobs.time_ns.max()) - first) // step + 1
-    key_g = (host_g * len(indices) + gpu_g) * buckets + (gpus.time_ns - first) // step
-    del host_g, gpu_g
-    found = (host_j >= 0) & (gpu_j >= 0)
-    key_j = (host_j * len(indices) + gpu_j) * buckets + (jobs.time_ns - first) // step
-    key_j = np.where(found, key_j, -1)
+    key_g = _bucket_keys(gpus, hosts, indices, buckets, first, step)
+    key_j = _bucket_keys(jobs, hosts, indices, buckets, first, step)
     size = len(hosts) * len(indices) * buckets
     if size <= 4 * (len(gpus) + len(jobs)) + 1_000_000:
         table = np.full(size, -1, dtype=np.int64)
         ok = np.flatnonzero(key_j >= 0)
         table[key_j[ok]] = ok
-        return np.asarray(table[key_g], dtype=np.int64)
+        del ok, key_j
+        return np.take(table, key_g, out=key_g)  # in place: key_g is ours
     order = np.argsort(key_j, kind="stable")
     sorted_keys = key_j[order]
     pos = np.clip(np.searchsorted(sorted_keys, key_g), 0, len(jobs) - 1)
     return np.where(sorted_keys[pos] == key_g, order[pos], -1)
+
+
+def _distinct_tag(series: Series, name: str) -> np.ndarray:
+    """The sorted distinct values of a tag, as strings, from the first row of each run."""
+    values = tag(series, name)
+    starts = np.ones(len(series), dtype=np.bool_)
+    starts[1:] = values[1:] != values[:-1]
+    return np.unique(values[starts].astype(str))
+
+
+def _bucket_keys(
+    series: Series, hosts: np.ndarray, indices: np.ndarray, buckets: int, first: int, step: int
+) -> np.ndarray:
+    """(host, GPU, time bucket) of each row as one integer, hosts and GPUs coded into the
+    sorted ``hosts`` and ``indices`` (−1 where either is not there). Tags are coded once per
+    run of equal values, and the key is built in place: one row-sized array."""
+    host, gpu = tag(series, "host"), tag(series, "gpu")
+    starts = np.zeros(len(series), dtype=np.bool_)
+    starts[0] = True
+    starts[1:] = host[1:] != host[:-1]
+    starts[1:] |= gpu[1:] != gpu[:-1]
+    heads = np.flatnonzero(starts)
+    del starts
+    host_h, gpu_h = _codes_in(host[heads], hosts), _codes_in(gpu[heads], indices)
+    known = (host_h >= 0) & (gpu_h >= 0)
+    run_key = np.where(known, host_h * len(indices) + gpu_h, -1)
+    keys = np.repeat(run_key, np.diff(heads, append=len(series)))
+    missing = keys < 0
+    keys *= buckets
+    offsets = series.time_ns - first
+    offsets //= step
+    keys += offsets
+    del offsets
+    keys[missing] = -1
+    return keys
 
 
 def _codes_in(values: np.ndarray, distinct: np.ndarray) -> np.ndarray:
