@@ -81,10 +81,10 @@ def fit_power_models(
     ``block_s`` seconds of time.
     """
     codes, names = factorize(tag(series, "model", "unknown"))
-    out: dict[str, PowerModel] = {}
-    for code, name in enumerate(names):
-        out[str(name)] = _fit_one(series, codes == code, str(name), folds, block_s)
-    return out
+    # Row masks first, so the per-row codes are freed before the fits allocate.
+    masks = {str(name): codes == code for code, name in enumerate(names)}
+    del codes
+    return {name: _fit_one(series, mask, name, folds, block_s) for name, mask in masks.items()}
 
 
 def _fit_one(series: Series, mask: Bools, name: str, folds: int, block_s: float) -> PowerModel:

@@ -83,11 +83,13 @@ def job_profiles(
     unlabelled = np.flatnonzero(names == "")
     job_row = _job_row_of_gpu_rows(jobs, gpus)
     held = np.flatnonzero(job_row >= 0)
-    label = job_codes[job_row[held]]
+    label = job_row[held]
+    del job_row
+    np.take(job_codes, label, out=label)  # in place: each held row's job row -> its label
+    del job_codes
     if unlabelled.size:
         keep = label != unlabelled[0]
         held, label = held[keep], label[keep]
-    del job_row
     order = np.argsort(label, kind="stable")
     held, label = held[order], label[order]
     del order
