@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,3 +66,24 @@ def test_tag_codes_match_group_codes_on_copied_tag_columns(
     assert list(tag_codes(series, ("host", "gpu"))) == list(expected)
     ranks = np.unique(expected, return_inverse=True)[1]
     assert list(tag_codes(series, ("host", "gpu"), picked)) == list(ranks[picked])
+
+
+def test_tag_codes_code_run_heads_only_and_copy_no_tag_column() -> None:
+    rows = 1_000_000
+    series = Series(
+        np.zeros(rows, dtype=np.int64),
+        {
+            "host": np.repeat(np.array(["a", "b"], dtype=object), rows // 2),
+            "gpu": np.full(rows, "0", dtype=object),
+        },
+    )
+    tracemalloc.start()
+    try:
+        codes = tag_codes(series, ("host", "gpu"))
+        peak_b = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert list(np.unique(codes)) == [0, 1] and codes[rows // 2 - 1] == 0
+    # the codes (8 B/row) and a run-start mask (1 B/row); coding every row as a head
+    # copies both tag columns and factorizes them (several times more)
+    assert peak_b < 12 * rows
