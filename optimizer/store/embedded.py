@@ -21,33 +21,29 @@ from typing import Any
 
 from wattwise.agent.embedded import EmbeddedStore
 from wattwise.errors import (
-    ConfigError,
     DeliveryError,
     StoreError,
     StoreUnavailable,
     TransientDeliveryError,
 )
 
-from ..telemetry import GpuState, HostState, Scope, Series, ZoneState
+from ..telemetry import Scope, Series
+from .base import AggregatingStore
 from .frames import (
     CAPPED_BIT,
     GPU_SPEC,
     GPU_STATE_FIELDS,
     HOST_SPEC,
     HOST_STATE_FIELDS,
-    JOB_SPEC,
     ZONE_SPEC,
     ZONE_STATE_FIELDS,
     Column,
     Latest,
     Row,
     SeriesSpec,
-    gpu_state,
-    host_state,
     scope_filters,
     sort_latest,
     to_series,
-    zone_state,
 )
 
 
@@ -72,7 +68,15 @@ def _scope_sql(filters: dict[str, tuple[str, ...]]) -> tuple[str, list[object]]:
     return sql, params
 
 
-class EmbeddedSqliteStore:
+_STATE_FIELDS = {
+    GPU_SPEC.measurement: GPU_STATE_FIELDS,
+    HOST_SPEC.measurement: HOST_STATE_FIELDS,
+    ZONE_SPEC.measurement: ZONE_STATE_FIELDS,
+}
+"""The fields a latest state is made of, per measurement."""
+
+
+class EmbeddedSqliteStore(AggregatingStore):
     """A :class:`~wattwise.optimizer.telemetry.TelemetryStore` on the embedded SQLite file."""
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
@@ -87,32 +91,9 @@ class EmbeddedSqliteStore:
             raise StoreUnavailable(f"embedded store {path}: cannot open: {e}") from e
         self._lock = threading.Lock()
 
-    def gpu_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
-        return self._series(GPU_SPEC, start_ns, end_ns, every_s, scope)
-
-    def host_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
-        return self._series(HOST_SPEC, start_ns, end_ns, every_s, scope)
-
-    def zone_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
-        return self._series(ZONE_SPEC, start_ns, end_ns, every_s, scope)
-
-    def job_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
-        return self._series(JOB_SPEC, start_ns, end_ns, every_s, scope)
-
-    def latest_gpus(self, scope: Scope) -> list[GpuState]:
-        return [gpu_state(*item) for item in self._latest(GPU_SPEC, GPU_STATE_FIELDS, scope)]
-
-    def latest_hosts(self, scope: Scope) -> list[HostState]:
-        return [host_state(*item) for item in self._latest(HOST_SPEC, HOST_STATE_FIELDS, scope)]
-
-    def latest_zones(self, scope: Scope) -> list[ZoneState]:
-        return [zone_state(*item) for item in self._latest(ZONE_SPEC, ZONE_STATE_FIELDS, scope)]
-
     def _series(
         self, spec: SeriesSpec, start_ns: int, end_ns: int, every_s: int, scope: Scope
     ) -> Series:
-        if every_s < 1:
-            raise ConfigError("every_s", every_s, "a whole number of seconds >= 1")
         bucket_ns = int(every_s) * 1_000_000_000
         tags = ", ".join(_tag(tag) for tag in spec.tags)
         columns = ", ".join(_aggregate(column) for column in spec.columns)
@@ -133,8 +114,9 @@ class EmbeddedSqliteStore:
         ]
         return to_series(spec, rows)
 
-    def _latest(self, spec: SeriesSpec, fields: Sequence[str], scope: Scope) -> list[Latest]:
-        """Each series' newest sample (all fields written at its newest timestamp)."""
+    def _latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
+        """Each series' newest sample (the state fields written at its newest timestamp)."""
+        fields = _STATE_FIELDS[spec.measurement]
         scope_sql, scope_params = _scope_sql(scope_filters(scope, spec.tags))
         sql = (
             "SELECT s.id, s.tags_json, s.latest_ns, t.field, t.value FROM series s"

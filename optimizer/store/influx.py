@@ -38,22 +38,16 @@ from wattwise.errors import (
     TransientDeliveryError,
 )
 
-from ..telemetry import GpuState, HostState, Scope, Series, ZoneState
+from ..telemetry import Scope, Series
 from . import influxql
+from .base import AggregatingStore
 from .frames import (
-    GPU_SPEC,
-    HOST_SPEC,
-    JOB_SPEC,
-    ZONE_SPEC,
     Latest,
     Row,
     SeriesSpec,
-    gpu_state,
-    host_state,
     scope_filters,
     sort_latest,
     to_series,
-    zone_state,
 )
 
 DOWNSAMPLED_RP = "rp_1m"
@@ -61,7 +55,7 @@ _DURATION_PART = re.compile(r"(\d+)(h|m|s)")
 _NS_PER_UNIT = {"h": 3_600_000_000_000, "m": 60_000_000_000, "s": 1_000_000_000}
 
 
-class InfluxStore:
+class InfluxStore(AggregatingStore):
     """A :class:`~wattwise.optimizer.telemetry.TelemetryStore` on InfluxDB."""
 
     def __init__(
@@ -121,32 +115,9 @@ class InfluxStore:
 
     # -- reads -----------------------------------------------------------------
 
-    def gpu_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
-        return self._series(GPU_SPEC, start_ns, end_ns, every_s, scope)
-
-    def host_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
-        return self._series(HOST_SPEC, start_ns, end_ns, every_s, scope)
-
-    def zone_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
-        return self._series(ZONE_SPEC, start_ns, end_ns, every_s, scope)
-
-    def job_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
-        return self._series(JOB_SPEC, start_ns, end_ns, every_s, scope)
-
-    def latest_gpus(self, scope: Scope) -> list[GpuState]:
-        return [gpu_state(*item) for item in self._latest(GPU_SPEC, scope)]
-
-    def latest_hosts(self, scope: Scope) -> list[HostState]:
-        return [host_state(*item) for item in self._latest(HOST_SPEC, scope)]
-
-    def latest_zones(self, scope: Scope) -> list[ZoneState]:
-        return [zone_state(*item) for item in self._latest(ZONE_SPEC, scope)]
-
     def _series(
         self, spec: SeriesSpec, start_ns: int, end_ns: int, every_s: int, scope: Scope
     ) -> Series:
-        if every_s < 1:
-            raise ConfigError("every_s", every_s, "a whole number of seconds >= 1")
         downsampled = self.reads_downsampled(start_ns)
         q = influxql.series_query(
             spec,

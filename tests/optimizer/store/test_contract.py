@@ -29,6 +29,7 @@ from tests.optimizer.store.fleet_data import (
 from wattwise.agent.embedded import EmbeddedStore
 from wattwise.agent.lineproto import encode
 from wattwise.collector.base import Reading
+from wattwise.errors import ConfigError
 from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore
 from wattwise.optimizer.store.frames import (
     GPU_SPEC,
@@ -283,3 +284,11 @@ def test_both_stores_give_identical_answers(
     assert influx_store.latest_gpus(ALL) == embedded_store.latest_gpus(ALL)
     assert influx_store.latest_hosts(ALL) == embedded_store.latest_hosts(ALL)
     assert influx_store.latest_zones(ALL) == embedded_store.latest_zones(ALL)
+
+
+def test_a_bucket_shorter_than_a_second_is_refused_naming_the_setting(
+    subject: Contracted,
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        subject.store.host_series(0, END_NS, every_s=0, scope=Scope())
+    assert info.value.key == "every_s"
