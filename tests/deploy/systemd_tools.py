@@ -35,12 +35,22 @@ def prepare_root(root: Path) -> Path:
     return root
 
 
-def install_unit(root: Path, unit_text: str) -> Path:
+def directives(unit_text: str) -> dict[str, list[str]]:
+    """Every ``Key=value`` line of the unit, values in order of appearance."""
+    found: dict[str, list[str]] = {}
+    for line in unit_text.splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def install_unit(root: Path, unit_text: str, unit_name: str = UNIT_NAME) -> Path:
     """Place ``unit_text`` in ``root``'s /etc/systemd/system with a stub for its program."""
     prepare_root(root)
     unit_dir = root / "etc" / "systemd" / "system"
     unit_dir.mkdir(parents=True, exist_ok=True)
-    (unit_dir / UNIT_NAME).write_text(unit_text)
+    (unit_dir / unit_name).write_text(unit_text)
     provide_program(root, exec_start_program(unit_text))
     return root
 
@@ -52,15 +62,15 @@ def provide_program(root: Path, program: Path) -> None:
     stub.chmod(0o755)
 
 
-def verify(root: Path) -> subprocess.CompletedProcess[str]:
+def verify(root: Path, unit_name: str = UNIT_NAME) -> subprocess.CompletedProcess[str]:
     """``systemd-analyze verify`` of the unit in ``root``; warnings arrive on stderr."""
-    argv = ["systemd-analyze", "verify", "--man=no", f"--root={root}", UNIT_NAME]
+    argv = ["systemd-analyze", "verify", "--man=no", f"--root={root}", unit_name]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
-def exposure(root: Path) -> float:
+def exposure(root: Path, unit_name: str = UNIT_NAME) -> float:
     """The "Overall exposure level" of ``systemd-analyze security --offline=true``."""
-    argv = ["systemd-analyze", "security", "--offline=true", f"--root={root}", UNIT_NAME]
+    argv = ["systemd-analyze", "security", "--offline=true", f"--root={root}", unit_name]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", done.stdout)
     assert match, f"no exposure level in: {done.stdout[-500:]} {done.stderr}"

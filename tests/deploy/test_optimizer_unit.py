@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.systemd_tools import REPO, exec_start_program, prepare_root, provide_program
+from tests.deploy.systemd_tools import REPO, directives, exposure, install_unit, verify
 from wattwise.errors import ConfigError
 from wattwise.optimizer.service.settings import OptimizerConfig, load_optimizer_config
 
@@ -20,39 +19,15 @@ CONFIG_EXAMPLE = REPO / "deploy" / "optimizer.toml.example"
 OPERATIONS_DOC = REPO / "docs" / "operations.md"
 
 
-def directives(unit_text: str) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for line in unit_text.splitlines():
-        if "=" in line and not line.startswith(("#", ";", "[")):
-            key, value = line.split("=", 1)
-            found.setdefault(key, []).append(value)
-    return found
-
-
-def install(root: Path, unit_text: str) -> Path:
-    prepare_root(root)
-    unit_dir = root / "etc" / "systemd" / "system"
-    unit_dir.mkdir(parents=True, exist_ok=True)
-    (unit_dir / UNIT_NAME).write_text(unit_text)
-    provide_program(root, exec_start_program(unit_text))
-    return root
-
-
-def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = ["systemd-analyze", *args, UNIT_NAME]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-
-
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    root = install(tmp_path, UNIT.read_text())
-    done = analyze("verify", "--man=no", f"--root={root}")
+    done = verify(install_unit(tmp_path, UNIT.read_text(), UNIT_NAME), UNIT_NAME)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
 
 
 def test_verify_catches_a_misspelled_directive_in_this_unit(tmp_path: Path) -> None:
     typo = UNIT.read_text().replace("PrivateDevices=", "PrivateDevice=")
-    done = analyze("verify", "--man=no", f"--root={install(tmp_path, typo)}")
+    done = verify(install_unit(tmp_path, typo, UNIT_NAME), UNIT_NAME)
     assert "Unknown key 'PrivateDevice'" in done.stderr
 
 
@@ -62,10 +37,8 @@ def test_exposure_stays_at_or_below_the_documented_score(tmp_path: Path) -> None
         OPERATIONS_DOC.read_text(),
     )
     assert documented, "docs/operations.md must record the exposure score"
-    done = analyze("security", "--offline=true", f"--root={install(tmp_path, UNIT.read_text())}")
-    measured = re.search(rf"Overall exposure level for {UNIT_NAME}: ([0-9.]+)", done.stdout)
-    assert measured, done.stdout[-500:]
-    assert float(measured.group(1)) <= float(documented.group(1))
+    measured = exposure(install_unit(tmp_path, UNIT.read_text(), UNIT_NAME), UNIT_NAME)
+    assert measured <= float(documented.group(1))
 
 
 def test_every_directive_has_a_comment_saying_why() -> None:

@@ -16,22 +16,13 @@ from tests.deploy.systemd_tools import (
     REPO,
     SHIPPED_UNIT,
     UNIT_NAME,
+    directives,
     exposure,
     install_unit,
     verify,
 )
 
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
-
-
-def directives(unit_text: str) -> dict[str, list[str]]:
-    """Every ``Key=value`` line of the unit, values in order of appearance."""
-    found: dict[str, list[str]] = {}
-    for line in unit_text.splitlines():
-        if "=" in line and not line.startswith(("#", ";", "[")):
-            key, value = line.split("=", 1)
-            found.setdefault(key, []).append(value)
-    return found
 
 
 def test_shipped_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
