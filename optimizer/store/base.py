@@ -8,8 +8,18 @@ every store and live here once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from wattwise.errors import ConfigError
+from wattwise.errors import (
+    AuthError,
+    ConfigError,
+    DeliveryError,
+    StoreAuthError,
+    StoreError,
+    StoreUnavailable,
+    TransientDeliveryError,
+)
 
 from ..telemetry import GpuState, HostState, Scope, Series, ZoneState
 from .frames import (
@@ -58,6 +68,19 @@ class AggregatingStore(ABC):
     @abstractmethod
     def _latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
         """Each series' newest sample, as (tags, time_ns, fields)."""
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Turn the agent transports' delivery errors into store errors, for ``write``."""
+    try:
+        yield
+    except AuthError as e:
+        raise StoreAuthError(str(e)) from e
+    except TransientDeliveryError as e:
+        raise StoreUnavailable(str(e)) from e
+    except DeliveryError as e:
+        raise StoreError(str(e)) from e
 
 
 def _whole_seconds(every_s: int) -> int:

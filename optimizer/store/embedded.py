@@ -22,13 +22,11 @@ from typing import Any
 from wattwise.agent.embedded import EmbeddedStore
 from wattwise.errors import (
     DeliveryError,
-    StoreError,
     StoreUnavailable,
-    TransientDeliveryError,
 )
 
 from ..telemetry import Scope, Series
-from .base import AggregatingStore
+from .base import AggregatingStore, writing
 from .frames import (
     CAPPED_BIT,
     GPU_SPEC,
@@ -143,12 +141,8 @@ class EmbeddedSqliteStore(AggregatingStore):
                 raise StoreUnavailable(f"embedded store {self.path}: {e}") from e
 
     def write(self, lines: Sequence[bytes]) -> None:
-        try:
+        with writing():
             self._writer.write(lines)
-        except TransientDeliveryError as e:
-            raise StoreUnavailable(str(e)) from e
-        except DeliveryError as e:
-            raise StoreError(str(e)) from e
 
     def close(self) -> None:
         with self._lock:

@@ -28,19 +28,15 @@ from wattwise.agent.influx import InfluxTransport
 from wattwise.agent.secrets import Secret
 from wattwise.clock import Clock, SystemClock
 from wattwise.errors import (
-    AuthError,
     ConfigError,
-    DeliveryError,
     StoreAuthError,
-    StoreError,
     StoreQueryError,
     StoreUnavailable,
-    TransientDeliveryError,
 )
 
 from ..telemetry import Scope, Series
 from . import influxql
-from .base import AggregatingStore
+from .base import AggregatingStore, writing
 from .frames import (
     Latest,
     Row,
@@ -204,14 +200,8 @@ class InfluxStore(AggregatingStore):
     # -- writes ----------------------------------------------------------------
 
     def write(self, lines: Sequence[bytes]) -> None:
-        try:
+        with writing():
             self._transport.write(lines)
-        except AuthError as e:
-            raise StoreAuthError(str(e)) from e
-        except TransientDeliveryError as e:
-            raise StoreUnavailable(str(e)) from e
-        except DeliveryError as e:
-            raise StoreError(str(e)) from e
 
     def close(self) -> None:
         self._client.close()
