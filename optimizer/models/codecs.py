@@ -19,12 +19,23 @@ from .node_power import NodePowerCurves
 from .power import PowerModel
 from .priors import CapPrior
 from .thermal import CoolingModel, GpuThermalModel, InletModel
+from .workload import WorkloadProfile, WorkloadProfiles
 
 Params = dict[str, Any]
 Arrays = dict[str, np.ndarray]
 Model = (
-    PowerModel | CapResponseModel | GpuThermalModel | InletModel | CoolingModel | NodePowerCurves
+    PowerModel
+    | CapResponseModel
+    | GpuThermalModel
+    | InletModel
+    | CoolingModel
+    | NodePowerCurves
+    | WorkloadProfiles
 )
+_PROFILE_FLOATS = ("mean_power_w", "duty", "boundness", "cap_sensitivity_pct_per_100w")
+_PROFILE_INTS = ("gpus", "samples", "window_start_ns", "window_end_ns")
+_PROFILE_CODES = ("kind_code", "gpu_model_code")
+_PROFILE_ARRAYS = ("names_utf8", "name_ends", *_PROFILE_CODES, *_PROFILE_INTS, *_PROFILE_FLOATS)
 
 
 def to_state(model: Model) -> tuple[Params, Arrays]:
@@ -59,6 +70,8 @@ def to_state(model: Model) -> tuple[Params, Arrays]:
             "cop_gain_per_c": model.cop_gain_per_c,
             "gain_source": model.gain_source,
         }, {}
+    if isinstance(model, WorkloadProfiles):
+        return _profiles_state(model)
     return {"hosts": list(model.hosts)}, {
         "k0_w": model.k0_w,
         "k1_w": model.k1_w,
@@ -121,6 +134,49 @@ def _curves(p: Params, a: Arrays, info: ModelInfo) -> NodePowerCurves:
     return NodePowerCurves(hosts, k0, k1, k2, own, info)
 
 
+def _profiles_state(model: WorkloadProfiles) -> tuple[Params, Arrays]:
+    """Names as one UTF-8 byte array cut at ``name_ends`` and the repeated strings as codes:
+    numbers only in the ``.npz``, and a JSON as small as the other kinds' however many jobs."""
+    profiles = list(model.values())
+    encoded = [p.name.encode() for p in profiles]
+    params = {"kinds": sorted({p.kind for p in profiles})}
+    params["gpu_models"] = sorted({p.gpu_model for p in profiles})
+    arrays: Arrays = {
+        "names_utf8": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+        "name_ends": np.cumsum([len(e) for e in encoded], dtype=np.int64),
+        "kind_code": _coded([p.kind for p in profiles], params["kinds"]),
+        "gpu_model_code": _coded([p.gpu_model for p in profiles], params["gpu_models"]),
+    }
+    for name in _PROFILE_INTS:
+        arrays[name] = np.array([getattr(p, name) for p in profiles], dtype=np.int64)
+    for name in _PROFILE_FLOATS:
+        arrays[name] = np.array([getattr(p, name) for p in profiles], dtype=np.float64)
+    return dict(params), arrays
+
+
+def _coded(values: list[str], distinct: list[str]) -> np.ndarray:
+    code = {value: i for i, value in enumerate(distinct)}
+    return np.array([code[v] for v in values], dtype=np.int64)
+
+
+def _profiles(p: Params, a: Arrays, info: ModelInfo) -> WorkloadProfiles:
+    names = _names(a["names_utf8"], a["name_ends"])
+    columns: dict[str, list[Any]] = {
+        "kind": _decoded(_ints(a["kind_code"], len(names)), _strings(p["kinds"])),
+        "gpu_model": _decoded(_ints(a["gpu_model_code"], len(names)), _strings(p["gpu_models"])),
+    }
+    for name in _PROFILE_INTS:
+        columns[name] = _ints(a[name], len(names)).tolist()
+    for name in _PROFILE_FLOATS:
+        values = _floats(a[name])
+        if values.shape != (len(names),):
+            raise ValueError(f"{name} must have one value per profile")
+        columns[name] = values.tolist()
+    rows = (dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True))
+    by_name = {name: WorkloadProfile(name, **row) for name, row in zip(names, rows, strict=True)}
+    return WorkloadProfiles(by_name, info)
+
+
 KINDS: Mapping[str, tuple[type, Callable[[Params, Arrays, ModelInfo], Any], tuple[str, ...]]] = {
     "power": (PowerModel, _power, ("coef", "util_only_coef")),
     "cap_response": (CapResponseModel, _cap, ()),
@@ -128,6 +184,7 @@ KINDS: Mapping[str, tuple[type, Callable[[Params, Arrays, ModelInfo], Any], tupl
     "inlet": (InletModel, _inlet, ("offset_c",)),
     "cooling": (CoolingModel, _cooling, ()),
     "node_power": (NodePowerCurves, _curves, ("k0_w", "k1_w", "k2", "own_shape")),
+    "workload": (WorkloadProfiles, _profiles, _PROFILE_ARRAYS),
 }
 """kind → (class, builder from state, the arrays it needs)."""
 
@@ -160,3 +217,31 @@ def _strings(values: object) -> list[str]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise TypeError("expected a list of strings")
     return list(values)
+
+
+def _ints(values: np.ndarray, count: int) -> np.ndarray:
+    if values.dtype.kind not in "iu" or values.shape != (count,):
+        raise ValueError(f"expected {count} integers, got {values.dtype} of shape {values.shape}")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _names(utf8: np.ndarray, ends: np.ndarray) -> list[str]:
+    """The names cut out of one UTF-8 byte array; refused unless the cuts cover it exactly,
+    in order, and no name repeats (a dict would silently keep only one)."""
+    if utf8.dtype != np.uint8 or utf8.ndim != 1:
+        raise ValueError("names_utf8 must be a 1-D array of bytes")
+    ends = _ints(ends, ends.size)
+    starts = np.concatenate(([0], ends[:-1]))
+    if np.any(ends < starts) or (ends[-1] if ends.size else 0) != utf8.size:
+        raise ValueError("name_ends must rise and end at the last byte")
+    text = utf8.tobytes()
+    names = [text[s:e].decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    if len(set(names)) != len(names):
+        raise ValueError("a profile name repeats")
+    return names
+
+
+def _decoded(codes: np.ndarray, values: list[str]) -> list[str]:
+    if codes.size and (codes.min() < 0 or codes.max() >= len(values)):
+        raise ValueError(f"codes outside the {len(values)} listed values")
+    return [values[c] for c in codes.tolist()]

@@ -14,7 +14,7 @@ Per job — rows of ``job_series`` (tags host, gpu, job) matched to the same GPU
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,8 +22,9 @@ from wattwise.optimizer.telemetry import Series
 
 from .cap_predict import at_limits
 from .cap_response import CapResponseModel, GpuWorkloads, estimate_workloads
-from .common import column, factorize, group_codes, tag
+from .common import ModelInfo, column, factorize, group_codes, tag
 
+VERSION = 1
 CAP_STEP_W = 100.0
 UNLIMITED_WINDOW_S = 1e9
 """~30 years: profiles cover the whole window, not only the last minutes of a GPU's work."""
@@ -46,6 +47,42 @@ class WorkloadProfile:
     duty: float
     boundness: float
     cap_sensitivity_pct_per_100w: float
+
+
+@dataclass(frozen=True, eq=False)
+class WorkloadProfiles(Mapping[str, WorkloadProfile]):
+    """The profiles of one refit as one model: read by name like a dict, kept in the model
+    registry as a whole (kind ``workload``, scope ``fleet``) with the info of the set."""
+
+    by_name: Mapping[str, WorkloadProfile] = field(default_factory=dict)
+    info: ModelInfo = field(
+        default_factory=lambda: ModelInfo("workload", "fleet", VERSION, 0, 0, 0)
+    )
+
+    def __getitem__(self, name: str) -> WorkloadProfile:
+        return self.by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.by_name)
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+
+def profile_set(profiles: Mapping[str, WorkloadProfile]) -> WorkloadProfiles:
+    """``profiles`` as one model; its window spans theirs and its samples are their sum.
+
+    No cross-validated error: a profile is a mean of measurements, not a prediction
+    (its cap sensitivity comes from the cap-response model, whose error is listed there).
+    """
+    listed = profiles.values()
+    start = min((p.window_start_ns for p in listed), default=0)
+    end = max((p.window_end_ns for p in listed), default=0)
+    samples = sum(p.samples for p in listed)
+    kinds = sorted({p.kind for p in listed})
+    notes = f"{len(profiles)} {'/'.join(kinds) or 'job'} profiles"
+    info = ModelInfo("workload", "fleet", VERSION, start, end, samples, {}, notes)
+    return WorkloadProfiles(dict(profiles), info)
 
 
 PROFILE_CHUNK_ROWS = 250_000

@@ -23,7 +23,7 @@ from ..models.common import ModelInfo
 from ..models.node_power import fit_node_power_curves
 from ..models.power import fit_power_models
 from ..models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
-from ..models.workload import WorkloadProfile, job_profiles
+from ..models.workload import WorkloadProfile, job_profiles, profile_set
 from ..recommend.caps import recommend_caps
 from ..recommend.cooling import ThermalFits, recommend_cooling
 from ..recommend.fleet_view import FleetView
@@ -158,11 +158,11 @@ class Engine:
         cooling = fit_cooling_models(zones)
         progress("fitting node power curves", 0.8)
         curves = fit_node_power_curves(gpus, hosts) if len(hosts) else None
-        profiles = self._profiles(jobs, gpus, cap)
+        profiles = profile_set(self._profiles(jobs, gpus, cap))
         progress("done", 1.0)
         groups: list[dict[str, Any]] = [power, cap, thermal, inlets, cooling]
         infos = tuple(m.info for group in groups for m in group.values())
-        infos += (curves.info,) if curves is not None else ()
+        infos += ((curves.info,) if curves is not None else ()) + (profiles.info,)
         log.info("refit: %d GPU rows, %d models", len(gpus), len(infos))
         return Fitted(now_ns, power, cap, thermal, inlets, cooling, curves, profiles, infos)
 

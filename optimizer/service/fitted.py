@@ -3,8 +3,9 @@
 Every refit saves each fitted model as a new version through
 :class:`~wattwise.optimizer.models.registry.ModelRegistry`; a starting optimizer
 loads the newest version of each so it serves recommendations before its
-first refit has finished. Workload profiles are not registry kinds: a loaded
-set has none until the next refit.
+first refit has finished. The workload profiles of a refit are one model of
+kind ``workload``, so placement by job or class works from the first request
+after a restart too.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..models.node_power import NodePowerCurves
 from ..models.power import PowerModel
 from ..models.registry import ModelRegistry
 from ..models.thermal import CoolingModel, GpuThermalModel, InletModel
-from ..models.workload import WorkloadProfile
+from ..models.workload import WorkloadProfiles
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Fitted:
     inlets: dict[str, InletModel]
     cooling: dict[str, CoolingModel]
     curves: NodePowerCurves | None
-    profiles: dict[str, WorkloadProfile]
+    profiles: WorkloadProfiles
     infos: tuple[ModelInfo, ...]
 
     def models(self) -> list[Model]:
@@ -53,19 +54,19 @@ class Fitted:
             self.cooling.values(),
         ]
         out = [m for group in groups for m in group]
-        return out + ([self.curves] if self.curves is not None else [])
+        return out + ([self.curves] if self.curves is not None else []) + [self.profiles]
 
 
-def assemble(
-    fitted_at_ns: int, models: Iterable[Model], profiles: dict[str, WorkloadProfile]
-) -> Fitted:
-    """A :class:`Fitted` from loose models, each filed under its info's scope."""
+def assemble(fitted_at_ns: int, models: Iterable[Model]) -> Fitted:
+    """A :class:`Fitted` from loose models, each filed under its info's scope (no profiles
+    among them, as in a registry written before they were kept: none)."""
     power: dict[str, PowerModel] = {}
     cap: dict[str, CapResponseModel] = {}
     thermal: dict[str, GpuThermalModel] = {}
     inlets: dict[str, InletModel] = {}
     cooling: dict[str, CoolingModel] = {}
     curves: NodePowerCurves | None = None
+    profiles = WorkloadProfiles()
     infos = []
     for model in models:
         infos.append(model.info)
@@ -80,6 +81,8 @@ def assemble(
             inlets[scope] = model
         elif isinstance(model, CoolingModel):
             cooling[scope] = model
+        elif isinstance(model, WorkloadProfiles):
+            profiles = model
         else:
             curves = model
     return Fitted(
@@ -98,7 +101,7 @@ class KeptModels:
         """Store every model as a new version; ``fitted`` with the stored versions."""
         stored = [with_info(m, self.registry.save(m)) for m in fitted.models()]
         self.prune()
-        return assemble(fitted.fitted_at_ns, stored, fitted.profiles)
+        return assemble(fitted.fitted_at_ns, stored)
 
     def load_latest(self) -> Fitted | None:
         """The newest version of every stored model; None when there are none.
@@ -111,7 +114,7 @@ class KeptModels:
             return None
         models = [self.registry.load(kind, scope, i.version) for (kind, scope), i in newest.items()]
         fitted_at_ns = max(m.info.window_end_ns for m in models)
-        return assemble(fitted_at_ns, models, {})
+        return assemble(fitted_at_ns, models)
 
     def list(self) -> list[ModelInfo]:
         return self.registry.list()
