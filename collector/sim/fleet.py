@@ -22,6 +22,7 @@ from . import dvfs, nodes, thermal, views
 from .dvfs import Floats, Ints
 from .layout import Layout
 from .models import gpu_model
+from .power import PowerStates
 from .spec import FleetSpec
 from .truth import GroundTruth
 from .workload import Jobs, Scheduler, WorkloadSpec
@@ -74,6 +75,7 @@ class SimFleet:
         self.cooling_energy_j = np.zeros(zones)
         self.node_energy_j = np.zeros(self.layout.node_count)
         self.nodes = nodes.NodeState.empty(self.layout.node_count, self.inlet_c_at(np.zeros(racks)))
+        self.power = PowerStates.all_awake(spec.power_saving, self.layout.node_count)
         self.op = self._solve(np.full(count, 40.0))
         self.temps = thermal.GpuTemps.settled(self.params, self._gpu_air_c(), self.op.power_w)
         self.work_rate = np.zeros(count)
@@ -105,8 +107,12 @@ class SimFleet:
             self._step(dt / substeps)
 
     def _step(self, dt_s: float) -> None:
-        self.scheduler.step(self.jobs, dt_s)
-        self.op = self._solve(self.temps.die_c)
+        lay = self.layout
+        # A job waiting for its node to boot has not started: its clock does not run.
+        self.scheduler.step(self.jobs, dt_s, paused=~self.power.up[lay.node_of_gpu])
+        busy_nodes = _sum_by(lay.node_of_gpu, self.jobs.has_job.astype(np.float64), lay.node_count)
+        self.power.step(busy_nodes > 0, dt_s)
+        self.op = self.power.powered_down(self._solve(self.temps.die_c), lay.node_of_gpu)
         self.temps.step(
             self.params, self._gpu_air_c(), self.op.power_w, self.op.memory_power_w, dt_s
         )
@@ -118,10 +124,11 @@ class SimFleet:
         self._step_nodes_and_zones(dt_s)
 
     def _solve(self, temp_c: np.ndarray) -> dvfs.OperatingPoint:
+        up = self.power.up[self.layout.node_of_gpu]
         return dvfs.solve(
             self.params,
-            has_job=self.jobs.has_job,
-            busy=self.scheduler.jittered_duty(self.jobs),
+            has_job=self.jobs.has_job & up,
+            busy=self.scheduler.jittered_duty(self.jobs) * up,
             compute=self.jobs.compute,
             memory=self.jobs.memory,
             temp_c=temp_c,
@@ -140,6 +147,7 @@ class SimFleet:
             fan_w=thermal.fan_power_w(self.spec.cooling, self.nodes.inlet_c),
             dt_s=dt_s,
         )
+        self.power.standby(self.nodes)
         self.cpu_energy_j += self.nodes.cpu_power_w * dt_s
         self.node_energy_j += self.nodes.node_power_w * dt_s
         cooling = self.spec.cooling

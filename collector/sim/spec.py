@@ -23,6 +23,21 @@ class NodeSpec(BaseModel):
     gpus: int = Field(8, ge=1, le=16)
 
 
+class PowerSaving(BaseModel):
+    """The site's node power saving (as Slurm's ``SuspendTime``/``ResumeTimeout`` run it).
+
+    A node whose GPUs have all been free for ``suspend_after_s`` is powered down and
+    draws ``standby_w`` (BMC, PSU losses); a job started on it powers it up again, and
+    the job waits ``resume_s`` while the node boots.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    suspend_after_s: float = Field(300.0, gt=0, description="idle time before a node sleeps")
+    standby_w: float = Field(40.0, ge=0, description="wall power of a powered-down node")
+    resume_s: float = Field(120.0, ge=0, description="boot time of a woken node")
+
+
 class FleetSpec(BaseModel):
     """A whole simulated fleet. Same spec and seed, same readings for the same clock."""
 
@@ -36,6 +51,9 @@ class FleetSpec(BaseModel):
     seed: int = 0
     airflow: AirflowParams = AirflowParams()
     cooling: CoolingParams = CoolingParams()
+    power_saving: PowerSaving | None = Field(
+        None, description="node power saving of the site; None: nodes are never powered down"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FleetSpec:

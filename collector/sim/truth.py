@@ -16,6 +16,7 @@ from wattwise.errors import ConfigError
 
 from . import dvfs
 from .dvfs import Floats
+from .power import STATE_NAMES
 
 Bools = np.ndarray[tuple[int], np.dtype[np.bool_]]
 
@@ -50,8 +51,14 @@ class GroundTruth:
         return float(self._fleet.cooling_energy_j.sum())
 
     def it_energy_j(self) -> float:
-        """Energy every node drew at its power supplies (GPUs, CPUs, fans, the rest) since start."""
+        """Energy every node drew at its power supplies (GPUs, CPUs, fans, the rest, and the
+        standby draw of powered-down nodes) since start."""
         return float(self._fleet.node_energy_j.sum())
+
+    def power_states(self) -> dict[str, str]:
+        """``awake``, ``asleep`` (powered down) or ``resuming`` (booting), by host."""
+        tags, state = self._fleet.layout.node_tags, self._fleet.power.state.tolist()
+        return {t["host"]: STATE_NAMES[s] for t, s in zip(tags, state, strict=True)}
 
     def thermally_throttled(self) -> Bools:
         """Per GPU (state order): is its clock held down by the thermal controller right now?"""
@@ -77,7 +84,7 @@ class GroundTruth:
         )
         op = dvfs.solve(
             params,
-            has_job=f.jobs.has_job[one],
+            has_job=self._running()[one],
             busy=f.jobs.duty[one],
             compute=f.jobs.compute[one],
             memory=f.jobs.memory[one],
@@ -102,7 +109,7 @@ class GroundTruth:
         )
         op = dvfs.solve(
             params,
-            has_job=f.jobs.has_job[col],
+            has_job=self._running()[col],
             busy=f.jobs.duty[col],
             compute=f.jobs.compute[col],
             memory=f.jobs.memory[col],
@@ -112,6 +119,11 @@ class GroundTruth:
         clock_rel = op.sm_clock_mhz / params.max_sm_clock_mhz
         rate = op.busy * dvfs.throughput(clock_rel, f.jobs.memory_bound[col])
         return np.asarray(rate, dtype=np.float64), np.asarray(op.power_w, dtype=np.float64)
+
+    def _running(self) -> Bools:
+        """GPUs whose job runs: a job waiting for its node to boot draws nothing yet."""
+        f = self._fleet
+        return np.asarray(f.jobs.has_job & f.power.up[f.layout.node_of_gpu], dtype=np.bool_)
 
     def inlet_temps_at_setpoint(self, zone: str, celsius: float) -> dict[str, float]:
         """Steady inlet temperature of each node of ``zone`` at another setpoint, today's load."""

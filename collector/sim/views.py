@@ -24,21 +24,33 @@ DRIVER_RESERVED_BYTES = 512 * 1024**2
 
 
 class _Since:
-    """A cumulative array and the fleet time at this view's previous read."""
+    """A cumulative array and the fleet time at this view's previous read.
+
+    An element whose device was not reporting at the previous take (its node was
+    powered down or booting) has no increase to give: its counter restarted with
+    the driver, as a real one would after a boot.
+    """
 
     def __init__(self, fleet: SimFleet, total: np.ndarray) -> None:
         self._fleet = fleet
         self._last = total.copy()
         self._last_s = fleet.sync_time_s
+        self._reported = np.ones(len(total), dtype=np.bool_)
 
-    def take(self, total: np.ndarray) -> tuple[list[float | None], float | None]:
+    def take(
+        self, total: np.ndarray, reporting: np.ndarray
+    ) -> tuple[list[float | None], float | None]:
         """Increase of ``total`` since the previous take, and the interval in seconds."""
         interval_s = self._fleet.sync_time_s - self._last_s
         delta = total - self._last
+        known = self._reported.tolist()
         self._last, self._last_s = total.copy(), self._fleet.sync_time_s
+        self._reported = reporting.copy()
         if interval_s <= 0:
             return [None] * len(delta), None
-        return [float(v) for v in delta.tolist()], interval_s
+        return [float(v) if k else None for v, k in zip(delta.tolist(), known, strict=True)], (
+            interval_s
+        )
 
 
 class GpuView:
@@ -124,10 +136,12 @@ class FleetView:
 
 
 def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
-    """One ``gpu`` reading per GPU, as the NVML source would produce it."""
+    """One ``gpu`` reading per GPU of every node that is up, as the NVML source would
+    produce it (a powered-down or booting node has no OS to run the agent)."""
     now_ns = fleet.clock.time_ns()
     op, jobs, temps = fleet.op, fleet.jobs, fleet.temps
-    energy_j, interval_s = energy.take(fleet.energy_j)
+    up = fleet.power.up[fleet.layout.node_of_gpu]
+    energy_j, interval_s = energy.take(fleet.energy_j, up)
     mem_total = [m.mem_total_bytes for m in fleet.models]
     columns = {
         "power_w": fleet.trailing_power_w().tolist(),
@@ -143,7 +157,8 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
     mem_used = (jobs.mem_fraction * np.array(mem_total)).astype(np.int64) + DRIVER_RESERVED_BYTES
     used = np.minimum(mem_used, np.array(mem_total)).tolist()
     readings = []
-    for i, (tags, model) in enumerate(zip(fleet.layout.gpu_tags, fleet.models, strict=True)):
+    for i in np.flatnonzero(up).tolist():
+        tags, model = fleet.layout.gpu_tags[i], fleet.models[i]
         fields: dict[str, FieldValue | None] = {name: col[i] for name, col in columns.items()}
         fields.update(
             energy_j=energy_j[i],
@@ -163,20 +178,29 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
 
 
 def host_readings(fleet: SimFleet, cpu_energy: _Since) -> list[Reading]:
-    """One ``host`` reading per node: OS values plus the BMC's inlet temperature and power."""
+    """One ``host`` reading per node: OS values plus the BMC's inlet temperature and power.
+    A node that is powered down or booting has no OS values: only its BMC answers."""
     now_ns = fleet.clock.time_ns()
     state = fleet.nodes
-    energy_j, interval_s = cpu_energy.take(fleet.cpu_energy_j)
+    up = fleet.power.up.tolist()
+    energy_j, interval_s = cpu_energy.take(fleet.cpu_energy_j, fleet.power.up)
+    bmc = {
+        "inlet_temp_c": np.round(state.inlet_c, 1).tolist(),
+        "node_power_w": np.round(state.node_power_w, 1).tolist(),
+    }
     columns = {
         "cpu_util_pct": np.round(state.cpu_util_pct, 1).tolist(),
         "load1": np.round(state.load1, 2).tolist(),
         "mem_used_bytes": state.mem_used_bytes.astype(np.int64).tolist(),
         "cpu_temp_c": np.round(state.cpu_temp_c, 1).tolist(),
-        "inlet_temp_c": np.round(state.inlet_c, 1).tolist(),
-        "node_power_w": np.round(state.node_power_w, 1).tolist(),
+        **bmc,
     }
     readings = []
     for i, tags in enumerate(fleet.layout.node_tags):
+        if not up[i]:
+            only: dict[str, FieldValue | None] = {name: col[i] for name, col in bmc.items()}
+            readings.append(Reading("host", tags, only, now_ns))
+            continue
         fields: dict[str, FieldValue | None] = {name: col[i] for name, col in columns.items()}
         e = energy_j[i]
         fields.update(
@@ -215,8 +239,9 @@ def job_readings(fleet: SimFleet, job_ids: Sequence[str | None]) -> list[Reading
     now_ns = fleet.clock.time_ns()
     power_w = fleet.trailing_power_w().tolist()
     readings = []
+    up = fleet.power.up[fleet.layout.node_of_gpu].tolist()
     for i, job in enumerate(job_ids):
-        if job is None:
+        if job is None or not up[i]:
             continue
         tags = fleet.layout.gpu_tags[i]
         job_tags = {k: tags[k] for k in ("host", "cluster", "zone", "rack", "gpu")}

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .dvfs import Floats, Ints
 
+Bools = np.ndarray[tuple[int], np.dtype[np.bool_]]
+
 
 class WorkloadSpec(BaseModel):
     """A kind of job: how hard it drives the SMs and memory and how long it runs."""
@@ -143,9 +145,11 @@ class Scheduler:
             else:
                 jobs.stop(index, self._gap())
 
-    def step(self, jobs: Jobs, dt_s: float) -> None:
-        """Advance job clocks; start or end jobs whose time ran out."""
-        jobs.remaining_s -= dt_s
+    def step(self, jobs: Jobs, dt_s: float, paused: Bools | None = None) -> None:
+        """Advance job clocks; start or end jobs whose time ran out. Jobs on GPUs marked
+        ``paused`` (waiting for their node to boot) keep their time; idle gaps run on."""
+        held = jobs.has_job & paused if paused is not None else None
+        jobs.remaining_s -= dt_s if held is None else np.where(held, 0.0, dt_s)
         for index in np.flatnonzero(jobs.remaining_s <= 0).tolist():
             if jobs.kind[index] >= 0 or not self._workloads:
                 jobs.stop(index, self._gap())
