@@ -151,7 +151,7 @@ def _profiles_state(model: WorkloadProfiles) -> tuple[Params, Arrays]:
         arrays[name] = np.array([getattr(p, name) for p in profiles], dtype=np.int64)
     for name in _PROFILE_FLOATS:
         arrays[name] = np.array([getattr(p, name) for p in profiles], dtype=np.float64)
-    return dict(params), arrays
+    return params, arrays
 
 
 def _coded(values: list[str], distinct: list[str]) -> np.ndarray:
@@ -231,7 +231,7 @@ def _names(utf8: np.ndarray, ends: np.ndarray) -> list[str]:
     if utf8.dtype != np.uint8 or utf8.ndim != 1:
         raise ValueError("names_utf8 must be a 1-D array of bytes")
     ends = _ints(ends, ends.size)
-    starts = np.concatenate(([0], ends[:-1]))
+    starts = np.concatenate(([0], ends))[:-1]
     if np.any(ends < starts) or (ends[-1] if ends.size else 0) != utf8.size:
         raise ValueError("name_ends must rise and end at the last byte")
     text = utf8.tobytes()

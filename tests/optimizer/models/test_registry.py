@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import zipfile
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.optimizer.h100 import MODEL, h100_series
-from tests.optimizer.twin import GPU_TAGS, HOST_TAGS, ZONE_TAGS, record
+from tests.optimizer.twin import GPU_TAGS, HOST_TAGS, ZONE_TAGS, record, walked_setpoint
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.errors import ModelFileError
@@ -24,6 +25,12 @@ from wattwise.optimizer.models.node_power import fit_node_power_curves
 from wattwise.optimizer.models.power import fit_power_models
 from wattwise.optimizer.models.registry import ModelRegistry
 from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
+from wattwise.optimizer.models.workload import (
+    WorkloadProfile,
+    WorkloadProfiles,
+    job_profiles,
+    profile_set,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +41,7 @@ def models() -> list[Model]:
     rec = record(fleet, clock, 600, read_every_s=10)
     gpus, hosts = rec.series("gpu", GPU_TAGS), rec.series("host", HOST_TAGS)
     zones = rec.series("cooling", ZONE_TAGS)
+    jobs = walked_setpoint()
     return [
         fit_power_models(h100, block_s=10)[MODEL],
         fit_cap_models(h100)[MODEL],
@@ -41,6 +49,7 @@ def models() -> list[Model]:
         *fit_inlet_models(hosts, zones).values(),
         *fit_cooling_models(zones).values(),
         fit_node_power_curves(gpus, hosts),
+        profile_set(job_profiles(jobs.jobs, jobs.gpus, fit_cap_models(jobs.gpus))),
     ]
 
 
@@ -64,7 +73,9 @@ def test_every_kind_round_trips_with_its_info(tmp_path: Path, models: list[Model
         assert loaded.info == stored
         assert stored.samples == model.info.samples and stored.errors == model.info.errors
         kinds.add(stored.kind)
-    assert kinds == {"power", "cap_response", "gpu_thermal", "inlet", "cooling", "node_power"}
+    assert kinds == {
+        "power", "cap_response", "gpu_thermal", "inlet", "cooling", "node_power", "workload"
+    }  # fmt: skip
     assert not list(tmp_path.rglob("*.partial"))
 
 
@@ -74,7 +85,7 @@ def test_each_refit_gets_the_next_version_and_list_shows_all(
     registry = ModelRegistry(tmp_path)
     power = models[0]
     assert [registry.save(power).version for _ in range(3)] == [1, 2, 3]
-    registry.save(models[-1])
+    registry.save(models[-2])
     listed = registry.list()
     assert [(i.kind, i.version) for i in listed] == [
         ("node_power", 1), ("power", 1), ("power", 2), ("power", 3)
@@ -174,3 +185,96 @@ def test_json_that_is_not_json_is_refused(tmp_path: Path, models: list[Model]) -
     path.write_bytes(pickle.dumps({"kind": "power"}))
     with pytest.raises(ModelFileError, match="not a model file"):
         registry.latest("power", MODEL)
+
+
+def _profile(name: str, kind: str = "job", **values: float) -> WorkloadProfile:
+    fields = {"mean_power_w": 512.5, "duty": 0.8, "boundness": 0.25}
+    fields.update(values)
+    return WorkloadProfile(
+        name, kind, "NVIDIA H100 80GB HBM3", gpus=2, samples=40,
+        window_start_ns=1_700_000_000_000_000_000, window_end_ns=1_700_000_600_000_000_000,
+        cap_sensitivity_pct_per_100w=fields.pop("cap", 3.5), **fields,
+    )  # fmt: skip
+
+
+PROFILES = profile_set(
+    {
+        p.name: p
+        for p in (_profile("slurm-1234"), _profile("träin/α β"), _profile("x", cap=math.nan))
+    }
+)
+
+
+def _same_profiles(a: WorkloadProfiles, b: WorkloadProfiles) -> None:
+    """Field for field, NaN equal to NaN (a dataclass compares NaN as unequal)."""
+    assert list(a) == list(b)
+    for name in a:
+        left, right = a[name], b[name]
+        for field in WorkloadProfile.__slots__:
+            x, y = getattr(left, field), getattr(right, field)
+            assert x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y)), field
+
+
+def test_workload_profiles_round_trip_field_for_field(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    stored = registry.save(PROFILES)
+    loaded = registry.latest("workload", "fleet")
+    assert isinstance(loaded, WorkloadProfiles)
+    _same_profiles(PROFILES, loaded)
+    assert loaded.info == stored and stored.version == 1
+    assert (stored.samples, stored.notes) == (120, "3 job profiles")
+    assert (stored.window_start_ns, stored.window_end_ns) == (
+        1_700_000_000_000_000_000, 1_700_000_600_000_000_000
+    )  # fmt: skip
+    empty = registry.load("workload", "fleet", registry.save(profile_set({})).version)
+    assert isinstance(empty, WorkloadProfiles) and len(empty) == 0
+
+
+def _tamper_profiles(tmp_path: Path, change: object) -> ModelRegistry:
+    registry = ModelRegistry(tmp_path)
+    registry.save(PROFILES)
+    path = next(tmp_path.glob("workload/*/v1.npz"))
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    assert callable(change)
+    change(arrays)
+    np.savez(path, **arrays)
+    return registry
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.update(name_ends=a["name_ends"] - 1), "end at the last byte"),
+        (lambda a: a.update(name_ends=a["name_ends"][::-1].copy()), "must rise"),
+        (lambda a: a.update(names_utf8=np.full(a["names_utf8"].size, 0xFF, np.uint8)), "utf-8"),
+        (lambda a: a.update(names_utf8=a["names_utf8"].astype(np.int64)), "array of bytes"),
+        (lambda a: a.update(name_ends=np.array([1, 2, 3]), names_utf8=np.full(3, 120, np.uint8)),
+         "name repeats"),
+        (lambda a: a.update(kind_code=np.array([0, 0, 7])), "codes outside"),
+        (lambda a: a.update(gpus=a["gpus"].astype(np.float64)), "expected 3 integers"),
+        (lambda a: a.update(duty=a["duty"][:2]), "duty must have one value per profile"),
+        (lambda a: a.pop("boundness"), "a workload model has"),
+    ],
+    ids=["ends-short", "ends-fall", "not-utf8", "names-not-bytes", "name-repeats",
+         "code-outside", "gpus-float", "duty-short", "array-missing"],
+)  # fmt: skip
+def test_tampered_workload_profiles_are_refused_with_what_is_wrong(
+    tmp_path: Path, change: object, message: str
+) -> None:
+    registry = _tamper_profiles(tmp_path, change)
+    with pytest.raises(ModelFileError, match=message):
+        registry.latest("workload", "fleet")
+
+
+def test_workload_profiles_json_with_codes_that_are_not_strings_is_refused(
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.save(PROFILES)
+    path = next(tmp_path.glob("workload/*/v1.json"))
+    document = json.loads(path.read_text())
+    document["params"]["kinds"] = [1]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ModelFileError, match="list of strings"):
+        registry.latest("workload", "fleet")
