@@ -34,6 +34,8 @@ SHAPE_GRID = np.array([k for k in np.linspace(-3.0, 3.0, 25) if k != 0.0])
 """Candidate ``K2``; 0 is left out (the curve would be flat), ±0.25 is near-linear."""
 MIN_UTIL_SPREAD = 0.2
 """A node needs utilization over at least this range to fit its own shape."""
+STANDBY_MAX_W = 200.0
+"""Highest node power read as a powered-down node's standby draw (BMC and PSUs only)."""
 VERSION = 1
 
 
@@ -83,8 +85,8 @@ def fit_node_power_curves(gpus: Series, hosts: Series) -> NodePowerCurves:
     """Fit every node's curve from ``gpu_series`` (utilization) and ``host_series`` (power)."""
     util = node_utilization(gpus, hosts)
     power = column(hosts, "node_power_w")
-    ok = np.isfinite(util) & np.isfinite(power)
     codes, names = factorize(tag(hosts, "host"))
+    ok = np.isfinite(util) & np.isfinite(power) & ~_around_standby(codes, hosts.time_ns, power)
     node, u, p = codes[ok], util[ok], power[ok]
     nodes = len(names)
     k0, k1, k2 = _best_shape(node, u, p, nodes)
@@ -111,6 +113,21 @@ def fit_node_power_curves(gpus: Series, hosts: Series) -> NodePowerCurves:
         f"{int(own.sum())} of {nodes} nodes with their own shape; in-sample error",
     )
     return NodePowerCurves(tuple(str(h) for h in names), k0, k1, k2, own, info)
+
+
+def _around_standby(codes: np.ndarray, time_ns: np.ndarray, power: Floats) -> np.ndarray:
+    """Buckets at standby power and the buckets either side of them on the same node: a node
+    that powered down or woke within a bucket averages standby and awake power there, which
+    no point of its awake curve explains."""
+    order = np.lexsort((time_ns, codes))
+    low = np.nan_to_num(power[order], nan=np.inf) <= STANDBY_MAX_W
+    same = codes[order][1:] == codes[order][:-1]
+    near = low.copy()
+    near[1:] |= low[:-1] & same
+    near[:-1] |= low[1:] & same
+    out = np.zeros(len(power), dtype=np.bool_)
+    out[order] = near
+    return out
 
 
 def _spread(node: np.ndarray, u: Floats, nodes: int) -> Floats:

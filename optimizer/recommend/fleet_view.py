@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wattwise.optimizer.models.node_power import NodePowerCurves
+from wattwise.optimizer.models.node_power import STANDBY_MAX_W, NodePowerCurves
 from wattwise.optimizer.models.thermal import CoolingModel, GpuThermalModel, InletModel
 from wattwise.optimizer.telemetry import Floats, GpuState, HostState, ZoneState
+
+from . import sleeping
 
 PRIOR_GPU_AIR_OFFSET_C = 10.0
 PRIOR_R_TH_C_PER_W = 0.055
@@ -52,6 +54,10 @@ class FleetView:
     node_inlet_c: Floats
     node_curve: np.ndarray
     """Row in the power curves, -1 where the node has none."""
+    node_asleep: np.ndarray
+    """Powered down by the site's power saving (see :mod:`.sleeping`)."""
+    node_wake_w: Floats
+    """IT power waking the node adds before any job load (0 where it is awake)."""
     rack_names: np.ndarray
     node_rack_index: np.ndarray
     rack_power_w: Floats
@@ -76,8 +82,10 @@ class FleetView:
         inlets: Mapping[str, InletModel] | None = None,
         cooling: Mapping[str, CoolingModel] | None = None,
         busy: Collection[tuple[str, int]] = (),
+        standby_max_w: float = STANDBY_MAX_W,
     ) -> FleetView:
-        """``busy``: (host, GPU) pairs a scheduler or ``gpu_job`` says hold a job."""
+        """``busy``: (host, GPU) pairs a scheduler or ``gpu_job`` says hold a job.
+        ``standby_max_w``: the highest BMC power read as a powered-down node's."""
         thermal = dict(gpu_thermal or {})
         host_of = {h.host: h for h in hosts}
         node_host = np.array(sorted({g.host for g in gpus}), dtype=object)
@@ -96,18 +104,38 @@ class FleetView:
         node_power = np.array(
             [_node_power(host_of.get(h), node_gpu_w[i]) for i, h in enumerate(node_host)]
         )
-        util = np.array([g.util_gpu_pct for g in gpus])
+        newest_ns = np.full(n, np.iinfo(np.int64).min)
+        np.maximum.at(newest_ns, g_node, np.array([g.time_ns for g in gpus], dtype=np.int64))
+        asleep = sleeping.asleep_nodes(
+            node_host, host_of, newest_ns.tolist(), standby_max_w=standby_max_w
+        )
+        # A powered-down node's GPUs were all idle before it slept: free, whatever is stale.
+        util = np.where(asleep[g_node], 0.0, np.array([g.util_gpu_pct for g in gpus]))
         counts = np.bincount(g_node, minlength=n).astype(np.float64)
+        node_util = np.asarray(
+            np.bincount(g_node, weights=np.nan_to_num(util), minlength=n)
+            / np.maximum(counts, 1)
+            / 100.0,
+            dtype=np.float64,
+        )
         models = np.array([g.model for g in gpus], dtype=object)
         offset, r_th = _gpu_thermal(models, thermal)
         curve_index = curves.index() if curves is not None else {}
+        node_curve = sleeping.borrow_curves(
+            np.array([curve_index.get(str(h), -1) for h in node_host], dtype=np.int64),
+            asleep,
+            [(str(first[h].model), float(counts[i])) for i, h in enumerate(node_host)],
+            curves,
+        )
+        idle_w = sleeping.awake_idle_w(node_power, node_util, asleep, counts)
+        mem_share = np.array([_share(g.mem_used_bytes, g.mem_total_bytes) for g in gpus])
         busy_set = set(busy)
         return cls(
             gpu_node=g_node,
             gpu_index=np.array([g.gpu for g in gpus], dtype=np.int64),
             gpu_model=models,
             gpu_util_pct=util,
-            gpu_mem_share=np.array([_share(g.mem_used_bytes, g.mem_total_bytes) for g in gpus]),
+            gpu_mem_share=np.where(asleep[g_node], 0.0, mem_share),
             gpu_mem_total_bytes=np.array([g.mem_total_bytes for g in gpus]),
             gpu_failed=np.array([g.failed for g in gpus], dtype=np.bool_),
             gpu_has_job=np.array([(g.host, g.gpu) in busy_set for g in gpus], dtype=np.bool_),
@@ -123,11 +151,11 @@ class FleetView:
             node_zone=zone,
             node_rack=rack,
             node_gpus=counts,
-            node_util=np.bincount(g_node, weights=np.nan_to_num(util), minlength=n)
-            / np.maximum(counts, 1)
-            / 100.0,
+            node_util=node_util,
             node_inlet_c=_inlets(node_host, host_of, g_node, gpus, offset, r_th),
-            node_curve=np.array([curve_index.get(str(h), -1) for h in node_host], dtype=np.int64),
+            node_curve=node_curve,
+            node_asleep=asleep,
+            node_wake_w=sleeping.wake_w(asleep, node_curve, curves, node_power, idle_w),
             rack_names=rack_names.astype(object),
             node_rack_index=np.asarray(rack_index, dtype=np.int64),
             rack_power_w=np.bincount(

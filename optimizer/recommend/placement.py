@@ -143,7 +143,7 @@ def _marginal_it_w(
     view: FleetView, eligible: np.ndarray, added_util: Floats, gpus: int, job_w: float
 ) -> Floats:
     """From each node's curve where it has one, else the free GPUs' rise from their present
-    power to the job's, through the PSU."""
+    power to the job's, through the PSU; plus, for a powered-down node, waking it."""
     nodes = len(view.node_host)
     node = view.gpu_node[eligible]
     count = np.bincount(node, minlength=nodes)
@@ -151,11 +151,11 @@ def _marginal_it_w(
     idle_w = np.bincount(node, weights=power, minlength=nodes) / np.maximum(count, 1)
     fallback = gpus * np.maximum(job_w - idle_w, 0.0) / PSU_EFFICIENCY
     if view.curves is None:
-        return np.asarray(fallback)
+        return np.asarray(fallback + view.node_wake_w)
     has = view.node_curve >= 0
     rows = np.where(has, view.node_curve, 0)
     curve = view.curves.marginal_w(rows, view.node_util, added_util)
-    return np.asarray(np.where(has, np.maximum(curve, 0.0), fallback))
+    return np.asarray(np.where(has, np.maximum(curve, 0.0), fallback) + view.node_wake_w)
 
 
 def _gpu_headroom_c(
@@ -213,8 +213,18 @@ def _candidate(
         thermal_headroom_c=float(gpu_headroom[n]),
         rack_headroom_w=float(rack_headroom[n]) if np.isfinite(rack_headroom[n]) else None,
         reason=(
-            f"+{marginal_it[n]:.0f} W IT ({how_it} at {100 * view.node_util[n]:.0f} % load)"
+            _wake_note(view, n)
+            + f"+{marginal_it[n]:.0f} W IT ({how_it} at {100 * view.node_util[n]:.0f} % load)"
             f" + {cooling_w[n]:.0f} W cooling (COP {view.zone_cop[view.node_zone_index[n]]:.1f}); "
             f"{gpu_headroom[n]:.1f} °C below slowdown; job power from {source}"
         ),
+    )
+
+
+def _wake_note(view: FleetView, n: int) -> str:
+    if not view.node_asleep[n]:
+        return ""
+    return (
+        f"wakes this powered-down node (+{view.node_wake_w[n]:.0f} W to run it at all; "
+        "the job waits for it to boot): "
     )
