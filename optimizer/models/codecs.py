@@ -62,6 +62,10 @@ def to_state(model: Model) -> tuple[Params, Arrays]:
             "zone": model.zone,
             "hosts": list(model.hosts),
             "recirculation_c_per_kw": model.recirculation_c_per_kw,
+            **_optional_lists(
+                rack_recirculation_c_per_kw=model.rack_recirculation_c_per_kw,
+                peak_rack_power_w=model.peak_rack_power_w,
+            ),
         }, {"offset_c": model.offset_c}
     if isinstance(model, CoolingModel):
         return {
@@ -112,7 +116,27 @@ def _inlet(p: Params, a: Arrays, info: ModelInfo) -> InletModel:
     offsets = _floats(a["offset_c"])
     if offsets.shape != (len(hosts),):
         raise ValueError("offset_c must have one value per host")
-    return InletModel(str(p["zone"]), hosts, offsets, float(p["recirculation_c_per_kw"]), info)
+    # Models stored before racks had their own slope and peak power have neither.
+    per_host = {k: _per_host(p.get(k), len(hosts), k) for k in _INLET_PER_HOST}
+    return InletModel(
+        str(p["zone"]), hosts, offsets, float(p["recirculation_c_per_kw"]), info, **per_host
+    )
+
+
+_INLET_PER_HOST = ("rack_recirculation_c_per_kw", "peak_rack_power_w")
+
+
+def _optional_lists(**arrays: np.ndarray | None) -> Params:
+    return {k: [float(v) for v in a] for k, a in arrays.items() if a is not None}
+
+
+def _per_host(values: object, hosts: int, name: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    out = _floats(np.asarray(values, dtype=np.float64))
+    if out.shape != (hosts,):
+        raise ValueError(f"{name} must have one value per host")
+    return out
 
 
 def _cooling(p: Params, a: Arrays, info: ModelInfo) -> CoolingModel:

@@ -3,9 +3,12 @@ cooling plant's COP over the supply temperature.
 
 - GPU, per GPU model: ``temp_c = inlet_c + offset_c + r_th·power_w`` (the air
   reaching the heatsink is pre-warmed by the tray, hence an offset).
-- Inlet, per zone: ``inlet_c = supply_c + a_node + b·rack_power_kw`` — each node's
-  place on the floor and in its rack is its own intercept ``a_node``, hot-air
-  recirculation grows with the rack's power (``b``, one per zone).
+- Inlet, per zone: ``inlet_c = supply_c + a_node + b_rack·rack_power_kw`` — each
+  node's place on the floor and in its rack is its own intercept ``a_node``, hot-air
+  recirculation grows with the rack's power: ``b_rack`` per rack (racks at open row
+  ends recirculate several times more than the middle of a row), shrunk toward the
+  zone's common slope ``b`` where a rack's power barely moved. The model also keeps
+  the highest power each rack drew in its window: the load a setpoint must be safe for.
 - Cooling, per zone: ``cooling_w = it_w / COP``, ``COP = cop20·e^{g·(supply − 20 °C)}``
   (a log-linear fit; ``g`` is only identifiable when the supply moved, else the prior).
 
@@ -46,6 +49,9 @@ MIN_SUPPLY_SPREAD_C = 0.5
 """The COP's temperature gain needs the supply to have moved at least this much."""
 MAX_FIT_ROWS = 200_000
 VERSION = 1
+MIN_RACK_SPREAD_KW = 0.5
+"""A rack's own recirculation slope counts as much as the zone's only once its power has
+spread this much (standard deviation): less movement cannot separate slope from noise."""
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,22 @@ class InletModel:
     offset_c: Floats
     """``a_node`` per host of :attr:`hosts`."""
     recirculation_c_per_kw: float
+    """The zone's common slope ``b`` (one number for the whole zone)."""
     info: ModelInfo
+    rack_recirculation_c_per_kw: Floats | None = None
+    """``b_rack`` of each host's rack; None in models stored before racks had their own."""
+    peak_rack_power_w: Floats | None = None
+    """Highest power (1-minute mean) each host's rack drew in the fitted window."""
+
+    def slopes_c_per_kw(self) -> Floats:
+        """Recirculation slope of each host: its rack's where known, else the zone's."""
+        if self.rack_recirculation_c_per_kw is None:
+            return np.full(len(self.hosts), self.recirculation_c_per_kw)
+        return self.rack_recirculation_c_per_kw
 
     def inlet_c(self, supply_c: float, rack_power_w: Floats) -> Floats:
         """Inlet of each host of :attr:`hosts` at a supply temperature and rack powers."""
-        return np.asarray(
-            supply_c + self.offset_c + self.recirculation_c_per_kw * rack_power_w / 1e3
-        )
+        return np.asarray(supply_c + self.offset_c + self.slopes_c_per_kw() * rack_power_w / 1e3)
 
 
 @dataclass(frozen=True)
@@ -135,19 +150,20 @@ def fit_inlet_models(hosts: Series, zones: Series, *, folds: int = 5) -> dict[st
     supply = _zone_supply(hosts, zones)
     rise = column(hosts, "inlet_temp_c") - supply
     rack_kw = rack_power_w(hosts) / 1e3
-    zone_names = tag(hosts, "zone")
     host_codes, host_names = factorize(tag(hosts, "host"))
+    rack_codes, _ = factorize(tag(hosts, "rack"))
     out: dict[str, InletModel] = {}
-    zone_codes, distinct_zones = factorize(zone_names)
+    zone_codes, distinct_zones = factorize(tag(hosts, "zone"))
     for code, zone in enumerate(distinct_zones):
         usable = (zone_codes == code) & np.isfinite(rise) & np.isfinite(rack_kw)
         if usable.sum() < 3:
             continue
-        node = host_codes[usable]
-        fit = _fixed_effects_fitter(node, rack_kw[usable], rise[usable], len(host_names))
-        cv = grouped_cv_predictions(fit, _time_groups(hosts.time_ns[usable]), folds)
-        slope, offsets = _fixed_effects(node, rack_kw[usable], rise[usable], len(host_names))
-        present = np.unique(node)
+        rows = _Rows(host_codes[usable], rack_codes[usable], rack_kw[usable], rise[usable])
+        cv = grouped_cv_predictions(rows.fitter(), _time_groups(hosts.time_ns[usable]), folds)
+        fit = rows.fit()
+        present = np.unique(rows.node)
+        peak_kw = np.full(fit.offsets.shape, -np.inf)
+        np.maximum.at(peak_kw, rows.node, rows.x)
         start, end = window_of(hosts, usable)
         info = ModelInfo(
             "inlet",
@@ -156,13 +172,29 @@ def fit_inlet_models(hosts: Series, zones: Series, *, folds: int = 5) -> dict[st
             start,
             end,
             int(usable.sum()),
-            error_summary(rise[usable], cv, "c"),
-            "inlet = supply + a_node + b·rack_kW; blocks of time held out in CV",
+            _inlet_errors(rows.y, cv),
+            "inlet = supply + a_node + b_rack·rack_kW; blocks of time held out in CV",
         )
         out[str(zone)] = InletModel(
-            str(zone), tuple(str(h) for h in host_names[present]), offsets[present], slope, info
+            str(zone),
+            tuple(str(h) for h in host_names[present]),
+            fit.offsets[present],
+            fit.common_slope,
+            info,
+            rack_recirculation_c_per_kw=fit.node_slopes[present],
+            peak_rack_power_w=1e3 * peak_kw[present],
         )
     return out
+
+
+def _inlet_errors(truth: Floats, cv: Floats) -> dict[str, float]:
+    """The usual summary plus the 99th percentile of the absolute error: the spread a margin
+    on a predicted inlet has to cover."""
+    errors = error_summary(truth, cv, "c")
+    known = np.isfinite(truth) & np.isfinite(cv)
+    if known.any():
+        errors["p99_abs_c"] = float(np.percentile(np.abs(cv[known] - truth[known]), 99))
+    return errors
 
 
 def fit_cooling_models(zones: Series) -> dict[str, CoolingModel]:
@@ -223,25 +255,53 @@ def _time_groups(time_ns: Ints, block_s: float = 1800.0) -> Ints:
     return np.asarray((time_ns - time_ns.min()) // int(block_s * 1e9), dtype=np.int64)
 
 
-def _fixed_effects(node: Ints, x: Floats, y: Floats, nodes: int) -> tuple[float, Floats]:
-    """Common slope with one intercept per node (within-node demeaning)."""
-    n = np.maximum(np.bincount(node, minlength=nodes), 1)
-    x_mean = np.bincount(node, weights=x, minlength=nodes) / n
-    y_mean = np.bincount(node, weights=y, minlength=nodes) / n
-    dx, dy = x - x_mean[node], y - y_mean[node]
-    denom = float(dx @ dx)
-    slope = float(dx @ dy) / denom if denom > 1e-9 else 0.0
-    return slope, np.asarray(y_mean - slope * x_mean)
+@dataclass(frozen=True)
+class _SlopeFit:
+    common_slope: float
+    node_slopes: Floats
+    """Slope of each node's rack (indexed by node code)."""
+    offsets: Floats
 
 
-def _fixed_effects_fitter(
-    node: Ints, x: Floats, y: Floats, nodes: int
-) -> Callable[[Bools], Callable[[Bools], Floats]]:
-    def fit(train: Bools) -> Callable[[Bools], Floats]:
-        slope, offsets = _fixed_effects(node[train], x[train], y[train], nodes)
-        return lambda test: np.asarray(offsets[node[test]] + slope * x[test])
+@dataclass(frozen=True)
+class _Rows:
+    """One zone's inlet rows: node and rack codes, rack kW (x) and rise over supply (y)."""
 
-    return fit
+    node: Ints
+    rack: Ints
+    x: Floats
+    y: Floats
+
+    def fit(self, train: Bools | None = None) -> _SlopeFit:
+        """Node intercepts with one slope per rack (within-node demeaning), each rack's slope
+        shrunk toward the zone's common one by :data:`MIN_RACK_SPREAD_KW` worth of data."""
+        keep = np.ones(self.node.shape, dtype=np.bool_) if train is None else train
+        node, rack, x, y = self.node[keep], self.rack[keep], self.x[keep], self.y[keep]
+        nodes, racks = int(self.node.max()) + 1, int(self.rack.max()) + 1
+        n = np.maximum(np.bincount(node, minlength=nodes), 1)
+        x_mean = np.bincount(node, weights=x, minlength=nodes) / n
+        y_mean = np.bincount(node, weights=y, minlength=nodes) / n
+        dx, dy = x - x_mean[node], y - y_mean[node]
+        sxx = np.bincount(rack, weights=dx * dx, minlength=racks)
+        sxy = np.bincount(rack, weights=dx * dy, minlength=racks)
+        common = float(sxy.sum() / sxx.sum()) if sxx.sum() > 1e-9 else 0.0
+        prior = np.bincount(rack, minlength=racks) * MIN_RACK_SPREAD_KW**2
+        slopes = np.where(
+            sxx + prior > 0, (sxy + prior * common) / np.maximum(sxx + prior, 1e-12), common
+        )
+        rack_of_node = np.zeros(nodes, dtype=np.int64)
+        rack_of_node[self.node] = self.rack
+        node_slopes = slopes[rack_of_node]
+        return _SlopeFit(common, node_slopes, np.asarray(y_mean - node_slopes * x_mean))
+
+    def fitter(self) -> Callable[[Bools], Callable[[Bools], Floats]]:
+        def fit(train: Bools) -> Callable[[Bools], Floats]:
+            f = self.fit(train)
+            return lambda test: np.asarray(
+                f.offsets[self.node[test]] + f.node_slopes[self.node[test]] * self.x[test]
+            )
+
+        return fit
 
 
 def _linear_fitter(design: Floats, y: Floats) -> Callable[[Bools], Callable[[Bools], Floats]]:
