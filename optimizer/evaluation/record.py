@@ -8,6 +8,7 @@ share, and sums where the store sums — so the models see exactly what a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from wattwise.optimizer.store.frames import (
     CAPPED_BIT,
     GPU_SPEC,
     HOST_SPEC,
+    JOB_SPEC,
     ZONE_SPEC,
     Row,
     SeriesSpec,
@@ -26,7 +28,7 @@ from wattwise.optimizer.store.frames import (
 )
 from wattwise.optimizer.telemetry import GpuState, HostState, Series, ZoneState
 
-SPECS = (GPU_SPEC, HOST_SPEC, ZONE_SPEC)
+SPECS = (GPU_SPEC, HOST_SPEC, ZONE_SPEC, JOB_SPEC)
 Latest = tuple[Mapping[str, str], int, Mapping[str, object]]
 
 
@@ -73,13 +75,18 @@ class TelemetryRecorder:
             bucket.sums[i] += float(value)
             bucket.counts[i] += 1
 
-    def series(self, measurement: str, start_ns: int, end_ns: int) -> Series:
-        """Buckets starting in [start_ns, end_ns) of ``gpu``, ``host`` or ``cooling``."""
+    def series(
+        self, measurement: str, start_ns: int | None = None, end_ns: int | None = None
+    ) -> Series:
+        """Buckets starting in [start_ns, end_ns) (every bucket where a bound is None) of
+        ``gpu``, ``host``, ``cooling`` or ``gpu_job``."""
         m = self._by_name[measurement]
+        first = -math.inf if start_ns is None else start_ns
+        last = math.inf if end_ns is None else end_ns
         rows: list[Row] = [
             (tags, start, _values(m.spec, bucket))
             for (tags, start), bucket in m.buckets.items()
-            if start_ns <= start < end_ns
+            if first <= start < last
         ]
         return to_series(m.spec, rows)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.optimizer.twin import GPU_TAGS, Recorder, gpu_states, record
+from tests.optimizer.twin import gpu_states, record
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.workload import DEFAULT_WORKLOADS, WorkloadSpec
@@ -49,7 +49,7 @@ def twin() -> tuple[SimFleet, GpuWorkloads, CapSettings]:
     fleet = SimFleet(FleetSpec.uniform(1, 8, seed=5, busy_share=0.0, workloads=()), clock)
     for gpu, kind in enumerate(KINDS):
         fleet.start_job(HOST, gpu, WORKLOADS[kind])
-    series = record(fleet, clock, 600).series("gpu", GPU_TAGS)
+    series = record(fleet, clock, 600).series("gpu")
     return fleet, estimate_workloads(series, fit_cap_models(series)), CapSettings()
 
 
@@ -93,25 +93,18 @@ def test_window_mixing_two_jobs_estimates_only_the_job_running_now() -> None:
     fleet = SimFleet(FleetSpec.uniform(1, 2, seed=7, busy_share=0.0, workloads=()), clock)
     fleet.start_job(HOST, 0, DEFAULT_WORKLOADS[2])
     fleet.start_job(HOST, 1, LLM_DECODE)
-    rec = Recorder()
-    _run(fleet, clock, rec, 480)
+    rec = record(fleet, clock, 480)
     switch_ns = clock.time_ns()
     fleet.stop_job(HOST, 0, idle_s=0.0)
     fleet.start_job(HOST, 0, LLM_DECODE)
-    _run(fleet, clock, rec, 360)
-    series = rec.series("gpu", GPU_TAGS)
+    record(fleet, clock, 360, into=rec)
+    series = rec.series("gpu")
     work = estimate_workloads(series, fit_cap_models(series))
     switched, steady = _gpu_of(work, 0), _gpu_of(work, 1)
 
     assert int(work.window_start_ns[switched]) >= switch_ns
     assert abs(work.boundness[switched] - work.boundness[steady]) <= 0.03
     assert work.variation[switched] < 0.05
-
-
-def _run(fleet: SimFleet, clock: ManualClock, rec: Recorder, seconds: float) -> None:
-    for _ in range(int(seconds / 5.0)):
-        clock.advance(5.0)
-        rec.add(fleet.read())
 
 
 def _capped_history(limits_w: tuple[float, ...], voltage_floor: float) -> Series:

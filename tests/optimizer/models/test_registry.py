@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.optimizer.h100 import MODEL, h100_series
-from tests.optimizer.twin import GPU_TAGS, HOST_TAGS, ZONE_TAGS, record, walked_setpoint
+from tests.optimizer.twin import record, walked_setpoint
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.errors import ModelFileError
@@ -39,8 +39,8 @@ def models() -> list[Model]:
     clock = ManualClock()
     fleet = SimFleet(FleetSpec.uniform(4, 2, racks=2, zones=2, seed=2), clock)
     rec = record(fleet, clock, 600, read_every_s=10)
-    gpus, hosts = rec.series("gpu", GPU_TAGS), rec.series("host", HOST_TAGS)
-    zones = rec.series("cooling", ZONE_TAGS)
+    gpus, hosts = rec.series("gpu"), rec.series("host")
+    zones = rec.series("cooling")
     jobs = walked_setpoint()
     return [
         fit_power_models(h100, block_s=10)[MODEL],

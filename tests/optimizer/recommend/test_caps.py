@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.optimizer.twin import GPU_TAGS, gpu_states, record
+from tests.optimizer.twin import gpu_states, record
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.workload import DEFAULT_WORKLOADS
@@ -32,7 +32,7 @@ def twin() -> tuple[SimFleet, list[GpuState], GpuWorkloads]:
     fleet = SimFleet(FleetSpec.uniform(1, 8, seed=3, busy_share=0.0, workloads=()), clock)
     for gpu, kind in enumerate(KINDS):
         fleet.start_job(HOST, gpu, DEFAULT_WORKLOADS[kind])
-    series = record(fleet, clock, 600).series("gpu", GPU_TAGS)
+    series = record(fleet, clock, 600).series("gpu")
     work = estimate_workloads(series, fit_cap_models(series))
     return fleet, gpu_states(fleet.read()), work
 

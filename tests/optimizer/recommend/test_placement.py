@@ -14,9 +14,6 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.optimizer.twin import (
-    GPU_TAGS,
-    HOST_TAGS,
-    ZONE_TAGS,
     gpu_states,
     host_states,
     record,
@@ -40,8 +37,8 @@ def twin() -> States:
     spec = FleetSpec.uniform(8, 4, racks=4, zones=2, seed=11, busy_share=0.5)
     fleet = SimFleet(spec, clock)
     rec = record(fleet, clock, 1200, read_every_s=10)
-    gpus, hosts = rec.series("gpu", GPU_TAGS), rec.series("host", HOST_TAGS)
-    zones = rec.series("cooling", ZONE_TAGS)
+    gpus, hosts = rec.series("gpu"), rec.series("host")
+    zones = rec.series("cooling")
     readings = fleet.read()
     g, h, z = gpu_states(readings), host_states(readings), zone_states(readings)
     view = FleetView.build(
