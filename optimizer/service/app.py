@@ -11,15 +11,15 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from . import placing
-from .auth import Principal, TokenTable, check, unauthorized
+from .auth import BearerScope, Principal, TokenTable, check
 from .engine import Engine, Snapshot
 from .errors import install_error_handlers
 from .metrics import RequestMetrics, ServiceMetrics
+from .queries import FilterQuery
 from .schemas import (
     ErrorOut,
     HealthOut,
@@ -30,13 +30,12 @@ from .schemas import (
     RefreshOut,
 )
 from .settings import OptimizerConfig
-from .views import SnapshotView, iso
+from .views import IndexedItems, SnapshotView, iso
 
 JSON = "application/json"
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 422, 503)
 }
-Filter = Annotated[list[str], Query(max_length=1000)]
 
 
 class ViewCache:
@@ -82,28 +81,13 @@ def create_app(
     views = ViewCache(engine)
     engine.add_listener(views.rebuild)
     engine.add_listener(lambda s: _count(metrics, s))
-    read = Depends(_scope_dependency(table, "read"))
-    admin = Depends(_scope_dependency(table, "admin"))
+    read = Depends(BearerScope(table, "read"))
+    admin = Depends(BearerScope(table, "admin"))
     _open_routes(app, engine, config, metrics, read)
     _read_routes(app, engine, config, views, read)
     _admin_routes(app, engine, metrics, admin)
     _extender_routes(app, engine, table)
     return app
-
-
-_bearer = HTTPBearer(auto_error=False, description="a token configured under [api] tokens")
-
-
-def _scope_dependency(table: TokenTable, scope: str) -> Callable[..., Principal]:
-    def dependency(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        request: Request,
-    ) -> Principal:
-        if credentials is None:
-            raise unauthorized("this endpoint needs 'Authorization: Bearer <token>'")
-        return check(table.lookup(credentials.credentials), scope)
-
-    return dependency
 
 
 def _count(metrics: ServiceMetrics, snapshot: Snapshot) -> None:
@@ -153,32 +137,38 @@ def _check_shard(config: OptimizerConfig, cluster: Sequence[str], zone: Sequence
 def _read_routes(
     app: FastAPI, engine: Engine, config: OptimizerConfig, views: ViewCache, read: Any
 ) -> None:
+    caps_query = FilterQuery(("cluster", "zone", "host"))
+    cooling_query = FilterQuery(("cluster", "zone"))
+
     @app.get(
         "/v1/recommendations/power-caps",
         dependencies=[read],
         response_model=ItemsOut,
         tags=["recommendations"],
+        openapi_extra=caps_query.openapi(),
     )
-    async def power_caps(cluster: Filter = [], zone: Filter = [], host: Filter = []) -> Response:  # noqa: B006
-        _check_shard(config, cluster, zone)
-        view = views.get()
-        chosen = view.caps.select({"cluster": cluster, "zone": zone, "host": host})
-        return Response(view.body(chosen), media_type=JSON)
+    async def power_caps(request: Request) -> Response:
+        return _read(caps_query.parse(request), lambda view: view.caps)
 
     @app.get(
         "/v1/recommendations/cooling",
         dependencies=[read],
         response_model=ItemsOut,
         tags=["recommendations"],
+        openapi_extra=cooling_query.openapi(),
     )
-    async def cooling(cluster: Filter = [], zone: Filter = []) -> Response:  # noqa: B006
-        _check_shard(config, cluster, zone)
+    async def cooling(request: Request) -> Response:
+        return _read(cooling_query.parse(request), lambda view: view.cooling)
+
+    def _read(
+        filters: dict[str, list[str]], items: Callable[[SnapshotView], IndexedItems]
+    ) -> Response:
+        _check_shard(config, filters.get("cluster", ()), filters.get("zone", ()))
         view = views.get()
-        chosen = view.cooling.select({"cluster": cluster, "zone": zone})
-        return Response(view.body(chosen), media_type=JSON)
+        return Response(view.body(items(view).select(filters)), media_type=JSON)
 
     @app.post("/v1/placement", dependencies=[read], response_model=PlacementOut, tags=["placement"])
-    def placement(body: PlacementBody, explain: bool = False) -> Response:
+    async def placement(body: PlacementBody, explain: bool = False) -> Response:
         """Ranked candidates; ``explain=true`` adds why every other host was rejected."""
         if body.zone is not None:
             _check_shard(config, [], [body.zone])
@@ -218,9 +208,9 @@ ExtenderArgs = Annotated[dict[str, Any], Body(description="kube-scheduler Extend
 
 
 def _extender_routes(app: FastAPI, engine: Engine, table: TokenTable) -> None:
-    extender = Depends(_scope_dependency(table, "extender"))
+    extender = Depends(BearerScope(table, "extender"))
 
-    def path_token(token: str) -> Principal:
+    async def path_token(token: str) -> Principal:
         return check(table.lookup(token), "extender")
 
     by_path = Depends(path_token)

@@ -7,6 +7,7 @@ their arguments and their results into JSON.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -41,12 +42,19 @@ def place(engine: Engine, body: PlacementBody, *, explain: bool = True) -> dict[
     result = recommend_placement(
         request, snapshot.fleet, engine.config.placement, engine.fitted.profiles, explain=explain
     )
-    out = clean(
-        {"candidates": [c.as_dict() for c in result.candidates], "rejected": result.rejected}
-    )
-    assert isinstance(out, dict)
-    out["nodelist"] = nodelist(c.host for c in result.candidates)
-    return out
+    return {
+        "candidates": [_finite(c.as_dict()) for c in result.candidates],
+        "rejected": result.rejected,
+        "nodelist": nodelist(c.host for c in result.candidates),
+    }
+
+
+def _finite(flat: dict[str, object]) -> dict[str, object]:
+    # A candidate's fields do not nest (floats, strings, a tuple of ints): one pass over
+    # them instead of views.clean's recursion, which cost a fifth of the endpoint's overhead.
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in flat.items()
+    }
 
 
 def extender_filter(engine: Engine, args: dict[str, Any]) -> dict[str, Any]:

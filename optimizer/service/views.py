@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,7 +40,7 @@ class IndexedItems:
     """Encoded items with, per filter tag, which items carry each value."""
 
     items: tuple[bytes, ...]
-    index: Mapping[str, Mapping[str, tuple[int, ...]]]
+    index: Mapping[str, Mapping[str, frozenset[int]]]
 
     @classmethod
     def build(cls, rows: Sequence[dict[str, object]]) -> IndexedItems:
@@ -50,21 +50,25 @@ class IndexedItems:
             for tag in FILTER_TAGS:
                 if tag in row:
                     index[tag][str(row[tag])].append(i)
-        frozen = {t: {v: tuple(ids) for v, ids in by.items()} for t, by in index.items()}
+        frozen = {t: {v: frozenset(ids) for v, ids in by.items()} for t, by in index.items()}
         return cls(encoded, frozen)
 
     def select(self, filters: Mapping[str, Sequence[str]]) -> list[bytes]:
-        """Items matching every given filter (values of one filter are alternatives)."""
-        chosen: set[int] | None = None
-        for tag, values in filters.items():
-            if not values:
-                continue
-            by_value = self.index.get(tag, {})
-            ids = {i for v in values for i in by_value.get(v, ())}
-            chosen = ids if chosen is None else chosen & ids
-        if chosen is None:
+        """Items matching every given filter (values of one filter are alternatives), in
+        their original order; the narrowest filter is taken first, so ``?zone=&host=``
+        costs what the host's few items cost, not what the zone's thousands would."""
+        matches = [self._matching(tag, values) for tag, values in filters.items() if values]
+        if not matches:
             return list(self.items)
+        matches.sort(key=len)
+        chosen = [i for i in matches[0] if all(i in m for m in matches[1:])]
         return [self.items[i] for i in sorted(chosen)]
+
+    def _matching(self, tag: str, values: Sequence[str]) -> frozenset[int]:
+        by_value = self.index.get(tag, {})
+        if len(values) == 1:
+            return by_value.get(values[0], frozenset())
+        return frozenset().union(*(by_value.get(v, frozenset()) for v in values))
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class SnapshotView:
     computed_at_ns: int
     caps: IndexedItems
     cooling: IndexedItems
+    head: bytes
+    """The answer's start up to its count, the same for every read of this snapshot."""
 
     @classmethod
     def build(cls, snapshot: Snapshot) -> SnapshotView:
@@ -82,9 +88,15 @@ class SnapshotView:
             cluster, zone, rack = snapshot.where.get(rec.host, ("", "", ""))
             caps.append({"cluster": cluster, "zone": zone, "rack": rack, **rec.as_dict()})
         cooling = [rec.as_dict() for rec in snapshot.cooling]
-        return cls(snapshot.computed_at_ns, IndexedItems.build(caps), IndexedItems.build(cooling))
+        head = json.dumps({"computed_at": iso(snapshot.computed_at_ns)})[:-1] + ', "count": '
+        return cls(
+            snapshot.computed_at_ns,
+            IndexedItems.build(caps),
+            IndexedItems.build(cooling),
+            head.encode(),
+        )
 
-    def body(self, items: Iterable[bytes]) -> bytes:
-        chosen = list(items)
-        head = json.dumps({"computed_at": iso(self.computed_at_ns), "count": len(chosen)}).encode()
-        return head[:-1] + b', "items": [' + b",".join(chosen) + b"]}"
+    def body(self, items: Sequence[bytes]) -> bytes:
+        """``{"computed_at": …, "count": n, "items": [...]}`` around already encoded items."""
+        count = str(len(items)).encode()
+        return b"".join((self.head, count, b', "items": [', b",".join(items), b"]}"))
