@@ -40,6 +40,13 @@ class ServiceMetrics:
         self.recommendations = Gauge(
             "wattwise_optimizer_recommendations", "recommendations served", ["kind"], registry=r
         )
+        self.gc_pauses = Histogram(
+            "wattwise_api_gc_pause_seconds",
+            "garbage-collector passes (every thread waits for them)",
+            ["generation"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         self.webhooks = Counter(
             "wattwise_webhook_deliveries", "webhook deliveries", ["result"], registry=r
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import uvicorn
+from fastapi import FastAPI
 
 from wattwise.agent.secrets import read_secret
 from wattwise.clock import SystemClock
@@ -14,6 +15,7 @@ from ..store import open_store
 from .app import create_app
 from .auth import RedactPathTokens
 from .engine import Engine
+from .latency import GcPauses
 from .metrics import ServiceMetrics
 from .scheduler import build_scheduler
 from .settings import OptimizerConfig, WebhookSettings
@@ -27,6 +29,16 @@ def webhook_secret(settings: WebhookSettings) -> bytes:
     if secret is None:
         raise ConfigError("webhooks.secret_file", None, "a file holding the signing secret")
     return secret.reveal().encode()
+
+
+def serving_app(engine: Engine, config: OptimizerConfig, metrics: ServiceMetrics) -> FastAPI:
+    """The API as the server runs it: collections timed, the engine's objects frozen per
+    snapshot and a short GIL switch interval (process-wide, see :mod:`.latency`)."""
+    app = create_app(engine, config, metrics=metrics)
+    pauses = GcPauses(metrics)
+    pauses.install()
+    engine.add_listener(pauses.settle)
+    return app
 
 
 def run_server(config: OptimizerConfig) -> None:
@@ -44,7 +56,7 @@ def run_server(config: OptimizerConfig) -> None:
             config.webhooks, secret, clock, lambda r: metrics.webhooks.labels(r).inc()
         )
         engine.add_listener(notifier)
-    app = create_app(engine, config, metrics=metrics)
+    app = serving_app(engine, config, metrics)
     scheduler = build_scheduler(
         engine,
         metrics,

@@ -55,7 +55,9 @@ class ApiSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     tokens: tuple[ApiToken, ...] = ()
     metrics_public: bool = Field(False, description="serve /metrics without a token")
-    access_log: bool = Field(True, description="one log line per request (uvicorn's access log)")
+    access_log: bool = Field(
+        False, description="one log line per request (uvicorn's access log; off: /metrics counts)"
+    )
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
 

@@ -1,0 +1,65 @@
+"""Keep the API's tail latency free of stalls the request path did not cause.
+
+Two stalls dominate once a read costs ~0.1 ms (docs/benchmarks.md, "API latency"):
+
+- **Full garbage collections.** After a refit the process holds ~115,000 tracked
+  objects (recommendations, GPU states, workload profiles, FastAPI's own); a
+  full pass over them holds the GIL for 100–170 ms on the benchmark machine,
+  and every request in flight waits. The engine's objects live until the next
+  refresh replaces them, so they are moved out of the collector's reach
+  (``gc.freeze``) each time a snapshot is installed; the pass that precedes it
+  only sees what was created since the last one.
+- **The GIL held by a refresh or refit.** They run on the scheduler's threads
+  (never the event loop), but a thread that wants the GIL back waits up to the
+  interpreter's switch interval, 5 ms by default, and a request needs it
+  several times. A shorter interval bounds that wait; the refresh pays a few
+  more switches.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from typing import Any
+
+from .engine import Snapshot
+from .metrics import ServiceMetrics
+
+SWITCH_INTERVAL_S = 0.0005
+"""How long a running thread keeps the GIL while another waits (CPython's default: 5 ms)."""
+
+
+class GcPauses:
+    """Times every collection into ``metrics`` and freezes the engine's objects per snapshot."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+        self._started: float | None = None
+
+    def install(self, switch_interval_s: float = SWITCH_INTERVAL_S) -> None:
+        """Process-wide settings: call once, from whatever owns the process (the server)."""
+        sys.setswitchinterval(switch_interval_s)
+        gc.callbacks.append(self._note)
+
+    def uninstall(self) -> None:
+        if self._note in gc.callbacks:
+            gc.callbacks.remove(self._note)
+
+    def settle(self, snapshot: Snapshot) -> None:
+        """An engine listener: collect what the refresh left behind, then freeze the rest.
+
+        Frozen objects are still freed when nothing refers to them (reference
+        counting); only cycles among them would wait for the next unfreeze, and
+        a refresh or refit leaves none (tests/optimizer/service/test_latency.py).
+        """
+        gc.collect()
+        gc.freeze()
+
+    def _note(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            took = time.perf_counter() - self._started
+            self.metrics.gc_pauses.labels(str(info["generation"])).observe(took)
+            self._started = None
