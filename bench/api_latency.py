@@ -1,29 +1,38 @@
 """API latency under 50 concurrent clients, on a simulated 1,000-node fleet.
 
 Run as ``.venv/bin/python bench/api_latency.py`` (``--nodes``, ``--clients``,
-``--duration-s``, ``--workers``). The parent fills an embedded store with a few
-simulated minutes of the fleet (8 GPUs per node); uvicorn then serves the API
-from it (``--workers`` processes, httptools, no access log; each worker refits
-and refreshes its own engine once) and the load comes from wrk, a C client
-(``apt-get install wrk``): ``-t 2 -c <clients> --latency`` per endpoint, a Lua
-script choosing the request. p50/p90/p99 come from wrk's latency distribution.
-Without wrk, Python clients (``--requests`` per client and endpoint) measure
-instead, and they take CPU from the server. Targets: p99 ≤ 25 ms reading
-recommendations, p99 ≤ 50 ms for a placement. Load and server share this machine.
+``--duration-s``, ``--think-ms``, ``--workers``). The parent fills an embedded
+store with 8 simulated minutes of the fleet (8 GPUs per node), then:
+
+1. **In-process costs**: the API as the server builds it, called through ASGI
+   with no network, one request at a time: median and p99 per read, and a
+   placement through the endpoint against the bare ``recommend_placement`` on
+   the same requests, interleaved, so their difference is the endpoint's own cost.
+2. **Under load**: uvicorn (``--workers`` processes, httptools, no access log)
+   serves the same API; wrk, a C client (``apt-get install wrk``), keeps
+   ``--clients`` connections (``-t 2 --latency``) sending requests chosen at
+   random by a Lua script: reads filtered by one of the 1,000 hosts, and
+   placements of 1, 2, 4 or 8 GPUs in any zone or one of four, with varied power
+   and excluded hosts (no two consecutive requests alike, nothing to cache).
+   Each endpoint runs at saturation (think 0 ms: a closed loop, each client
+   sends again the moment it is answered), polling (each client waits
+   ``--think-ms`` after an answer), and polling while refreshes run back to back
+   on the server's thread pool, as the scheduler's do every 5 minutes.
+
+Targets: p99 ≤ 25 ms reading recommendations, p99 ≤ 50 ms for a placement.
+Load generator and server share this machine's cores.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
+import gc
 import json
-import multiprocessing
 import os
 import platform
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,12 +44,15 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.optimizer.service.support import READ_TOKEN, config, free_port
+from api_inprocess import AsgiCaller, placement_overhead, summary_us, time_requests
+from wrk_load import Case, run_wrk
 
-HEADERS = {"Authorization": f"Bearer {READ_TOKEN}"}
-Case = tuple[str, str, bytes | None]
-"""Method, path and body of one request."""
+from tests.optimizer.service.support import ADMIN_TOKEN, READ_TOKEN, config, free_port
+
+AUTHORIZATION = f"Bearer {READ_TOKEN}"
+HEADERS = {"Authorization": AUTHORIZATION}
 
 
 def fill(nodes: int) -> tuple[Path, int]:
@@ -67,20 +79,26 @@ def fill(nodes: int) -> tuple[Path, int]:
     return path, clock.time_ns()
 
 
-def make_app() -> Any:
-    """uvicorn's ``--factory``: an engine over the bench store, refreshed once, and its API."""
+def build_engine(store: Path, end_ns: int) -> tuple[Any, Any]:
+    """An engine over the bench store and the API the server would build around it."""
     from wattwise.clock import ManualClock
-    from wattwise.optimizer.service.app import create_app
     from wattwise.optimizer.service.engine import Engine
+    from wattwise.optimizer.service.metrics import ServiceMetrics
+    from wattwise.optimizer.service.server import serving_app
     from wattwise.optimizer.store import EmbeddedSqliteStore
 
-    store = EmbeddedSqliteStore(Path(os.environ["WATTWISE_BENCH_STORE"]))
-    clock = ManualClock(start_ns=int(os.environ["WATTWISE_BENCH_END_NS"]))
-    engine = Engine(store, config(), clock)
+    engine = Engine(EmbeddedSqliteStore(store), config(), ManualClock(start_ns=end_ns))
+    app = serving_app(engine, engine.config, ServiceMetrics())
     started = time.perf_counter()
     engine.refresh()
-    print(f"worker {os.getpid()}: refit+refresh {time.perf_counter() - started:.1f} s", flush=True)
-    return create_app(engine, engine.config)
+    print(f"process {os.getpid()}: refit+refresh {time.perf_counter() - started:.1f} s", flush=True)
+    return engine, app
+
+
+def make_app() -> Any:
+    """uvicorn's ``--factory``: the API over the bench store, refreshed once."""
+    store = Path(os.environ["WATTWISE_BENCH_STORE"])
+    return build_engine(store, int(os.environ["WATTWISE_BENCH_END_NS"]))[1]
 
 
 def start_server(store: Path, end_ns: int, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -92,125 +110,124 @@ def start_server(store: Path, end_ns: int, port: int, workers: int) -> subproces
     return subprocess.Popen(argv, env=env, cwd=Path(__file__).resolve().parents[1])
 
 
-def client_process(port: int, cases: list[Case], threads: int, requests: int, out: Any) -> None:
-    """``threads`` keep-alive connections, each sending ``requests`` of the given cases."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-
-    def one(seed: int) -> None:
-        rng = random.Random(seed)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {**HEADERS, "Content-Type": "application/json"}
-        mine = []
-        for _ in range(requests):
-            method, path, body = rng.choice(cases)
-            started = time.perf_counter()
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - started)
-            if response.status != 200:
-                raise RuntimeError(f"{path}: {response.status}")
-        with lock:
-            latencies.extend(mine)
-
-    workers = [threading.Thread(target=one, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    out.put(latencies)
+def placement_bodies(hosts: list[str], zones: list[str], n: int = 400) -> list[bytes]:
+    """``n`` different placement requests: GPU count, zone, stated power, excluded hosts."""
+    rng = random.Random(7)
+    bodies = []
+    for _ in range(n):
+        body: dict[str, object] = {"gpus": rng.choice((1, 2, 4, 8))}
+        if rng.random() < 0.75:
+            body["zone"] = rng.choice(zones)
+        if rng.random() < 0.5:
+            body["expected_power_w"] = rng.choice((300, 450, 550, 650))
+        if rng.random() < 0.3:
+            body["exclude_hosts"] = rng.sample(hosts, 3)
+        bodies.append(json.dumps(body).encode())
+    return bodies
 
 
-def measure(port: int, cases: list[Case], clients: int, requests: int) -> list[float]:
-    """``clients`` concurrent connections spread over processes, so the load generator's own
-    GIL does not queue requests the server has already answered."""
-    processes = min(clients, max(2, (os.cpu_count() or 2)))
-    out: Any = multiprocessing.Queue()
-    share = [clients // processes + (i < clients % processes) for i in range(processes)]
-    procs = [
-        multiprocessing.Process(target=client_process, args=(port, cases, n, requests, out))
-        for n in share
-        if n
+def suites(hosts: list[str], zones: list[str], nodes: int) -> list[tuple[str, list[Case], float]]:
+    by_host: list[Case] = [("GET", f"/v1/recommendations/power-caps?host={h}", b"") for h in hosts]
+    zone_host: list[Case] = [
+        ("GET", f"/v1/recommendations/power-caps?zone={zones[0]}&host={h}", b"") for h in hosts
     ]
-    for p in procs:
-        p.start()
-    latencies = [x for _ in procs for x in out.get()]
-    for p in procs:
-        p.join()
-    return latencies
+    place: list[Case] = [("POST", "/v1/placement", b) for b in placement_bodies(hosts, zones)]
+    return [
+        ("GET power-caps ?host=<one of the nodes>", by_host, 25.0),
+        ("GET power-caps ?zone=&host=<one node>", zone_host, 25.0),
+        ("GET cooling (all zones)", [("GET", "/v1/recommendations/cooling", b"")], 25.0),
+        (f"POST placement (varied, {nodes} nodes)", place, 50.0),
+    ]
 
 
-def report(name: str, latencies: list[float], target_ms: float) -> None:
-    ordered = sorted(latencies)
-    p50 = statistics.median(ordered) * 1e3
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3
-    verdict = "meets" if p99 <= target_ms else "MISSES"
+def fleet_names(engine: Any) -> tuple[list[str], list[str]]:
+    snapshot = engine.snapshot
+    return sorted({g.host for g in snapshot.gpus}), sorted({z.zone for z in snapshot.zones})
+
+
+def in_process(store: Path, end_ns: int, nodes: int) -> tuple[list[str], list[str]]:
+    """Print what each request costs inside the process; return the fleet's hosts and zones."""
+    engine, app = build_engine(store, end_ns)
+    hosts, zones = fleet_names(engine)
+    call = AsgiCaller(app, AUTHORIZATION)
+    print("\nin-process, one request at a time (µs):")
+    *reads, (_, placements, _) = suites(hosts, zones, nodes)
+    for name, cases, _ in reads:
+        p50, p99 = summary_us(time_requests(call, cases, 5000))
+        print(f"  {name:<44} median {p50:7.0f}  p99 {p99:7.0f}")
+    endpoint, bare = placement_overhead(call, engine, [body for _, _, body in placements], 2000)
+    (e50, e99), (b50, b99) = summary_us(endpoint), summary_us(bare)
+    print(f"  {'POST placement, endpoint':<44} median {e50:7.0f}  p99 {e99:7.0f}")
+    print(f"  {'  recommend_placement alone':<44} median {b50:7.0f}  p99 {b99:7.0f}")
+    print(f"  {'  endpoint overhead (difference)':<44} median {e50 - b50:7.0f}  ({e50 / b50:.2f}×)")
+    del engine, app, call
+    gc.collect()
+    return hosts, zones
+
+
+class RefreshLoop:
+    """Refreshes the server's recommendations back to back (admin API) while it runs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.done = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RefreshLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(600)
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        while not self._stop.is_set():
+            httpx.post(f"{self.url}/v1/refresh", headers=headers, timeout=600).raise_for_status()
+            self.done += 1
+
+
+def under_load(
+    url: str, cases: list[Case], args: argparse.Namespace, name: str, target: float
+) -> None:
+    run_wrk(url, cases, 10, 2, 0, AUTHORIZATION)  # warm-up
+    for think_ms in (0, args.think_ms):
+        found = run_wrk(url, cases, args.clients, args.duration_s, think_ms, AUTHORIZATION)
+        report_wrk(name, f"think {think_ms} ms", found, target)
+        if think_ms == 0:
+            print(
+                f"{'':<46}Little's law: {args.clients} clients ÷ {found['rps']:.0f}/s = "
+                f"{1e3 * args.clients / found['rps']:.1f} ms in the system per request"
+            )
+    with RefreshLoop(url) as refreshes:
+        found = run_wrk(url, cases, args.clients, args.duration_s, args.think_ms, AUTHORIZATION)
+    report_wrk(name, f"think {args.think_ms} ms, refreshing ({refreshes.done} done)", found, target)
+
+
+def report_wrk(name: str, mode: str, found: dict[str, float], target_ms: float) -> None:
+    verdict = "meets" if found["99"] <= target_ms else "MISSES"
     print(
-        f"{name:<44} n={len(ordered):>5}  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
-        f"({verdict} p99 ≤ {target_ms:g} ms)"
+        f"{name:<44} {mode:<30} {found['rps']:6.0f} req/s  p50 {found['50']:6.1f} ms  "
+        f"p90 {found['90']:6.1f} ms  p99 {found['99']:6.1f} ms  ({verdict} p99 ≤ {target_ms:g} ms)",
+        flush=True,
     )
 
 
-WRK_PERCENTILES = ("50", "90", "99")
-
-
-def wrk_script(cases: list[Case], think_ms: int = 0) -> str:
-    """Lua for wrk: each request one of ``cases`` at random (all share one method and body).
-
-    ``think_ms`` > 0 makes each client wait that long after an answer before its next
-    request, as a scheduler or dashboard polling the API does; 0 sends back to back.
-    """
-    method, _, body = cases[0]
-    paths = ", ".join(json.dumps(path) for _, path, _ in cases)
-    lines = [f"paths = {{{paths}}}", f'wrk.method = "{method}"']
-    if body is not None:
-        lines += [f"wrk.body = {json.dumps(body.decode())}"]
-        lines += ['wrk.headers["Content-Type"] = "application/json"']
-    lines += ["request = function() return wrk.format(nil, paths[math.random(#paths)]) end"]
-    if think_ms > 0:
-        lines += [f"delay = function() return {think_ms} end"]
-    return "\n".join(lines) + "\n"
-
-
-def run_wrk(
-    url: str, cases: list[Case], clients: int, duration_s: int, think_ms: int = 0
-) -> dict[str, float]:
-    """wrk's latency percentiles (ms) and request rate for ``cases``; raises on any non-2xx."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(wrk_script(cases, think_ms))
-    argv = ["wrk", "-t", "2", "-c", str(clients), "-d", f"{duration_s}s", "--latency"]
-    argv += ["-H", f"Authorization: {HEADERS['Authorization']}", "-s", script.name, url]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60, check=True)
-    if "Non-2xx" in done.stdout or "Socket errors" in done.stdout:
-        raise RuntimeError(f"wrk saw failures:\n{done.stdout}")
-    found = {p: _wrk_ms(done.stdout, p) for p in WRK_PERCENTILES}
-    rate = re.search(r"Requests/sec:\s+([0-9.]+)", done.stdout)
-    return {**found, "rps": float(rate.group(1)) if rate else float("nan")}
-
-
-def _wrk_ms(output: str, percentile: str) -> float:
-    match = re.search(rf"^\s+{percentile}(?:\.000)?%\s+([0-9.]+)(us|ms|s)\s*$", output, re.M)
-    if match is None:
-        raise RuntimeError(f"no {percentile}% line in wrk's output:\n{output}")
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
-    return float(match.group(1)) * scale
-
-
-def suites(url: str, nodes: int) -> list[tuple[str, list[Case], float]]:
-    items = httpx.get(f"{url}/v1/recommendations/power-caps", headers=HEADERS).json()["items"]
-    hosts = sorted({i["host"] for i in items})
-    by_host: list[Case] = [("GET", f"/v1/recommendations/power-caps?host={h}", None) for h in hosts]
-    zone_host: list[Case] = [
-        ("GET", f"/v1/recommendations/power-caps?zone=z1&host={h}", None) for h in hosts
-    ]
-    place = json.dumps({"gpus": 2}).encode()
-    return [
-        ("GET power-caps ?host=<one of the nodes>", by_host, 25.0),
-        ("GET power-caps ?zone=z1&host=<one node>", zone_host, 25.0),
-        ("GET cooling (all zones)", [("GET", "/v1/recommendations/cooling", None)], 25.0),
-        (f"POST placement (2 GPUs, {nodes} nodes)", [("POST", "/v1/placement", place)], 50.0),
-    ]
+def gc_pauses(url: str) -> str:
+    """The server's collections so far, per generation, from its /metrics."""
+    text = httpx.get(f"{url}/metrics", headers=HEADERS).text
+    found = re.findall(
+        r'^wattwise_api_gc_pause_seconds_(count|sum)\{generation="(\d)"\} ([0-9.e+-]+)$', text, re.M
+    )
+    totals: dict[str, dict[str, float]] = {}
+    for kind, generation, value in found:
+        totals.setdefault(generation, {})[kind] = float(value)
+    return ", ".join(
+        f"gen {g}: {int(t['count'])} passes, mean {1e3 * t['sum'] / max(t['count'], 1):.2f} ms"
+        for g, t in sorted(totals.items())
+    )
 
 
 def wait_until_up(url: str, timeout_s: float) -> None:
@@ -230,47 +247,32 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    parser.add_argument("--duration-s", type=int, default=15, help="wrk run per endpoint")
-    parser.add_argument("--requests", type=int, default=40, help="Python fallback only")
-    parser.add_argument(
-        "--think-ms",
-        default="0,100",
-        help="comma-separated pauses each client makes between requests (0 = back to back)",
-    )
+    parser.add_argument("--duration-s", type=int, default=10, help="wrk run per case")
+    parser.add_argument("--think-ms", type=int, default=100, help="pause of a polling client")
     args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("this benchmark needs wrk (apt-get install wrk)")
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load: {'wrk' if shutil.which('wrk') else 'Python'}"
+        f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.2f}"
     )
     store, end_ns = fill(args.nodes)
+    hosts, zones = in_process(store, end_ns, args.nodes)
     port = free_port()
     server = start_server(store, end_ns, port, args.workers)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, 1800)
         time.sleep(2.0 * args.workers)  # the other workers finish their refresh too
-        for name, cases, target in suites(url, args.nodes):
-            if shutil.which("wrk"):
-                run_wrk(url, cases, 10, 2)  # warm-up
-                for think_ms in (int(t) for t in args.think_ms.split(",")):
-                    found = run_wrk(url, cases, args.clients, args.duration_s, think_ms)
-                    report_wrk(f"{name} (think {think_ms} ms)", found, target)
-            else:
-                measure(port, cases, 4, 10)  # warm-up
-                report(name, measure(port, cases, args.clients, args.requests), target)
+        print(f"\nunder load: {args.clients} clients, wrk -t 2, {args.duration_s} s per case")
+        for name, cases, target in suites(hosts, zones, args.nodes):
+            under_load(url, cases, args, name, target)
+        print(f"server's collections: {gc_pauses(url)}")
+        print(f"load average at end {os.getloadavg()[0]:.2f}")
     finally:
         server.terminate()
         server.wait(30)
-
-
-def report_wrk(name: str, found: dict[str, float], target_ms: float) -> None:
-    verdict = "meets" if found["99"] <= target_ms else "MISSES"
-    print(
-        f"{name:<58} {found['rps']:7.0f} req/s  p50 {found['50']:6.1f} ms  "
-        f"p90 {found['90']:6.1f} ms  p99 {found['99']:6.1f} ms  ({verdict} p99 ≤ {target_ms:g} ms)",
-        flush=True,
-    )
 
 
 if __name__ == "__main__":
