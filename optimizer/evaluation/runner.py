@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .caps import DefaultCaps, OracleCaps, StaticCap, WattwiseCaps, judge_caps
-from .cooling import FixedSetpoints, WattwiseCooling, judge_cooling, oracle_setpoints
+from .cooling import run_cooling
 from .placement import (
     ARRIVAL_S,
     OraclePlacement,
@@ -26,9 +26,9 @@ from .scenario import Scenario
 
 Progress = Callable[[str], None]
 """Called with a short label after each step of the evaluation finishes."""
-STEPS = 19
-"""Steps reported through Progress: 4 caps runs, 2 + 6 cooling runs, 6 placement runs, and
-one per warm-up."""
+STEPS = 20
+"""Steps reported through Progress: 4 caps runs, the wattwise cooling ramp, 2 + 6 cooling
+runs, 6 placement runs, and one per warm-up."""
 
 
 def run_scenario(scenario: Scenario, progress: Progress | None = None) -> ScenarioResult:
@@ -62,15 +62,7 @@ def _caps(base: Replica, scenario: Scenario, tell: Progress) -> ExperimentResult
 
 
 def _cooling(base: Replica, scenario: Scenario, tell: Progress) -> ExperimentResult:
-    baseline = FixedSetpoints(dict.fromkeys(scenario.zones, 18.0))
-    runs = {baseline.name: run_policy(base, baseline, scenario)}
-    tell("cooling: fixed 18 °C")
-    runs["wattwise"] = run_policy(base, WattwiseCooling(), scenario, record=True)
-    tell("cooling: wattwise")
-    chosen, runs["oracle"] = oracle_setpoints(base, scenario, lambda: tell("cooling: oracle"))
-    tell("cooling: oracle")
-    text = ", ".join(f"{z} {c:.1f} °C" for z, c in chosen.items())
-    return judge_cooling(runs, {"fixed 18 °C": "18.0 °C everywhere", "oracle": text})
+    return run_cooling(base, scenario, tell)
 
 
 class Chooser(Protocol):

@@ -49,6 +49,7 @@ MIN_SUPPLY_SPREAD_C = 0.5
 """The COP's temperature gain needs the supply to have moved at least this much."""
 MAX_FIT_ROWS = 200_000
 VERSION = 1
+MAX_CV_BLOCK_S, MIN_CV_BLOCK_S = 1800.0, 120.0
 MIN_RACK_SPREAD_KW = 0.5
 """A rack's own recirculation slope counts as much as the zone's only once its power has
 spread this much (standard deviation): less movement cannot separate slope from noise."""
@@ -159,7 +160,9 @@ def fit_inlet_models(hosts: Series, zones: Series, *, folds: int = 5) -> dict[st
         if usable.sum() < 3:
             continue
         rows = _Rows(host_codes[usable], rack_codes[usable], rack_kw[usable], rise[usable])
-        cv = grouped_cv_predictions(rows.fitter(), _time_groups(hosts.time_ns[usable]), folds)
+        cv = grouped_cv_predictions(
+            rows.fitter(), _time_groups(hosts.time_ns[usable], folds), folds
+        )
         fit = rows.fit()
         present = np.unique(rows.node)
         peak_kw = np.full(fit.offsets.shape, -np.inf)
@@ -251,7 +254,11 @@ def _zone_supply(hosts: Series, zones: Series) -> Floats:
     return join_column(hosts, with_supply, "supply", on=("zone",))
 
 
-def _time_groups(time_ns: Ints, block_s: float = 1800.0) -> Ints:
+def _time_groups(time_ns: Ints, folds: int) -> Ints:
+    """Contiguous blocks of time to hold out: 30 minutes, or a fold's share of a shorter
+    window (one block covering everything would leave nothing to fit on)."""
+    span_s = float(time_ns.max() - time_ns.min()) / 1e9 if time_ns.size else 0.0
+    block_s = min(MAX_CV_BLOCK_S, max(span_s / folds, MIN_CV_BLOCK_S))
     return np.asarray((time_ns - time_ns.min()) // int(block_s * 1e9), dtype=np.int64)
 
 

@@ -1,15 +1,19 @@
 """Cooling setpoints per zone: the warmest supply temperature that keeps every inlet and every
-GPU within its limit, moved at most one step per recommendation.
+GPU within its limit until the next recommendation, moved at most one step per recommendation.
 
-Inlet temperatures follow the supply temperature one to one at today's IT load
+Inlet temperatures follow the supply temperature one to one at a given IT load
 (recirculation depends on rack power, not on the setpoint), and a GPU's
-temperature follows its inlet one to one at today's power. Cooling power is
+temperature follows its inlet one to one at a given power. Cooling power is
 IT heat over a COP that rises ``cop_gain_per_c`` per °C of supply temperature.
 
-With fitted models (:mod:`wattwise.optimizer.models.thermal`) each node's rise over
-the supply is ``a_node + b·rack kW`` at today's rack power, each GPU's temperature
-``inlet + offset + R_th·power``, and the COP gain is the zone's fitted one; without
-them the rises seen now and ``cop_gain_per_c`` stand in, and the reason says so.
+A setpoint stays in force until the next refresh, and a rack's jobs can start in
+the meantime, so with fitted models (:mod:`wattwise.optimizer.models.thermal`)
+each node's rise over the supply is ``a_node + b_rack·rack kW`` at the highest
+power its rack drew in the model's window (or now, if higher), and each GPU's
+temperature ``inlet + offset + R_th·power`` at its enforced power limit (the most
+it can draw). The inlet limit keeps ``inlet_margin_c`` below ``max_inlet_c``, or
+the inlet model's 99th-percentile cross-validated error if that is wider. Without
+fits the rises seen now and ``cop_gain_per_c`` stand in, and the reason says so.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def _one(
     gain = cooling_fit.cop_gain_per_c if cooling_fit is not None else settings.cop_gain_per_c
     gpu_limit = np.array([g.slowdown_temp_c - settings.gpu_temp_margin_c for g in mine])
     inlet_rise = float(np.max(inlets) - supply) if inlets.size else math.nan
-    inlet_cap = settings.max_inlet_c - settings.inlet_margin_c
+    inlet_cap = settings.max_inlet_c - _inlet_margin_c(settings, fits.inlets.get(zone.zone))
     allowed = [settings.max_setpoint_c]
     if math.isfinite(inlet_rise):
         allowed.append(inlet_cap - inlet_rise)
@@ -100,8 +104,8 @@ def _one(
 def _inlet_rises(
     mine: Sequence[HostState], hosts: Sequence[HostState], supply: float, fit: InletModel | None
 ) -> dict[str, float]:
-    """Each node's inlet over the supply: the fitted ``a + b·rack kW`` at today's rack power
-    where the model knows the node, else the rise seen now."""
+    """Each node's inlet over the supply: the fitted ``a + b_rack·rack kW`` at its rack's peak
+    power (or today's, if higher) where the model knows the node, else the rise seen now."""
     rise = {h.host: h.inlet_temp_c - supply for h in mine if math.isfinite(h.inlet_temp_c)}
     if fit is None:
         return rise
@@ -110,13 +114,21 @@ def _inlet_rises(
         if math.isfinite(h.node_power_w):
             rack_w[h.rack] = rack_w.get(h.rack, 0.0) + h.node_power_w
     index = {name: i for i, name in enumerate(fit.hosts)}
+    slopes = fit.slopes_c_per_kw()
     for h in mine:
         i = index.get(h.host)
         if i is not None and h.rack in rack_w:
-            rise[h.host] = float(
-                fit.offset_c[i] + fit.recirculation_c_per_kw * rack_w[h.rack] / 1e3
-            )
+            load_w = rack_w[h.rack]
+            if fit.peak_rack_power_w is not None:
+                load_w = max(load_w, float(fit.peak_rack_power_w[i]))
+            rise[h.host] = float(fit.offset_c[i] + slopes[i] * load_w / 1e3)
     return rise
+
+
+def _inlet_margin_c(settings: CoolingSettings, fit: InletModel | None) -> float:
+    """The flat margin, widened to the inlet model's own error where that is larger."""
+    spread = fit.info.errors.get("p99_abs_c", 0.0) if fit is not None else 0.0
+    return max(settings.inlet_margin_c, spread if math.isfinite(spread) else 0.0)
 
 
 def _gpu_rise(
@@ -124,11 +136,17 @@ def _gpu_rise(
 ) -> float:
     if fit is None or gpu.host not in rise_of or not math.isfinite(gpu.power_w):
         return gpu.temp_c - supply
-    return rise_of[gpu.host] + fit.offset_c + fit.r_th_c_per_w * gpu.power_w
+    # A GPU idle now may start a job before the next refresh: take the most it may draw.
+    limit = gpu.enforced_limit_w if math.isfinite(gpu.enforced_limit_w) else gpu.power_w
+    return rise_of[gpu.host] + fit.offset_c + fit.r_th_c_per_w * max(gpu.power_w, limit)
 
 
 def _basis(zone: str, fits: ThermalFits) -> str:
-    inlet = "fitted inlets" if zone in fits.inlets else "prior: inlets follow supply 1:1"
+    inlet = (
+        "fitted inlets at each rack's peak power"
+        if zone in fits.inlets
+        else "prior: inlets follow supply 1:1"
+    )
     cop = fits.cooling.get(zone)
     if cop is None:
         gain = "prior COP gain (no cooling fit)"
