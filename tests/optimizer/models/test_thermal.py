@@ -3,15 +3,21 @@ recirculation 0.04 °C per rack kW (doubled at row ends), COP +3.5 %/°C."""
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
-from tests.optimizer.twin import walked_setpoint
+import numpy as np
+import pytest
+
+from tests.optimizer.twin import record, walked_setpoint
+from wattwise.clock import ManualClock
+from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.optimizer.models.thermal import (
     fit_cooling_models,
     fit_gpu_thermal,
     fit_inlet_models,
     rack_power_w,
 )
+from wattwise.optimizer.telemetry import Series
 
 
 def test_gpu_thermal_resistance_and_offset_match_the_twin() -> None:
@@ -57,3 +63,56 @@ def test_rack_power_sums_the_nodes_of_a_rack_in_each_bucket() -> None:
     rows = (data.hosts.tags["rack"] == "r01") & (data.hosts.time_ns == data.hosts.time_ns[5])
     expected = float(np.sum(data.hosts.values["node_power_w"][rows]))
     assert np.allclose(summed[rows], expected)
+
+
+@pytest.fixture(scope="module")
+def row_of_three_racks() -> tuple[SimFleet, Series, Series]:
+    """One zone, 3 racks × 3 nodes × 4 H100, 40 minutes of job churn: the two racks at the
+    row's ends recirculate 0.08 °C per kW, the middle one 0.04."""
+    clock = ManualClock()
+    spec = FleetSpec.uniform(9, 4, racks=3, zones=1, seed=7, setpoint_c=20.0)
+    fleet = SimFleet(spec, clock)
+    rec = record(fleet, clock, 2400.0, read_every_s=10.0)
+    return (
+        fleet,
+        rec.series("host", 0, clock.time_ns() + 1),
+        rec.series("cooling", 0, clock.time_ns() + 1),
+    )
+
+
+def test_row_end_racks_get_their_own_recirculation_not_the_zone_average(
+    row_of_three_racks: tuple[SimFleet, Series, Series],
+) -> None:
+    fleet, hosts, zones = row_of_three_racks
+    (model,) = fit_inlet_models(hosts, zones).values()
+    slopes = dict(zip(model.hosts, model.slopes_c_per_kw(), strict=True))
+    assert set(np.round(fleet.recirculation_c_per_kw, 3)) == {0.04, 0.08}
+    for host, slope in slopes.items():
+        rack = int(host.split("-")[1][1:]) - 1
+        assert abs(slope - fleet.recirculation_c_per_kw[rack]) <= 0.012, host
+    assert 0.04 < model.recirculation_c_per_kw < 0.08
+    assert model.info.errors["p99_abs_c"] < 0.3
+
+
+def test_peak_rack_power_is_the_highest_minute_each_rack_drew(
+    row_of_three_racks: tuple[SimFleet, Series, Series],
+) -> None:
+    _, hosts, zones = row_of_three_racks
+    (model,) = fit_inlet_models(hosts, zones).values()
+    assert model.peak_rack_power_w is not None
+    summed = rack_power_w(hosts)
+    for host, peak in zip(model.hosts, model.peak_rack_power_w, strict=True):
+        rack = host.split("-")[1]
+        assert peak == pytest.approx(float(np.max(summed[hosts.tags["rack"] == rack])))
+
+
+def test_inlet_model_stored_before_racks_had_slopes_falls_back_to_the_zone_slope() -> None:
+    data = walked_setpoint()
+    model = dataclasses.replace(
+        fit_inlet_models(data.hosts, data.zones)["z1"],
+        rack_recirculation_c_per_kw=None,
+        peak_rack_power_w=None,
+    )
+    assert np.all(model.slopes_c_per_kw() == model.recirculation_c_per_kw)
+    at_10kw = model.inlet_c(20.0, np.full(len(model.hosts), 10_000.0))
+    assert np.allclose(at_10kw, 20.0 + model.offset_c + 10.0 * model.recirculation_c_per_kw)
