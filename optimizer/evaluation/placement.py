@@ -1,10 +1,11 @@
 """Job placement on the twin: spread, pack and random placement, wattwise, and the oracle.
 
-The placement twin runs no random jobs: whole nodes carry seeded background
-work from the start, then the scenario's jobs arrive one a minute and each
-policy picks a node for each. Jobs then run for the whole horizon, so every
-policy does the same work and the difference is where it ran: fans and
-leakage at warmer inlets, recirculation, and the cooling of each zone.
+The placement twin runs no random jobs: nodes carry seeded background work from the
+start (whole nodes, or some GPUs of each), then the scenario's jobs arrive one a
+minute and each policy picks a node and GPUs for each. Jobs then run for the whole
+horizon, so every policy does the same work and the difference is where it ran:
+nodes woken from the site's power saving (or left asleep), fans and leakage at
+warmer inlets, recirculation, and the cooling of each zone.
 """
 
 from __future__ import annotations
@@ -25,26 +26,45 @@ from .scenario import Scenario
 
 ARRIVAL_S = 60.0
 """Jobs arrive a minute apart, so telemetry has seen the previous one before the next comes."""
-ORACLE_LOOKAHEAD_S = 60.0
+ORACLE_SETTLE_S = 60.0
+"""After a woken node has booted: GPU heatsinks (τ 15 s) and fans settle on the new load."""
+ORACLE_RATE_S = 30.0
+"""Then the fleet's IT + cooling power is measured over this window."""
 TELEMETRY_WINDOW_S = 900.0
 
 Choice = tuple[str, tuple[int, ...]] | None
 
 
 def placement_replica(scenario: Scenario) -> Replica:
-    """The placement twin after warm-up: background work on whole nodes, telemetry recorded."""
+    """The placement twin after warm-up: background work started, telemetry recorded. Nodes
+    without background work are powered down by then if the site saves power."""
     clock = ManualClock()
     fleet = SimFleet(scenario.fleet_spec(background=False), clock)
-    rng = np.random.default_rng(scenario.seed)
-    weights = np.array([w.weight for w in scenario.workloads])
-    for node in fleet.spec.nodes:
-        if rng.random() < scenario.placement.background_busy_share:
-            work = scenario.workloads[rng.choice(len(weights), p=weights / weights.sum())]
-            for gpu in range(node.gpus):
-                fleet.start_job(node.host, gpu, work)
+    _start_background(fleet, scenario, np.random.default_rng(scenario.seed))
     replica = Replica(fleet, clock, TelemetryRecorder())
     run_for(replica, scenario.warmup_s, scenario.read_every_s)
     return replica
+
+
+def _start_background(fleet: SimFleet, scenario: Scenario, rng: np.random.Generator) -> None:
+    """Whole nodes busy with ``background_busy_share`` each; or, GPU by GPU, nodes idle with
+    ``background_idle_nodes`` each and the others given a binomial share of busy GPUs (at
+    least one) so that ``background_busy_share`` of all GPUs are busy on average."""
+    p = scenario.placement
+    weights = np.array([w.weight for w in scenario.workloads])
+    busy_of_rest = min(p.background_busy_share / max(1.0 - p.background_idle_nodes, 1e-9), 1.0)
+    for node in fleet.spec.nodes:
+        if p.background_whole_nodes:
+            busy = node.gpus if rng.random() < p.background_busy_share else 0
+        elif rng.random() < p.background_idle_nodes:
+            busy = 0
+        else:
+            busy = max(int(rng.binomial(node.gpus, busy_of_rest)), 1)
+        if busy == 0:
+            continue
+        work = scenario.workloads[rng.choice(len(weights), p=weights / weights.sum())]
+        for gpu in range(busy):
+            fleet.start_job(node.host, gpu, work)
 
 
 def free_gpus(fleet: SimFleet) -> dict[str, list[int]]:
@@ -55,9 +75,9 @@ def free_gpus(fleet: SimFleet) -> dict[str, list[int]]:
     return free
 
 
-def _fitting(fleet: SimFleet, scenario: Scenario) -> list[tuple[str, tuple[int, ...]]]:
+def _fitting(fleet: SimFleet, scenario: Scenario, gpus: int) -> list[tuple[str, tuple[int, ...]]]:
     """Nodes with enough free GPUs of the model the jobs need, and the GPUs they would give."""
-    gpus, wanted = scenario.placement.gpus_per_job, scenario.placement.gpu_model or ""
+    wanted = scenario.placement.gpu_model or ""
     product = {n.host: gpu_model(n.gpu_model).product_name for n in fleet.spec.nodes}
     return [
         (h, tuple(g[:gpus]))
@@ -72,16 +92,24 @@ def _rack_busy(fleet: SimFleet) -> dict[str, float]:
     return {r: float(busy[i]) for i, r in enumerate(lay.racks)}
 
 
+def _node_busy(fleet: SimFleet) -> dict[str, float]:
+    lay = fleet.layout
+    busy = np.bincount(lay.node_of_gpu, weights=fleet.jobs.has_job, minlength=lay.node_count)
+    return {t["host"]: float(busy[i]) for i, t in enumerate(lay.node_tags)}
+
+
 class Spread:
-    """The node in the least-loaded rack (then lowest in the rack): load spread evenly."""
+    """The least-loaded rack, and in it the least-allocated node (then the lowest): load spread
+    evenly, as Kubernetes' default LeastAllocated scoring spreads it over nodes."""
 
     name = "spread"
 
-    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
         load = _rack_busy(replica.fleet)
         rack = {n.host: n.rack for n in replica.fleet.spec.nodes}
-        options = _fitting(replica.fleet, scenario)
-        return min(options, key=lambda o: load[rack[o[0]]], default=None)
+        busy = _node_busy(replica.fleet)
+        options = _fitting(replica.fleet, scenario, gpus)
+        return min(options, key=lambda o: (load[rack[o[0]]], busy[o[0]]), default=None)
 
 
 class Pack:
@@ -89,10 +117,10 @@ class Pack:
 
     name = "pack"
 
-    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
         load = _rack_busy(replica.fleet)
         rack = {n.host: n.rack for n in replica.fleet.spec.nodes}
-        options = _fitting(replica.fleet, scenario)
+        options = _fitting(replica.fleet, scenario, gpus)
         return max(options, key=lambda o: load[rack[o[0]]], default=None)
 
 
@@ -104,8 +132,8 @@ class RandomPlacement:
     def __init__(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
-    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
-        options = _fitting(replica.fleet, scenario)
+    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
+        options = _fitting(replica.fleet, scenario, gpus)
         return options[int(self._rng.integers(len(options)))] if options else None
 
 
@@ -114,12 +142,12 @@ class WattwisePlacement:
 
     name = "wattwise"
 
-    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
         t = replica.telemetry
         assert t is not None, "wattwise needs the replica's telemetry"
         end = replica.clock.time_ns() + 1
         start = end - int(TELEMETRY_WINDOW_S * 1e9)
-        gpus, hosts = t.series("gpu", start, end), t.series("host", start, end)
+        per_gpu, hosts = t.series("gpu", start, end), t.series("host", start, end)
         zones = t.series("cooling", start, end)
         fleet = replica.fleet
         busy = [k for k, i in fleet.layout.gpu_index.items() if fleet.jobs.has_job[i]]
@@ -127,15 +155,13 @@ class WattwisePlacement:
             t.latest_gpus(),
             t.latest_hosts(),
             t.latest_zones(),
-            curves=fit_node_power_curves(gpus, hosts),
-            gpu_thermal=fit_gpu_thermal(gpus, hosts),
+            curves=fit_node_power_curves(per_gpu, hosts),
+            gpu_thermal=fit_gpu_thermal(per_gpu, hosts),
             inlets=fit_inlet_models(hosts, zones),
             cooling=fit_cooling_models(zones),
             busy=busy,
         )
-        request = PlacementRequest(
-            gpus=scenario.placement.gpus_per_job, gpu_model=scenario.placement.gpu_model
-        )
+        request = PlacementRequest(gpus=gpus, gpu_model=scenario.placement.gpu_model)
         settings = PlacementSettings(rack_budgets_w=scenario.rack_budgets_w)
         result = recommend_placement(request, view, settings)
         if not result.candidates:
@@ -145,26 +171,37 @@ class WattwisePlacement:
 
 
 class OraclePlacement:
-    """Exhaustive search on the twin: every node that fits, tried on a copy for a minute; the
-    least IT + cooling energy among those that keep every rack within budget and no GPU
-    thermally throttled."""
+    """Exhaustive search on the twin: every node that fits, tried on a copy until any node it
+    woke has booted and the heat has settled; the least fleet IT + cooling power after that
+    among the options that keep every rack within budget and no GPU thermally throttled.
+
+    Boots end long before the measured horizon starts, so the power once the job runs,
+    times the horizon, is what each option adds to the horizon's energy: this is the
+    oracle of that energy for each job in turn (greedy: it does not foresee later jobs).
+    """
 
     name = "oracle"
 
-    def choose(self, replica: Replica, scenario: Scenario) -> Choice:
+    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
         best: tuple[float, Choice] = (np.inf, None)
-        for option in _fitting(replica.fleet, scenario):
+        boot_s = scenario.power_saving.resume_s if scenario.power_saving is not None else 0.0
+        for option in _fitting(replica.fleet, scenario, gpus):
             trial = replica.clone()
             trial.telemetry = None
             start_jobs(trial, scenario, option)
-            before = trial.fleet.truth.it_energy_j() + trial.fleet.truth.cooling_energy_j()
-            run_for(trial, ORACLE_LOOKAHEAD_S, scenario.read_every_s)
+            run_for(trial, boot_s + ORACLE_SETTLE_S, scenario.read_every_s)
+            before = _it_and_cooling_j(trial.fleet)
+            run_for(trial, ORACLE_RATE_S, scenario.read_every_s)
             if not _within_limits(trial.fleet, scenario):
                 continue
-            used = trial.fleet.truth.it_energy_j() + trial.fleet.truth.cooling_energy_j()
-            if used - before < best[0]:
-                best = (used - before, option)
+            used = _it_and_cooling_j(trial.fleet) - before
+            if used < best[0]:
+                best = (used, option)
         return best[1]
+
+
+def _it_and_cooling_j(fleet: SimFleet) -> float:
+    return fleet.truth.it_energy_j() + fleet.truth.cooling_energy_j()
 
 
 def _within_limits(fleet: SimFleet, scenario: Scenario) -> bool:

@@ -69,7 +69,7 @@ class Chooser(Protocol):
     name: str
 
     def choose(
-        self, replica: Replica, scenario: Scenario
+        self, replica: Replica, scenario: Scenario, gpus: int
     ) -> tuple[str, tuple[int, ...]] | None: ...
 
 
@@ -98,7 +98,7 @@ def _placement(scenario: Scenario, tell: Progress) -> ExperimentResult:
     ]
     runs: dict[str, tuple[PolicyRun, int, list[str]]] = {}
     for chooser in choosers:
-        runs[chooser.name] = _place_and_run(base, chooser, scenario)
+        runs[chooser.name] = place_and_run(base, chooser, scenario)
         tell(f"placement: {chooser.name}")
     idle = run_policy(_after_arrivals(base, scenario), _Hold("no new jobs"), scenario)
     return _judge_placement(runs, idle, scenario)
@@ -110,13 +110,13 @@ def _after_arrivals(base: Replica, scenario: Scenario) -> Replica:
     return replica
 
 
-def _place_and_run(
+def place_and_run(
     base: Replica, chooser: Chooser, scenario: Scenario
 ) -> tuple[PolicyRun, int, list[str]]:
     replica = base.clone()
     hosts = []
-    for _ in range(scenario.placement.jobs):
-        choice = chooser.choose(replica, scenario)
+    for gpus in scenario.placement.job_sizes(scenario.seed):
+        choice = chooser.choose(replica, scenario, gpus)
         start_jobs(replica, scenario, choice)
         if choice is not None:
             hosts.append(choice[0])

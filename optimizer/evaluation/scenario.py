@@ -12,11 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wattwise.collector.sim import DEFAULT_WORKLOADS, FleetSpec, NodeSpec, WorkloadSpec
 from wattwise.collector.sim.models import GPU_MODELS
+from wattwise.collector.sim.spec import PowerSaving
 from wattwise.collector.sim.thermal import AirflowParams
 from wattwise.errors import ConfigError
 
@@ -42,7 +44,9 @@ class PlacementScenario(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     jobs: int = Field(4, ge=1, le=64)
-    gpus_per_job: int = Field(8, ge=1, le=16)
+    gpus_per_job: int | tuple[int, ...] = Field(
+        8, description="GPUs of every job, or sizes each job draws from (seeded)"
+    )
     workload: str = "training"
     gpu_model: str | None = Field(
         None, description="substring of the GPU product name the jobs need (e.g. H100)"
@@ -50,6 +54,26 @@ class PlacementScenario(BaseModel):
     background_busy_share: float = Field(
         0.5, ge=0, le=1, description="share of GPUs already running work before the jobs come"
     )
+    background_idle_nodes: float = Field(
+        0.0, ge=0, le=1, description="share of nodes with no background work at all"
+    )
+    background_whole_nodes: bool = Field(
+        True, description="background fills whole nodes; false: some GPUs of each node"
+    )
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> PlacementScenario:
+        sizes = (self.gpus_per_job,) if isinstance(self.gpus_per_job, int) else self.gpus_per_job
+        if not sizes or not all(1 <= s <= 16 for s in sizes):
+            raise ValueError("gpus_per_job must be 1–16 GPUs (or a non-empty list of such)")
+        return self
+
+    def job_sizes(self, seed: int) -> tuple[int, ...]:
+        """GPUs of each job in arrival order; the same seed gives the same jobs."""
+        if isinstance(self.gpus_per_job, int):
+            return (self.gpus_per_job,) * self.jobs
+        rng = np.random.default_rng(seed)
+        return tuple(int(s) for s in rng.choice(self.gpus_per_job, size=self.jobs))
 
 
 class Scenario(BaseModel):
@@ -73,6 +97,9 @@ class Scenario(BaseModel):
     refresh_s: float = Field(300.0, ge=30, description="how often policies decide again")
     read_every_s: float = Field(15.0, gt=0, description="telemetry sampling period")
     slowdown_bound: float = Field(0.05, ge=0, le=1)
+    power_saving: PowerSaving | None = Field(
+        None, description="the site's node power saving, in the twins of every experiment"
+    )
     placement: PlacementScenario = PlacementScenario()
 
     @model_validator(mode="before")
@@ -137,6 +164,7 @@ class Scenario(BaseModel):
             setpoint_c=self.baseline_setpoint_c,
             seed=self.seed,
             airflow=AirflowParams(**self.airflow),
+            power_saving=self.power_saving,
         )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wattwise.optimizer.telemetry import Floats, Series
+from wattwise.optimizer.telemetry import Floats, Ints, Series
 
 from .common import (
     ModelInfo,
@@ -85,16 +85,19 @@ def fit_node_power_curves(gpus: Series, hosts: Series) -> NodePowerCurves:
     """Fit every node's curve from ``gpu_series`` (utilization) and ``host_series`` (power)."""
     util = node_utilization(gpus, hosts)
     power = column(hosts, "node_power_w")
-    codes, names = factorize(tag(hosts, "host"))
-    ok = np.isfinite(util) & np.isfinite(power) & ~_around_standby(codes, hosts.time_ns, power)
-    node, u, p = codes[ok], util[ok], power[ok]
+    host = tag(hosts, "host")
+    every_node, _ = factorize(host)
+    ok = np.isfinite(util) & np.isfinite(power) & ~_around_standby(every_node, hosts.time_ns, power)
+    # Only nodes with usable buckets get a curve: one asleep all window has none to fit.
+    node, names = factorize(host[ok])
+    u, p = util[ok], power[ok]
     nodes = len(names)
     k0, k1, k2 = _best_shape(node, u, p, nodes)
     count = np.bincount(node, minlength=nodes)
     span = _spread(node, u, nodes)
     own = (span >= MIN_UTIL_SPREAD) & (count >= 3)
     if (~own).any():
-        pooled_k1, pooled_k2 = _pooled_shape(node, u, p, nodes)
+        pooled_k1, pooled_k2 = _pooled_shape(node, u, p, nodes, _model_of(gpus, names))
         mean_u = np.bincount(node, weights=u, minlength=nodes) / np.maximum(count, 1)
         mean_p = np.bincount(node, weights=p, minlength=nodes) / np.maximum(count, 1)
         k1 = np.where(own, k1, pooled_k1)
@@ -164,19 +167,18 @@ def _best_shape(
     return k0, k1, k2
 
 
-def _pooled_shape(node: np.ndarray, u: Floats, p: Floats, nodes: int) -> tuple[float, float]:
-    """One ``K1, K2`` shared by all nodes, each node keeping its own level (within-node fit)."""
-    n = np.maximum(np.bincount(node, minlength=nodes), 1).astype(np.float64)
-    dp = p - (np.bincount(node, weights=p, minlength=nodes) / n)[node]
-    best = (np.inf, 0.0, 1.0)
-    for shape in SHAPE_GRID:
-        x = np.exp(shape * u)
-        dx = x - (np.bincount(node, weights=x, minlength=nodes) / n)[node]
-        sxx = float(dx @ dx)
-        if sxx <= 1e-12:
-            continue
-        slope = float(dx @ dp) / sxx
-        sse = float(np.sum((dp - slope * dx) ** 2))
-        if sse < best[0]:
-            best = (sse, slope, float(shape))
-    return best[1], best[2]
+def _model_of(gpus: Series, names: np.ndarray) -> Ints:
+    """Per node (``names`` order), a code of its GPU model (nodes with none share one)."""
+    model = dict(zip(tag(gpus, "host").tolist(), tag(gpus, "model").tolist(), strict=True))
+    codes, _ = factorize(np.array([str(model.get(h, "")) for h in names], dtype=object))
+    return codes
+
+
+def _pooled_shape(
+    node: np.ndarray, u: Floats, p: Floats, nodes: int, model: Ints
+) -> tuple[Floats, Floats]:
+    """``K1, K2`` per node, shared by the nodes of one GPU model: fitted across those nodes'
+    buckets together, so nodes whose own load never moved still see how power rises with
+    load from their peers at other loads (each node then keeps its own level)."""
+    _, k1, k2 = _best_shape(model[node], u, p, int(model.max()) + 1 if nodes else 0)
+    return k1[model], k2[model]
