@@ -19,11 +19,15 @@ def wrk_script(cases: list[Case], think_ms: int = 0) -> str:
     ``think_ms`` > 0 makes each client wait that long after an answer before its next
     request, as a scheduler or dashboard polling the API does; 0 sends back to back.
     """
-    lines = ["local formatted = {}", "init = function(args)"]
+    # wrk.format uses the headers it is given instead of wrk.headers (which hold -H's
+    # Authorization), so a request with a body gets a copy of them plus its Content-Type.
+    lines = ["local formatted = {}", "init = function(args)", "  local json = {}"]
+    lines += ["  for name, value in pairs(wrk.headers) do json[name] = value end"]
+    lines += ['  json["Content-Type"] = "application/json"']
     for method, path, body in cases:
         arguments = f"{json.dumps(method)}, {json.dumps(path)}"
         if body:
-            arguments += f', {{["Content-Type"] = "application/json"}}, {json.dumps(body.decode())}'
+            arguments += f", json, {json.dumps(body.decode())}"
         lines += [f"  formatted[#formatted + 1] = wrk.format({arguments})"]
     lines += ["end", "request = function() return formatted[math.random(#formatted)] end"]
     if think_ms > 0:
