@@ -8,7 +8,8 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats
 
-from .cap_response import CLOCK_STEP_MHZ, GpuWorkloads, phi, phi_inverse
+from .cap_power import phi, phi_inverse
+from .cap_response import CLOCK_STEP_MHZ, GpuWorkloads
 
 
 @dataclass(frozen=True)

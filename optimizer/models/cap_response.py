@@ -17,9 +17,12 @@ Throughput: time per unit of work is ``(1 − μ)/x + μ``; ``μ`` (memory-bound
 is not observable without a throughput signal, so it is estimated from the two
 activities the telemetry does show while kernels run — memory activity
 ``a_m = util_mem / util_gpu`` and SM activity ``a_c = D / (util_gpu·K_c)`` — as
-the clock-elasticity of a soft roofline (kernel time ``‖(a_m, a_c/x)‖₂``):
-``μ = a_m² / (a_m² + a_c²)``, at most :data:`MAX_BOUNDNESS` — see
+the clock-elasticity of a soft roofline (kernel time ``‖(a_m, a_c/x)‖₃``):
+``μ = a_m³ / (a_m³ + a_c³)``, at most :data:`MAX_BOUNDNESS` — see
 docs/models.md for its errors on each workload and why it is capped.
+
+Each GPU's work is taken since it last changed, at its newest load
+(:func:`estimate_workloads`).
 """
 
 from __future__ import annotations
@@ -30,29 +33,32 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats, Series
 
-from .common import (
-    Bools,
-    ModelInfo,
-    column,
-    factorize,
-    subsample,
-    tag,
-    tag_codes,
-    window_of,
-)
+from .cap_power import dense_ids, fit_voltage_floor, phi
+from .cap_power import phi_inverse as phi_inverse  # re-exported for existing callers
+from .common import Bools, ModelInfo, column, factorize, tag, tag_codes, window_of
 from .priors import CapPrior, prior_for
 
 CLOCK_STEP_MHZ = 15.0
 """NVIDIA GPUs move their SM clock in 15 MHz steps."""
 BUSY_MIN = 0.05
 """Buckets with less GPU utilization say nothing about the work."""
-VOLTAGE_FLOOR_GRID = np.linspace(0.0, 1.0, 21)
-MAX_GRID_ROWS = 200_000
 VERSION = 1
 MAX_BOUNDNESS = 0.9
 """Above this a misjudged μ is costly: at μ_est → 1 the predicted slowdown vanishes and the
 cap goes to the lowest clock, where work that is really μ = 0.95 runs 24 % slower."""
+ROOFLINE_SHARPNESS = 3.0
+"""p of the soft roofline: how sharply a kernel's time switches from its SM time to its memory
+time. p = 2 blended them too softly: LLM decoding (HBM saturated, SMs 60 % active) came out
+at μ 0.74 against the twin's 0.85, and its caps saved 3 points less than the oracle's. No
+telemetry measures μ, so p is calibrated on the twin's workloads: 3 is the sharpest (in steps
+of 0.5) whose μ stays below the truth for every one of them (an over-estimate under-predicts
+the slowdown; an under-estimate only saves less) — docs/models.md has the figures."""
 WORK_CHANGE = 0.15
+LOAD_CHANGE = 0.2
+"""Utilization moving by a fifth between consecutive buckets marks a change of work."""
+LOAD_BUCKETS = 3
+"""A GPU's current load is read from its last three busy buckets: a server's load moves, and
+the next job of the same kind often runs at another duty cycle."""
 """A change of memory or SM activity this large between a GPU's consecutive busy buckets
 means other work (another job, or a new phase): the estimate uses only what came after."""
 
@@ -99,21 +105,6 @@ class GpuWorkloads:
         return int(self.host.shape[0])
 
 
-def phi(x: Floats, v0: Floats) -> Floats:
-    v = v0 + (1.0 - v0) * x
-    return np.asarray(x * v * v, dtype=np.float64)
-
-
-def phi_inverse(y: Floats, v0: Floats) -> Floats:
-    """Relative clock whose φ is ``y`` (Newton from ∛y, which lies at or above the root)."""
-    x = np.cbrt(np.clip(y, 0.0, 1.0))
-    for _ in range(8):
-        v = v0 + (1.0 - v0) * x
-        slope = v * v + 2.0 * x * (1.0 - v0) * v
-        x = x - (x * v * v - y) / np.maximum(slope, 1e-12)
-    return np.asarray(np.clip(x, 0.0, 1.0), dtype=np.float64)
-
-
 def fit_cap_models(series: Series) -> dict[str, CapResponseModel]:
     """One model per GPU model in a ``gpu_series`` frame; ``v0`` fitted where identifiable."""
     codes, names = factorize(tag(series, "model", "unknown"))
@@ -126,7 +117,7 @@ def fit_cap_models(series: Series) -> dict[str, CapResponseModel]:
         prior = prior_for(name)
         if prior is None:
             continue
-        v0, source, spread = _fit_voltage_floor(series, mask, prior)
+        floor = fit_voltage_floor(series, mask, prior)
         start, end = window_of(series, mask)
         info = ModelInfo(
             kind="cap_response",
@@ -135,108 +126,14 @@ def fit_cap_models(series: Series) -> dict[str, CapResponseModel]:
             window_start_ns=start,
             window_end_ns=end,
             samples=int(mask.sum()),
-            errors={"dynamic_power_cv": spread} if np.isfinite(spread) else {},
-            notes=f"voltage floor {v0:.2f} ({source})",
+            errors={"dynamic_power_rms_w": floor.residual_w}
+            if np.isfinite(floor.residual_w)
+            else {},
+            notes=f"voltage floor {floor.voltage_floor:.2f} ({floor.source})",
         )
-        out[str(name)] = CapResponseModel(str(name), replace(prior, voltage_floor=v0), source, info)
+        model_prior = replace(prior, voltage_floor=floor.voltage_floor)
+        out[str(name)] = CapResponseModel(str(name), model_prior, floor.source, info)
     return out
-
-
-def _fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> tuple[float, str, float]:
-    """Pick the v0 under which one GPU's work has the same ``D`` at every limit it ran under.
-
-    Identifiable only when the same GPU ran similar work at two or more enforced limits
-    (which is what applying caps produces); otherwise the prior stays.
-    """
-    ok = mask.copy()
-    for name in ("enforced_limit_w", "util_gpu_pct", "util_mem_pct"):
-        ok &= np.isfinite(column(series, name))
-    rows = np.flatnonzero(ok)
-    del ok
-    if rows.size == 0:
-        return prior.voltage_floor, "prior", float("nan")
-    # Similar work = same GPU at the same rounded utilizations; all grouped on integer codes
-    # of the selected rows only (no rounded full-length columns, no copied tag columns).
-    work_ids = _work_ids(series, rows)
-    limits_seen = _distinct_per_group(work_ids, _rounded(series, "enforced_limit_w", rows, 10.0))
-    multi = limits_seen[work_ids] >= 2
-    if multi.sum() < 10:
-        return prior.voltage_floor, "prior", float("nan")
-    # The grid search needs only a sample of the rows that can tell floors apart.
-    keep = np.flatnonzero(subsample(multi, MAX_GRID_ROWS))
-    sub = rows[keep]
-    ids = work_ids[keep]
-    best, best_spread = prior.voltage_floor, np.inf
-    for v0 in VOLTAGE_FLOOR_GRID:
-        d = _dynamic_w(series, sub, replace(prior, voltage_floor=float(v0)))
-        spread = _mean_group_cv(ids, d)
-        if spread < best_spread:
-            best, best_spread = float(v0), spread
-    return best, "fitted", float(best_spread)
-
-
-def _rounded(series: Series, name: str, rows: np.ndarray, step: float) -> np.ndarray:
-    """A column at ``rows`` rounded to multiples of ``step``, as integers (one copy, in place)."""
-    values = column(series, name)[rows]
-    values /= step
-    np.rint(values, out=values)
-    # Levels are small integers (utilization in 5 % steps, limits in 10 W steps).
-    return np.asarray(values.astype(np.int32), dtype=np.int32)
-
-
-def _work_ids(series: Series, rows: np.ndarray) -> np.ndarray:
-    """Dense ids of (GPU, rounded utilization, rounded memory utilization) of ``rows``,
-    each level folded in and freed before the next is built."""
-    combined = tag_codes(series, ("host", "gpu"), rows)
-    for name in ("util_gpu_pct", "util_mem_pct"):
-        level = _rounded(series, name, rows, 5.0)
-        level -= level.min()
-        combined *= int(level.max()) + 1
-        combined += level
-        del level
-    return _dense_ids(combined)
-
-
-def _distinct_per_group(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """How many distinct ``values`` (small integers) each group id has."""
-    values -= values.min()
-    width = int(values.max()) + 1
-    pairs = ids * width
-    pairs += values
-    if int(pairs.max()) < 4 * pairs.size + 1_000_000:
-        present = np.zeros(int(pairs.max()) + 1, dtype=np.bool_)
-        present[pairs] = True
-        seen = np.flatnonzero(present)
-    else:
-        seen = np.unique(pairs)
-    return np.bincount(seen // width, minlength=int(ids.max()) + 1)
-
-
-def _mean_group_cv(ids: np.ndarray, values: Floats) -> float:
-    ok = np.isfinite(values)
-    ids, values = ids[ok], values[ok]
-    n = np.bincount(ids).astype(np.float64)
-    mean = np.bincount(ids, weights=values) / np.maximum(n, 1)
-    var = np.bincount(ids, weights=values * values) / np.maximum(n, 1) - mean**2
-    cv = np.sqrt(np.maximum(var, 0.0)) / np.maximum(np.abs(mean), 1.0)
-    return float(np.average(cv[n > 0], weights=n[n > 0]))
-
-
-def _dynamic_w(series: Series, rows: np.ndarray, prior: CapPrior) -> Floats:
-    """``D`` of each row: clock-dependent power scaled to the top clock."""
-    power = column(series, "power_w")[rows]
-    x = column(series, "sm_clock_mhz")[rows] / prior.top_clock_mhz
-    base = _base_w(series, rows, prior)
-    d = (power - base) / np.maximum(phi(x, np.full_like(x, prior.voltage_floor)), 1e-3)
-    return np.asarray(d, dtype=np.float64)
-
-
-def _base_w(series: Series, rows: np.ndarray, prior: CapPrior) -> Floats:
-    temp = column(series, "temp_c")[rows]
-    temp = np.where(np.isfinite(temp), temp, prior.leak_ref_temp_c)
-    leak = prior.leak_w_per_c * (temp - prior.leak_ref_temp_c)
-    mem = column(series, "util_mem_pct")[rows] / 100.0
-    return np.asarray(prior.static_w + leak + prior.memory_w * mem, dtype=np.float64)
 
 
 def estimate_workloads(
@@ -247,7 +144,8 @@ def estimate_workloads(
     since_change: bool = True,
 ) -> GpuWorkloads:
     """Per GPU, the work of its last ``recent_s`` seconds of busy buckets (one array each),
-    and with ``since_change`` only the buckets since that work last changed.
+    and with ``since_change`` only the buckets since that work last changed, at the load of
+    its last :data:`LOAD_BUCKETS` buckets (the work as it runs now, not as it ran on average).
 
     GPUs of a model without a :class:`CapResponseModel` are left out.
     """
@@ -260,7 +158,7 @@ def estimate_workloads(
     ok &= np.isfinite(column(series, "sm_clock_mhz"))
     rows = np.flatnonzero(ok)
     del ok
-    ids = _dense_ids(tag_codes(series, ("host", "gpu"), rows))
+    ids = dense_ids(tag_codes(series, ("host", "gpu"), rows))
     if rows.size:
         recent = _recent(series.time_ns[rows], ids, int(recent_s * 1e9))
         rows, ids = rows[recent], ids[recent]
@@ -271,9 +169,9 @@ def estimate_workloads(
         current = _since_last_change(series, rows, ids, dyn, params)
         rows, ids, dyn = rows[current], ids[current], dyn[current]
         params = {k: v[current] for k, v in params.items()}
-        ids = _dense_ids(ids)
+        ids = dense_ids(ids)
     base = _rows_base_w(series, rows, params)
-    return _aggregate(series, rows, ids, dyn, base, params)
+    return _aggregate(series, rows, ids, dyn, base, params, current_load=since_change)
 
 
 def _recent(time_ns: np.ndarray, ids: np.ndarray, window_ns: int) -> Bools:
@@ -288,15 +186,15 @@ def _recent(time_ns: np.ndarray, ids: np.ndarray, window_ns: int) -> Bools:
 def estimate_boundness(memory_activity: Floats, compute_activity: Floats) -> Floats:
     """Memory-boundness μ from the memory and SM activity of the kernels (each 0..1).
 
-    A kernel's time as a soft maximum of its memory and its SM time, ``‖(a_m, a_c/x)‖₂``;
-    μ is that time's insensitivity to the clock at the top clock, capped at
-    :data:`MAX_BOUNDNESS`. Work with no activity at all is taken as compute-bound (μ = 0),
-    which predicts the larger slowdown.
+    A kernel's time as a soft maximum of its memory and its SM time, ``‖(a_m, a_c/x)‖_p``
+    with p = :data:`ROOFLINE_SHARPNESS`; μ is that time's insensitivity to the clock at the
+    top clock, ``a_m^p / (a_m^p + a_c^p)``, capped at :data:`MAX_BOUNDNESS`. Work with no
+    activity at all is taken as compute-bound (μ = 0), which predicts the larger slowdown.
     """
-    m2 = np.clip(memory_activity, 0.0, 1.0) ** 2
-    c2 = np.clip(compute_activity, 0.0, 1.0) ** 2
+    memory = np.clip(memory_activity, 0.0, 1.0) ** ROOFLINE_SHARPNESS
+    compute = np.clip(compute_activity, 0.0, 1.0) ** ROOFLINE_SHARPNESS
     with np.errstate(divide="ignore", invalid="ignore"):
-        mu = np.where(m2 + c2 > 0, m2 / (m2 + c2), 0.0)
+        mu = np.where(memory + compute > 0, memory / (memory + compute), 0.0)
     return np.asarray(np.minimum(np.nan_to_num(mu, nan=0.0), MAX_BOUNDNESS), dtype=np.float64)
 
 
@@ -314,38 +212,37 @@ def _since_last_change(
     series: Series, rows: np.ndarray, ids: np.ndarray, dyn: Floats, p: dict[str, Floats]
 ) -> Bools:
     """Rows of each GPU since its work last changed: a gap in its busy buckets (the GPU went
-    idle between jobs) or a jump in memory or SM activity. A window that mixes two jobs
-    would otherwise describe neither of them."""
+    idle between jobs), a jump in memory or SM activity, or a step in utilization (a job that
+    ended and one that started within the same minute leave a partly idle bucket between
+    them). A window that mixes two jobs would otherwise describe neither of them."""
     time = series.time_ns[rows]
+    util = column(series, "util_gpu_pct")[rows] / 100.0
     memory, compute = _activities(
-        column(series, "util_gpu_pct")[rows] / 100.0,
-        column(series, "util_mem_pct")[rows] / 100.0,
-        dyn,
-        p["compute_w"],
+        util, column(series, "util_mem_pct")[rows] / 100.0, dyn, p["compute_w"]
     )
     order = np.lexsort((time, ids))
-    t, g = time[order], ids[order]
+    t, g, u = time[order], ids[order], util[order]
     step = np.diff(t)
     bucket = int(step[step > 0].min()) if (step > 0).any() else 0
-    starts = np.ones(order.size, dtype=np.bool_)
-    starts[1:] = (
-        (g[1:] != g[:-1])
-        | (step > 1.5 * bucket)
+    changed = np.zeros(order.size, dtype=np.bool_)
+    changed[1:] = (
+        (step > 1.5 * bucket)
+        | (np.abs(np.diff(u)) > LOAD_CHANGE * np.maximum(u[1:], u[:-1]))
         | (np.abs(np.diff(memory[order])) > WORK_CHANGE)
         | (np.abs(np.diff(compute[order])) > WORK_CHANGE)
     )
+    starts = changed.copy()
+    starts[0] = True
+    starts[1:] |= g[1:] != g[:-1]
     segment = np.cumsum(starts)
     last = np.zeros(int(g.max()) + 1, dtype=np.int64)
     np.maximum.at(last, g, segment)
+    # The first bucket after a change straddles it (idle or the other work mixed in); it is
+    # left out whenever a bucket follows it.
+    straddles = changed & (np.bincount(segment)[segment] > 1)
     keep = np.zeros(order.size, dtype=np.bool_)
-    keep[order] = segment == last[g]
+    keep[order] = (segment == last[g]) & ~straddles
     return keep
-
-
-def _dense_ids(ids: np.ndarray) -> np.ndarray:
-    present = np.zeros(int(ids.max()) + 1 if ids.size else 0, dtype=np.bool_)
-    present[ids] = True
-    return np.asarray((np.cumsum(present) - 1)[ids], dtype=np.int64)
 
 
 def _per_row_priors(
@@ -383,6 +280,8 @@ def _aggregate(
     dyn: Floats,
     base: Floats,
     p: dict[str, Floats],
+    *,
+    current_load: bool,
 ) -> GpuWorkloads:
     groups = int(ids.max()) + 1 if ids.size else 0
     n = np.bincount(ids, minlength=groups).astype(np.float64)
@@ -395,14 +294,18 @@ def _aggregate(
     def col(name: str) -> Floats:
         return np.asarray(np.nan_to_num(column(series, name)[rows], nan=0.0), dtype=np.float64)
 
-    d_mean = mean(dyn)
-    d_var = np.maximum(mean(dyn * dyn) - d_mean**2, 0.0)
+    util = col("util_gpu_pct") / 100.0
+    util_mean = mean(util)
+    # Per unit of busy time the work's power does not depend on its load: that is what is
+    # averaged, and what tells one steady job from several.
+    per_busy = dyn / np.maximum(util, BUSY_MIN)
+    d_busy = mean(per_busy)
+    d_var = np.maximum(mean(per_busy * per_busy) - d_busy**2, 0.0)
     memory, compute = _activities(
-        mean(col("util_gpu_pct") / 100.0),
-        mean(col("util_mem_pct") / 100.0),
-        d_mean,
-        mean(p["compute_w"]),
+        util_mean, mean(col("util_mem_pct") / 100.0), mean(dyn), mean(p["compute_w"])
     )
+    load = _load_now(series.time_ns[rows], ids, util, groups) if current_load else util_mean
+    memory_w = mean(p["memory_w"] * col("util_mem_pct") / 100.0)
     start = np.full(groups, np.iinfo(np.int64).max)
     end = np.full(groups, np.iinfo(np.int64).min)
     np.minimum.at(start, ids, series.time_ns[rows])
@@ -415,15 +318,28 @@ def _aggregate(
         window_start_ns=start,
         window_end_ns=end,
         power_w=mean(col("power_w")),
-        util_gpu=mean(col("util_gpu_pct") / 100.0),
+        util_gpu=load,
         clock_rel=mean(col("sm_clock_mhz") / p["top_clock_mhz"]),
         capped_share=mean(col("capped_share")),
-        base_w=mean(base),
-        dynamic_w=d_mean,
+        base_w=mean(base) + memory_w * (load / np.maximum(util_mean, BUSY_MIN) - 1.0),
+        dynamic_w=mean(dyn) * load / np.maximum(util_mean, BUSY_MIN),
         boundness=estimate_boundness(memory, compute),
-        variation=np.sqrt(d_var) / np.maximum(d_mean, 1.0),
+        variation=np.sqrt(d_var) / np.maximum(d_busy, 1.0),
         static_w=mean(p["static_w"]),
         voltage_floor=mean(p["voltage_floor"]),
         min_clock_rel=mean(p["min_clock_mhz"] / p["top_clock_mhz"]),
         top_clock_mhz=mean(p["top_clock_mhz"]),
     )
+
+
+def _load_now(time_ns: np.ndarray, ids: np.ndarray, util: Floats, groups: int) -> Floats:
+    """Highest utilization among each group's last :data:`LOAD_BUCKETS` rows: the newest
+    load, erring high (more load predicts more slowdown under a cap)."""
+    order = np.lexsort((-time_ns, ids))
+    g = ids[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    rank = np.arange(g.size) - np.repeat(starts, np.diff(np.r_[starts, g.size]))
+    latest = order[rank < LOAD_BUCKETS]
+    load = np.zeros(groups)
+    np.maximum.at(load, ids[latest], util[latest])
+    return load

@@ -14,6 +14,8 @@ from wattwise.optimizer.telemetry import Floats, GpuState
 from .settings import CapSettings
 from .types import CapRecommendation, Evidence
 
+IDLE_SHARE = 0.05
+"""A GPU below 5 % utilization holding under 5 % of its memory runs no job now."""
 ENERGY_TIE = 1e-3
 """Limits within 0.1 % of the least energy count as equal; the lowest of them wins,
 which leaves the most power headroom at no cost in energy or speed."""
@@ -26,7 +28,9 @@ def recommend_caps(
     index = {(str(h), str(g)): i for i, (h, g) in enumerate(zip(work.host, work.gpu, strict=True))}
     rows = [index.get((s.host, str(s.gpu)), -1) for s in gpus]
     usable = [
-        i for i, (s, r) in enumerate(zip(gpus, rows, strict=True)) if r >= 0 and _limits_ok(s)
+        i
+        for i, (s, r) in enumerate(zip(gpus, rows, strict=True))
+        if r >= 0 and _limits_ok(s) and not _idle_now(s)
     ]
     chosen = _choose(gpus, work, [rows[i] for i in usable], [gpus[i] for i in usable], settings)
     out = []
@@ -42,6 +46,14 @@ def _limits_ok(s: GpuState) -> bool:
     return bool(np.isfinite(s.min_limit_w) and np.isfinite(s.max_limit_w)) and not s.failed
 
 
+def _idle_now(s: GpuState) -> bool:
+    """No kernels and no memory held in the newest sample: the work the window saw has ended,
+    and a cap chosen for it would land on whatever job comes next. Unknown counts as busy."""
+    util = s.util_gpu_pct / 100.0
+    memory = s.mem_used_bytes / s.mem_total_bytes if s.mem_total_bytes > 0 else np.nan
+    return bool(util < IDLE_SHARE and memory < IDLE_SHARE)
+
+
 def _why_not(state: GpuState, row: int) -> str:
     if state.failed:
         return "GPU failed to report"
@@ -49,6 +61,8 @@ def _why_not(state: GpuState, row: int) -> str:
         return "GPU reports no allowed power-limit range"
     if row < 0:
         return "no busy telemetry in the window (idle GPU or unknown GPU model)"
+    if _idle_now(state):
+        return "the GPU is idle now: the work seen in the window has ended"
     return "not evaluated"
 
 
