@@ -123,6 +123,53 @@ def test_window_mixing_two_jobs_estimates_only_the_job_running_now() -> None:
     assert work.variation[switched] < 0.05
 
 
+def _inference_at(duty: float) -> WorkloadSpec:
+    return DEFAULT_WORKLOADS[1].model_copy(update={"duty_min": duty, "duty_max": duty})
+
+
+def test_next_job_of_the_same_kind_at_a_higher_duty_is_estimated_at_its_own_load() -> None:
+    """Same activities, so no change is seen; averaged over the window, 10 minutes at duty
+    0.62 hid 3 at 0.68 and the cap chosen slowed the new job 6.8 % (seed 26 of the mixed
+    scenario)."""
+    clock = ManualClock()
+    fleet = SimFleet(FleetSpec.uniform(1, 1, seed=7, busy_share=0.0, workloads=()), clock)
+    fleet.start_job(HOST, 0, _inference_at(0.62))
+    rec = record(fleet, clock, 600)
+    fleet.stop_job(HOST, 0, idle_s=0.0)
+    fleet.start_job(HOST, 0, _inference_at(0.68))
+    record(fleet, clock, 180, into=rec)
+    series = rec.series("gpu")
+    work = estimate_workloads(series, fit_cap_models(series))
+    prior = prior_for(H100)
+    assert prior is not None
+
+    # The new job's clock-dependent power at the top clock: duty × SM activity × K_c.
+    truth_w = 0.68 * DEFAULT_WORKLOADS[1].compute * prior.compute_w
+    assert work.dynamic_w[0] == pytest.approx(truth_w, rel=0.02)
+    assert work.util_gpu[0] == pytest.approx(0.68, abs=0.02)
+
+
+def test_job_started_a_minute_after_another_ended_gets_no_cap_from_the_old_one() -> None:
+    """Both jobs inside the same bucket: no idle bucket parts them and their activities match.
+    The old estimate kept the first job's duty (0.3) and capped the new one (0.56) at 300 W,
+    66 % slower (seed 25 of the mixed scenario)."""
+    clock = ManualClock()
+    fleet = SimFleet(FleetSpec.uniform(1, 1, seed=7, busy_share=0.0, workloads=()), clock)
+    fleet.start_job(HOST, 0, _inference_at(0.3))
+    rec = record(fleet, clock, 615)
+    fleet.stop_job(HOST, 0, idle_s=0.0)
+    record(fleet, clock, 20, into=rec)
+    fleet.start_job(HOST, 0, _inference_at(0.56))
+    record(fleet, clock, 40, into=rec)
+    series = rec.series("gpu")
+    work = estimate_workloads(series, fit_cap_models(series))
+
+    (cap,) = recommend_caps(gpu_states(fleet.read()), work, CapSettings())
+
+    assert cap.recommended_limit_w is None
+    assert "busy samples" in cap.reason
+
+
 def _capped_history(limits_w: tuple[float, ...], voltage_floor: float) -> Series:
     """One H100 running the same work under each limit (40 minutes each), power from φ."""
     prior = prior_for(H100)
