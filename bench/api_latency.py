@@ -101,13 +101,19 @@ def make_app() -> Any:
     return build_engine(store, int(os.environ["WATTWISE_BENCH_END_NS"]))[1]
 
 
-def start_server(store: Path, end_ns: int, port: int, workers: int) -> subprocess.Popen[bytes]:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_server(
+    store: Path, end_ns: int, port: int, workers: int, root: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """uvicorn serving the API of the checkout at ``root`` (its own bench's ``make_app``)."""
     argv = [sys.executable, "-m", "uvicorn", "--factory", "api_latency:make_app"]
-    argv += ["--app-dir", str(Path(__file__).parent), "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--app-dir", str(root / "bench"), "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", str(workers), "--http", "httptools", "--no-access-log"]
     argv += ["--log-level", "warning"]
     env = {**os.environ, "WATTWISE_BENCH_STORE": str(store), "WATTWISE_BENCH_END_NS": str(end_ns)}
-    return subprocess.Popen(argv, env=env, cwd=Path(__file__).resolve().parents[1])
+    return subprocess.Popen(argv, env=env, cwd=root)
 
 
 def placement_bodies(hosts: list[str], zones: list[str], n: int = 400) -> list[bytes]:
@@ -168,19 +174,22 @@ def in_process(store: Path, end_ns: int, nodes: int) -> tuple[list[str], list[st
 class RefreshLoop:
     """Refreshes the server's recommendations back to back (admin API) while it runs."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, running: bool = True) -> None:
         self.url = url
+        self.running = running
         self.done = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> RefreshLoop:
-        self._thread.start()
+        if self.running:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(600)
+        if self.running:
+            self._thread.join(600)
 
     def _run(self) -> None:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -190,20 +199,22 @@ class RefreshLoop:
 
 
 def under_load(
-    url: str, cases: list[Case], args: argparse.Namespace, name: str, target: float
+    servers: dict[str, str], cases: list[Case], args: argparse.Namespace, name: str, target: float
 ) -> None:
-    run_wrk(url, cases, 10, 2, 0, AUTHORIZATION)  # warm-up
-    for think_ms in (0, args.think_ms):
-        found = run_wrk(url, cases, args.clients, args.duration_s, think_ms, AUTHORIZATION)
-        report_wrk(name, f"think {think_ms} ms", found, target)
-        if think_ms == 0:
-            print(
-                f"{'':<46}Little's law: {args.clients} clients ÷ {found['rps']:.0f}/s = "
-                f"{1e3 * args.clients / found['rps']:.1f} ms in the system per request"
-            )
-    with RefreshLoop(url) as refreshes:
-        found = run_wrk(url, cases, args.clients, args.duration_s, args.think_ms, AUTHORIZATION)
-    report_wrk(name, f"think {args.think_ms} ms, refreshing ({refreshes.done} done)", found, target)
+    """Each mode against each server in turn, so a comparison shares the machine's state."""
+    for url in servers.values():
+        run_wrk(url, cases, 10, 2, 0, AUTHORIZATION)  # warm-up
+    for think_ms, refreshing in ((0, False), (args.think_ms, False), (args.think_ms, True)):
+        for label, url in servers.items():
+            with RefreshLoop(url, refreshing) as refreshes:
+                found = run_wrk(url, cases, args.clients, args.duration_s, think_ms, AUTHORIZATION)
+            mode = f"think {think_ms} ms" + (f", {refreshes.done} refreshes" if refreshing else "")
+            report_wrk(f"{name}{label}", mode, found, target)
+            if think_ms == 0:
+                print(
+                    f"{'':<46}Little's law: {args.clients} clients ÷ {found['rps']:.0f}/s = "
+                    f"{1e3 * args.clients / found['rps']:.1f} ms in the system per request"
+                )
 
 
 def report_wrk(name: str, mode: str, found: dict[str, float], target_ms: float) -> None:
@@ -249,6 +260,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--duration-s", type=int, default=10, help="wrk run per case")
     parser.add_argument("--think-ms", type=int, default=100, help="pause of a polling client")
+    parser.add_argument("--only", default="", help="run only the cases whose name has this")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/before <commit>`) served beside "
+        "this one: every case runs against both, one after the other",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("this benchmark needs wrk (apt-get install wrk)")
@@ -259,20 +277,25 @@ def main() -> None:
     )
     store, end_ns = fill(args.nodes)
     hosts, zones = in_process(store, end_ns, args.nodes)
-    port = free_port()
-    server = start_server(store, end_ns, port, args.workers)
-    url = f"http://127.0.0.1:{port}"
+    roots = {"": ROOT, **({" [baseline]": args.baseline.resolve()} if args.baseline else {})}
+    servers, processes = {}, []
     try:
-        wait_until_up(url, 1800)
+        for label, root in roots.items():
+            port = free_port()
+            processes.append(start_server(store, end_ns, port, args.workers, root))
+            servers[label] = f"http://127.0.0.1:{port}"
+            wait_until_up(servers[label], 1800)
         time.sleep(2.0 * args.workers)  # the other workers finish their refresh too
         print(f"\nunder load: {args.clients} clients, wrk -t 2, {args.duration_s} s per case")
         for name, cases, target in suites(hosts, zones, args.nodes):
-            under_load(url, cases, args, name, target)
-        print(f"server's collections: {gc_pauses(url)}")
+            if args.only in name:
+                under_load(servers, cases, args, name, target)
+        print(f"server's collections: {gc_pauses(servers[''])}")
         print(f"load average at end {os.getloadavg()[0]:.2f}")
     finally:
-        server.terminate()
-        server.wait(30)
+        for process in processes:
+            process.terminate()
+            process.wait(30)
 
 
 if __name__ == "__main__":
