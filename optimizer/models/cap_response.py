@@ -58,7 +58,8 @@ LOAD_CHANGE = 0.2
 """Utilization moving by a fifth between consecutive buckets marks a change of work."""
 LOAD_BUCKETS = 3
 """A GPU's current load is read from its last three busy buckets: a server's load moves, and
-the next job of the same kind often runs at another duty cycle."""
+the next job of the same kind often runs at another duty cycle. (Must stay 3: the median of
+:func:`_load_now` is taken as the sum less the highest and the lowest.)"""
 """A change of memory or SM activity this large between a GPU's consecutive busy buckets
 means other work (another job, or a new phase): the estimate uses only what came after."""
 
@@ -333,13 +334,21 @@ def _aggregate(
 
 
 def _load_now(time_ns: np.ndarray, ids: np.ndarray, util: Floats, groups: int) -> Floats:
-    """Highest utilization among each group's last :data:`LOAD_BUCKETS` rows: the newest
-    load, erring high (more load predicts more slowdown under a cap)."""
+    """Median utilization of each group's last :data:`LOAD_BUCKETS` rows: the newest load,
+    followed within two buckets of a step and deaf to one odd bucket (the one in progress
+    may hold a single reading)."""
     order = np.lexsort((-time_ns, ids))
     g = ids[order]
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     rank = np.arange(g.size) - np.repeat(starts, np.diff(np.r_[starts, g.size]))
     latest = order[rank < LOAD_BUCKETS]
-    load = np.zeros(groups)
-    np.maximum.at(load, ids[latest], util[latest])
-    return load
+    g, u = ids[latest], util[latest]
+    count = np.bincount(g, minlength=groups)
+    total = np.bincount(g, weights=u, minlength=groups)
+    high = np.full(groups, -np.inf)
+    np.maximum.at(high, g, u)
+    low = np.full(groups, np.inf)
+    np.minimum.at(low, g, u)
+    # Of three values the median is what the highest and lowest leave; of fewer, the mean.
+    middle = np.where(count == LOAD_BUCKETS, total - high - low, total / np.maximum(count, 1))
+    return np.asarray(middle, dtype=np.float64)
