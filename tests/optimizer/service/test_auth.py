@@ -40,5 +40,6 @@ def test_openapi_keeps_the_bearer_scheme_on_every_protected_operation(
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            expected: list[dict[str, list[str]]]
             expected = [] if path == "/healthz" or "/k/{token}/" in path else [{"HTTPBearer": []}]
             assert operation.get("security", []) == expected, (method, path)
