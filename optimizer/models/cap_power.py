@@ -125,29 +125,31 @@ def base_w(series: Series, rows: np.ndarray, prior: CapPrior) -> Floats:
 
 
 def _inside_busy_runs(gpu_ids: np.ndarray, time_ns: np.ndarray) -> Bools:
-    """Rows whose GPU was also busy in the bucket before and the bucket after.
+    """Rows whose GPU was also busy in the bucket before and the bucket after (``time_ns``,
+    a copy of the rows' time stamps, is consumed).
 
     A job's first and last buckets mix idle readings in: their mean clock lies between the
     idle and the busy clock while their power is mostly the job's, which no voltage floor
-    explains. Checked on a GPU × bucket grid of bits (the size of the data when it is dense);
+    explains. Checked on a bucket × GPU grid of bits (the size of the data when it is dense);
     data too sparse or irregular for such a grid is left as it is.
     """
-    offsets = time_ns - time_ns.min()
-    step = int(np.gcd.reduce(offsets))
-    buckets = int(offsets.max()) // step + 3 if step > 0 else 0
+    cell = time_ns
+    cell -= cell.min()
+    step = int(np.gcd.reduce(cell))
+    buckets = int(cell.max()) // step + 3 if step > 0 else 0
     gpus = int(gpu_ids.max()) + 1
-    if step <= 0 or gpus * buckets > MAX_GRID_CELLS_PER_ROW * offsets.size + 1_000_000:
-        return np.ones(offsets.size, dtype=np.bool_)
-    offsets //= step
-    offsets += 1  # room for the bucket before the first
-    cell = gpu_ids * buckets
-    cell += offsets
-    del offsets
+    if step <= 0 or gpus * buckets > MAX_GRID_CELLS_PER_ROW * cell.size + 1_000_000:
+        return np.ones(cell.size, dtype=np.bool_)
+    # Bucket-major cells, built in place: the bucket before a cell is ``gpus`` cells back.
+    cell //= step
+    cell += 1  # room for the bucket before the first
+    cell *= gpus
+    cell += gpu_ids
     busy = np.zeros(gpus * buckets, dtype=np.bool_)
     busy[cell] = True
-    cell -= 1
+    cell -= gpus
     inside = busy[cell]
-    cell += 2
+    cell += 2 * gpus
     inside &= busy[cell]
     return np.asarray(inside, dtype=np.bool_)
 
