@@ -7,7 +7,8 @@ and ``time_ns / bucket``, pivoting fields into columns with
 as InfluxDB's ``GROUP BY time(…), <tags> fill(none)``: buckets start at
 multiples of ``every_s`` since the epoch and empty buckets are left out.
 The primary key ``(series_id, field, time_ns)`` serves every range read.
-sqlite3 errors become :class:`~wattwise.errors.StoreError` in :meth:`_rows`.
+sqlite3 errors become :class:`~wattwise.errors.StoreError` in :meth:`_chunks`, which
+reads answers a chunk of rows at a time (see :data:`~.frames.CHUNK_ROWS`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ..telemetry import Scope, Series
 from .base import AggregatingStore, writing
 from .frames import (
     CAPPED_BIT,
+    CHUNK_ROWS,
     GPU_SPEC,
     GPU_STATE_FIELDS,
     HOST_SPEC,
@@ -37,11 +39,10 @@ from .frames import (
     ZONE_STATE_FIELDS,
     Column,
     Latest,
-    Row,
+    SeriesBuilder,
     SeriesSpec,
     scope_filters,
     sort_latest,
-    to_series,
 )
 
 
@@ -77,8 +78,11 @@ _STATE_FIELDS = {
 class EmbeddedSqliteStore(AggregatingStore):
     """A :class:`~wattwise.optimizer.telemetry.TelemetryStore` on the embedded SQLite file."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_s: float = 5.0, chunk_rows: int = CHUNK_ROWS
+    ) -> None:
         self.path = path
+        self.chunk_rows = chunk_rows
         try:
             # opening the writer first creates the file and tables if the agent has not yet
             self._writer = EmbeddedStore(path, busy_timeout_s=busy_timeout_s)
@@ -106,11 +110,12 @@ class EmbeddedSqliteStore(AggregatingStore):
         )
         params = [bucket_ns, bucket_ns, spec.measurement, *fields, start_ns, end_ns]
         n_tags = len(spec.tags)
-        rows: list[Row] = [
-            (tuple(row[:n_tags]), int(row[n_tags]), row[n_tags + 1 :])
-            for row in self._rows(sql, [*params, *scope_params])
-        ]
-        return to_series(spec, rows)
+        builder = SeriesBuilder(spec)
+        for chunk in self._chunks(sql, [*params, *scope_params]):
+            builder.add(
+                [(tuple(row[:n_tags]), int(row[n_tags]), row[n_tags + 1 :]) for row in chunk]
+            )
+        return builder.series()
 
     def _latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
         """Each series' newest sample (the state fields written at its newest timestamp)."""
@@ -124,19 +129,22 @@ class EmbeddedSqliteStore(AggregatingStore):
         )
         heads: dict[int, tuple[dict[str, str], int]] = {}
         values: dict[int, dict[str, object]] = {}
-        for series_id, tags_json, latest_ns, field, value in self._rows(
-            sql, [*fields, spec.measurement, *scope_params]
-        ):
-            heads.setdefault(series_id, (json.loads(tags_json), int(latest_ns)))
-            point = values.setdefault(series_id, {})
-            if field is not None:
-                point[field] = value
+        for chunk in self._chunks(sql, [*fields, spec.measurement, *scope_params]):
+            for series_id, tags_json, latest_ns, field, value in chunk:
+                heads.setdefault(series_id, (json.loads(tags_json), int(latest_ns)))
+                point = values.setdefault(series_id, {})
+                if field is not None:
+                    point[field] = value
         return sort_latest((tags, time_ns, values[i]) for i, (tags, time_ns) in heads.items())
 
-    def _rows(self, sql: str, params: Sequence[object]) -> list[Any]:
+    def _chunks(self, sql: str, params: Sequence[object]) -> Iterator[list[Any]]:
+        """The answer ``chunk_rows`` rows at a time: ``fetchall`` would build every row's
+        tuple before the caller converts any, and leave them all for the collector."""
         with self._lock:
             try:
-                return self._db.execute(sql, params).fetchall()
+                cursor = self._db.execute(sql, params)
+                while chunk := cursor.fetchmany(self.chunk_rows):
+                    yield chunk
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"embedded store {self.path}: {e}") from e
 

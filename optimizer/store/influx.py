@@ -10,15 +10,19 @@ When ``init-db`` gave the database a finite default retention policy and a
 1-minute downsampled one (``rp_1m``), windows that start before the raw
 data's retention are read from the downsampled policy.
 
-httpx errors and HTTP statuses become :class:`~wattwise.errors.StoreError`
-subclasses in one place, :meth:`InfluxStore._query`.
+Reads stream the answer a chunk at a time (:meth:`InfluxStore._read`) so that no
+single parse holds the GIL for long. httpx errors and HTTP statuses become
+:class:`~wattwise.errors.StoreError` subclasses in
+:meth:`InfluxStore._failing_as_store_errors` and :func:`_raise_for_status`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +42,13 @@ from ..telemetry import Scope, Series
 from . import influxql
 from .base import AggregatingStore, writing
 from .frames import (
+    CHUNK_ROWS,
     Latest,
     Row,
+    SeriesBuilder,
     SeriesSpec,
     scope_filters,
     sort_latest,
-    to_series,
 )
 
 DOWNSAMPLED_RP = "rp_1m"
@@ -69,6 +74,7 @@ class InfluxStore(AggregatingStore):
         verify: bool = True,
         clock: Clock | None = None,
         downsampled_retention_policy: str = DOWNSAMPLED_RP,
+        chunk_rows: int = CHUNK_ROWS,
     ) -> None:
         if not database:
             raise ConfigError("store.database", database, "a database (or DBRP) name")
@@ -76,6 +82,7 @@ class InfluxStore(AggregatingStore):
         self.database = database
         self.retention_policy = retention_policy or None
         self._downsampled_rp = downsampled_retention_policy
+        self.chunk_rows = chunk_rows
         self._clock = clock or SystemClock()
         self._raw_retention_ns: int | None = None
         self._retention_known = False
@@ -125,13 +132,18 @@ class InfluxStore(AggregatingStore):
             filters=scope_filters(scope, spec.tags),
             downsampled=downsampled,
         )
+        builder = SeriesBuilder(spec)
         rows: list[Row] = []
-        for series in _series_of(self._query(q)):
-            tags = series.get("tags") or {}
-            key = tuple(str(tags.get(tag, "")) for tag in spec.tags)
-            for time_ns, *values in series.get("values") or []:
-                rows.append((key, int(time_ns), values))
-        return to_series(spec, rows)
+        for results in self._read(q):
+            for series in _series_of(results):
+                tags = series.get("tags") or {}
+                key = tuple(str(tags.get(tag, "")) for tag in spec.tags)
+                rows.extend((key, int(time_ns), values) for time_ns, *values in series["values"])
+            if len(rows) >= self.chunk_rows:
+                builder.add(rows)
+                rows = []
+        builder.add(rows)
+        return builder.series()
 
     def _latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
         q = influxql.latest_query(
@@ -142,7 +154,7 @@ class InfluxStore(AggregatingStore):
             filters=scope_filters(scope, spec.tags),
         )
         latest: list[Latest] = []
-        for series in _series_of(self._query(q)):
+        for series in (series for results in self._read(q) for series in _series_of(results)):
             tags = {tag: str(value) for tag, value in (series.get("tags") or {}).items()}
             for row in series.get("values") or []:
                 fields = dict(zip(series["columns"], row, strict=True))
@@ -161,11 +173,12 @@ class InfluxStore(AggregatingStore):
     def _find_raw_retention_ns(self) -> int | None:
         """The raw policy's duration if a downsampled policy exists beside it, else None."""
         try:
-            results = self._query(f"SHOW RETENTION POLICIES ON {influxql.ident(self.database)}")
+            q = f"SHOW RETENTION POLICIES ON {influxql.ident(self.database)}"
+            found = [series for results in self._read(q) for series in _series_of(results)]
         except StoreQueryError:
             return None  # servers without SHOW RETENTION POLICIES keep one policy
         policies: dict[str, dict[str, Any]] = {}
-        for series in _series_of(results):
+        for series in found:
             for row in series.get("values") or []:
                 policy = dict(zip(series["columns"], row, strict=True))
                 policies[str(policy["name"])] = policy
@@ -179,23 +192,54 @@ class InfluxStore(AggregatingStore):
 
     def execute(self, statement: str) -> list[dict[str, Any]]:
         """POST a statement that changes the server (CREATE, ALTER, DROP, SELECT … INTO)."""
-        return self._query(statement, post=True)
+        # 1.x refuses changes over GET; the form body keeps long text out of the URL
+        with self._failing_as_store_errors():
+            response = self._client.post("/query", data=self._params(statement))
+        _raise_for_status(response, self.url)
+        results = _checked(_json(response.text, self.url), self.url)
+        _refuse_cut_short(results, self.url)
+        return results
 
-    def _query(self, q: str, *, post: bool = False) -> list[dict[str, Any]]:
-        """Run ``q``; every failure leaves here as a StoreError subclass."""
+    def _read(self, q: str) -> Iterator[list[dict[str, Any]]]:
+        """Run the read ``q``; yield the results of each chunk as the server streams them.
+
+        A whole answer parsed at once holds the GIL for as long as ``json.loads``
+        takes on it (hundreds of ms for a refit's window at 1,000 nodes), so reads
+        ask for ``chunked=true``: 1.x and 3.x answer with one JSON document per line,
+        per series or per ``chunk_size`` rows. A server that ignores the parameter
+        answers one document, read the same way. Only the last chunk may say
+        ``partial``: it means the answer was cut short.
+        """
+        params = self._params(q) | {"chunked": "true", "chunk_size": str(self.chunk_rows)}
+        results: list[dict[str, Any]] = []
+        with (
+            self._failing_as_store_errors(),
+            self._client.stream("GET", "/query", params=params) as response,
+        ):
+            if response.status_code != 200:
+                response.read()
+                _raise_for_status(response, self.url)
+            for line in response.iter_lines():
+                if line.strip():
+                    results = _checked(_json(line, self.url), self.url)
+                    yield results
+        _refuse_cut_short(results, self.url)
+
+    def _params(self, q: str) -> dict[str, str]:
         params = {"db": self.database, "epoch": "ns", "q": q}
         if self.retention_policy:
             params["rp"] = self.retention_policy
+        return params
+
+    @contextmanager
+    def _failing_as_store_errors(self) -> Iterator[None]:
+        """httpx's errors as StoreErrors: every failure of a query leaves as one."""
         try:
-            if post:  # 1.x refuses changes over GET; the form body keeps long text out of the URL
-                response = self._client.post("/query", data=params)
-            else:
-                response = self._client.get("/query", params=params)
+            yield
         except httpx.TimeoutException as e:
             raise StoreUnavailable(f"{self.url}: query timed out") from e
         except httpx.TransportError as e:
             raise StoreUnavailable(f"{self.url}: {type(e).__name__}: {e}") from e
-        return _results(response, self.url)
 
     # -- writes ----------------------------------------------------------------
 
@@ -211,29 +255,40 @@ class InfluxStore(AggregatingStore):
         return f"InfluxStore({self.url!r}, database={self.database!r})"
 
 
-def _results(response: httpx.Response, url: str) -> list[dict[str, Any]]:
+def _raise_for_status(response: httpx.Response, url: str) -> None:
     status = response.status_code
+    if status == 200:
+        return
     reason = _error_text(response)
     if status in (401, 403):
         raise StoreAuthError(f"{url}: HTTP {status}: {reason} (check the credentials)")
     if status == 429 or status >= 500:
         raise StoreUnavailable(f"{url}: HTTP {status}: {reason}")
-    if status != 200:
-        raise StoreQueryError(f"{url}: HTTP {status}: {reason}")
+    raise StoreQueryError(f"{url}: HTTP {status}: {reason}")
+
+
+def _json(text: str, url: str) -> Any:
     try:
-        body = response.json()
+        return json.loads(text)
     except ValueError as e:
-        raise StoreQueryError(f"{url}: the answer is not JSON: {response.text[:200]!r}") from e
-    results: list[dict[str, Any]] = body.get("results") or []
+        raise StoreQueryError(f"{url}: the answer is not JSON: {text[:200]!r}") from e
+
+
+def _checked(body: Any, url: str) -> list[dict[str, Any]]:
+    """The results of one answer (or chunk of one), raising the first error among them."""
+    results: list[dict[str, Any]] = (body.get("results") if isinstance(body, dict) else None) or []
     for result in results:
         if "error" in result:
             raise StoreQueryError(f"{url}: {result['error']}")
-        if result.get("partial"):
-            raise StoreQueryError(
-                f"{url}: the answer was cut short (max-row-limit): ask for a shorter window "
-                "or a longer every_s"
-            )
     return results
+
+
+def _refuse_cut_short(results: list[dict[str, Any]], url: str) -> None:
+    if any(result.get("partial") for result in results):
+        raise StoreQueryError(
+            f"{url}: the answer was cut short (max-row-limit): ask for a shorter window "
+            "or a longer every_s"
+        )
 
 
 def _series_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
