@@ -24,6 +24,7 @@ import gc
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,15 +55,24 @@ class Ticker:
     """A thread that sleeps ``TICK_S`` in a loop and keeps each wake-up's lateness."""
 
     def __init__(self) -> None:
-        self.stalls: list[Stall] = []
+        # plain doubles: tens of thousands of objects would lengthen the very
+        # collector passes this measures
+        self._due = array("d")
+        self._woke = array("d")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def stalls(self) -> list[Stall]:
+        return [Stall(due, woke) for due, woke in zip(self._due, self._woke, strict=True)]
 
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.perf_counter()
             time.sleep(TICK_S)
-            self.stalls.append(Stall(started + TICK_S, time.perf_counter()))
+            woke = time.perf_counter()
+            self._due.append(started + TICK_S)
+            self._woke.append(woke)
 
     def __enter__(self) -> Ticker:
         self._thread.start()
@@ -132,7 +142,9 @@ class CallTimer:
 
     def blame(self, stall: Stall) -> Call | None:
         """The shortest call that was running through the whole stall."""
-        spanning = [c for c in self.calls if c.started <= stall.due and c.ended >= stall.woke - 5e-4]
+        spanning = [
+            c for c in self.calls if c.started <= stall.due and c.ended >= stall.woke - 5e-4
+        ]
         return min(spanning, key=lambda c: c.took_s, default=None)
 
 
@@ -143,9 +155,38 @@ def _short(filename: str) -> str:
     return filename
 
 
+class Collections:
+    """Every collector pass while measuring: generation → durations."""
+
+    def __init__(self) -> None:
+        self.passes: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def _note(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.passes[info["generation"]].append(time.perf_counter() - self._started)
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        gc.callbacks.append(self._note)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self._note)
+
+    def summary(self) -> str:
+        return ", ".join(
+            f"gen {g}: {len(took)} passes, worst {1e3 * max(took, default=0):.1f} ms"
+            for g, took in self.passes.items()
+        )
+
+
 def measure(name: str, work: Callable[[], object], timer: CallTimer | None) -> list[Stall]:
     gc.collect()
-    with Ticker() as ticker:
+    collections = Collections()
+    with Ticker() as ticker, collections.counting():
         time.sleep(0.05)
         started = time.perf_counter()
         if timer is None:
@@ -159,7 +200,8 @@ def measure(name: str, work: Callable[[], object], timer: CallTimer | None) -> l
     print(
         f"{name}: {took:.1f} s; ticker woke {len(stalls)} times, worst "
         f"{1e3 * stalls[0].late_s:.1f} ms late; late by more than "
-        + ", ".join(f"{ms} ms: {n}" for ms, n in over.items()),
+        + ", ".join(f"{ms} ms: {n}" for ms, n in over.items())
+        + f"\n  collector: {collections.summary()}",
         flush=True,
     )
     return stalls

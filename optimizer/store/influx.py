@@ -13,12 +13,11 @@ data's retention are read from the downsampled policy.
 Reads stream the answer a chunk at a time (:meth:`InfluxStore._read`) so that no
 single parse holds the GIL for long. httpx errors and HTTP statuses become
 :class:`~wattwise.errors.StoreError` subclasses in
-:meth:`InfluxStore._failing_as_store_errors` and :func:`_raise_for_status`.
+:meth:`InfluxStore._failing_as_store_errors` and :mod:`.answers`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import ssl
 from collections.abc import Iterator, Sequence
@@ -33,13 +32,13 @@ from wattwise.agent.secrets import Secret
 from wattwise.clock import Clock, SystemClock
 from wattwise.errors import (
     ConfigError,
-    StoreAuthError,
     StoreQueryError,
     StoreUnavailable,
 )
 
 from ..telemetry import Scope, Series
 from . import influxql
+from .answers import checked, json_document, raise_for_status, refuse_cut_short, series_of
 from .base import AggregatingStore, writing
 from .frames import (
     CHUNK_ROWS,
@@ -135,7 +134,7 @@ class InfluxStore(AggregatingStore):
         builder = SeriesBuilder(spec)
         rows: list[Row] = []
         for results in self._read(q):
-            for series in _series_of(results):
+            for series in series_of(results):
                 tags = series.get("tags") or {}
                 key = tuple(str(tags.get(tag, "")) for tag in spec.tags)
                 rows.extend((key, int(time_ns), values) for time_ns, *values in series["values"])
@@ -154,7 +153,7 @@ class InfluxStore(AggregatingStore):
             filters=scope_filters(scope, spec.tags),
         )
         latest: list[Latest] = []
-        for series in (series for results in self._read(q) for series in _series_of(results)):
+        for series in (series for results in self._read(q) for series in series_of(results)):
             tags = {tag: str(value) for tag, value in (series.get("tags") or {}).items()}
             for row in series.get("values") or []:
                 fields = dict(zip(series["columns"], row, strict=True))
@@ -174,7 +173,7 @@ class InfluxStore(AggregatingStore):
         """The raw policy's duration if a downsampled policy exists beside it, else None."""
         try:
             q = f"SHOW RETENTION POLICIES ON {influxql.ident(self.database)}"
-            found = [series for results in self._read(q) for series in _series_of(results)]
+            found = [series for results in self._read(q) for series in series_of(results)]
         except StoreQueryError:
             return None  # servers without SHOW RETENTION POLICIES keep one policy
         policies: dict[str, dict[str, Any]] = {}
@@ -195,9 +194,9 @@ class InfluxStore(AggregatingStore):
         # 1.x refuses changes over GET; the form body keeps long text out of the URL
         with self._failing_as_store_errors():
             response = self._client.post("/query", data=self._params(statement))
-        _raise_for_status(response, self.url)
-        results = _checked(_json(response.text, self.url), self.url)
-        _refuse_cut_short(results, self.url)
+        raise_for_status(response, self.url)
+        results = checked(json_document(response.text, self.url), self.url)
+        refuse_cut_short(results, self.url)
         return results
 
     def _read(self, q: str) -> Iterator[list[dict[str, Any]]]:
@@ -218,12 +217,12 @@ class InfluxStore(AggregatingStore):
         ):
             if response.status_code != 200:
                 response.read()
-                _raise_for_status(response, self.url)
+                raise_for_status(response, self.url)
             for line in response.iter_lines():
                 if line.strip():
-                    results = _checked(_json(line, self.url), self.url)
+                    results = checked(json_document(line, self.url), self.url)
                     yield results
-        _refuse_cut_short(results, self.url)
+        refuse_cut_short(results, self.url)
 
     def _params(self, q: str) -> dict[str, str]:
         params = {"db": self.database, "epoch": "ns", "q": q}
@@ -253,56 +252,6 @@ class InfluxStore(AggregatingStore):
 
     def __repr__(self) -> str:
         return f"InfluxStore({self.url!r}, database={self.database!r})"
-
-
-def _raise_for_status(response: httpx.Response, url: str) -> None:
-    status = response.status_code
-    if status == 200:
-        return
-    reason = _error_text(response)
-    if status in (401, 403):
-        raise StoreAuthError(f"{url}: HTTP {status}: {reason} (check the credentials)")
-    if status == 429 or status >= 500:
-        raise StoreUnavailable(f"{url}: HTTP {status}: {reason}")
-    raise StoreQueryError(f"{url}: HTTP {status}: {reason}")
-
-
-def _json(text: str, url: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise StoreQueryError(f"{url}: the answer is not JSON: {text[:200]!r}") from e
-
-
-def _checked(body: Any, url: str) -> list[dict[str, Any]]:
-    """The results of one answer (or chunk of one), raising the first error among them."""
-    results: list[dict[str, Any]] = (body.get("results") if isinstance(body, dict) else None) or []
-    for result in results:
-        if "error" in result:
-            raise StoreQueryError(f"{url}: {result['error']}")
-    return results
-
-
-def _refuse_cut_short(results: list[dict[str, Any]], url: str) -> None:
-    if any(result.get("partial") for result in results):
-        raise StoreQueryError(
-            f"{url}: the answer was cut short (max-row-limit): ask for a shorter window "
-            "or a longer every_s"
-        )
-
-
-def _series_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [series for result in results for series in result.get("series") or []]
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500]
-    if isinstance(body, dict):
-        return str(body.get("error") or body.get("message") or body)[:500]
-    return str(body)[:500]
 
 
 def parse_duration_ns(text: str) -> int:

@@ -1,0 +1,61 @@
+"""What an InfluxDB ``/query`` answer means: HTTP statuses, JSON documents (one per
+chunk when streamed), errors and truncation, as :class:`~wattwise.errors.StoreError`s."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from wattwise.errors import StoreAuthError, StoreQueryError, StoreUnavailable
+
+
+def raise_for_status(response: httpx.Response, url: str) -> None:
+    status = response.status_code
+    if status == 200:
+        return
+    reason = error_text(response)
+    if status in (401, 403):
+        raise StoreAuthError(f"{url}: HTTP {status}: {reason} (check the credentials)")
+    if status == 429 or status >= 500:
+        raise StoreUnavailable(f"{url}: HTTP {status}: {reason}")
+    raise StoreQueryError(f"{url}: HTTP {status}: {reason}")
+
+
+def json_document(text: str, url: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise StoreQueryError(f"{url}: the answer is not JSON: {text[:200]!r}") from e
+
+
+def checked(body: Any, url: str) -> list[dict[str, Any]]:
+    """The results of one answer (or chunk of one), raising the first error among them."""
+    results: list[dict[str, Any]] = (body.get("results") if isinstance(body, dict) else None) or []
+    for result in results:
+        if "error" in result:
+            raise StoreQueryError(f"{url}: {result['error']}")
+    return results
+
+
+def refuse_cut_short(results: list[dict[str, Any]], url: str) -> None:
+    if any(result.get("partial") for result in results):
+        raise StoreQueryError(
+            f"{url}: the answer was cut short (max-row-limit): ask for a shorter window "
+            "or a longer every_s"
+        )
+
+
+def series_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [series for result in results for series in result.get("series") or []]
+
+
+def error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500]
+    if isinstance(body, dict):
+        return str(body.get("error") or body.get("message") or body)[:500]
+    return str(body)[:500]
