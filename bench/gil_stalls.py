@@ -128,7 +128,9 @@ class CallTimer:
         ended = time.perf_counter()
         if ended - self._gc_started >= self.min_s:
             name = f"gc generation {info['generation']}"
-            self.calls.append(Call(name, "(collector)", self._gc_started, ended))
+            caller = sys._getframe(1)  # the code whose allocation started the pass
+            where = f"{_short(caller.f_code.co_filename)}:{caller.f_lineno} {caller.f_code.co_name}"
+            self.calls.append(Call(name, where, self._gc_started, ended))
 
     @contextmanager
     def timing(self) -> Iterator[None]:
@@ -212,6 +214,9 @@ def report(stalls: list[Stall], timer: CallTimer, top: int) -> None:
         call = timer.blame(stall)
         blamed = f"{call.name} ({1e3 * call.took_s:.0f} ms) at {call.where}" if call else "?"
         print(f"  {1e3 * stall.late_s:7.1f} ms  {blamed}")
+    passes = sorted((c for c in timer.calls if c.name.startswith("gc ")), key=lambda c: -c.took_s)
+    for call in passes[:3]:
+        print(f"  longest collector passes: {call.name} {1e3 * call.took_s:.1f} ms at {call.where}")
 
 
 def main() -> None:

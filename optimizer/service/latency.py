@@ -13,7 +13,9 @@ Two stalls dominate once a read costs ~0.1 ms (docs/benchmarks.md, "API latency"
   (never the event loop), but a thread that wants the GIL back waits up to the
   interpreter's switch interval, 5 ms by default, and a request needs it
   several times. A shorter interval bounds that wait; the refresh pays a few
-  more switches.
+  more switches. No interval interrupts a single call into C, so the stores
+  convert their answers a chunk of rows at a time (``store/frames.py``), and
+  full collections wait for :data:`FULL_PASS_EVERY` young ones.
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ from .metrics import ServiceMetrics
 SWITCH_INTERVAL_S = 0.0005
 """How long a running thread keeps the GIL while another waits (CPython's default: 5 ms)."""
 
+FULL_PASS_EVERY = 100
+"""Young-generation passes between automatic full ones (CPython's default: 10).
+
+Freezing empties the old generation, so CPython's other condition for a full
+pass (old objects pending > a quarter of those counted at the last one) holds
+all through a refresh, and the default ran one every 10 young passes: six per
+refresh at 1,000 nodes, 20–70 ms each, walking objects the refresh still uses.
+At 100 a refresh (~60 young passes) runs at most one, and :meth:`GcPauses.settle`
+still collects every cycle once per snapshot."""
+
 
 class GcPauses:
     """Times every collection into ``metrics`` and freezes the engine's objects per snapshot."""
@@ -36,15 +48,25 @@ class GcPauses:
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.metrics = metrics
         self._started: float | None = None
+        self._thresholds: tuple[int, int, int] | None = None
 
-    def install(self, switch_interval_s: float = SWITCH_INTERVAL_S) -> None:
+    def install(
+        self,
+        switch_interval_s: float = SWITCH_INTERVAL_S,
+        full_pass_every: int = FULL_PASS_EVERY,
+    ) -> None:
         """Process-wide settings: call once, from whatever owns the process (the server)."""
         sys.setswitchinterval(switch_interval_s)
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(self._thresholds[0], self._thresholds[1], full_pass_every)
         gc.callbacks.append(self._note)
 
     def uninstall(self) -> None:
         if self._note in gc.callbacks:
             gc.callbacks.remove(self._note)
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
 
     def settle(self, snapshot: Snapshot) -> None:
         """An engine listener: collect what the refresh left behind, then freeze the rest.

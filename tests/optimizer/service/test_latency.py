@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from wattwise.optimizer.service.engine import Engine
-from wattwise.optimizer.service.latency import GcPauses
+from wattwise.optimizer.service.latency import FULL_PASS_EVERY, GcPauses
 from wattwise.optimizer.service.metrics import ServiceMetrics
 
 
@@ -58,3 +58,17 @@ def test_refreshes_and_refits_leave_no_frozen_cycles_behind(
     pauses.settle(engine.refresh())
     gc.unfreeze()
     assert gc.collect() == 0
+
+
+def test_full_passes_wait_for_many_young_ones_while_installed() -> None:
+    # With CPython's 10, freezing made a 1,000-node refresh run six full passes of
+    # 20-70 ms each over objects it still used (bench/gil_stalls.py).
+    before = gc.get_threshold()
+    pauses = GcPauses(ServiceMetrics())
+    pauses.install()
+    try:
+        assert gc.get_threshold() == (before[0], before[1], FULL_PASS_EVERY)
+        assert FULL_PASS_EVERY >= 100
+    finally:
+        pauses.uninstall()
+    assert gc.get_threshold() == before
