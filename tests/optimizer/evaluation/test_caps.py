@@ -9,7 +9,8 @@ import pytest
 from wattwise.optimizer.evaluation.caps import DefaultCaps, OracleCaps, WattwiseCaps, judge_caps
 from wattwise.optimizer.evaluation.replica import run_policy, warm_replica
 from wattwise.optimizer.evaluation.results import ExperimentResult
-from wattwise.optimizer.evaluation.scenario import load_scenario
+
+from .scenario_files import scenario_from_toml
 
 DECODE_SITE = """
 name = "decode-site"
@@ -45,9 +46,7 @@ name = "training"
 
 
 def _caps(tmp_path: Path, seed: int) -> ExperimentResult:
-    path = tmp_path / f"decode-{seed}.toml"
-    path.write_text(DECODE_SITE.format(seed=seed), encoding="utf-8")
-    scenario = load_scenario(path)
+    scenario = scenario_from_toml(tmp_path, f"decode-{seed}", DECODE_SITE.format(seed=seed))
     base = warm_replica(scenario)
     bound = scenario.slowdown_bound
     policies = (DefaultCaps(), WattwiseCaps(bound), OracleCaps(bound))

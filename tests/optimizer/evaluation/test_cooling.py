@@ -14,7 +14,9 @@ from wattwise.optimizer.evaluation.cooling import (
 )
 from wattwise.optimizer.evaluation.replica import Replica, run_for, warm_replica
 from wattwise.optimizer.evaluation.results import ExperimentResult
-from wattwise.optimizer.evaluation.scenario import Scenario, load_scenario
+from wattwise.optimizer.evaluation.scenario import Scenario
+
+from .scenario_files import scenario_from_toml
 
 SMALL_ROW = """
 name = "small-row"
@@ -39,9 +41,7 @@ gpus_per_node = 4
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    path = tmp_path_factory.mktemp("scenarios") / "small-row.toml"
-    path.write_text(SMALL_ROW, encoding="utf-8")
-    return load_scenario(path)
+    return scenario_from_toml(tmp_path_factory.mktemp("scenarios"), "small-row", SMALL_ROW)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from wattwise.optimizer.evaluation.results import ScenarioResult
 from wattwise.optimizer.evaluation.runner import run_scenario
 from wattwise.optimizer.evaluation.scenario import Scenario, load_scenario
 
+from .scenario_files import scenario_from_toml
+
 TINY = """
 name = "tiny"
 seed = 3
@@ -42,9 +44,7 @@ background_busy_share = 0.25
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    path = tmp_path_factory.mktemp("scenarios") / "tiny.toml"
-    path.write_text(TINY, encoding="utf-8")
-    return load_scenario(path)
+    return scenario_from_toml(tmp_path_factory.mktemp("scenarios"), "tiny", TINY)
 
 
 @pytest.fixture(scope="module")
