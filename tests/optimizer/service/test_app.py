@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from tests.optimizer.service.support import (
     serve,
 )
 from wattwise.clock import ManualClock
-from wattwise.optimizer.service.app import create_app
+from wattwise.optimizer.service.app import ViewCache, create_app
 from wattwise.optimizer.service.auth import RedactPathTokens
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.store import EmbeddedSqliteStore
@@ -323,3 +324,20 @@ def test_models_lists_every_version_the_registry_keeps(
     power = [m for m in body["models"] if m["kind"] == "power"]
     assert sorted(m["version"] for m in power) == [1, 2]
     assert all(m["samples"] > 0 and m["window_end_ns"] > m["window_start_ns"] for m in power)
+
+
+def test_read_between_new_snapshot_and_its_listener_rebuilt_the_view_on_the_event_loop(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh installs its snapshot, then its listeners build the view. A read in
+    between used to build the 1,000-node view itself, on the event loop, stalling every
+    request; it must answer from the view already built until the listener's is ready."""
+    first = engine.snapshot if engine.ready else engine.refresh()
+    views = ViewCache(engine)
+    views.rebuild(first)
+    built = views.get()
+    newer = replace(first, computed_at_ns=first.computed_at_ns + 1)
+    monkeypatch.setattr(engine, "_snapshot", newer)
+    assert views.get() is built
+    views.rebuild(newer)
+    assert views.get().computed_at_ns == newer.computed_at_ns
