@@ -8,7 +8,7 @@ store with 8 simulated minutes of the fleet (8 GPUs per node), then:
    with no network, one request at a time: median and p99 per read, and a
    placement through the endpoint against the bare ``recommend_placement`` on
    the same requests, interleaved, so their difference is the endpoint's own cost.
-2. **Under load**: uvicorn (``--workers`` processes, httptools, no access log)
+2. **Under load**: uvicorn (``--workers`` processes, httptools, asyncio's loop, no access log)
    serves the same API; wrk, a C client (``apt-get install wrk``), keeps
    ``--clients`` connections (``-t 2 --latency``) sending requests chosen at
    random by a Lua script: reads filtered by one of the 1,000 hosts, and
@@ -110,7 +110,8 @@ def start_server(
     """uvicorn serving the API of the checkout at ``root`` (its own bench's ``make_app``)."""
     argv = [sys.executable, "-m", "uvicorn", "--factory", "api_latency:make_app"]
     argv += ["--app-dir", str(root / "bench"), "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", str(workers), "--http", "httptools", "--no-access-log"]
+    argv += ["--workers", str(workers), "--http", "httptools", "--loop", "asyncio"]
+    argv += ["--no-access-log"]
     argv += ["--log-level", "warning"]
     env = {**os.environ, "WATTWISE_BENCH_STORE": str(store), "WATTWISE_BENCH_END_NS": str(end_ns)}
     return subprocess.Popen(argv, env=env, cwd=root)

@@ -76,6 +76,11 @@ def run_server(config: OptimizerConfig) -> None:
             access_log=config.api.access_log,
             # httptools parses requests in C: a third less time per request than h11.
             http="httptools",
+            # asyncio's own loop, not uvloop: with 50 clients sending placements back to
+            # back, uvloop served some connections far behind the others (p99 411 ms at a
+            # 45 ms median) where asyncio's loop kept them in turn (p99 81 ms), and reads
+            # were as fast on either (docs/benchmarks.md, "API latency").
+            loop="asyncio",
         )
     finally:
         scheduler.shutdown(wait=False)
