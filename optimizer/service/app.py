@@ -7,7 +7,6 @@ Errors are answered by :mod:`.errors`, tokens checked by :mod:`.auth`.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -44,13 +43,11 @@ class ViewCache:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._lock = threading.Lock()
         self._view: SnapshotView | None = None
 
     def rebuild(self, snapshot: Snapshot) -> None:
-        view = SnapshotView.build(snapshot)
-        with self._lock:
-            self._view = view
+        # Built aside, then installed in one reference assignment: readers never see half.
+        self._view = SnapshotView.build(snapshot)
 
     def get(self) -> SnapshotView:
         # Only the first read ever builds here (an engine refreshed before the app existed).

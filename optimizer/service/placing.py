@@ -7,8 +7,7 @@ their arguments and their results into JSON.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import HTTPException
@@ -22,7 +21,6 @@ from ..recommend.kube import extender_filter as kube_filter
 from ..recommend.kube import extender_prioritize as kube_prioritize
 from ..recommend.placement import PlacementRequest, recommend_placement
 from ..recommend.slurm import nodelist
-from ..recommend.types import PlacementCandidate
 from .engine import Engine
 from .schemas import PlacementBody
 from .views import clean
@@ -44,24 +42,10 @@ def place(engine: Engine, body: PlacementBody, *, explain: bool = True) -> dict[
         request, snapshot.fleet, engine.config.placement, engine.fitted.profiles, explain=explain
     )
     return {
-        "candidates": [_candidate_dict(c) for c in result.candidates],
+        "candidates": [c.as_dict() for c in result.candidates],
         "rejected": result.rejected,
         "nodelist": nodelist(c.host for c in result.candidates),
     }
-
-
-_CANDIDATE_FIELDS = tuple(f.name for f in fields(PlacementCandidate))
-
-
-def _candidate_dict(candidate: PlacementCandidate) -> dict[str, object]:
-    # A candidate's fields do not nest (floats, strings, a tuple of ints): one pass over
-    # known names instead of as_dict's per-call fields() and views.clean's recursion,
-    # which together were a third of the endpoint's own cost.
-    out = {}
-    for name in _CANDIDATE_FIELDS:
-        value = getattr(candidate, name)
-        out[name] = None if isinstance(value, float) and not math.isfinite(value) else value
-    return out
 
 
 def extender_filter(engine: Engine, args: dict[str, Any]) -> dict[str, Any]:
