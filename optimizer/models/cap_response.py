@@ -15,14 +15,10 @@ A cap ``C`` then gives ``x = φ⁻¹((C − S − … − K_m·m)/D)``.
 
 Throughput: time per unit of work is ``(1 − μ)/x + μ``; ``μ`` (memory-boundness)
 is not observable without a throughput signal, so it is estimated from the two
-activities the telemetry does show while kernels run — memory activity
-``a_m = util_mem / util_gpu`` and SM activity ``a_c = D / (util_gpu·K_c)`` — as
-the clock-elasticity of a soft roofline (kernel time ``‖(a_m, a_c/x)‖₃``):
-``μ = a_m³ / (a_m³ + a_c³)``, at most :data:`MAX_BOUNDNESS` — see
-docs/models.md for its errors on each workload and why it is capped.
+activities the telemetry does show while kernels run (:mod:`.boundness`).
 
 Each GPU's work is taken since it last changed, at its newest load
-(:func:`estimate_workloads`).
+(:func:`estimate_workloads`, with the window chosen by :mod:`.work_window`).
 """
 
 from __future__ import annotations
@@ -33,35 +29,18 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats, Series
 
+from .boundness import estimate_boundness, kernel_activities
 from .cap_power import dense_ids, fit_voltage_floor, phi
 from .cap_power import phi_inverse as phi_inverse  # re-exported for existing callers
-from .common import Bools, ModelInfo, column, factorize, tag, tag_codes, window_of
+from .common import ModelInfo, column, factorize, tag, tag_codes, window_of
 from .priors import CapPrior, prior_for
+from .work_window import load_now, recent_rows, since_last_change
 
 CLOCK_STEP_MHZ = 15.0
 """NVIDIA GPUs move their SM clock in 15 MHz steps."""
 BUSY_MIN = 0.05
 """Buckets with less GPU utilization say nothing about the work."""
 VERSION = 1
-MAX_BOUNDNESS = 0.9
-"""Above this a misjudged μ is costly: at μ_est → 1 the predicted slowdown vanishes and the
-cap goes to the lowest clock, where work that is really μ = 0.95 runs 24 % slower."""
-ROOFLINE_SHARPNESS = 3.0
-"""p of the soft roofline: how sharply a kernel's time switches from its SM time to its memory
-time. p = 2 blended them too softly: LLM decoding (HBM saturated, SMs 60 % active) came out
-at μ 0.74 against the twin's 0.85, and its caps saved 3 points less than the oracle's. No
-telemetry measures μ, so p is calibrated on the twin's workloads: 3 is the sharpest (in steps
-of 0.5) whose μ stays below the truth for every one of them (an over-estimate under-predicts
-the slowdown; an under-estimate only saves less) — docs/models.md has the figures."""
-WORK_CHANGE = 0.15
-LOAD_CHANGE = 0.2
-"""Utilization moving by a fifth between consecutive buckets marks a change of work."""
-LOAD_BUCKETS = 3
-"""A GPU's current load is read from its last three busy buckets: a server's load moves, and
-the next job of the same kind often runs at another duty cycle. (Must stay 3: the median of
-:func:`_load_now` is taken as the sum less the highest and the lowest.)"""
-"""A change of memory or SM activity this large between a GPU's consecutive busy buckets
-means other work (another job, or a new phase): the estimate uses only what came after."""
 
 
 @dataclass(frozen=True)
@@ -161,89 +140,18 @@ def estimate_workloads(
     del ok
     ids = dense_ids(tag_codes(series, ("host", "gpu"), rows))
     if rows.size:
-        recent = _recent(series.time_ns[rows], ids, int(recent_s * 1e9))
+        recent = recent_rows(series.time_ns[rows], ids, int(recent_s * 1e9))
         rows, ids = rows[recent], ids[recent]
     codes, distinct = factorize(tag(series, "model", "unknown")[rows])
     params = _per_row_priors(codes, distinct, models)
     dyn = _rows_dynamic_w(series, rows, params)
     if since_change and rows.size:
-        current = _since_last_change(series, rows, ids, dyn, params)
+        current = since_last_change(series, rows, ids, dyn, params["compute_w"])
         rows, ids, dyn = rows[current], ids[current], dyn[current]
         params = {k: v[current] for k, v in params.items()}
         ids = dense_ids(ids)
     base = _rows_base_w(series, rows, params)
     return _aggregate(series, rows, ids, dyn, base, params, current_load=since_change)
-
-
-def _recent(time_ns: np.ndarray, ids: np.ndarray, window_ns: int) -> Bools:
-    """Rows within ``window_ns`` of their group's last row (``time_ns`` is consumed)."""
-    last = np.full(int(ids.max()) + 1, np.iinfo(np.int64).min)
-    np.maximum.at(last, ids, time_ns)
-    last -= window_ns
-    time_ns -= last[ids]
-    return time_ns >= 0
-
-
-def estimate_boundness(memory_activity: Floats, compute_activity: Floats) -> Floats:
-    """Memory-boundness μ from the memory and SM activity of the kernels (each 0..1).
-
-    A kernel's time as a soft maximum of its memory and its SM time, ``‖(a_m, a_c/x)‖_p``
-    with p = :data:`ROOFLINE_SHARPNESS`; μ is that time's insensitivity to the clock at the
-    top clock, ``a_m^p / (a_m^p + a_c^p)``, capped at :data:`MAX_BOUNDNESS`. Work with no
-    activity at all is taken as compute-bound (μ = 0), which predicts the larger slowdown.
-    """
-    memory = np.clip(memory_activity, 0.0, 1.0) ** ROOFLINE_SHARPNESS
-    compute = np.clip(compute_activity, 0.0, 1.0) ** ROOFLINE_SHARPNESS
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mu = np.where(memory + compute > 0, memory / (memory + compute), 0.0)
-    return np.asarray(np.minimum(np.nan_to_num(mu, nan=0.0), MAX_BOUNDNESS), dtype=np.float64)
-
-
-def _activities(
-    util_gpu: Floats, util_mem: Floats, dynamic_w: Floats, compute_w: Floats
-) -> tuple[Floats, Floats]:
-    """Memory and SM activity of the kernels while they run (utilizations 0..1, ``D`` in W)."""
-    running = np.maximum(util_gpu, 1e-3)
-    memory = np.clip(np.nan_to_num(util_mem, nan=0.0) / running, 0.0, 1.0)
-    compute = np.clip(dynamic_w / (running * np.maximum(compute_w, 1.0)), 0.0, 1.0)
-    return memory, compute
-
-
-def _since_last_change(
-    series: Series, rows: np.ndarray, ids: np.ndarray, dyn: Floats, p: dict[str, Floats]
-) -> Bools:
-    """Rows of each GPU since its work last changed: a gap in its busy buckets (the GPU went
-    idle between jobs), a jump in memory or SM activity, or a step in utilization (a job that
-    ended and one that started within the same minute leave a partly idle bucket between
-    them). A window that mixes two jobs would otherwise describe neither of them."""
-    time = series.time_ns[rows]
-    util = column(series, "util_gpu_pct")[rows] / 100.0
-    memory, compute = _activities(
-        util, column(series, "util_mem_pct")[rows] / 100.0, dyn, p["compute_w"]
-    )
-    order = np.lexsort((time, ids))
-    t, g, u = time[order], ids[order], util[order]
-    step = np.diff(t)
-    bucket = int(step[step > 0].min()) if (step > 0).any() else 0
-    changed = np.zeros(order.size, dtype=np.bool_)
-    changed[1:] = (
-        (step > 1.5 * bucket)
-        | (np.abs(np.diff(u)) > LOAD_CHANGE * np.maximum(u[1:], u[:-1]))
-        | (np.abs(np.diff(memory[order])) > WORK_CHANGE)
-        | (np.abs(np.diff(compute[order])) > WORK_CHANGE)
-    )
-    starts = changed.copy()
-    starts[0] = True
-    starts[1:] |= g[1:] != g[:-1]
-    segment = np.cumsum(starts)
-    last = np.zeros(int(g.max()) + 1, dtype=np.int64)
-    np.maximum.at(last, g, segment)
-    # The first bucket after a change straddles it (idle or the other work mixed in); it is
-    # left out whenever a bucket follows it.
-    straddles = changed & (np.bincount(segment)[segment] > 1)
-    keep = np.zeros(order.size, dtype=np.bool_)
-    keep[order] = (segment == last[g]) & ~straddles
-    return keep
 
 
 def _per_row_priors(
@@ -302,10 +210,10 @@ def _aggregate(
     per_busy = dyn / np.maximum(util, BUSY_MIN)
     d_busy = mean(per_busy)
     d_var = np.maximum(mean(per_busy * per_busy) - d_busy**2, 0.0)
-    memory, compute = _activities(
+    memory, compute = kernel_activities(
         util_mean, mean(col("util_mem_pct") / 100.0), mean(dyn), mean(p["compute_w"])
     )
-    load = _load_now(series.time_ns[rows], ids, util, groups) if current_load else util_mean
+    load = load_now(series.time_ns[rows], ids, util, groups) if current_load else util_mean
     memory_w = mean(p["memory_w"] * col("util_mem_pct") / 100.0)
     start = np.full(groups, np.iinfo(np.int64).max)
     end = np.full(groups, np.iinfo(np.int64).min)
@@ -331,24 +239,3 @@ def _aggregate(
         min_clock_rel=mean(p["min_clock_mhz"] / p["top_clock_mhz"]),
         top_clock_mhz=mean(p["top_clock_mhz"]),
     )
-
-
-def _load_now(time_ns: np.ndarray, ids: np.ndarray, util: Floats, groups: int) -> Floats:
-    """Median utilization of each group's last :data:`LOAD_BUCKETS` rows: the newest load,
-    followed within two buckets of a step and deaf to one odd bucket (the one in progress
-    may hold a single reading)."""
-    order = np.lexsort((-time_ns, ids))
-    g = ids[order]
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    rank = np.arange(g.size) - np.repeat(starts, np.diff(np.r_[starts, g.size]))
-    latest = order[rank < LOAD_BUCKETS]
-    g, u = ids[latest], util[latest]
-    count = np.bincount(g, minlength=groups)
-    total = np.bincount(g, weights=u, minlength=groups)
-    high = np.full(groups, -np.inf)
-    np.maximum.at(high, g, u)
-    low = np.full(groups, np.inf)
-    np.minimum.at(low, g, u)
-    # Of three values the median is what the highest and lowest leave; of fewer, the mean.
-    middle = np.where(count == LOAD_BUCKETS, total - high - low, total / np.maximum(count, 1))
-    return np.asarray(middle, dtype=np.float64)

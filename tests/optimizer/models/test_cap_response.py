@@ -1,4 +1,5 @@
-"""Memory-boundness and the window of each GPU's work, against the fleet twin's hidden truth."""
+"""Each GPU's work as estimate_workloads gives it (memory-boundness, window, load) and the
+voltage floor fit_cap_models takes, against the fleet twin's hidden truth."""
 
 from __future__ import annotations
 
@@ -10,13 +11,7 @@ from wattwise.clock import ManualClock
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.workload import DEFAULT_WORKLOADS, WorkloadSpec
 from wattwise.optimizer.models.cap_power import phi
-from wattwise.optimizer.models.cap_response import (
-    MAX_BOUNDNESS,
-    GpuWorkloads,
-    estimate_boundness,
-    estimate_workloads,
-    fit_cap_models,
-)
+from wattwise.optimizer.models.cap_response import GpuWorkloads, estimate_workloads, fit_cap_models
 from wattwise.optimizer.models.priors import prior_for
 from wattwise.optimizer.recommend.caps import recommend_caps
 from wattwise.optimizer.recommend.settings import CapSettings
@@ -97,11 +92,6 @@ def test_llm_decode_gets_a_cap_that_saves_energy_within_the_slowdown_bound(
             # The estimate of 0.4 the memory share of power gave kept these at ~700 W.
             assert rec.recommended_limit_w <= 680.0
             assert 1.0 - (power / rate) / (power_max / rate_max) >= 0.02
-
-
-def test_boundness_is_capped_where_a_misjudgement_would_cost_most() -> None:
-    mu = estimate_boundness(np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]))
-    assert mu.tolist() == [MAX_BOUNDNESS, 0.0, 0.0]
 
 
 def test_window_mixing_two_jobs_estimates_only_the_job_running_now() -> None:
