@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from wattwise.errors import ConfigError
 
 from .models import GPU_MODELS
 from .thermal import AirflowParams, CoolingParams
 from .workload import DEFAULT_WORKLOADS, WorkloadSpec
+
+MAX_NODES_PER_RACK = 64
+"""Real racks hold a bounded number of nodes, and the twin's physics needs the bound: a rack's
+exhaust recirculates into its own inlet in proportion to its power, and leakage grows with die
+temperature without a ceiling, so a rack of thousands of nodes heats without bound (inlet and
+GPU temperatures reach inf, then NaN). At 64 nodes the loop still settles."""
 
 
 class NodeSpec(BaseModel):
@@ -63,6 +73,7 @@ class FleetSpec(BaseModel):
         unknown = {n.gpu_model for n in self.nodes} - set(GPU_MODELS)
         if unknown:
             raise ValueError(f"unknown GPU models {sorted(unknown)}; known: {sorted(GPU_MODELS)}")
+        _check_rack_sizes(self.nodes)
         return self
 
     @classmethod
@@ -105,3 +116,15 @@ class FleetSpec(BaseModel):
 
 def _first_node_of(rack: int, racks: int, nodes: int) -> int:
     return -(-rack * nodes // racks)
+
+
+def _check_rack_sizes(nodes: tuple[NodeSpec, ...]) -> None:
+    """ConfigError (not a ValueError, so pydantic passes it on unchanged) for an overfull rack."""
+    for rack, count in Counter(n.rack for n in nodes).items():
+        if count > MAX_NODES_PER_RACK:
+            raise ConfigError(
+                f"rack {rack!r} nodes",
+                count,
+                f"1–{MAX_NODES_PER_RACK} per rack: a denser rack heats its own inlet without"
+                " bound; spread the nodes over more racks",
+            )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from wattwise.collector.sim import DEFAULT_WORKLOADS, FleetSpec, NodeSpec, WorkloadSpec
 from wattwise.collector.sim.models import GPU_MODELS
-from wattwise.collector.sim.spec import PowerSaving
+from wattwise.collector.sim.spec import MAX_NODES_PER_RACK, PowerSaving
 from wattwise.collector.sim.thermal import AirflowParams
 from wattwise.errors import ConfigError
 
@@ -32,7 +32,7 @@ class RackScenario(BaseModel):
 
     name: str
     zone: str
-    nodes: int = Field(ge=1, le=64)
+    nodes: int = Field(ge=1, le=MAX_NODES_PER_RACK)
     gpus_per_node: int = Field(8, ge=1, le=16)
     gpu_model: str = "H100_SXM"
     budget_w: float | None = Field(None, gt=0, description="rack power budget at the PSUs")

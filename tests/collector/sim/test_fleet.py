@@ -13,6 +13,7 @@ from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.dvfs import REASON_SW_POWER_CAP
+from wattwise.collector.sim.spec import MAX_NODES_PER_RACK
 from wattwise.errors import ConfigError
 
 from .conftest import COMPUTE_BOUND, MEMORY_BOUND
@@ -216,7 +217,7 @@ def test_fifty_node_racks_with_endless_idle_gaps_never_yield_nan_power() -> None
 @settings(max_examples=25, deadline=None)
 @given(
     racks=st.integers(1, 3),
-    nodes_per_rack=st.integers(1, 64),
+    nodes_per_rack=st.integers(1, MAX_NODES_PER_RACK),
     gpus_per_node=st.integers(1, 16),
     zones_share=st.floats(0.0, 1.0),
     busy_share=st.floats(0.0, 1.0),
@@ -232,7 +233,7 @@ def test_every_float_field_of_any_small_fleet_is_finite_or_missing(
     idle_gap_mean_s: float,
     seed: int,
 ) -> None:
-    # Up to 64 nodes per rack: dense racks are where the recirculation loop can run away.
+    # Racks as full as FleetSpec allows: dense racks are where the recirculation loop can run away.
     spec = FleetSpec.uniform(
         racks * nodes_per_rack,
         gpus_per_node,
