@@ -69,6 +69,9 @@ class FleetView:
     curves: NodePowerCurves | None
     basis: dict[str, str] = field(default_factory=dict)
     """What each prediction rests on: fitted model or prior, for the reasons."""
+    derived: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    """What recommenders work out from the view once and reuse until the next refresh
+    (see :func:`.placement_basis.placement_basis`)."""
 
     @classmethod
     def build(

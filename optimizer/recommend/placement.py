@@ -2,13 +2,16 @@
 new load adds (IT power from each node's ``P(u)`` curve, plus the cooling power to remove
 it), within every rack's power budget, every zone's cooling capacity and the thermal limits.
 
-All nodes are scored at once on the arrays of a :class:`.fleet_view.FleetView` built
-once per refresh; only the handful of winners become Python objects.
+All nodes are scored at once on the arrays of a :class:`.fleet_view.FleetView` and a
+:class:`.placement_basis.PlacementBasis`, both built once per refresh; only the handful
+of winners become Python objects.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,6 +20,7 @@ from wattwise.optimizer.models.workload import WorkloadProfile
 from wattwise.optimizer.telemetry import Floats
 
 from .fleet_view import PSU_EFFICIENCY, FleetView
+from .placement_basis import PlacementBasis, placement_basis
 from .settings import PlacementSettings
 from .types import PlacementCandidate, PlacementResult
 
@@ -57,58 +61,52 @@ def recommend_placement(
 ) -> PlacementResult:
     """Ranked candidates (best first) and, with ``explain``, why each other node cannot
     take the job (naming a thousand nodes costs more than ranking them)."""
-    duty, job_w, source = _job_load(request, view, profiles or {})
-    eligible = _eligible_gpus(request, view, settings)
-    free = np.bincount(view.gpu_node[eligible], minlength=len(view.node_host))
+    basis = placement_basis(view, settings)
+    duty, job_w, source = _job_load(request, basis, profiles or {})
+    eligible = _eligible_slots(request, basis)
+    # A matrix-vector product sums the few slots of every node far faster than a reduction
+    # along the short axis.
+    free = eligible.astype(np.float64) @ np.ones(basis.width)
     added_util = request.gpus * duty / np.maximum(view.node_gpus, 1.0)
-    marginal_it = _marginal_it_w(view, eligible, added_util, request.gpus, job_w)
+    marginal_it = _marginal_it_w(view, basis, eligible, free, added_util, request.gpus, job_w)
     need_w = np.maximum(marginal_it, request.gpus * job_w / PSU_EFFICIENCY * duty)
-    cooling_w = marginal_it / view.zone_cop[view.node_zone_index]
-    rack = view.node_rack_index
-    budgets = np.array([settings.rack_budgets_w.get(str(r), np.inf) for r in view.rack_names])
-    rack_headroom = budgets[rack] - view.rack_power_w[rack] - need_w
-    capacity = np.array(
-        [settings.zone_cooling_capacity_w.get(str(z), np.inf) for z in view.zone_names]
-    )
-    zone = view.node_zone_index
-    zone_headroom = capacity[zone] - view.zone_it_power_w[zone] - need_w
-    inlet = view.node_inlet_c + view.rack_recirculation_c_per_kw[rack] * need_w / 1e3
-    gpu_headroom_each, gpu_headroom = _gpu_headroom_c(view, eligible, inlet, job_w, request.gpus)
+    cooling_w = marginal_it / basis.node_cop
+    rack_headroom = basis.node_rack_spare_w - need_w
+    zone_headroom = basis.node_zone_spare_w - need_w
+    inlet = view.node_inlet_c + basis.node_recirculation_c_per_kw * need_w / 1e3
+    slot_headroom = _slot_headroom_c(basis, eligible, inlet, job_w)
+    gpu_headroom = _kth_coolest(slot_headroom, request.gpus)
     checks = [
         (free >= request.gpus, f"fewer than {request.gpus} free GPUs that fit the request"),
-        (_placed_allowed(request, view), "outside the requested zone or rack, or excluded"),
+        (_placed_allowed(request, basis, view), "outside the requested zone or rack, or excluded"),
         (rack_headroom >= 0, "the rack's power budget would be exceeded"),
         (zone_headroom >= 0, "the zone's cooling capacity would be exceeded"),
         (settings.max_inlet_c - inlet >= 0, f"inlet would pass {settings.max_inlet_c:g} °C"),
         (gpu_headroom >= settings.gpu_temp_margin_c, "GPUs would come too close to slowdown"),
     ]
+    ok = np.logical_and.reduce([passed for passed, _ in checks])
+    score = marginal_it + cooling_w
+    fit = np.flatnonzero(ok)
+    best = fit[np.lexsort((-gpu_headroom[fit], score[fit]))][: settings.max_candidates]
+    scored = _Scored(eligible, slot_headroom, marginal_it, cooling_w, gpu_headroom, rack_headroom)
+    candidates = _candidates(view, basis, best, scored, request.gpus, source)
+    if not explain:
+        return PlacementResult(candidates)
+    return PlacementResult(candidates, _rejections(view, checks))
+
+
+def _rejections(view: FleetView, checks: list[tuple[np.ndarray, str]]) -> dict[str, str]:
+    """Host → the first check it failed, for every node that failed one."""
     ok = np.ones(len(view.node_host), dtype=np.bool_)
     why = np.full(len(view.node_host), "", dtype=object)
     for passed, reason in checks:
         why[ok & ~passed] = reason
         ok &= passed
-    score = marginal_it + cooling_w
-    order = np.lexsort((-gpu_headroom, score))
-    best = order[ok[order]][: settings.max_candidates]
-    candidates = tuple(
-        _candidate(
-            view,
-            int(n),
-            (eligible, gpu_headroom_each),
-            request.gpus,
-            (marginal_it, cooling_w, gpu_headroom, rack_headroom),
-            source,
-        )
-        for n in best
-    )
-    if not explain:
-        return PlacementResult(candidates)
-    rejected = {str(view.node_host[n]): str(why[n]) for n in np.flatnonzero(~ok)}
-    return PlacementResult(candidates, rejected)
+    return {str(view.node_host[n]): str(why[n]) for n in np.flatnonzero(~ok)}
 
 
 def _job_load(
-    request: PlacementRequest, view: FleetView, profiles: Mapping[str, WorkloadProfile]
+    request: PlacementRequest, basis: PlacementBasis, profiles: Mapping[str, WorkloadProfile]
 ) -> tuple[float, float, str]:
     """(duty, power per GPU while placed, where they come from)."""
     name = request.workload_class or request.job
@@ -118,106 +116,146 @@ def _job_load(
         return duty, request.expected_power_w, "the stated power"
     if profile is not None and np.isfinite(profile.mean_power_w):
         return duty, profile.mean_power_w, f"the profile of {profile.kind} {profile.name}"
-    top = float(np.nanmax(view.gpu_max_limit_w)) if view.gpu_max_limit_w.size else 700.0
-    return duty, top, "the GPUs' maximum limit (no power given)"
+    return duty, basis.top_limit_w, "the GPUs' maximum limit (no power given)"
 
 
-def _eligible_gpus(
-    request: PlacementRequest, view: FleetView, settings: PlacementSettings
-) -> np.ndarray:
-    """Indices of GPUs that are free and match the request's model and memory."""
-    ok = (
-        ~view.gpu_failed
-        & ~view.gpu_has_job
-        & (np.nan_to_num(view.gpu_util_pct, nan=100.0) < settings.free_util_pct)
-        & (view.gpu_mem_share <= settings.free_mem_share)
-    )
+def _eligible_slots(request: PlacementRequest, basis: PlacementBasis) -> np.ndarray:
+    """Per node slot: a free GPU that matches the request's model and memory."""
+    ok = basis.slot_free
     if request.gpu_model is not None:
-        ok &= np.char.find(view.gpu_model.astype(str), request.gpu_model) >= 0
+        ok = ok & basis.models_matching(request.gpu_model)
     if request.min_mem_bytes is not None:
-        ok &= np.nan_to_num(view.gpu_mem_total_bytes, nan=0.0) >= request.min_mem_bytes
-    return np.flatnonzero(ok)
-
-
-def _marginal_it_w(
-    view: FleetView, eligible: np.ndarray, added_util: Floats, gpus: int, job_w: float
-) -> Floats:
-    """From each node's curve where it has one, else the free GPUs' rise from their present
-    power to the job's, through the PSU; plus, for a powered-down node, waking it."""
-    nodes = len(view.node_host)
-    node = view.gpu_node[eligible]
-    count = np.bincount(node, minlength=nodes)
-    power = np.nan_to_num(view.gpu_power_w[eligible])
-    idle_w = np.bincount(node, weights=power, minlength=nodes) / np.maximum(count, 1)
-    fallback = gpus * np.maximum(job_w - idle_w, 0.0) / PSU_EFFICIENCY
-    if view.curves is None:
-        return np.asarray(fallback + view.node_wake_w)
-    has = view.node_curve >= 0
-    rows = np.where(has, view.node_curve, 0)
-    curve = view.curves.marginal_w(rows, view.node_util, added_util)
-    return np.asarray(np.where(has, np.maximum(curve, 0.0), fallback) + view.node_wake_w)
-
-
-def _gpu_headroom_c(
-    view: FleetView, eligible: np.ndarray, inlet_c: Floats, job_w: float, gpus: int
-) -> tuple[Floats, Floats]:
-    """Slowdown temperature minus predicted temperature, per eligible GPU and per node; a
-    node's is that of the worst of the ``gpus`` GPUs it would give (its coolest ones)."""
-    node = view.gpu_node[eligible]
-    rise = view.gpu_offset_c[eligible] + view.gpu_r_th_c_per_w[eligible] * job_w
-    per_gpu = view.gpu_slowdown_c[eligible] - (inlet_c[node] + rise)
-    per_gpu = np.nan_to_num(per_gpu, nan=-np.inf)
-    order = np.lexsort((-per_gpu, node))
-    sorted_node = node[order]
-    first = np.searchsorted(sorted_node, sorted_node, side="left")
-    rank = np.arange(order.size) - first
-    pick = order[rank == gpus - 1]
-    per_node = np.full(len(view.node_host), -np.inf)
-    per_node[node[pick]] = per_gpu[pick]
-    return per_gpu, per_node
-
-
-def _placed_allowed(request: PlacementRequest, view: FleetView) -> np.ndarray:
-    ok = np.ones(len(view.node_host), dtype=np.bool_)
-    if request.zone is not None:
-        ok &= view.node_zone == request.zone
-    if request.rack is not None:
-        ok &= view.node_rack == request.rack
-    if request.exclude_hosts:
-        ok &= ~np.isin(view.node_host.astype(str), list(request.exclude_hosts))
+        ok = ok & (basis.slot_mem_total_bytes >= request.min_mem_bytes)
     return ok
 
 
-def _candidate(
+def _marginal_it_w(
     view: FleetView,
-    n: int,
-    eligible_headroom: tuple[np.ndarray, Floats],
+    basis: PlacementBasis,
+    eligible: np.ndarray,
+    free: np.ndarray,
+    added_util: Floats,
     gpus: int,
-    per_node: tuple[Floats, Floats, Floats, Floats],
+    job_w: float,
+) -> Floats:
+    """From each node's curve where it has one, else the free GPUs' rise from their present
+    power to the job's, through the PSU; plus, for a powered-down node, waking it."""
+    if view.curves is None or not basis.node_has_curve.all():
+        idle_w = (np.where(eligible, basis.slot_power_w, 0.0) @ np.ones(basis.width)) / np.maximum(
+            free, 1
+        )
+        fallback = gpus * np.maximum(job_w - idle_w, 0.0) / PSU_EFFICIENCY
+    else:
+        fallback = np.zeros(len(free))
+    if view.curves is None:
+        return np.asarray(fallback + view.node_wake_w)
+    after = np.clip(view.node_util + added_util, 0.0, 1.0)
+    k0, k1, k2 = basis.node_curve_k0_w, basis.node_curve_k1_w, basis.node_curve_k2
+    curve = k0 + k1 * np.exp(k2 * after) - basis.node_curve_now_w
+    return np.asarray(
+        np.where(basis.node_has_curve, np.maximum(curve, 0.0), fallback) + view.node_wake_w
+    )
+
+
+def _slot_headroom_c(
+    basis: PlacementBasis, eligible: np.ndarray, inlet_c: Floats, job_w: float
+) -> Floats:
+    """Slowdown temperature minus predicted temperature per slot; -inf where the slot's GPU
+    cannot take the job, NaN where its temperature cannot be predicted (both fail every
+    comparison and sort as the hottest)."""
+    headroom = basis.slot_limit_c - basis.slot_r_th_c_per_w * job_w - inlet_c[:, None]
+    return np.where(eligible, headroom, -np.inf)
+
+
+def _kth_coolest(slot_headroom: Floats, gpus: int) -> Floats:
+    """Per node, the headroom of the worst of the ``gpus`` GPUs it would give (its
+    coolest ones); -inf or NaN where it has fewer."""
+    nodes, width = slot_headroom.shape
+    if gpus > width:
+        return np.full(nodes, -np.inf)
+    # Partition sorts NaN after +inf: an unpredictable GPU counts as the hottest.
+    return np.asarray(-np.partition(-slot_headroom, gpus - 1, axis=1)[:, gpus - 1])
+
+
+def _placed_allowed(
+    request: PlacementRequest, basis: PlacementBasis, view: FleetView
+) -> np.ndarray:
+    ok = np.ones(len(view.node_host), dtype=np.bool_)
+    if request.zone is not None:
+        ok &= view.node_zone_index == basis.zone_of_name.get(request.zone, -1)
+    if request.rack is not None:
+        ok &= view.node_rack_index == basis.rack_of_name.get(request.rack, -1)
+    if request.exclude_hosts:
+        named = basis.node_of_host
+        ok[[named[h] for h in request.exclude_hosts if h in named]] = False
+    return ok
+
+
+class _Scored(NamedTuple):
+    eligible: np.ndarray
+    slot_headroom_c: Floats
+    marginal_it_w: Floats
+    cooling_w: Floats
+    gpu_headroom_c: Floats
+    rack_headroom_w: Floats
+
+
+def _candidates(
+    view: FleetView,
+    basis: PlacementBasis,
+    best: np.ndarray,
+    scored: _Scored,
+    gpus: int,
     source: str,
-) -> PlacementCandidate:
-    eligible, headroom_each = eligible_headroom
-    marginal_it, cooling_w, gpu_headroom, rack_headroom = per_node
-    here = view.gpu_node[eligible] == n
-    mine, headroom = eligible[here], headroom_each[here]
-    coolest = mine[np.argsort(-headroom, kind="stable")][:gpus]
-    has_curve = view.curves is not None and view.node_curve[n] >= 0
+) -> tuple[PlacementCandidate, ...]:
+    """The winners as objects; their numbers are gathered once and turned into Python floats
+    before formatting (formatting NumPy scalars one by one cost more than the ranking)."""
+    # Each winner's coolest free GPUs: free slots first (NaN sorts last), hottest last.
+    key = np.where(scored.eligible[best], -scored.slot_headroom_c[best], np.nan)
+    coolest = np.argsort(key, axis=1, kind="stable")[:, :gpus]
+    gpu_rows = basis.slot_gpu[best[:, None], coolest]
+    chosen = np.sort(view.gpu_index[gpu_rows], axis=1).tolist()
+    rack_headroom = scored.rack_headroom_w[best]
+    columns = zip(
+        best.tolist(),
+        chosen,
+        scored.marginal_it_w[best].tolist(),
+        scored.cooling_w[best].tolist(),
+        scored.gpu_headroom_c[best].tolist(),
+        np.where(np.isfinite(rack_headroom), rack_headroom, np.nan).tolist(),
+        strict=True,
+    )
+    return tuple(
+        PlacementCandidate(
+            host=str(view.node_host[n]),
+            gpus=tuple(gpu_list),
+            zone=str(view.node_zone[n]),
+            rack=str(view.node_rack[n]),
+            marginal_it_w=it_w,
+            marginal_cooling_w=cooling_w,
+            thermal_headroom_c=headroom_c,
+            rack_headroom_w=None if math.isnan(rack_w) else rack_w,
+            reason=_reason(view, basis, n, (it_w, cooling_w, headroom_c), source),
+        )
+        for n, gpu_list, it_w, cooling_w, headroom_c, rack_w in columns
+    )
+
+
+def _reason(
+    view: FleetView,
+    basis: PlacementBasis,
+    n: int,
+    numbers: tuple[float, float, float],
+    source: str,
+) -> str:
+    it_w, cooling_w, headroom_c = numbers
+    has_curve = view.curves is not None and bool(basis.node_has_curve[n])
     how_it = "node power curve" if has_curve else "GPU power over idle, no node curve"
-    return PlacementCandidate(
-        host=str(view.node_host[n]),
-        gpus=tuple(sorted(int(i) for i in view.gpu_index[coolest])),
-        zone=str(view.node_zone[n]),
-        rack=str(view.node_rack[n]),
-        marginal_it_w=float(marginal_it[n]),
-        marginal_cooling_w=float(cooling_w[n]),
-        thermal_headroom_c=float(gpu_headroom[n]),
-        rack_headroom_w=float(rack_headroom[n]) if np.isfinite(rack_headroom[n]) else None,
-        reason=(
-            _wake_note(view, n)
-            + f"+{marginal_it[n]:.0f} W IT ({how_it} at {100 * view.node_util[n]:.0f} % load)"
-            f" + {cooling_w[n]:.0f} W cooling (COP {view.zone_cop[view.node_zone_index[n]]:.1f}); "
-            f"{gpu_headroom[n]:.1f} °C below slowdown; job power from {source}"
-        ),
+    load_pct = 100 * float(view.node_util[n])
+    return (
+        _wake_note(view, n) + f"+{it_w:.0f} W IT ({how_it} at {load_pct:.0f} % load)"
+        f" + {cooling_w:.0f} W cooling (COP {float(basis.node_cop[n]):.1f}); "
+        f"{headroom_c:.1f} °C below slowdown; job power from {source}"
     )
 
 

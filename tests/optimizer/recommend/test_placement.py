@@ -4,7 +4,6 @@ ranked by marginal power, and fast on a 1,000-node fleet."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -173,15 +172,14 @@ def _big_fleet(nodes: int, per_node: int = 8) -> list[GpuState]:
     ]  # fmt: skip
 
 
-def test_placement_on_8000_gpus_takes_well_under_50_ms() -> None:
+def test_placement_on_8000_gpus_offers_ten_free_candidates_within_budget() -> None:
+    # Its speed is measured by bench/api_latency.py (docs/benchmarks.md), not asserted here.
     gpus = _big_fleet(1000)
     view = FleetView.build(gpus, [], [])
     budgets = PlacementSettings(rack_budgets_w={f"r{r:03d}": 150_000.0 for r in range(50)})
-    request = PlacementRequest(gpus=2, expected_power_w=500.0)
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        result = recommend_placement(request, view, budgets)
-        timings.append(time.perf_counter() - start)
+    result = recommend_placement(PlacementRequest(gpus=2, expected_power_w=500.0), view, budgets)
+    busy = {(g.host, g.gpu) for g in gpus if g.util_gpu_pct >= 5.0}
     assert len(result.candidates) == 10
-    assert float(np.median(timings)) < 0.050
+    for c in result.candidates:
+        assert len(c.gpus) == 2 and not {(c.host, g) for g in c.gpus} & busy
+        assert c.rack_headroom_w is not None and c.rack_headroom_w >= 0
