@@ -157,7 +157,7 @@ def place(
             gpu_model=gpu_model,
             zone=zone,
             rack=rack,
-            exclude_hosts=exclude_host or [],
+            exclude_hosts=tuple(exclude_host or ()),
             expected_power_w=expected_power_w,
             duration_s=duration_s,
         )

@@ -27,6 +27,7 @@ from ..models.workload import WorkloadProfile, job_profiles, profile_set
 from ..recommend.caps import recommend_caps
 from ..recommend.cooling import ThermalFits, recommend_cooling
 from ..recommend.fleet_view import FleetView
+from ..recommend.placement_basis import placement_basis
 from ..recommend.types import CapRecommendation, CoolingRecommendation
 from ..telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
 from . import lines
@@ -220,6 +221,8 @@ class Engine:
             cooling=fitted.cooling,
             busy=busy,
         )
+        # Worked out here, off the event loop, rather than by the first placement request.
+        placement_basis(fleet, self.config.placement)
         where = {h.host: (h.cluster, h.zone, h.rack) for h in hosts}
         where.update({g.host: (g.cluster, g.zone, g.rack) for g in gpus if g.host not in where})
         return Snapshot(

@@ -11,7 +11,6 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import HTTPException
-from pydantic import ValidationError
 
 from wattwise.errors import NotReady
 
@@ -19,7 +18,7 @@ from ..models.common import ModelInfo
 from ..recommend.kube import ExtenderRequestError
 from ..recommend.kube import extender_filter as kube_filter
 from ..recommend.kube import extender_prioritize as kube_prioritize
-from ..recommend.placement import PlacementRequest, recommend_placement
+from ..recommend.placement import recommend_placement
 from ..recommend.slurm import nodelist
 from .engine import Engine
 from .schemas import PlacementBody
@@ -34,12 +33,8 @@ def model_dict(info: ModelInfo) -> dict[str, object]:
 
 def place(engine: Engine, body: PlacementBody, *, explain: bool = True) -> dict[str, object]:
     snapshot = engine.snapshot
-    try:
-        request = PlacementRequest(**body.model_dump(exclude_none=True))
-    except ValidationError as e:
-        raise HTTPException(422, [err["msg"] for err in e.errors()]) from e
     result = recommend_placement(
-        request, snapshot.fleet, engine.config.placement, engine.fitted.profiles, explain=explain
+        body, snapshot.fleet, engine.config.placement, engine.fitted.profiles, explain=explain
     )
     return {
         "candidates": [c.as_dict() for c in result.candidates],

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from ..recommend.placement import PlacementRequest
 
 
-class PlacementBody(BaseModel):
-    """A job to place: how many GPUs, of what, where it may go, and what it will draw."""
+class PlacementBody(PlacementRequest):
+    """A job to place: how many GPUs, of what, where it may go, and what it will draw.
 
-    model_config = ConfigDict(extra="forbid")
+    The recommender's own request with the bounds an API caller must keep, so one
+    validation of the body gives the request ``recommend_placement`` takes."""
 
     gpus: int = Field(ge=1, le=64, description="GPUs the job needs (on one host)")
     gpu_model: str | None = Field(None, max_length=200, description="part of the GPU name")
@@ -19,7 +22,7 @@ class PlacementBody(BaseModel):
     duration_s: float | None = Field(None, gt=0, le=365 * 86400)
     zone: str | None = Field(None, max_length=200)
     rack: str | None = Field(None, max_length=200)
-    exclude_hosts: list[str] = Field(default_factory=list, max_length=100_000)
+    exclude_hosts: tuple[str, ...] = Field((), max_length=100_000)
 
 
 class PlacementCandidateOut(BaseModel):

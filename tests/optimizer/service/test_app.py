@@ -162,6 +162,8 @@ def test_placement_excludes_the_hosts_it_is_told_to(client: httpx.Client) -> Non
         (b'{"gpus": 1, "colour": "red"}', 422, "invalid request"),
         (b"[1, 2]", 422, "invalid request"),
         (b'{"gpus": 1, "expected_power_w": -5}', 422, "invalid request"),
+        (b"", 422, "invalid request"),
+        (b'{"gpus": 1, "workload_class": "training", "job": "4711"}', 422, "invalid request"),
     ],
 )
 def test_bad_placement_bodies_are_4xx_json_naming_the_problem(
@@ -172,6 +174,18 @@ def test_bad_placement_bodies_are_4xx_json_naming_the_problem(
     assert response.status_code == status
     body = response.json()
     assert body["error"] == error and body["detail"]
+
+
+def test_placement_body_problems_name_the_field_and_the_rule(client: httpx.Client) -> None:
+    response = client.post("/v1/placement", headers=READ, json={"gpus": 0, "zone": 7})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert any(d.startswith("body.gpus:") and "greater than or equal to 1" in d for d in detail)
+    assert any(d.startswith("body.zone:") and "string" in d for d in detail)
+    both = client.post(
+        "/v1/placement", headers=READ, json={"gpus": 1, "job": "7", "workload_class": "x"}
+    )
+    assert any("not both" in d for d in both.json()["detail"])
 
 
 def test_wrong_query_type_and_unknown_path_are_json_4xx(client: httpx.Client) -> None:
