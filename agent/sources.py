@@ -12,7 +12,7 @@ from wattwise.agent.loop import Schedule
 from wattwise.agent.secrets import read_secret
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading, Source
-from wattwise.errors import SourceError, SourceUnavailable
+from wattwise.errors import ConfigError, SourceError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,22 @@ def build_schedules(config: AgentConfig, clock: Clock, environ: dict[str, str]) 
 
 def _simulated(config: AgentConfig, clock: Clock) -> list[Schedule]:
     from wattwise.collector.sim import FleetSpec, SimFleet
+    from wattwise.collector.sim.spec import MAX_NODES_PER_RACK
     from wattwise.collector.sim.views import JobView
 
     sim = config.agent.sim
-    spec = FleetSpec.uniform(
-        sim.nodes, sim.gpus_per_node, racks=sim.racks, zones=sim.zones, seed=sim.seed
-    )
+    try:
+        spec = FleetSpec.uniform(
+            sim.nodes, sim.gpus_per_node, racks=sim.racks, zones=sim.zones, seed=sim.seed
+        )
+    except ConfigError as e:
+        # Name the setting the operator can change, not the simulator's rack.
+        need = -(-sim.nodes // MAX_NODES_PER_RACK)
+        raise ConfigError(
+            "agent.sim.racks",
+            sim.racks,
+            f"at least {need} for {sim.nodes} nodes (a rack holds 1–{MAX_NODES_PER_RACK})",
+        ) from e
     fleet = SimFleet(spec, clock)
     return [
         Schedule(fleet.gpu_source(), config.agent.gpu_interval_s),

@@ -65,6 +65,15 @@ def test_run_with_an_explicit_missing_config_file_exits_2(tmp_path: Path) -> Non
     assert "nope.toml" in result.stderr
 
 
+def test_sim_with_more_nodes_than_its_racks_hold_exits_2_naming_agent_sim_racks() -> None:
+    result = wattwise(
+        "agent", "probe", "--source", "sim", "--json", "--config", "/dev/null",
+        env={"WATTWISE_AGENT__SIM__NODES": "65", "WATTWISE_AGENT__SIM__RACKS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "agent.sim.racks" in result.stderr and "at least 2 for 65 nodes" in result.stderr
+
+
 def test_probe_sim_json_reports_every_simulated_gpu_and_node() -> None:
     result = wattwise(
         "agent", "probe", "--source", "sim", "--json", "--config", "/dev/null",
