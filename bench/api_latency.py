@@ -16,8 +16,9 @@ store with 8 simulated minutes of the fleet (8 GPUs per node), then:
    and excluded hosts (no two consecutive requests alike, nothing to cache).
    Each endpoint runs at saturation (think 0 ms: a closed loop, each client
    sends again the moment it is answered), polling (each client waits
-   ``--think-ms`` after an answer), and polling while refreshes run back to back
-   on the server's thread pool, as the scheduler's do every 5 minutes.
+   ``--think-ms`` after an answer), and polling while refreshes run on the
+   server's thread pool, as the scheduler's do every 5 minutes: back to back,
+   or one every ``--refresh-every-s`` (``--modes`` picks among the three).
 
 Targets: p99 ≤ 25 ms reading recommendations, p99 ≤ 50 ms for a placement.
 Load generator and server share this machine's cores.
@@ -173,11 +174,13 @@ def in_process(store: Path, end_ns: int, nodes: int) -> tuple[list[str], list[st
 
 
 class RefreshLoop:
-    """Refreshes the server's recommendations back to back (admin API) while it runs."""
+    """Refreshes the server's recommendations (admin API) while it runs: back to back, or
+    one starting every ``every_s`` (the scheduler's interval, shortened to fit a run)."""
 
-    def __init__(self, url: str, running: bool = True) -> None:
+    def __init__(self, url: str, running: bool = True, every_s: float = 0.0) -> None:
         self.url = url
         self.running = running
+        self.every_s = every_s
         self.done = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -195,8 +198,10 @@ class RefreshLoop:
     def _run(self) -> None:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         while not self._stop.is_set():
+            started = time.monotonic()
             httpx.post(f"{self.url}/v1/refresh", headers=headers, timeout=600).raise_for_status()
             self.done += 1
+            self._stop.wait(max(self.every_s - (time.monotonic() - started), 0.0))
 
 
 def under_load(
@@ -205,9 +210,11 @@ def under_load(
     """Each mode against each server in turn, so a comparison shares the machine's state."""
     for url in servers.values():
         run_wrk(url, cases, 10, 2, 0, AUTHORIZATION)  # warm-up
-    for think_ms, refreshing in ((0, False), (args.think_ms, False), (args.think_ms, True)):
+    modes = {"saturation": (0, False), "polling": (args.think_ms, False)}
+    modes["refreshing"] = (args.think_ms, True)
+    for think_ms, refreshing in (modes[m] for m in args.modes.split(",")):
         for label, url in servers.items():
-            with RefreshLoop(url, refreshing) as refreshes:
+            with RefreshLoop(url, refreshing, args.refresh_every_s) as refreshes:
                 found = run_wrk(url, cases, args.clients, args.duration_s, think_ms, AUTHORIZATION)
             mode = f"think {think_ms} ms" + (f", {refreshes.done} refreshes" if refreshing else "")
             report_wrk(f"{name}{label}", mode, found, target)
@@ -262,6 +269,18 @@ def main() -> None:
     parser.add_argument("--duration-s", type=int, default=10, help="wrk run per case")
     parser.add_argument("--think-ms", type=int, default=100, help="pause of a polling client")
     parser.add_argument("--only", default="", help="run only the cases whose name has this")
+    parser.add_argument(
+        "--modes",
+        default="saturation,polling,refreshing",
+        help="comma-separated: saturation (think 0), polling (--think-ms), refreshing (polling "
+        "while refreshes run)",
+    )
+    parser.add_argument(
+        "--refresh-every-s",
+        type=float,
+        default=0.0,
+        help="in the refreshing mode, start a refresh this often (0: back to back)",
+    )
     parser.add_argument(
         "--baseline",
         type=Path,

@@ -3,7 +3,7 @@
 Run as ``.venv/bin/python bench/gil_stalls.py`` (``--nodes``, ``--store``,
 ``--top``). On the fleet bench/api_latency.py builds (8 simulated minutes of
 ``--nodes`` nodes × 8 GPUs in an embedded store), with the server's settings
-(0.5 ms GIL switch interval, objects frozen after each refresh):
+(its GIL switch interval, objects frozen after each refresh):
 
 1. **Stalls**: a refit, then a refresh, while a ticker thread sleeps 1 ms in a
    loop and records how late it wakes. A request on the event loop waits as

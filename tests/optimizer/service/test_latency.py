@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from wattwise.optimizer.service.engine import Engine
-from wattwise.optimizer.service.latency import FULL_PASS_EVERY, GcPauses
+from wattwise.optimizer.service.latency import FULL_PASS_EVERY, SWITCH_INTERVAL_S, GcPauses
 from wattwise.optimizer.service.metrics import ServiceMetrics
 
 
@@ -36,7 +36,7 @@ def test_every_collection_is_timed_into_the_metrics(pauses: GcPauses) -> None:
     before = _passes(pauses.metrics, "2")
     gc.collect()
     assert _passes(pauses.metrics, "2") == before + 1
-    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
 
 
 def test_a_snapshot_freezes_what_the_engine_holds(engine: Engine, pauses: GcPauses) -> None:
