@@ -29,3 +29,13 @@ def test_demo_records_history_serves_recommendations_and_writes_the_report(
     report = (tmp_path / "report.html").read_text()
     assert "<svg" in report
     assert (tmp_path / "wattwise.sqlite").stat().st_size > 0
+
+
+def test_demo_with_a_rack_too_full_to_cool_exits_2_naming_the_option(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "wattwise", "demo", "--data-dir", str(tmp_path)]
+    result = subprocess.run(
+        [*argv, "--nodes-per-rack", "65"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "--nodes-per-rack" in result.stderr and "less than or equal to 64" in result.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything was written

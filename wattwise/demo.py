@@ -34,6 +34,7 @@ from wattwise.agent.transport import Transport
 from wattwise.agent.wal import Wal
 from wattwise.clock import ManualClock, SystemClock
 from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.collector.sim.spec import MAX_NODES_PER_RACK
 from wattwise.collector.sim.views import JobView
 from wattwise.optimizer.report.write import write_report
 from wattwise.optimizer.service.app import create_app
@@ -84,9 +85,11 @@ def demo(
     data_dir: Annotated[Path, typer.Option(help="where the store, WAL and report go")] = Path(
         "demo-data"
     ),
-    racks: Annotated[int, typer.Option(help="racks (2 cooling zones)")] = 4,
-    nodes_per_rack: Annotated[int, typer.Option(help="nodes per rack")] = 8,
-    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node")] = 8,
+    racks: Annotated[int, typer.Option(min=2, help="racks (2 cooling zones)")] = 4,
+    nodes_per_rack: Annotated[
+        int, typer.Option(min=1, max=MAX_NODES_PER_RACK, help="nodes per rack")
+    ] = 8,
+    gpus_per_node: Annotated[int, typer.Option(min=1, max=16, help="GPUs per node")] = 8,
     seed: Annotated[int, typer.Option(help="simulation seed")] = 7,
     history_min: Annotated[float, typer.Option("--history", help="minutes of past")] = 30.0,
     duration_s: Annotated[
