@@ -69,9 +69,12 @@ class FleetView:
     curves: NodePowerCurves | None
     basis: dict[str, str] = field(default_factory=dict)
     """What each prediction rests on: fitted model or prior, for the reasons."""
-    derived: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    derived: dict[object, object] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
     """What recommenders work out from the view once and reuse until the next refresh
-    (see :func:`.placement_basis.placement_basis`)."""
+    (see :func:`.placement_basis.placement_basis`). Not an argument: a view made with
+    ``dataclasses.replace`` starts empty rather than sharing what the old view derived."""
 
     @classmethod
     def build(

@@ -249,8 +249,7 @@ def _reason(
     source: str,
 ) -> str:
     it_w, cooling_w, headroom_c = numbers
-    has_curve = view.curves is not None and bool(basis.node_has_curve[n])
-    how_it = "node power curve" if has_curve else "GPU power over idle, no node curve"
+    how_it = "node power curve" if basis.node_has_curve[n] else "GPU power over idle, no node curve"
     load_pct = 100 * float(view.node_util[n])
     return (
         _wake_note(view, n) + f"+{it_w:.0f} W IT ({how_it} at {load_pct:.0f} % load)"

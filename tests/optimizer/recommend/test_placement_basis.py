@@ -32,8 +32,11 @@ def test_basis_is_built_once_per_view_and_shared_by_the_extenders_settings_copie
     assert placement_basis(view, settings.model_copy(update={"max_candidates": 99})) is first
     tighter = placement_basis(view, PlacementSettings(rack_budgets_w={"r1": 1_000.0}))
     assert tighter is not first and tighter.node_rack_spare_w[0] < first.node_rack_spare_w[0]
-    # A new refresh is a new view: nothing carries over from the old one.
-    assert placement_basis(dataclasses.replace(view, derived={}), settings) is not first
+    # A view changed by dataclasses.replace must not inherit the old view's basis.
+    changed = dataclasses.replace(view, rack_power_w=view.rack_power_w + 500.0)
+    assert placement_basis(changed, settings).node_rack_spare_w[0] == (
+        first.node_rack_spare_w[0] - 500.0
+    )
 
 
 def test_slots_hold_each_nodes_gpus_in_row_order_padded_for_smaller_nodes() -> None:
