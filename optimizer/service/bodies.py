@@ -36,8 +36,13 @@ def parse_json_body(model: type[Body], raw: bytes) -> Body:
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` for a route that reads ``model`` with :func:`parse_json_body`."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    """``openapi_extra`` for a route that reads ``model`` with :func:`parse_json_body`.
+
+    The schema is inlined, so ``model`` must be flat: a nested model's ``$ref`` would
+    point at nothing in the OpenAPI document."""
+    schema = model.model_json_schema()
+    if "$defs" in schema:
+        raise TypeError(f"{model.__name__} nests models; json_body inlines flat ones only")
     return {
         "requestBody": {
             "required": True,
