@@ -167,7 +167,7 @@ class FleetView:
             rack_power_w=np.bincount(
                 rack_index, weights=node_power, minlength=len(rack_names)
             ).astype(np.float64),
-            rack_recirculation_c_per_kw=_recirculation(rack_names, rack, zone, inlets),
+            rack_recirculation_c_per_kw=_recirculation(rack_names, node_host, rack, zone, inlets),
             zone_names=zone_names.astype(object),
             node_zone_index=np.asarray(zone_index, dtype=np.int64),
             zone_it_power_w=_zone_it(zone_names, zones, node_power, zone_index),
@@ -214,16 +214,25 @@ def _gpu_thermal(models: np.ndarray, fits: dict[str, GpuThermalModel]) -> tuple[
 
 def _recirculation(
     rack_names: np.ndarray,
+    node_host: np.ndarray,
     rack_of_node: np.ndarray,
     zone_of_node: np.ndarray,
     inlets: Mapping[str, InletModel] | None,
 ) -> Floats:
+    """Each rack's fitted slope (row-end racks recirculate more than mid-row ones), its
+    zone's where the fit has no slope for it, the prior where the zone has no fit."""
     out = np.full(len(rack_names), PRIOR_RECIRCULATION_C_PER_KW)
-    zone_of_rack = dict(zip(rack_of_node.astype(str), zone_of_node.astype(str), strict=True))
-    for r, name in enumerate(rack_names):
-        model = (inlets or {}).get(zone_of_rack.get(str(name), ""))
-        if model is not None:
-            out[r] = max(model.recirculation_c_per_kw, 0.0)
+    rack_index = {str(name): r for r, name in enumerate(rack_names)}
+    per_host: dict[str, dict[str, float]] = {}
+    for host, rack, zone in zip(node_host, rack_of_node, zone_of_node, strict=True):
+        model = (inlets or {}).get(str(zone))
+        if model is None:
+            continue
+        if str(zone) not in per_host:
+            slopes = model.slopes_c_per_kw().tolist()
+            per_host[str(zone)] = dict(zip(model.hosts, slopes, strict=True))
+        slope = per_host[str(zone)].get(str(host), model.recirculation_c_per_kw)
+        out[rack_index[str(rack)]] = max(slope, 0.0)
     return out
 
 
