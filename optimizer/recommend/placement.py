@@ -140,7 +140,7 @@ def _marginal_it_w(
 ) -> Floats:
     """From each node's curve where it has one, else the free GPUs' rise from their present
     power to the job's, through the PSU; plus, for a powered-down node, waking it."""
-    if view.curves is None or not basis.node_has_curve.all():
+    if not basis.node_has_curve.all():
         idle_w = (np.where(eligible, basis.slot_power_w, 0.0) @ np.ones(basis.width)) / np.maximum(
             free, 1
         )
@@ -150,8 +150,7 @@ def _marginal_it_w(
     if view.curves is None:
         return np.asarray(fallback + view.node_wake_w)
     after = np.clip(view.node_util + added_util, 0.0, 1.0)
-    k0, k1, k2 = basis.node_curve_k0_w, basis.node_curve_k1_w, basis.node_curve_k2
-    curve = k0 + k1 * np.exp(k2 * after) - basis.node_curve_now_w
+    curve = view.curves.power_w(basis.node_curve_row, after) - basis.node_curve_now_w
     return np.asarray(
         np.where(basis.node_has_curve, np.maximum(curve, 0.0), fallback) + view.node_wake_w
     )

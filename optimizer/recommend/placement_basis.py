@@ -20,7 +20,8 @@ from .fleet_view import FleetView
 from .settings import PlacementSettings
 
 CACHED_SETTINGS = 4
-"""Bases kept per view: the service's settings, plus the extender's copies of them."""
+"""Bases kept per view, one per distinct budgets and free-GPU thresholds (copies of the
+same settings that differ only in ``max_candidates``, as the extender makes, share one)."""
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,8 @@ class PlacementBasis:
     """Zone cooling capacity minus its present IT heat (inf without a capacity)."""
     node_recirculation_c_per_kw: Floats
     node_cop: Floats
-    node_curve_k0_w: Floats
-    node_curve_k1_w: Floats
-    node_curve_k2: Floats
+    node_curve_row: np.ndarray
+    """Row of each node in the view's power curves (0 where it has none)."""
     node_curve_now_w: Floats
     """The node's curve at its present load (as ``NodePowerCurves.power_w`` gives it)."""
     node_has_curve: np.ndarray
@@ -114,7 +114,7 @@ def _build(view: FleetView, settings: PlacementSettings) -> PlacementBasis:
     capacity = np.array(
         [settings.zone_cooling_capacity_w.get(str(z), np.inf) for z in view.zone_names]
     )
-    k0, k1, k2, now, has = _curve_terms(view)
+    rows, now, has = _curve_terms(view)
     return PlacementBasis(
         slot_gpu=slot_gpu,
         slot_free=per_slot(free, False),
@@ -128,9 +128,7 @@ def _build(view: FleetView, settings: PlacementSettings) -> PlacementBasis:
         node_zone_spare_w=capacity[zone] - view.zone_it_power_w[zone],
         node_recirculation_c_per_kw=view.rack_recirculation_c_per_kw[rack],
         node_cop=view.zone_cop[zone],
-        node_curve_k0_w=k0,
-        node_curve_k1_w=k1,
-        node_curve_k2=k2,
+        node_curve_row=rows,
         node_curve_now_w=now,
         node_has_curve=has,
         node_of_host={str(h): i for i, h in enumerate(view.node_host)},
@@ -156,14 +154,12 @@ def _slots(gpu_node: np.ndarray, nodes: int) -> np.ndarray:
     return slots
 
 
-def _curve_terms(view: FleetView) -> tuple[Floats, Floats, Floats, Floats, np.ndarray]:
-    """``K0, K1, K2`` of each node's power curve and its draw at the present load."""
+def _curve_terms(view: FleetView) -> tuple[np.ndarray, Floats, np.ndarray]:
+    """Each node's row in the power curves, its draw at the present load, and whether it
+    has a curve at all."""
     nodes = len(view.node_host)
     if view.curves is None:
-        zeros = np.zeros(nodes)
-        return zeros, zeros, zeros, zeros, np.zeros(nodes, dtype=np.bool_)
+        return np.zeros(nodes, dtype=np.int64), np.zeros(nodes), np.zeros(nodes, dtype=np.bool_)
     has = view.node_curve >= 0
     rows = np.where(has, view.node_curve, 0)
-    curves = view.curves
-    now = curves.power_w(rows, view.node_util)
-    return curves.k0_w[rows], curves.k1_w[rows], curves.k2[rows], now, has
+    return rows, view.curves.power_w(rows, view.node_util), has
