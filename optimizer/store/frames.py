@@ -2,8 +2,8 @@
 aggregates, how a :class:`Scope` filters, and how rows become frames and states.
 
 The InfluxDB store turns a :class:`SeriesSpec` into InfluxQL, the embedded
-store into SQL; both hand their rows to :func:`to_series`, so the shape of the
-answer cannot drift between them.
+store into SQL; both hand their rows to a :class:`SeriesBuilder`, so the shape
+of the answer cannot drift between them.
 """
 
 from __future__ import annotations
@@ -146,11 +146,11 @@ class SeriesBuilder:
         self._value_chunks: list[list[npt.NDArray[np.float64]]] = []
 
     def add(self, rows: Sequence[Row]) -> None:
-        """One chunk of rows (a store passes at most :data:`CHUNK_ROWS` at a time)."""
+        """One chunk of rows (a store passes about :data:`CHUNK_ROWS` at a time)."""
         if not rows:
             return
         key_ids = self._key_ids
-        ids = [key_ids.setdefault(tuple(row[0]), len(key_ids)) for row in rows]
+        ids = [key_ids.setdefault(row[0], len(key_ids)) for row in rows]
         self._key_id_chunks.append(np.array(ids, dtype=np.int64))
         self._time_chunks.append(np.array([row[1] for row in rows], dtype=np.int64))
         values = np.array(

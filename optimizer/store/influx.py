@@ -153,7 +153,7 @@ class InfluxStore(AggregatingStore):
             filters=scope_filters(scope, spec.tags),
         )
         latest: list[Latest] = []
-        for series in (series for results in self._read(q) for series in series_of(results)):
+        for series in self._read_series(q):
             tags = {tag: str(value) for tag, value in (series.get("tags") or {}).items()}
             for row in series.get("values") or []:
                 fields = dict(zip(series["columns"], row, strict=True))
@@ -173,7 +173,7 @@ class InfluxStore(AggregatingStore):
         """The raw policy's duration if a downsampled policy exists beside it, else None."""
         try:
             q = f"SHOW RETENTION POLICIES ON {influxql.ident(self.database)}"
-            found = [series for results in self._read(q) for series in series_of(results)]
+            found = list(self._read_series(q))
         except StoreQueryError:
             return None  # servers without SHOW RETENTION POLICIES keep one policy
         policies: dict[str, dict[str, Any]] = {}
@@ -206,8 +206,8 @@ class InfluxStore(AggregatingStore):
         takes on it (hundreds of ms for a refit's window at 1,000 nodes), so reads
         ask for ``chunked=true``: 1.x and 3.x answer with one JSON document per line,
         per series or per ``chunk_size`` rows. A server that ignores the parameter
-        answers one document, read the same way. Only the last chunk may say
-        ``partial``: it means the answer was cut short.
+        answers one document, read the same way. Every chunk but the last says
+        ``partial`` (more follows); the last one saying it means the answer was cut short.
         """
         params = self._params(q) | {"chunked": "true", "chunk_size": str(self.chunk_rows)}
         results: list[dict[str, Any]] = []
@@ -223,6 +223,11 @@ class InfluxStore(AggregatingStore):
                     results = checked(json_document(line, self.url), self.url)
                     yield results
         refuse_cut_short(results, self.url)
+
+    def _read_series(self, q: str) -> Iterator[dict[str, Any]]:
+        """Every series of every chunk of the answer to ``q``."""
+        for results in self._read(q):
+            yield from series_of(results)
 
     def _params(self, q: str) -> dict[str, str]:
         params = {"db": self.database, "epoch": "ns", "q": q}

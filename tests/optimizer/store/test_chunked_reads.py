@@ -22,9 +22,6 @@ from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore
 from wattwise.optimizer.store.frames import (
     CHUNK_ROWS,
     GPU_SPEC,
-    HOST_SPEC,
-    JOB_SPEC,
-    ZONE_SPEC,
     Latest,
     Row,
     sort_latest,
@@ -32,12 +29,7 @@ from wattwise.optimizer.store.frames import (
 )
 from wattwise.optimizer.telemetry import Scope, Series
 
-READERS = [
-    (GPU_SPEC, "gpu_series"),
-    (HOST_SPEC, "host_series"),
-    (ZONE_SPEC, "zone_series"),
-    (JOB_SPEC, "job_series"),
-]
+READERS = ["gpu_series", "host_series", "zone_series", "job_series"]
 CHUNK_SIZES = [1, 7, CHUNK_ROWS]
 
 
@@ -85,7 +77,7 @@ def test_an_influx_read_in_chunks_gives_the_whole_answer(
 ) -> None:
     # The embedded store read whole is the reference: the stores agree to 1e-9
     # (test_contract.py), InfluxDB and SQLite sum floats in their own orders.
-    for _, method in READERS:
+    for method in READERS:
         expected = getattr(embedded_store, method)(START_NS, END_NS, every_s=every_s, scope=Scope())
         got = getattr(chunked_influx, method)(START_NS, END_NS, every_s=every_s, scope=Scope())
         assert len(got) > 0
@@ -101,7 +93,7 @@ def test_an_embedded_read_in_chunks_gives_the_whole_answer(
 ) -> None:
     whole = EmbeddedSqliteStore(embedded_store.path, chunk_rows=10**9)
     try:
-        for _, method in READERS:
+        for method in READERS:
             expected = getattr(whole, method)(START_NS, END_NS, every_s=every_s, scope=Scope())
             got = getattr(chunked_embedded, method)(
                 START_NS, END_NS, every_s=every_s, scope=Scope()
@@ -109,6 +101,7 @@ def test_an_embedded_read_in_chunks_gives_the_whole_answer(
             assert len(got) > 0
             _assert_identical(got, expected)
         assert chunked_embedded.latest_gpus(Scope()) == whole.latest_gpus(Scope())
+        assert chunked_embedded.latest_hosts(Scope()) == whole.latest_hosts(Scope())
         assert chunked_embedded.latest_zones(Scope()) == whole.latest_zones(Scope())
     finally:
         whole.close()
