@@ -12,7 +12,6 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading
@@ -161,11 +160,9 @@ class Engine:
         curves = fit_node_power_curves(gpus, hosts) if len(hosts) else None
         profiles = profile_set(self._profiles(jobs, gpus, cap))
         progress("done", 1.0)
-        groups: list[dict[str, Any]] = [power, cap, thermal, inlets, cooling]
-        infos = tuple(m.info for group in groups for m in group.values())
-        infos += ((curves.info,) if curves is not None else ()) + (profiles.info,)
-        log.info("refit: %d GPU rows, %d models", len(gpus), len(infos))
-        return Fitted(now_ns, power, cap, thermal, inlets, cooling, curves, profiles, infos)
+        fitted = Fitted(now_ns, power, cap, thermal, inlets, cooling, curves, profiles)
+        log.info("refit: %d GPU rows, %d models", len(gpus), len(fitted.infos))
+        return fitted
 
     def _profiles(
         self, jobs: Series, gpus: Series, cap: dict[str, CapResponseModel]
@@ -181,7 +178,7 @@ class Engine:
             snapshot = self._compute(fitted)
             self._snapshot = snapshot
         # Listeners first: the API's view of the new snapshot is built by one, and until
-        # it is, readers see a snapshot without its view; the store write takes ~0.8 s.
+        # it is, reads answer from the previous snapshot's view; the store write takes ~0.8 s.
         for listener in self._listeners:
             listener(snapshot)
         now_ns = snapshot.computed_at_ns

@@ -43,7 +43,11 @@ class Fitted:
     cooling: dict[str, CoolingModel]
     curves: NodePowerCurves | None
     profiles: WorkloadProfiles
-    infos: tuple[ModelInfo, ...]
+
+    @property
+    def infos(self) -> tuple[ModelInfo, ...]:
+        """What each model is, in the order of :meth:`models`."""
+        return tuple(m.info for m in self.models())
 
     def models(self) -> list[Model]:
         groups: list[Iterable[Model]] = [
@@ -67,9 +71,7 @@ def assemble(fitted_at_ns: int, models: Iterable[Model]) -> Fitted:
     cooling: dict[str, CoolingModel] = {}
     curves: NodePowerCurves | None = None
     profiles = WorkloadProfiles()
-    infos = []
     for model in models:
-        infos.append(model.info)
         scope = model.info.scope
         if isinstance(model, PowerModel):
             power[scope] = model
@@ -85,9 +87,7 @@ def assemble(fitted_at_ns: int, models: Iterable[Model]) -> Fitted:
             profiles = model
         else:
             curves = model
-    return Fitted(
-        fitted_at_ns, power, cap, thermal, inlets, cooling, curves, profiles, tuple(infos)
-    )
+    return Fitted(fitted_at_ns, power, cap, thermal, inlets, cooling, curves, profiles)
 
 
 class KeptModels:

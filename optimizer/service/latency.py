@@ -53,6 +53,7 @@ class GcPauses:
         self.metrics = metrics
         self._started: float | None = None
         self._thresholds: tuple[int, int, int] | None = None
+        self._switch_interval_s: float | None = None
 
     def install(
         self,
@@ -60,6 +61,7 @@ class GcPauses:
         full_pass_every: int = FULL_PASS_EVERY,
     ) -> None:
         """Process-wide settings: call once, from whatever owns the process (the server)."""
+        self._switch_interval_s = sys.getswitchinterval()
         sys.setswitchinterval(switch_interval_s)
         self._thresholds = gc.get_threshold()
         gc.set_threshold(self._thresholds[0], self._thresholds[1], full_pass_every)
@@ -71,6 +73,9 @@ class GcPauses:
         if self._thresholds is not None:
             gc.set_threshold(*self._thresholds)
             self._thresholds = None
+        if self._switch_interval_s is not None:
+            sys.setswitchinterval(self._switch_interval_s)
+            self._switch_interval_s = None
 
     def settle(self, snapshot: Snapshot) -> None:
         """An engine listener: collect what the refresh left behind, then freeze the rest.

@@ -16,13 +16,11 @@ from wattwise.optimizer.service.metrics import ServiceMetrics
 
 @pytest.fixture
 def pauses() -> Iterator[GcPauses]:
-    interval = sys.getswitchinterval()
     pauses = GcPauses(ServiceMetrics())
     pauses.install()
     yield pauses
     pauses.uninstall()
     gc.unfreeze()
-    sys.setswitchinterval(interval)
 
 
 def _passes(metrics: ServiceMetrics, generation: str) -> float:
@@ -63,12 +61,14 @@ def test_refreshes_and_refits_leave_no_frozen_cycles_behind(
 def test_full_passes_wait_for_many_young_ones_while_installed() -> None:
     # With CPython's 10, freezing made a 1,000-node refresh run six full passes of
     # 20-70 ms each over objects it still used (bench/gil_stalls.py).
-    before = gc.get_threshold()
+    before, interval = gc.get_threshold(), sys.getswitchinterval()
     pauses = GcPauses(ServiceMetrics())
     pauses.install()
     try:
         assert gc.get_threshold() == (before[0], before[1], FULL_PASS_EVERY)
         assert FULL_PASS_EVERY >= 100
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
     finally:
         pauses.uninstall()
     assert gc.get_threshold() == before
+    assert sys.getswitchinterval() == pytest.approx(interval)
