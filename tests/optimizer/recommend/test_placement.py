@@ -1,5 +1,5 @@
 """Placement on the fleet twin: only free GPUs, budgets never exceeded, constraints honoured,
-ranked by marginal power, and fast on a 1,000-node fleet."""
+ranked by marginal power, also on a 1,000-node fleet."""
 
 from __future__ import annotations
 
