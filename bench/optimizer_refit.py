@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models, phi_inverse
+from wattwise.optimizer.models.cap_power import phi_inverse
+from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models
 from wattwise.optimizer.models.node_power import fit_node_power_curves
 from wattwise.optimizer.models.power import fit_power_models
 from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models

@@ -25,6 +25,7 @@ from .models import GpuModel
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
+Bools = NDArray[np.bool_]
 
 REASON_IDLE = 0x1
 REASON_SW_POWER_CAP = 0x4

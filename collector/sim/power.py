@@ -12,13 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
-from .dvfs import Floats, Ints, OperatingPoint
+from .dvfs import Bools, Floats, Ints, OperatingPoint
 from .nodes import NodeState
 from .spec import PowerSaving
-
-Bools = NDArray[np.bool_]
 
 AWAKE, ASLEEP, RESUMING = 0, 1, 2
 STATE_NAMES = ("awake", "asleep", "resuming")

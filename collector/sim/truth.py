@@ -15,10 +15,8 @@ import numpy as np
 from wattwise.errors import ConfigError
 
 from . import dvfs
-from .dvfs import Floats
+from .dvfs import Bools, Floats
 from .power import STATE_NAMES
-
-Bools = np.ndarray[tuple[int], np.dtype[np.bool_]]
 
 if TYPE_CHECKING:
     from .fleet import SimFleet

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .dvfs import Floats, Ints
-
-Bools = np.ndarray[tuple[int], np.dtype[np.bool_]]
+from .dvfs import Bools, Floats, Ints
 
 
 class WorkloadSpec(BaseModel):
@@ -145,11 +143,10 @@ class Scheduler:
             else:
                 jobs.stop(index, self._gap())
 
-    def step(self, jobs: Jobs, dt_s: float, paused: Bools | None = None) -> None:
+    def step(self, jobs: Jobs, dt_s: float, paused: Bools) -> None:
         """Advance job clocks; start or end jobs whose time ran out. Jobs on GPUs marked
         ``paused`` (waiting for their node to boot) keep their time; idle gaps run on."""
-        held = jobs.has_job & paused if paused is not None else None
-        jobs.remaining_s -= dt_s if held is None else np.where(held, 0.0, dt_s)
+        jobs.remaining_s -= np.where(jobs.has_job & paused, 0.0, dt_s)
         for index in np.flatnonzero(jobs.remaining_s <= 0).tolist():
             if jobs.kind[index] >= 0 or not self._workloads:
                 jobs.stop(index, self._gap())

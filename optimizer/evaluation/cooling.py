@@ -61,7 +61,8 @@ class FixedSetpoints:
 @dataclass
 class WattwiseCooling:
     """wattwise: models fitted on the replica's telemetry, the cooling recommendation from the
-    latest states, applied each refresh (what the service does, refitting every refresh)."""
+    latest states, applied each refresh as the service applies it; the evaluation refits at
+    every refresh, where the service refits hourly."""
 
     settings: CoolingSettings = field(default_factory=CoolingSettings)
     name: str = "wattwise"

@@ -40,7 +40,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None) -> Scenar
     experiments = (
         _caps(base, scenario, tell),
         _placement(scenario, tell),
-        _cooling(base, scenario, tell),
+        run_cooling(base, scenario, tell),
     )
     return ScenarioResult(
         scenario=scenario.name,
@@ -59,10 +59,6 @@ def _caps(base: Replica, scenario: Scenario, tell: Progress) -> ExperimentResult
         runs[policy.name] = run_policy(base, policy, scenario, record=policy.name == "wattwise")
         tell(f"caps: {policy.name}")
     return judge_caps(runs, bound)
-
-
-def _cooling(base: Replica, scenario: Scenario, tell: Progress) -> ExperimentResult:
-    return run_cooling(base, scenario, tell)
 
 
 class Chooser(Protocol):

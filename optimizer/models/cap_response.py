@@ -31,7 +31,6 @@ from wattwise.optimizer.telemetry import Floats, Series
 
 from .boundness import estimate_boundness, kernel_activities
 from .cap_power import dense_ids, fit_voltage_floor, phi
-from .cap_power import phi_inverse as phi_inverse  # re-exported for existing callers
 from .common import ModelInfo, column, factorize, tag, tag_codes, window_of
 from .priors import CapPrior, prior_for
 from .work_window import load_now, recent_rows, since_last_change
