@@ -15,7 +15,7 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats, Series
 
-from .common import Bools, column, subsample, tag_codes
+from .common import Bools, column, dense_unique, subsample, tag_codes
 from .priors import CapPrior
 
 VOLTAGE_FLOOR_GRID = np.linspace(0.0, 1.0, 21)
@@ -86,7 +86,7 @@ def fit_voltage_floor(series: Series, mask: Bools, prior: CapPrior) -> FloorFit:
     # The grid search needs only a sample of the rows that can tell floors apart.
     keep = np.flatnonzero(subsample(multi, MAX_GRID_ROWS))
     sub = rows[keep]
-    ids = dense_ids(work_ids[keep])
+    ids = dense_unique(work_ids[keep])[1]
     clock_power = column(series, "power_w")[sub] - base_w(series, sub, prior)
     busy = column(series, "util_gpu_pct")[sub] / 100.0
     x = column(series, "sm_clock_mhz")[sub] / prior.top_clock_mhz
@@ -173,7 +173,7 @@ def _work_ids(series: Series, rows: np.ndarray, gpu_ids: np.ndarray) -> np.ndarr
         combined *= int(level.max()) + 1
         combined += level
         del level
-    return dense_ids(combined)
+    return dense_unique(combined)[1]
 
 
 def _distinct_per_group(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -182,17 +182,5 @@ def _distinct_per_group(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     width = int(values.max()) + 1
     pairs = ids * width
     pairs += values
-    if int(pairs.max()) < 4 * pairs.size + 1_000_000:
-        present = np.zeros(int(pairs.max()) + 1, dtype=np.bool_)
-        present[pairs] = True
-        seen = np.flatnonzero(present)
-    else:
-        seen = np.unique(pairs)
+    seen = dense_unique(pairs)[0]
     return np.bincount(seen // width, minlength=int(ids.max()) + 1)
-
-
-def dense_ids(ids: np.ndarray) -> np.ndarray:
-    """``ids`` renumbered 0..k−1 in the same order."""
-    present = np.zeros(int(ids.max()) + 1 if ids.size else 0, dtype=np.bool_)
-    present[ids] = True
-    return np.asarray((np.cumsum(present) - 1)[ids], dtype=np.int64)

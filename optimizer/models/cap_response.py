@@ -30,8 +30,8 @@ import numpy as np
 from wattwise.optimizer.telemetry import Floats, Series
 
 from .boundness import estimate_boundness, kernel_activities
-from .cap_power import dense_ids, fit_voltage_floor, phi
-from .common import ModelInfo, column, factorize, tag, tag_codes, window_of
+from .cap_power import fit_voltage_floor, phi
+from .common import ModelInfo, column, dense_unique, factorize, tag, tag_codes, window_of
 from .priors import CapPrior, prior_for
 from .work_window import load_now, recent_rows, since_last_change
 
@@ -137,7 +137,7 @@ def estimate_workloads(
     ok &= np.isfinite(column(series, "sm_clock_mhz"))
     rows = np.flatnonzero(ok)
     del ok
-    ids = dense_ids(tag_codes(series, ("host", "gpu"), rows))
+    ids = dense_unique(tag_codes(series, ("host", "gpu"), rows))[1]
     if rows.size:
         recent = recent_rows(series.time_ns[rows], ids, int(recent_s * 1e9))
         rows, ids = rows[recent], ids[recent]
@@ -148,7 +148,7 @@ def estimate_workloads(
         current = since_last_change(series, rows, ids, dyn, params["compute_w"])
         rows, ids, dyn = rows[current], ids[current], dyn[current]
         params = {k: v[current] for k, v in params.items()}
-        ids = dense_ids(ids)
+        ids = dense_unique(ids)[1]
     base = _rows_base_w(series, rows, params)
     return _aggregate(series, rows, ids, dyn, base, params, current_load=since_change)
 

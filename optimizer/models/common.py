@@ -94,7 +94,7 @@ def _factorize_ints(values: Ints) -> tuple[Ints, Ints] | None:
     offsets //= step
     if int(offsets.max()) > 4 * values.size + 1_000_000:
         return None
-    seen, codes = _dense_unique(offsets)
+    seen, codes = dense_unique(offsets)
     return codes, seen * step + low
 
 
@@ -106,7 +106,7 @@ def group_codes(*keys: NDArray[Any]) -> Ints:
     combined = np.zeros(keys[0].shape[0], dtype=np.int64)
     for codes, distinct in (factorize(k) for k in keys):
         combined = combined * max(len(distinct), 1) + codes
-    return _dense_unique(combined)[1]
+    return dense_unique(combined)[1]
 
 
 def tag_codes(series: Series, names: tuple[str, ...], rows: Ints | None = None) -> Ints:
@@ -144,7 +144,7 @@ def group_ids(*keys: NDArray[Any]) -> tuple[Ints, NDArray[np.object_]]:
     combined = np.zeros(keys[0].shape[0], dtype=np.int64)
     for codes, distinct in coded:
         combined = combined * max(len(distinct), 1) + codes
-    seen, ids = _dense_unique(combined)
+    seen, ids = dense_unique(combined)
     parts = []
     for _codes, distinct in reversed(coded):
         size = max(len(distinct), 1)
@@ -156,7 +156,7 @@ def group_ids(*keys: NDArray[Any]) -> tuple[Ints, NDArray[np.object_]]:
     return ids, np.asarray(joined, dtype=object)
 
 
-def _dense_unique(values: Ints) -> tuple[Ints, Ints]:
+def dense_unique(values: Ints) -> tuple[Ints, Ints]:
     """``np.unique(values, return_inverse=True)`` for non-negative ints; without a sort when
     the values span a range not much larger than their count (the usual case here)."""
     top = int(values.max()) + 1 if values.size else 0
