@@ -63,13 +63,15 @@ def recommend_placement(
     take the job (naming a thousand nodes costs more than ranking them)."""
     basis = placement_basis(view, settings)
     duty, job_w, source = _job_load(request, basis, profiles or {})
+    # No GPU draws more than its own maximum limit, whatever the job drew elsewhere.
+    node_job_w = np.minimum(job_w, basis.node_max_limit_w)
     eligible = _eligible_slots(request, basis)
     # A matrix-vector product sums the few slots of every node far faster than a reduction
     # along the short axis.
     free = eligible.astype(np.float64) @ np.ones(basis.width)
     added_util = request.gpus * duty / np.maximum(view.node_gpus, 1.0)
-    marginal_it = _marginal_it_w(view, basis, eligible, free, added_util, request.gpus, job_w)
-    need_w = np.maximum(marginal_it, request.gpus * job_w / PSU_EFFICIENCY * duty)
+    marginal_it = _marginal_it_w(view, basis, eligible, free, added_util, request.gpus, node_job_w)
+    need_w = np.maximum(marginal_it, request.gpus * node_job_w / PSU_EFFICIENCY * duty)
     cooling_w = marginal_it / basis.node_cop
     rack_headroom = basis.node_rack_spare_w - need_w
     zone_headroom = basis.node_zone_spare_w - need_w
@@ -108,7 +110,8 @@ def _rejections(view: FleetView, checks: list[tuple[np.ndarray, str]]) -> dict[s
 def _job_load(
     request: PlacementRequest, basis: PlacementBasis, profiles: Mapping[str, WorkloadProfile]
 ) -> tuple[float, float, str]:
-    """(duty, power per GPU while placed, where they come from)."""
+    """(duty, power per GPU while placed, where they come from); the power is ``inf`` when
+    nothing says, which each GPU's maximum limit then bounds."""
     name = request.workload_class or request.job
     profile = profiles.get(name) if name is not None else None
     duty = profile.duty if profile is not None and np.isfinite(profile.duty) else DEFAULT_DUTY
@@ -116,7 +119,7 @@ def _job_load(
         return duty, request.expected_power_w, "the stated power"
     if profile is not None and np.isfinite(profile.mean_power_w):
         return duty, profile.mean_power_w, f"the profile of {profile.kind} {profile.name}"
-    return duty, basis.top_limit_w, "the GPUs' maximum limit (no power given)"
+    return duty, math.inf, "the GPUs' maximum limit (no power given)"
 
 
 def _eligible_slots(request: PlacementRequest, basis: PlacementBasis) -> np.ndarray:
@@ -136,7 +139,7 @@ def _marginal_it_w(
     free: np.ndarray,
     added_util: Floats,
     gpus: int,
-    job_w: float,
+    node_job_w: Floats,
 ) -> Floats:
     """From each node's curve where it has one, else the free GPUs' rise from their present
     power to the job's, through the PSU; plus, for a powered-down node, waking it."""
@@ -144,7 +147,7 @@ def _marginal_it_w(
         idle_w = (np.where(eligible, basis.slot_power_w, 0.0) @ np.ones(basis.width)) / np.maximum(
             free, 1
         )
-        fallback = gpus * np.maximum(job_w - idle_w, 0.0) / PSU_EFFICIENCY
+        fallback = gpus * np.maximum(node_job_w - idle_w, 0.0) / PSU_EFFICIENCY
     else:
         fallback = np.zeros(len(free))
     if view.curves is None:
@@ -162,7 +165,8 @@ def _slot_headroom_c(
     """Slowdown temperature minus predicted temperature per slot; -inf where the slot's GPU
     cannot take the job, NaN where its temperature cannot be predicted (both fail every
     comparison and sort as the hottest)."""
-    headroom = basis.slot_limit_c - basis.slot_r_th_c_per_w * job_w - inlet_c[:, None]
+    slot_job_w = np.minimum(job_w, basis.slot_max_limit_w)
+    headroom = basis.slot_limit_c - basis.slot_r_th_c_per_w * slot_job_w - inlet_c[:, None]
     return np.where(eligible, headroom, -np.inf)
 
 

@@ -24,6 +24,10 @@ CACHED_SETTINGS = 4
 same settings that differ only in ``max_candidates``, as the extender makes, share one)."""
 
 
+UNKNOWN_LIMIT_W = 700.0
+"""An H100 SXM's maximum limit: a GPU's draw when no GPU in the fleet reports its limit."""
+
+
 @dataclass(frozen=True)
 class PlacementBasis:
     """Arrays per node (``(nodes,)``) and per node slot (``(nodes, width)``, GPU rows of
@@ -43,6 +47,9 @@ class PlacementBasis:
     """Slowdown temperature minus the GPU's offset over its tray air: the air temperature
     plus power rise it can take (NaN for padding)."""
     slot_r_th_c_per_w: Floats
+    slot_max_limit_w: Floats
+    """The most the GPU can draw (its maximum power limit; the fleet's highest where it does
+    not say, 0 for padding): no job draws more on it, whatever it drew elsewhere."""
     model_names: tuple[str, ...]
     node_rack_spare_w: Floats
     """Rack budget minus the rack's present draw (inf without a budget)."""
@@ -55,11 +62,11 @@ class PlacementBasis:
     node_curve_now_w: Floats
     """The node's curve at its present load (as ``NodePowerCurves.power_w`` gives it)."""
     node_has_curve: np.ndarray
+    node_max_limit_w: Floats
+    """The highest :attr:`slot_max_limit_w` of each node."""
     node_of_host: dict[str, int]
     zone_of_name: dict[str, int]
     rack_of_name: dict[str, int]
-    top_limit_w: float
-    """The highest GPU power limit in the fleet: the job power when nothing says better."""
 
     @property
     def width(self) -> int:
@@ -115,6 +122,9 @@ def _build(view: FleetView, settings: PlacementSettings) -> PlacementBasis:
         [settings.zone_cooling_capacity_w.get(str(z), np.inf) for z in view.zone_names]
     )
     rows, now, has = _curve_terms(view)
+    known = np.isfinite(view.gpu_max_limit_w)
+    top_w = float(np.max(view.gpu_max_limit_w[known])) if known.any() else UNKNOWN_LIMIT_W
+    slot_max_limit_w = per_slot(np.where(known, view.gpu_max_limit_w, top_w), 0.0)
     return PlacementBasis(
         slot_gpu=slot_gpu,
         slot_free=per_slot(free, False),
@@ -123,6 +133,7 @@ def _build(view: FleetView, settings: PlacementSettings) -> PlacementBasis:
         slot_mem_total_bytes=per_slot(np.nan_to_num(view.gpu_mem_total_bytes, nan=0.0), 0.0),
         slot_limit_c=per_slot(view.gpu_slowdown_c - view.gpu_offset_c, np.nan),
         slot_r_th_c_per_w=per_slot(view.gpu_r_th_c_per_w, np.nan),
+        slot_max_limit_w=slot_max_limit_w,
         model_names=tuple(str(m) for m in model_names),
         node_rack_spare_w=budgets[rack] - view.rack_power_w[rack],
         node_zone_spare_w=capacity[zone] - view.zone_it_power_w[zone],
@@ -131,14 +142,10 @@ def _build(view: FleetView, settings: PlacementSettings) -> PlacementBasis:
         node_curve_row=rows,
         node_curve_now_w=now,
         node_has_curve=has,
+        node_max_limit_w=slot_max_limit_w.max(axis=1, initial=0.0),
         node_of_host={str(h): i for i, h in enumerate(view.node_host)},
         zone_of_name={str(z): i for i, z in enumerate(view.zone_names)},
         rack_of_name={str(r): i for i, r in enumerate(view.rack_names)},
-        top_limit_w=(
-            float(np.nanmax(view.gpu_max_limit_w))
-            if np.isfinite(view.gpu_max_limit_w).any()
-            else 700.0
-        ),
     )
 
 

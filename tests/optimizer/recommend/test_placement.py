@@ -155,21 +155,47 @@ def test_request_needs_at_least_one_gpu_and_one_profile_name() -> None:
         PlacementRequest(gpus=1, workload_class="training", job="4711")
 
 
-def _big_fleet(nodes: int, per_node: int = 8) -> list[GpuState]:
+def _big_fleet(
+    nodes: int,
+    per_node: int = 8,
+    model: str = "NVIDIA H100 80GB HBM3",
+    max_limit_w: float = 700.0,
+    prefix: str = "n",
+) -> list[GpuState]:
     rng = np.random.default_rng(0)
     util = np.where(rng.random(nodes * per_node) < 0.7, 90.0, 0.0)
     return [
         GpuState(
-            host=f"n{n:04d}", gpu=i, uuid="", model="NVIDIA H100 80GB HBM3", cluster="c",
+            host=f"{prefix}{n:04d}", gpu=i, uuid="", model=model, cluster="c",
             zone=f"z{n % 4}", rack=f"r{n // 20:03d}", time_ns=0, power_w=90.0 + 6 * u,
             temp_c=40.0 + u / 3, util_gpu_pct=u, util_mem_pct=0.0, sm_clock_mhz=1980.0,
-            power_limit_w=700.0, enforced_limit_w=700.0, min_limit_w=200.0, max_limit_w=700.0,
-            default_limit_w=700.0, slowdown_temp_c=87.0, mem_used_bytes=0.0,
-            mem_total_bytes=80e9, failed=False,
+            power_limit_w=max_limit_w, enforced_limit_w=max_limit_w, min_limit_w=200.0,
+            max_limit_w=max_limit_w, default_limit_w=max_limit_w, slowdown_temp_c=87.0,
+            mem_used_bytes=0.0, mem_total_bytes=80e9, failed=False,
         )
         for n in range(nodes)
         for i, u in enumerate(util[n * per_node : (n + 1) * per_node])
     ]  # fmt: skip
+
+
+def test_a_job_of_unknown_power_is_judged_at_each_gpus_own_limit_not_the_fleets_highest() -> None:
+    # A fleet of H100s (700 W) and A100s (400 W): a job that states no power was once
+    # heated at 700 W on every GPU, so no A100 ever seemed cool enough to take it.
+    a100 = _big_fleet(4, model="NVIDIA A100-SXM4-80GB", max_limit_w=400.0, prefix="a")
+    mixed = FleetView.build(a100 + _big_fleet(4), [], [])
+    alone = FleetView.build(a100, [], [])
+    request = PlacementRequest(gpus=1, gpu_model="A100")
+    in_mixed = recommend_placement(request, mixed, PlacementSettings()).candidates
+    by_itself = recommend_placement(request, alone, PlacementSettings()).candidates
+    assert in_mixed and [c.host for c in in_mixed] == [c.host for c in by_itself]
+    assert [c.thermal_headroom_c for c in in_mixed] == [c.thermal_headroom_c for c in by_itself]
+    hotter = recommend_placement(
+        PlacementRequest(gpus=1, gpu_model="A100", expected_power_w=700.0),
+        mixed,
+        PlacementSettings(),
+    ).candidates
+    # a stated 700 W is still bounded by the A100's 400 W limit
+    assert [c.thermal_headroom_c for c in hotter] == [c.thermal_headroom_c for c in in_mixed]
 
 
 def test_placement_on_8000_gpus_offers_ten_free_candidates_within_budget() -> None:
