@@ -7,8 +7,8 @@ curve is convex costs more per unit of extra load when it is already busy.
 
 ``K2`` is picked from a grid; for each ``K2`` the curve is linear in ``K0, K1``
 and solved in closed form for every node at once. Nodes whose utilization did not
-vary enough to see a shape borrow ``K1, K2`` from the pooled fit of their GPU
-model and keep their own level ``K0``.
+vary enough to see a shape borrow ``K1, K2`` of their GPU model, fitted on how
+the other nodes' power moved with their own load, and keep their own level ``K0``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class NodePowerCurves:
     k1_w: Floats
     k2: Floats
     own_shape: np.ndarray
-    """True where the node's own data fixed ``K1, K2`` (else the pooled shape)."""
+    """True where the node's own data fixed ``K1, K2`` (else its GPU model's shape)."""
     info: ModelInfo
 
     def power_w(self, rows: np.ndarray, util: Floats) -> Floats:
@@ -177,8 +177,40 @@ def _model_of(gpus: Series, names: np.ndarray) -> Ints:
 def _pooled_shape(
     node: np.ndarray, u: Floats, p: Floats, nodes: int, model: Ints
 ) -> tuple[Floats, Floats]:
-    """``K1, K2`` per node, shared by the nodes of one GPU model: fitted across those nodes'
-    buckets together, so nodes whose own load never moved still see how power rises with
-    load from their peers at other loads (each node then keeps its own level)."""
-    _, k1, k2 = _best_shape(model[node], u, p, int(model.max()) + 1 if nodes else 0)
-    return k1[model], k2[model]
+    """``K1, K2`` per node, shared by the nodes of one GPU model, from how each node's power
+    moved with its own load: every node keeps its own level (its workloads may draw more or
+    less at the same utilization), so only the rise within nodes shapes the curve. Nodes
+    whose own load never moved still borrow it. A model none of whose nodes moved falls
+    back to the fit across its nodes' levels."""
+    groups = int(model.max()) + 1 if nodes else 0
+    _, across_k1, across_k2 = _best_shape(model[node], u, p, groups)
+    k1, k2, found = _within_shape(node, u, p, nodes, model[node], groups)
+    return np.where(found, k1, across_k1)[model], np.where(found, k2, across_k2)[model]
+
+
+def _within_shape(
+    node: np.ndarray, u: Floats, p: Floats, nodes: int, group: np.ndarray, groups: int
+) -> tuple[Floats, Floats, np.ndarray]:
+    """Per group, the grid ``K2`` (and its ``K1``) that best explains each node's deviations
+    from its own mean power by its deviations from its own mean ``e^(K2·u)``; ``found`` is
+    False where the group's nodes show too little movement to tell."""
+    n = np.maximum(np.bincount(node, minlength=nodes), 1).astype(np.float64)
+    dp = p - (np.bincount(node, weights=p, minlength=nodes) / n)[node]
+    du = u - (np.bincount(node, weights=u, minlength=nodes) / n)[node]
+    # Enough movement: utilization deviations worth MIN_UTIL_SPREAD over a handful of buckets.
+    found = np.bincount(group, weights=du * du, minlength=groups) >= MIN_UTIL_SPREAD**2
+    k1, k2 = np.zeros(groups), np.zeros(groups)
+    least = np.full(groups, np.inf)
+    for shape in SHAPE_GRID:
+        x = np.exp(shape * u)
+        dx = x - (np.bincount(node, weights=x, minlength=nodes) / n)[node]
+        sxx = np.bincount(group, weights=dx * dx, minlength=groups)
+        sxy = np.bincount(group, weights=dx * dp, minlength=groups)
+        slope = np.where(sxx > 1e-12, sxy / np.maximum(sxx, 1e-12), 0.0)
+        resid = dp - slope[group] * dx
+        sse = np.bincount(group, weights=resid * resid, minlength=groups)
+        better = sse < least - 1e-9
+        least = np.where(better, sse, least)
+        k1 = np.where(better, slope, k1)
+        k2 = np.where(better, shape, k2)
+    return k1, k2, found

@@ -9,12 +9,15 @@ from wattwise.optimizer.models.node_power import fit_node_power_curves
 from wattwise.optimizer.telemetry import Series
 
 
-def _synthetic(shapes: dict[str, tuple[float, float, float, float]]) -> tuple[Series, Series]:
-    """One GPU per node, 200 buckets; per node (K0, K1, K2, utilization spread)."""
+def _synthetic(
+    shapes: dict[str, tuple[float, float, float, float]], centers: dict[str, float] | None = None
+) -> tuple[Series, Series]:
+    """One GPU per node, 200 buckets; per node (K0, K1, K2, utilization spread) around its
+    ``centers`` utilization (0.5)."""
     rng = np.random.default_rng(1)
     gpus_t, gpus_h, util_all, hosts_p = [], [], [], []
     for host, (k0, k1, k2, spread) in shapes.items():
-        util = 0.5 + spread * (rng.random(200) - 0.5)
+        util = (centers or {}).get(host, 0.5) + spread * (rng.random(200) - 0.5)
         gpus_t.append(np.arange(200) * 60 * 10**9)
         gpus_h += [host] * 200
         util_all.append(util)
@@ -53,3 +56,27 @@ def test_twin_node_power_is_predicted_within_a_few_percent() -> None:
     curves = fit_node_power_curves(data.gpus, data.hosts)
     assert len(curves.hosts) == 8
     assert curves.info.errors["mape_pct"] < 6.0
+
+
+def test_regression_flat_nodes_borrow_the_rise_within_nodes_not_the_gap_between_levels() -> None:
+    """A busy node running a hungrier workload sits higher than a quiet one; the pooled shape
+    was fitted across the nodes' levels, read that gap as a steep curve, and charged a
+    flat busy node ~1 kW per added GPU on the twin, so placement woke sleeping nodes."""
+    truth = {
+        "busy": (1400.0, 2000.0, 0.25, 0.02),
+        "quiet": (-1200.0, 2000.0, 0.25, 0.02),
+        "moving": (600.0, 2000.0, 0.25, 0.6),
+    }
+    gpus, hosts = _synthetic(truth, centers={"busy": 0.85, "quiet": 0.15, "moving": 0.5})
+    curves = fit_node_power_curves(gpus, hosts)
+    row = curves.index()
+    assert dict(zip(curves.hosts, curves.own_shape.tolist(), strict=True)) == {
+        "busy": False,
+        "quiet": False,
+        "moving": True,
+    }
+    rows = np.array([row["busy"], row["quiet"]])
+    rises = curves.marginal_w(rows, np.array([0.85, 0.15]), np.array([0.15, 0.15]))
+    for rise, (u0, u1) in zip(rises, [(0.85, 1.0), (0.15, 0.3)], strict=True):
+        expected = 2000.0 * (np.exp(0.25 * u1) - np.exp(0.25 * u0))
+        assert abs(rise - expected) < 0.25 * expected
