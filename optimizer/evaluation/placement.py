@@ -22,7 +22,7 @@ from wattwise.optimizer.recommend.settings import PlacementSettings
 
 from .record import TelemetryRecorder
 from .replica import Replica, run_for
-from .scenario import Scenario
+from .scenario import PlacementJob, Scenario
 
 ARRIVAL_S = 60.0
 """Jobs arrive a minute apart, so telemetry has seen the previous one before the next comes."""
@@ -75,14 +75,14 @@ def free_gpus(fleet: SimFleet) -> dict[str, list[int]]:
     return free
 
 
-def _fitting(fleet: SimFleet, scenario: Scenario, gpus: int) -> list[tuple[str, tuple[int, ...]]]:
-    """Nodes with enough free GPUs of the model the jobs need, and the GPUs they would give."""
-    wanted = scenario.placement.gpu_model or ""
+def _fitting(fleet: SimFleet, job: PlacementJob) -> list[tuple[str, tuple[int, ...]]]:
+    """Nodes with enough free GPUs of the model the job needs, and the GPUs they would give."""
+    wanted = job.gpu_model or ""
     product = {n.host: gpu_model(n.gpu_model).product_name for n in fleet.spec.nodes}
     return [
-        (h, tuple(g[:gpus]))
+        (h, tuple(g[: job.gpus]))
         for h, g in free_gpus(fleet).items()
-        if len(g) >= gpus and wanted in product[h]
+        if len(g) >= job.gpus and wanted in product[h]
     ]
 
 
@@ -104,11 +104,11 @@ class Spread:
 
     name = "spread"
 
-    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
+    def choose(self, replica: Replica, scenario: Scenario, job: PlacementJob) -> Choice:
         load = _rack_busy(replica.fleet)
         rack = {n.host: n.rack for n in replica.fleet.spec.nodes}
         busy = _node_busy(replica.fleet)
-        options = _fitting(replica.fleet, scenario, gpus)
+        options = _fitting(replica.fleet, job)
         return min(options, key=lambda o: (load[rack[o[0]]], busy[o[0]]), default=None)
 
 
@@ -117,10 +117,10 @@ class Pack:
 
     name = "pack"
 
-    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
+    def choose(self, replica: Replica, scenario: Scenario, job: PlacementJob) -> Choice:
         load = _rack_busy(replica.fleet)
         rack = {n.host: n.rack for n in replica.fleet.spec.nodes}
-        options = _fitting(replica.fleet, scenario, gpus)
+        options = _fitting(replica.fleet, job)
         return max(options, key=lambda o: load[rack[o[0]]], default=None)
 
 
@@ -132,8 +132,8 @@ class RandomPlacement:
     def __init__(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
-    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
-        options = _fitting(replica.fleet, scenario, gpus)
+    def choose(self, replica: Replica, scenario: Scenario, job: PlacementJob) -> Choice:
+        options = _fitting(replica.fleet, job)
         return options[int(self._rng.integers(len(options)))] if options else None
 
 
@@ -142,7 +142,7 @@ class WattwisePlacement:
 
     name = "wattwise"
 
-    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
+    def choose(self, replica: Replica, scenario: Scenario, job: PlacementJob) -> Choice:
         t = replica.telemetry
         assert t is not None, "wattwise needs the replica's telemetry"
         end = replica.clock.time_ns() + 1
@@ -161,7 +161,7 @@ class WattwisePlacement:
             cooling=fit_cooling_models(zones),
             busy=busy,
         )
-        request = PlacementRequest(gpus=gpus, gpu_model=scenario.placement.gpu_model)
+        request = PlacementRequest(gpus=job.gpus, gpu_model=job.gpu_model)
         settings = PlacementSettings(rack_budgets_w=scenario.rack_budgets_w)
         result = recommend_placement(request, view, settings)
         if not result.candidates:
@@ -182,10 +182,10 @@ class OraclePlacement:
 
     name = "oracle"
 
-    def choose(self, replica: Replica, scenario: Scenario, gpus: int) -> Choice:
+    def choose(self, replica: Replica, scenario: Scenario, job: PlacementJob) -> Choice:
         best: tuple[float, Choice] = (np.inf, None)
         boot_s = scenario.power_saving.resume_s if scenario.power_saving is not None else 0.0
-        for option in _fitting(replica.fleet, scenario, gpus):
+        for option in _fitting(replica.fleet, job):
             trial = replica.clone()
             trial.telemetry = None
             start_jobs(trial, scenario, option)

@@ -22,7 +22,7 @@ from .placement import (
 )
 from .replica import PolicyRun, Replica, run_for, run_policy, warm_replica
 from .results import ExperimentResult, ScenarioResult, Target, policy_result
-from .scenario import Scenario
+from .scenario import PlacementJob, Scenario
 
 Progress = Callable[[str], None]
 """Called with a short label after each step of the evaluation finishes."""
@@ -65,7 +65,7 @@ class Chooser(Protocol):
     name: str
 
     def choose(
-        self, replica: Replica, scenario: Scenario, gpus: int
+        self, replica: Replica, scenario: Scenario, job: PlacementJob
     ) -> tuple[str, tuple[int, ...]] | None: ...
 
 
@@ -111,8 +111,8 @@ def place_and_run(
 ) -> tuple[PolicyRun, int, list[str]]:
     replica = base.clone()
     hosts = []
-    for gpus in scenario.placement.job_sizes(scenario.seed):
-        choice = chooser.choose(replica, scenario, gpus)
+    for job in scenario.placement_jobs():
+        choice = chooser.choose(replica, scenario, job)
         start_jobs(replica, scenario, choice)
         if choice is not None:
             hosts.append(choice[0])

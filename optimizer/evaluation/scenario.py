@@ -9,6 +9,7 @@ the evaluation. :meth:`Scenario.fleet_spec` turns it into the twin's
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wattwise.collector.sim import DEFAULT_WORKLOADS, FleetSpec, NodeSpec, WorkloadSpec
-from wattwise.collector.sim.models import GPU_MODELS
+from wattwise.collector.sim.models import GPU_MODELS, gpu_model
 from wattwise.collector.sim.spec import MAX_NODES_PER_RACK, PowerSaving
 from wattwise.collector.sim.thermal import AirflowParams
 from wattwise.errors import ConfigError
@@ -48,8 +49,10 @@ class PlacementScenario(BaseModel):
         8, description="GPUs of every job, or sizes each job draws from (seeded)"
     )
     workload: str = "training"
-    gpu_model: str | None = Field(
-        None, description="substring of the GPU product name the jobs need (e.g. H100)"
+    gpu_model: str | tuple[str, ...] | None = Field(
+        None,
+        description="substring of the GPU product name the jobs need (e.g. H100); a list: "
+        "each job needs one of them, as users submit to one partition per GPU model",
     )
     background_busy_share: float = Field(
         0.5, ge=0, le=1, description="share of GPUs already running work before the jobs come"
@@ -66,7 +69,19 @@ class PlacementScenario(BaseModel):
         sizes = (self.gpus_per_job,) if isinstance(self.gpus_per_job, int) else self.gpus_per_job
         if not sizes or not all(1 <= s <= 16 for s in sizes):
             raise ValueError("gpus_per_job must be 1–16 GPUs (or a non-empty list of such)")
+        if self.gpu_model == ():
+            raise ValueError("gpu_model must name at least one model (or be left out)")
+        if self.background_whole_nodes and self.background_idle_nodes > 0:
+            # whole-node background draws each node busy or idle by itself
+            raise ValueError("background_idle_nodes needs background_whole_nodes = false")
         return self
+
+    @property
+    def gpu_models(self) -> tuple[str, ...]:
+        """The models jobs may ask for; empty when any GPU will do."""
+        if self.gpu_model is None:
+            return ()
+        return (self.gpu_model,) if isinstance(self.gpu_model, str) else self.gpu_model
 
     def job_sizes(self, seed: int) -> tuple[int, ...]:
         """GPUs of each job in arrival order; the same seed gives the same jobs."""
@@ -74,6 +89,14 @@ class PlacementScenario(BaseModel):
             return (self.gpus_per_job,) * self.jobs
         rng = np.random.default_rng(seed)
         return tuple(int(s) for s in rng.choice(self.gpus_per_job, size=self.jobs))
+
+
+@dataclass(frozen=True)
+class PlacementJob:
+    """One job the placement policies place: how many GPUs, and of which model if it cares."""
+
+    gpus: int
+    gpu_model: str | None
 
 
 class Scenario(BaseModel):
@@ -123,6 +146,13 @@ class Scenario(BaseModel):
             raise ValueError(f"unknown airflow keys; known: {sorted(allowed)}")
         if self.placement.workload not in {w.name for w in self.workloads} | set(_DEFAULTS):
             raise ValueError(f"placement workload {self.placement.workload!r} is not defined")
+        products = [gpu_model(r.gpu_model).product_name for r in self.racks]
+        for wanted in self.placement.gpu_models:
+            if not any(wanted in p for p in products):
+                raise ValueError(
+                    f"placement gpu_model {wanted!r} matches no rack's GPUs "
+                    f"({', '.join(sorted(set(products)))})"
+                )
         for step in ("warmup_s", "settle_s", "duration_s", "refresh_s", "read_every_s"):
             if getattr(self, step) % 0.25:
                 raise ValueError(f"{step} must be a multiple of the twin's 0.25 s step")
@@ -135,6 +165,29 @@ class Scenario(BaseModel):
     @property
     def rack_budgets_w(self) -> dict[str, float]:
         return {r.name: r.budget_w for r in self.racks if r.budget_w is not None}
+
+    def placement_jobs(self) -> tuple[PlacementJob, ...]:
+        """The jobs to place, in arrival order; the same seed gives the same jobs.
+
+        Where jobs may ask for one of several models, each draws its model in
+        proportion to the fleet's GPUs of that model: demand follows what is installed.
+        """
+        sizes = self.placement.job_sizes(self.seed)
+        models = self.placement.gpu_models
+        if len(models) < 2:
+            return tuple(PlacementJob(g, models[0] if models else None) for g in sizes)
+        installed = np.array([self._gpus_matching(m) for m in models], dtype=float)
+        # a stream of its own, so adding models leaves the sizes as they were
+        rng = np.random.default_rng([self.seed, len(models)])
+        drawn = rng.choice(len(models), size=len(sizes), p=installed / installed.sum())
+        return tuple(PlacementJob(g, models[i]) for g, i in zip(sizes, drawn, strict=True))
+
+    def _gpus_matching(self, wanted: str) -> int:
+        return sum(
+            r.nodes * r.gpus_per_node
+            for r in self.racks
+            if wanted in gpu_model(r.gpu_model).product_name
+        )
 
     def workload(self, name: str) -> WorkloadSpec:
         """A workload of this scenario by name, else the default of that name."""

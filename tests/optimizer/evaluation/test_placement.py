@@ -83,3 +83,24 @@ def test_job_sizes_are_drawn_once_per_seed() -> None:
     sizes = SMALL.placement.job_sizes(SMALL.seed)
     assert sizes == SMALL.placement.job_sizes(SMALL.seed)
     assert set(sizes) <= {1, 2} and len(sizes) == SMALL.placement.jobs
+
+
+def test_regression_wattwise_places_a100_jobs_in_a_fleet_that_also_has_h100s() -> None:
+    """A job of unknown power was judged at the fleet's highest limit (an H100's 700 W) on
+    every GPU, so no A100 seemed cool enough and every A100 job went unplaced."""
+    racks = [
+        {"name": "h01", "zone": "z1", "nodes": 3, "budget_w": 40000},
+        {"name": "a01", "zone": "z2", "nodes": 3, "gpu_model": "A100_SXM", "budget_w": 25000},
+    ]
+    mixed = SMALL.model_validate(
+        {
+            **SMALL.model_dump(),
+            "racks": racks,
+            "placement": {**SMALL.placement.model_dump(), "gpu_model": ["H100", "A100"]},
+        }
+    )
+    wanted = [j.gpu_model for j in mixed.placement_jobs()]
+    assert "A100" in wanted
+    _, placed, hosts = place_and_run(placement_replica(mixed), WattwisePlacement(), mixed)
+    assert placed == mixed.placement.jobs
+    assert [h.startswith("a01") for h in hosts] == [m == "A100" for m in wanted]
