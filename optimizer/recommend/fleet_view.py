@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wattwise.optimizer.models.node_power import STANDBY_MAX_W, NodePowerCurves
+from wattwise.optimizer.models.node_power import NodePowerCurves
 from wattwise.optimizer.models.thermal import CoolingModel, GpuThermalModel, InletModel
 from wattwise.optimizer.telemetry import Floats, GpuState, HostState, ZoneState
 
@@ -88,10 +88,8 @@ class FleetView:
         inlets: Mapping[str, InletModel] | None = None,
         cooling: Mapping[str, CoolingModel] | None = None,
         busy: Collection[tuple[str, int]] = (),
-        standby_max_w: float = STANDBY_MAX_W,
     ) -> FleetView:
-        """``busy``: (host, GPU) pairs a scheduler or ``gpu_job`` says hold a job.
-        ``standby_max_w``: the highest BMC power read as a powered-down node's."""
+        """``busy``: (host, GPU) pairs a scheduler or ``gpu_job`` says hold a job."""
         thermal = dict(gpu_thermal or {})
         host_of = {h.host: h for h in hosts}
         node_host = np.array(sorted({g.host for g in gpus}), dtype=object)
@@ -112,9 +110,7 @@ class FleetView:
         )
         newest_ns = np.full(n, np.iinfo(np.int64).min)
         np.maximum.at(newest_ns, g_node, np.array([g.time_ns for g in gpus], dtype=np.int64))
-        asleep = sleeping.asleep_nodes(
-            node_host, host_of, newest_ns.tolist(), standby_max_w=standby_max_w
-        )
+        asleep = sleeping.asleep_nodes(node_host, host_of, newest_ns.tolist())
         # A powered-down node's GPUs were all idle before it slept: free, whatever is stale.
         util = np.where(asleep[g_node], 0.0, np.array([g.util_gpu_pct for g in gpus]))
         counts = np.bincount(g_node, minlength=n).astype(np.float64)

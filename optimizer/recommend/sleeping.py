@@ -3,9 +3,9 @@ one would cost.
 
 A powered-down node has no OS, so its agent is silent; only its BMC still answers,
 with the standby draw of the BMC and power supplies. The rule: a node is asleep when
-the newest BMC power it reported is at most ``standby_max_w`` **and** its OS has gone
+the newest BMC power it reported is at most ``STANDBY_MAX_W`` **and** its OS has gone
 quiet — its newest ``host`` sample has no OS fields, or its GPUs have sent nothing for
-``silent_s`` before that sample. Power alone is a strong signal (an idle awake GPU node
+``SILENT_S`` before that sample. Power alone is a strong signal (an idle awake GPU node
 draws several hundred watts: CPUs, memory, NICs and idle GPUs), and the second
 condition keeps a BMC that misreads 0 W on a working node from looking like sleep.
 
@@ -34,9 +34,6 @@ def asleep_nodes(
     node_host: np.ndarray,
     host_of: Mapping[str, HostState],
     newest_gpu_ns: Sequence[int],
-    *,
-    standby_max_w: float = STANDBY_MAX_W,
-    silent_s: float = SILENT_S,
 ) -> np.ndarray:
     """Per node (``node_host`` order): is it powered down? ``newest_gpu_ns``: per node, the
     time of its newest GPU sample."""
@@ -46,8 +43,8 @@ def asleep_nodes(
         if host is None or not math.isfinite(host.node_power_w):
             continue
         os_quiet = not math.isfinite(host.cpu_util_pct)
-        gpus_quiet = host.time_ns - newest_gpu_ns[i] > silent_s * 1e9
-        out[i] = host.node_power_w <= standby_max_w and (os_quiet or gpus_quiet)
+        gpus_quiet = host.time_ns - newest_gpu_ns[i] > SILENT_S * 1e9
+        out[i] = host.node_power_w <= STANDBY_MAX_W and (os_quiet or gpus_quiet)
     return out
 
 
