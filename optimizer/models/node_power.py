@@ -145,26 +145,39 @@ def _best_shape(
     node: np.ndarray, u: Floats, p: Floats, nodes: int
 ) -> tuple[Floats, Floats, Floats]:
     """Per node, the grid ``K2`` with the least squared error and its closed-form ``K0, K1``."""
-    k0, k1, k2 = np.zeros(nodes), np.zeros(nodes), np.zeros(nodes)
-    least = np.full(nodes, np.inf)
+    k1, k2 = _shape_fit(node, node, u, p, nodes, nodes)
     n = np.maximum(np.bincount(node, minlength=nodes), 1).astype(np.float64)
     p_mean = np.bincount(node, weights=p, minlength=nodes) / n
-    dp = p - p_mean[node]
+    x_mean = np.bincount(node, weights=np.exp(k2[node] * u), minlength=nodes) / n
+    return p_mean - k1 * x_mean, k1, k2
+
+
+def _shape_fit(
+    level: np.ndarray, group: np.ndarray, u: Floats, p: Floats, levels: int, groups: int
+) -> tuple[Floats, Floats]:
+    """Per group, the grid ``K2`` and its ``K1`` that best explain each bucket's power, less
+    its level's mean, by ``e^(K2·u)`` less its level's mean: one intercept per level, one
+    shape per group (a node fitted alone is both)."""
+    n = np.maximum(np.bincount(level, minlength=levels), 1).astype(np.float64)
+
+    def centred(v: Floats) -> Floats:
+        return np.asarray(v - (np.bincount(level, weights=v, minlength=levels) / n)[level])
+
+    dp = centred(p)
+    k1, k2 = np.zeros(groups), np.zeros(groups)
+    least = np.full(groups, np.inf)
     for shape in SHAPE_GRID:
-        x = np.exp(shape * u)
-        x_mean = np.bincount(node, weights=x, minlength=nodes) / n
-        dx = x - x_mean[node]
-        sxx = np.bincount(node, weights=dx * dx, minlength=nodes)
-        sxy = np.bincount(node, weights=dx * dp, minlength=nodes)
+        dx = centred(np.exp(shape * u))
+        sxx = np.bincount(group, weights=dx * dx, minlength=groups)
+        sxy = np.bincount(group, weights=dx * dp, minlength=groups)
         slope = np.where(sxx > 1e-12, sxy / np.maximum(sxx, 1e-12), 0.0)
-        resid = dp - slope[node] * dx
-        sse = np.bincount(node, weights=resid * resid, minlength=nodes)
+        resid = dp - slope[group] * dx
+        sse = np.bincount(group, weights=resid * resid, minlength=groups)
         better = sse < least - 1e-9
         least = np.where(better, sse, least)
-        k0 = np.where(better, p_mean - slope * x_mean, k0)
         k1 = np.where(better, slope, k1)
         k2 = np.where(better, shape, k2)
-    return k0, k1, k2
+    return k1, k2
 
 
 def _model_of(gpus: Series, names: np.ndarray) -> Ints:
@@ -183,34 +196,13 @@ def _pooled_shape(
     whose own load never moved still borrow it. A model none of whose nodes moved falls
     back to the fit across its nodes' levels."""
     groups = int(model.max()) + 1 if nodes else 0
-    _, across_k1, across_k2 = _best_shape(model[node], u, p, groups)
-    k1, k2, found = _within_shape(node, u, p, nodes, model[node], groups)
-    return np.where(found, k1, across_k1)[model], np.where(found, k2, across_k2)[model]
-
-
-def _within_shape(
-    node: np.ndarray, u: Floats, p: Floats, nodes: int, group: np.ndarray, groups: int
-) -> tuple[Floats, Floats, np.ndarray]:
-    """Per group, the grid ``K2`` (and its ``K1``) that best explains each node's deviations
-    from its own mean power by its deviations from its own mean ``e^(K2·u)``; ``found`` is
-    False where the group's nodes show too little movement to tell."""
-    n = np.maximum(np.bincount(node, minlength=nodes), 1).astype(np.float64)
-    dp = p - (np.bincount(node, weights=p, minlength=nodes) / n)[node]
-    du = u - (np.bincount(node, weights=u, minlength=nodes) / n)[node]
+    group = model[node]
+    _, across_k1, across_k2 = _best_shape(group, u, p, groups)
+    within_k1, within_k2 = _shape_fit(node, group, u, p, nodes, groups)
     # Enough movement: utilization deviations worth MIN_UTIL_SPREAD over a handful of buckets.
-    found = np.bincount(group, weights=du * du, minlength=groups) >= MIN_UTIL_SPREAD**2
-    k1, k2 = np.zeros(groups), np.zeros(groups)
-    least = np.full(groups, np.inf)
-    for shape in SHAPE_GRID:
-        x = np.exp(shape * u)
-        dx = x - (np.bincount(node, weights=x, minlength=nodes) / n)[node]
-        sxx = np.bincount(group, weights=dx * dx, minlength=groups)
-        sxy = np.bincount(group, weights=dx * dp, minlength=groups)
-        slope = np.where(sxx > 1e-12, sxy / np.maximum(sxx, 1e-12), 0.0)
-        resid = dp - slope[group] * dx
-        sse = np.bincount(group, weights=resid * resid, minlength=groups)
-        better = sse < least - 1e-9
-        least = np.where(better, sse, least)
-        k1 = np.where(better, slope, k1)
-        k2 = np.where(better, shape, k2)
-    return k1, k2, found
+    n = np.maximum(np.bincount(node, minlength=nodes), 1).astype(np.float64)
+    du = u - (np.bincount(node, weights=u, minlength=nodes) / n)[node]
+    moved = np.bincount(group, weights=du * du, minlength=groups) >= MIN_UTIL_SPREAD**2
+    k1 = np.where(moved, within_k1, across_k1)
+    k2 = np.where(moved, within_k2, across_k2)
+    return k1[model], k2[model]
