@@ -158,16 +158,11 @@ def _shape_fit(
     """Per group, the grid ``K2`` and its ``K1`` that best explain each bucket's power, less
     its level's mean, by ``e^(K2·u)`` less its level's mean: one intercept per level, one
     shape per group (a node fitted alone is both)."""
-    n = np.maximum(np.bincount(level, minlength=levels), 1).astype(np.float64)
-
-    def centred(v: Floats) -> Floats:
-        return np.asarray(v - (np.bincount(level, weights=v, minlength=levels) / n)[level])
-
-    dp = centred(p)
+    dp = _centred(p, level, levels)
     k1, k2 = np.zeros(groups), np.zeros(groups)
     least = np.full(groups, np.inf)
     for shape in SHAPE_GRID:
-        dx = centred(np.exp(shape * u))
+        dx = _centred(np.exp(shape * u), level, levels)
         sxx = np.bincount(group, weights=dx * dx, minlength=groups)
         sxy = np.bincount(group, weights=dx * dp, minlength=groups)
         slope = np.where(sxx > 1e-12, sxy / np.maximum(sxx, 1e-12), 0.0)
@@ -178,6 +173,12 @@ def _shape_fit(
         k1 = np.where(better, slope, k1)
         k2 = np.where(better, shape, k2)
     return k1, k2
+
+
+def _centred(values: Floats, level: np.ndarray, levels: int) -> Floats:
+    """``values`` less the mean of their level."""
+    n = np.maximum(np.bincount(level, minlength=levels), 1)
+    return np.asarray(values - (np.bincount(level, weights=values, minlength=levels) / n)[level])
 
 
 def _model_of(gpus: Series, names: np.ndarray) -> Ints:
@@ -200,8 +201,7 @@ def _pooled_shape(
     _, across_k1, across_k2 = _best_shape(group, u, p, groups)
     within_k1, within_k2 = _shape_fit(node, group, u, p, nodes, groups)
     # Enough movement: utilization deviations worth MIN_UTIL_SPREAD over a handful of buckets.
-    n = np.maximum(np.bincount(node, minlength=nodes), 1).astype(np.float64)
-    du = u - (np.bincount(node, weights=u, minlength=nodes) / n)[node]
+    du = _centred(u, node, nodes)
     moved = np.bincount(group, weights=du * du, minlength=groups) >= MIN_UTIL_SPREAD**2
     k1 = np.where(moved, within_k1, across_k1)
     k2 = np.where(moved, within_k2, across_k2)
