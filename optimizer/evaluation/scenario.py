@@ -146,12 +146,12 @@ class Scenario(BaseModel):
             raise ValueError(f"unknown airflow keys; known: {sorted(allowed)}")
         if self.placement.workload not in {w.name for w in self.workloads} | set(_DEFAULTS):
             raise ValueError(f"placement workload {self.placement.workload!r} is not defined")
-        products = [gpu_model(r.gpu_model).product_name for r in self.racks]
         for wanted in self.placement.gpu_models:
-            if not any(wanted in p for p in products):
+            if self._gpus_matching(wanted) == 0:
+                products = {gpu_model(r.gpu_model).product_name for r in self.racks}
                 raise ValueError(
                     f"placement gpu_model {wanted!r} matches no rack's GPUs "
-                    f"({', '.join(sorted(set(products)))})"
+                    f"({', '.join(sorted(products))})"
                 )
         for step in ("warmup_s", "settle_s", "duration_s", "refresh_s", "read_every_s"):
             if getattr(self, step) % 0.25:
