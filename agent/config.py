@@ -4,7 +4,7 @@ Precedence, highest first: command-line flags, ``WATTWISE_<SECTION>__<KEY>``
 environment variables, the TOML file, the defaults below. Secrets never come
 from flags: they are read from files named here or from
 ``WATTWISE_INFLUX_PASSWORD`` / ``WATTWISE_INFLUX_TOKEN`` /
-``WATTWISE_BMC_PASSWORD`` (see :mod:`wattwise.agent.secrets`).
+``WATTWISE_BMC_PASSWORD`` (see :mod:`wattwise.common.secrets`).
 """
 
 from __future__ import annotations

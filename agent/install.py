@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from wattwise.agent.config import load_config, require_store_target
+from wattwise.agent.install_skeleton import CONFIG_SKELETON
 from wattwise.errors import ConfigError, InstallError
-
-from .config import load_config, require_store_target
-from .install_skeleton import CONFIG_SKELETON
 
 UNIT_NAME = "wattwise-agent.service"
 SERVICE_USER = "wattwise"
@@ -144,13 +143,12 @@ InstallStep = RunCommand | MakeDirectory | WriteFile
 
 
 def shipped_unit_path() -> Path:
-    """The unit file that ships with wattwise: a packaged copy, else the source checkout's."""
-    here = Path(__file__).resolve().parent
-    candidates = (here / UNIT_NAME, here.parent / "deploy" / "systemd" / UNIT_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InstallError(f"cannot find {UNIT_NAME}; looked in {', '.join(map(str, candidates))}")
+    """The unit file that ships with wattwise, package data beside this module (in a source
+    checkout, a link to ``deploy/systemd/``)."""
+    unit = Path(__file__).parent / UNIT_NAME
+    if not unit.is_file():
+        raise InstallError(f"cannot find {UNIT_NAME}; looked in {unit}")
+    return unit
 
 
 def default_exec_start() -> list[str]:

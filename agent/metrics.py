@@ -14,10 +14,9 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from wattwise.agent.loop import TickStats
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading
-
-from .loop import TickStats
 
 
 class QueueStats(Protocol):

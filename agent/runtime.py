@@ -18,15 +18,15 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, start_http_server
 
 from wattwise.agent.config import AgentConfig, SenderSettings
-from wattwise.agent.lineproto import encode
 from wattwise.agent.loop import Schedule, TickLoop
 from wattwise.agent.metrics import PrometheusCollector, SelfMetricsSource, StatsProvider
-from wattwise.agent.secrets import Secret, read_secret
 from wattwise.agent.sender import Sender
 from wattwise.agent.sources import build_schedules
-from wattwise.agent.transport import Transport
 from wattwise.agent.wal import Wal
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.lineproto import encode
+from wattwise.common.secrets import Secret, read_secret
+from wattwise.common.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,11 @@ class AgentRuntime:
 def build_transport(config: AgentConfig, clock: Clock, environ: dict[str, str]) -> Transport:
     """The embedded SQLite store or InfluxDB, as configured."""
     if config.store.kind == "embedded":
-        from wattwise.agent.embedded import EmbeddedStore
+        from wattwise.common.embedded import EmbeddedStore
 
         config.store.embedded_path.parent.mkdir(parents=True, exist_ok=True)
         return EmbeddedStore(config.store.embedded_path)
-    from wattwise.agent.influx import InfluxTransport
+    from wattwise.common.influx import InfluxTransport
 
     influx = config.influx
     return InfluxTransport(

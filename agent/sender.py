@@ -29,7 +29,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from wattwise.agent.wal import Wal, WalBatch
 from wattwise.clock import Clock
+from wattwise.common.transport import Transport
 from wattwise.errors import (
     AuthError,
     BatchTooLarge,
@@ -38,9 +40,6 @@ from wattwise.errors import (
     TransientDeliveryError,
     WalError,
 )
-
-from .transport import Transport
-from .wal import Wal, WalBatch
 
 log = logging.getLogger(__name__)
 

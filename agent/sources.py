@@ -9,9 +9,9 @@ from typing import Any
 
 from wattwise.agent.config import AgentConfig, BmcSettings
 from wattwise.agent.loop import Schedule
-from wattwise.agent.secrets import read_secret
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading, Source
+from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError, SourceError, SourceUnavailable
 
 log = logging.getLogger(__name__)

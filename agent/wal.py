@@ -53,10 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from wattwise.clock import Clock
-from wattwise.errors import ConfigError, EncodeError, WalError
-
-from .wal_files import (
+from wattwise.agent.wal_files import (
     MAGIC,
     Segment,
     WalPosition,
@@ -68,6 +65,8 @@ from .wal_files import (
     segment_path,
     write_cursor,
 )
+from wattwise.clock import Clock
+from wattwise.errors import ConfigError, EncodeError, WalError
 
 __all__ = ["SyncPolicy", "Wal", "WalBatch", "WalPosition", "WalStats"]
 

@@ -58,10 +58,10 @@ HEADERS = {"Authorization": AUTHORIZATION}
 
 def fill(nodes: int) -> tuple[Path, int]:
     """A store file holding 8 simulated minutes of ``nodes`` nodes; the time its data ends."""
-    from wattwise.agent.lineproto import encode_many
     from wattwise.clock import ManualClock
     from wattwise.collector.sim import FleetSpec, SimFleet
     from wattwise.collector.sim.views import JobView
+    from wattwise.common.lineproto import encode_many
     from wattwise.optimizer.store import EmbeddedSqliteStore
 
     path = Path(tempfile.mkdtemp()) / "wattwise.sqlite"

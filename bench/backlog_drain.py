@@ -22,13 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.influxd import InfluxServer
-from wattwise.agent.influx import InfluxTransport
-from wattwise.agent.lineproto import encode
 from wattwise.agent.loop import Schedule, TickLoop
 from wattwise.agent.sender import Sender
 from wattwise.agent.wal import Wal
 from wattwise.clock import ManualClock, SystemClock
 from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.common.influx import InfluxTransport
+from wattwise.common.lineproto import encode
 
 
 def make_backlog(wal_dir: Path, nodes: int, gpus_per_node: int, outage_s: int) -> int:

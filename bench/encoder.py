@@ -18,9 +18,9 @@ from typing import Any
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
-from wattwise.agent.lineproto import encode, parse_line
 from wattwise.collector.base import FieldValue, Reading
 from wattwise.collector.schema import GPU, HOST
+from wattwise.common.lineproto import encode, parse_line
 
 BASE_TIME_NS = 1_700_000_000_000_000_000
 TICK_NS = 1_000_000_000

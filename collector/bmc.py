@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..clock import Clock
-from ..errors import SourceError
-from .base import Reading
+from wattwise.clock import Clock
+from wattwise.collector.base import Reading
+from wattwise.errors import SourceError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pynvml
 
-from .nvml_api import (
+from wattwise.collector.nvml_api import (
     FI_ECC_DBE_VOL_TOTAL,
     FI_ECC_SBE_VOL_TOTAL,
     FI_MEMORY_TEMP,

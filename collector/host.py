@@ -16,10 +16,10 @@ from typing import Any
 
 import psutil
 
-from ..clock import Clock
-from .base import FieldValue, Reading
-from .hwmon import HwmonReader
-from .rapl import RaplReader
+from wattwise.clock import Clock
+from wattwise.collector.base import FieldValue, Reading
+from wattwise.collector.hwmon import HwmonReader
+from wattwise.collector.rapl import RaplReader
 
 log = logging.getLogger(__name__)
 

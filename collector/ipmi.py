@@ -19,8 +19,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import SourceError, SourceUnavailable
-from .bmc import BmcValues
+from wattwise.collector.bmc import BmcValues
+from wattwise.errors import SourceError, SourceUnavailable
 
 Runner = Callable[[Sequence[str], float], str]
 """Runs a command with a timeout in seconds and returns its standard output."""

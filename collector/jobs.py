@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..clock import Clock
-from .base import Reading
+from wattwise.clock import Clock
+from wattwise.collector.base import Reading
 
 # v1 `/slurm/uid_1000/job_42/step_0`, v2 `/system.slice/slurmstepd.scope/job_42/step_0`.
 _SLURM_JOB = re.compile(r"/job_(\d+)(?:/|$)")

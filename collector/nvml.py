@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from wattwise.clock import Clock
-from wattwise.errors import DeviceError, SourceUnavailable
-
-from .base import FieldValue, Reading
-from .jobs import GpuProcess
-from .nvml_api import (
+from wattwise.collector.base import FieldValue, Reading
+from wattwise.collector.jobs import GpuProcess
+from wattwise.collector.nvml_api import (
     CLOCK_MEM,
     CLOCK_SM,
     ERROR_DRIVER_NOT_LOADED,
@@ -52,6 +50,7 @@ from .nvml_api import (
     field_value,
     used_memory_bytes,
 )
+from wattwise.errors import DeviceError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import SourceError, SourceUnavailable
-from .bmc import BmcValues
+from wattwise.collector.bmc import BmcValues
+from wattwise.errors import SourceError, SourceUnavailable
 
 CHASSIS_COLLECTION = "/redfish/v1/Chassis"
 

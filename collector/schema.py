@@ -9,7 +9,7 @@ the same table for people, and a test keeps the two in step.
 
 from __future__ import annotations
 
-from .base import FieldSpec, MeasurementSpec
+from wattwise.collector.base import FieldSpec, MeasurementSpec
 
 NODE_LABELS = ("cluster", "zone", "rack")
 """Labels an operator gives each node; added as tags to every per-node measurement."""

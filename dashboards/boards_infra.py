@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from .build import (
+from wattwise.dashboards.build import (
     GPU_FILTER,
     GPU_WHERE,
     HOST_FILTER,

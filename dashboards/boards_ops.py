@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .boards_infra import EVERY, TS, T, fleet_sum, stat
-from .build import (
+from wattwise.dashboards.boards_infra import EVERY, TS, T, fleet_sum, stat
+from wattwise.dashboards.build import (
     GPU_FILTER,
     HOST_FILTER,
     HOST_WHERE,

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from .boards_infra import EVERY, TS, T, fleet_sum, stat
-from .build import GPU_FILTER, GPU_WHERE, HOST_WHERE, ZONE_FILTER, ZONE_WHERE, Board, targets
+from wattwise.dashboards.boards_infra import EVERY, TS, T, fleet_sum, stat
+from wattwise.dashboards.build import (
+    GPU_FILTER,
+    GPU_WHERE,
+    HOST_WHERE,
+    ZONE_FILTER,
+    ZONE_WHERE,
+    Board,
+    targets,
+)
 
 
 def jobs() -> Board:

@@ -201,7 +201,7 @@ def _builtin_annotation() -> Json:
 
 def write_all(directory: Path) -> list[Path]:
     """Write every dashboard of the catalog as ``<uid>.json`` under ``directory``."""
-    from .catalog import all_boards
+    from wattwise.dashboards.catalog import all_boards
 
     paths = []
     for board in all_boards():

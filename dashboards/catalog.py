@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .boards_infra import fleet_overview, node
-from .boards_ops import agent_health, models, recommendations
-from .boards_work import cooling, jobs
-from .build import Board
+from wattwise.dashboards.boards_infra import fleet_overview, node
+from wattwise.dashboards.boards_ops import agent_health, models, recommendations
+from wattwise.dashboards.boards_work import cooling, jobs
+from wattwise.dashboards.build import Board
 
 
 def all_boards() -> list[Board]:

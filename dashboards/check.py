@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .lint import lint_dashboard
-from .provisioning import datasource_names, lint_provisioning
+from wattwise.dashboards.lint import lint_dashboard
+from wattwise.dashboards.provisioning import datasource_names, lint_provisioning
 
-DASHBOARDS_DIR = Path(__file__).resolve().parent
+DASHBOARDS_DIR = Path(__file__).parent
 """The shipped dashboards: package data beside this module."""
-PROVISIONING_DIR = DASHBOARDS_DIR.parent / "deploy" / "grafana" / "provisioning"
-"""Grafana provisioning in a source checkout (absent from an installed wheel)."""
+CHECKOUT_PROVISIONING_DIR = Path("deploy") / "grafana" / "provisioning"
+"""Grafana provisioning, relative to the root of a source checkout (no wheel ships it)."""
 
 DEFAULT_DATASOURCE = "wattwise InfluxDB"
 """The provisioned datasource the dashboards are mapped to by name."""

@@ -8,7 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from .check import DASHBOARDS_DIR, DEFAULT_DATASOURCE, PROVISIONING_DIR, dashboard_files, lint_all
+from wattwise.dashboards.check import (
+    CHECKOUT_PROVISIONING_DIR,
+    DASHBOARDS_DIR,
+    DEFAULT_DATASOURCE,
+    dashboard_files,
+    lint_all,
+)
 
 DirOpt = Annotated[
     Path, typer.Option("--dir", help="directory of dashboard JSON files", file_okay=False)
@@ -19,12 +25,15 @@ def lint(
     directory: DirOpt = DASHBOARDS_DIR,
     provisioning: Annotated[
         Optional[Path],  # noqa: UP045 - typer needs Optional at runtime here
-        typer.Option(help="Grafana provisioning directory (default: the checkout's, if present)"),
+        typer.Option(
+            help="Grafana provisioning directory (default: deploy/grafana/provisioning, "
+            "when run from the root of a source checkout)"
+        ),
     ] = None,
 ) -> None:
     """Check every dashboard and provisioning file; one line per problem, exit 1 if any."""
-    if provisioning is None and PROVISIONING_DIR.is_dir():
-        provisioning = PROVISIONING_DIR
+    if provisioning is None and CHECKOUT_PROVISIONING_DIR.is_dir():
+        provisioning = CHECKOUT_PROVISIONING_DIR
     problems = lint_all(directory, provisioning)
     for problem in problems:
         typer.echo(problem)
@@ -48,7 +57,7 @@ def push(
 ) -> None:
     """Publish the dashboards to Grafana, mapping the datasource by name."""
     # grafana-client is imported only here, so other commands (the agent) don't load it.
-    from .push import PushSettings, push_dashboards, read_token
+    from wattwise.dashboards.push import PushSettings, push_dashboards, read_token
 
     settings = PushSettings(
         url=url,

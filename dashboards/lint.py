@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wattwise.collector.schema import MEASUREMENTS
-
-from .influxql import QueryError, check_names, parse, substitute
+from wattwise.dashboards.influxql import QueryError, check_names, parse, substitute
 
 Json = dict[str, Any]
 

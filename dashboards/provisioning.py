@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .lint import check_query
+from wattwise.dashboards.lint import check_query
 
 Json = dict[str, Any]
 Keys = dict[str, "frozenset[str] | Keys"]

@@ -17,9 +17,8 @@ from typing import Any
 from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaException, GrafanaUnauthorizedError
 
+from wattwise.dashboards.check import DEFAULT_DATASOURCE
 from wattwise.errors import AuthError, ConfigError, DeliveryError
-
-from .check import DEFAULT_DATASOURCE
 
 TOKEN_ENV = "WATTWISE_GRAFANA_TOKEN"
 

@@ -9,6 +9,7 @@ from tests.influxd import InfluxServer
 
 REPO = Path(__file__).resolve().parent.parent
 H100_DATA = REPO / "tests" / "data" / "h100"
+PROVISIONING_DIR = REPO / "deploy" / "grafana" / "provisioning"
 
 
 @pytest.fixture(scope="session")

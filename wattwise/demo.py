@@ -26,16 +26,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from wattwise.agent.config import SenderSettings
-from wattwise.agent.embedded import EmbeddedStore
-from wattwise.agent.influx import InfluxTransport
 from wattwise.agent.loop import Schedule
 from wattwise.agent.runtime import AgentRuntime
-from wattwise.agent.transport import Transport
 from wattwise.agent.wal import Wal
 from wattwise.clock import ManualClock, SystemClock
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.spec import MAX_NODES_PER_RACK
 from wattwise.collector.sim.views import JobView
+from wattwise.common.embedded import EmbeddedStore
+from wattwise.common.influx import InfluxTransport
+from wattwise.common.transport import Transport
 from wattwise.optimizer.report.write import write_report
 from wattwise.optimizer.service.app import create_app
 from wattwise.optimizer.service.engine import Engine

@@ -4,12 +4,12 @@
 ``docs/simulator.md`` for the model and its calibration against a real H100.
 """
 
-from .fleet import SimFleet
-from .models import A100_SXM, GPU_MODELS, H100_SXM, L40S, GpuModel, gpu_model
-from .spec import FleetSpec, NodeSpec
-from .truth import GroundTruth
-from .views import FleetView, GpuView, NodeView
-from .workload import DEFAULT_WORKLOADS, WorkloadSpec
+from wattwise.collector.sim.fleet import SimFleet
+from wattwise.collector.sim.models import A100_SXM, GPU_MODELS, H100_SXM, L40S, GpuModel, gpu_model
+from wattwise.collector.sim.spec import FleetSpec, NodeSpec
+from wattwise.collector.sim.truth import GroundTruth
+from wattwise.collector.sim.views import FleetView, GpuView, NodeView
+from wattwise.collector.sim.workload import DEFAULT_WORKLOADS, WorkloadSpec
 
 __all__ = [
     "A100_SXM",

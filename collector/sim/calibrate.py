@@ -23,12 +23,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from wattwise.clock import ManualClock
-
-from .fleet import SimFleet
-from .spec import FleetSpec, NodeSpec
-from .thermal import AirflowParams
-from .views import GpuView
-from .workload import WorkloadSpec
+from wattwise.collector.sim.fleet import SimFleet
+from wattwise.collector.sim.spec import FleetSpec, NodeSpec
+from wattwise.collector.sim.thermal import AirflowParams
+from wattwise.collector.sim.views import GpuView
+from wattwise.collector.sim.workload import WorkloadSpec
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "h100"
 INLET_C = 25.0

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .models import GpuModel
+from wattwise.collector.sim.models import GpuModel
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]

@@ -16,16 +16,15 @@ import numpy as np
 
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading
+from wattwise.collector.sim import dvfs, nodes, thermal, views
+from wattwise.collector.sim.dvfs import Floats, Ints
+from wattwise.collector.sim.layout import Layout
+from wattwise.collector.sim.models import gpu_model
+from wattwise.collector.sim.power import PowerStates
+from wattwise.collector.sim.spec import FleetSpec
+from wattwise.collector.sim.truth import GroundTruth
+from wattwise.collector.sim.workload import Jobs, Scheduler, WorkloadSpec
 from wattwise.errors import ConfigError
-
-from . import dvfs, nodes, thermal, views
-from .dvfs import Floats, Ints
-from .layout import Layout
-from .models import gpu_model
-from .power import PowerStates
-from .spec import FleetSpec
-from .truth import GroundTruth
-from .workload import Jobs, Scheduler, WorkloadSpec
 
 MAX_SUBSTEP_S = 0.25
 TRAILING_WINDOW_S = 1.0

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dvfs import Ints
-from .models import gpu_model
-from .spec import FleetSpec
+from wattwise.collector.sim.dvfs import Ints
+from wattwise.collector.sim.models import gpu_model
+from wattwise.collector.sim.spec import FleetSpec
 
 _UUID_NAMESPACE = uuid.UUID("5b0c1d2e-7a43-4c1f-9d5e-77a77e1f1ee7")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dvfs import Floats
+from wattwise.collector.sim.dvfs import Floats
 
 CPU_CORES = 112
 """Two 56-core sockets, as in a DGX H100."""

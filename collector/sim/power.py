@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dvfs import Bools, Floats, Ints, OperatingPoint
-from .nodes import NodeState
-from .spec import PowerSaving
+from wattwise.collector.sim.dvfs import Bools, Floats, Ints, OperatingPoint
+from wattwise.collector.sim.nodes import NodeState
+from wattwise.collector.sim.spec import PowerSaving
 
 AWAKE, ASLEEP, RESUMING = 0, 1, 2
 STATE_NAMES = ("awake", "asleep", "resuming")

@@ -6,11 +6,10 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from wattwise.collector.sim.models import GPU_MODELS
+from wattwise.collector.sim.thermal import AirflowParams, CoolingParams
+from wattwise.collector.sim.workload import DEFAULT_WORKLOADS, WorkloadSpec
 from wattwise.errors import ConfigError
-
-from .models import GPU_MODELS
-from .thermal import AirflowParams, CoolingParams
-from .workload import DEFAULT_WORKLOADS, WorkloadSpec
 
 MAX_NODES_PER_RACK = 64
 """Real racks hold a bounded number of nodes, and the twin's physics needs the bound: a rack's

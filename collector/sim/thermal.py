@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dvfs import Floats, GpuParams
+from wattwise.collector.sim.dvfs import Floats, GpuParams
 
 GPU_AIR_PREHEAT_C = 10.0
 """Air reaching a GPU heatsink is warmer than the node inlet: CPUs, NICs, PSUs and

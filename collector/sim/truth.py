@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wattwise.collector.sim import dvfs
+from wattwise.collector.sim.dvfs import Bools, Floats
+from wattwise.collector.sim.power import STATE_NAMES
 from wattwise.errors import ConfigError
 
-from . import dvfs
-from .dvfs import Bools, Floats
-from .power import STATE_NAMES
-
 if TYPE_CHECKING:
-    from .fleet import SimFleet
+    from wattwise.collector.sim.fleet import SimFleet
 
 
 class GroundTruth:

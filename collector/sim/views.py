@@ -17,7 +17,7 @@ import numpy as np
 from wattwise.collector.base import FieldValue, Reading
 
 if TYPE_CHECKING:
-    from .fleet import SimFleet
+    from wattwise.collector.sim.fleet import SimFleet
 
 DRIVER_RESERVED_BYTES = 512 * 1024**2
 """Device memory the driver holds on every GPU, job or not."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .dvfs import Bools, Floats, Ints
+from wattwise.collector.sim.dvfs import Bools, Floats, Ints
 
 
 class WorkloadSpec(BaseModel):

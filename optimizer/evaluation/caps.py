@@ -14,12 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from wattwise.collector.sim.dvfs import Floats
+from wattwise.optimizer.evaluation.replica import PolicyRun, Replica
+from wattwise.optimizer.evaluation.results import ExperimentResult, Target, policy_result
 from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models
 from wattwise.optimizer.recommend.caps import ENERGY_TIE, recommend_caps
 from wattwise.optimizer.recommend.settings import CapSettings
-
-from .replica import PolicyRun, Replica
-from .results import ExperimentResult, Target, policy_result
 
 STEP_W = 5.0
 """Candidate limits are searched on the same 5 W grid the recommender uses."""

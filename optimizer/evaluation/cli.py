@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .report import tables, to_json
-from .runner import STEPS, run_scenario
-from .scenario import load_scenario
+from wattwise.optimizer.evaluation.report import tables, to_json
+from wattwise.optimizer.evaluation.runner import STEPS, run_scenario
+from wattwise.optimizer.evaluation.scenario import load_scenario
 
 
 def eval_command(

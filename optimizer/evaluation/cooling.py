@@ -23,14 +23,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wattwise.optimizer.evaluation.record import TelemetryRecorder
+from wattwise.optimizer.evaluation.replica import (
+    INLET_LIMIT_C,
+    PolicyRun,
+    Replica,
+    run_for,
+    run_policy,
+)
+from wattwise.optimizer.evaluation.results import ExperimentResult, Target, policy_result
+from wattwise.optimizer.evaluation.scenario import Scenario
 from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
 from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
 from wattwise.optimizer.recommend.settings import CoolingSettings
-
-from .record import TelemetryRecorder
-from .replica import INLET_LIMIT_C, PolicyRun, Replica, run_for, run_policy
-from .results import ExperimentResult, Target, policy_result
-from .scenario import Scenario
 
 GRID_C = 0.5
 LOWEST_C, HIGHEST_C = 18.0, 27.0

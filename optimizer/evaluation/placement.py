@@ -14,15 +14,14 @@ import numpy as np
 
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import SimFleet, gpu_model
+from wattwise.optimizer.evaluation.record import TelemetryRecorder
+from wattwise.optimizer.evaluation.replica import Replica, run_for
+from wattwise.optimizer.evaluation.scenario import PlacementJob, Scenario
 from wattwise.optimizer.models.node_power import fit_node_power_curves
 from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
 from wattwise.optimizer.recommend.fleet_view import FleetView
 from wattwise.optimizer.recommend.placement import PlacementRequest, recommend_placement
 from wattwise.optimizer.recommend.settings import PlacementSettings
-
-from .record import TelemetryRecorder
-from .replica import Replica, run_for
-from .scenario import PlacementJob, Scenario
 
 ARRIVAL_S = 60.0
 """Jobs arrive a minute apart, so telemetry has seen the previous one before the next comes."""

@@ -20,9 +20,8 @@ import numpy as np
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import SimFleet
 from wattwise.collector.sim.dvfs import Floats
-
-from .record import TelemetryRecorder
-from .scenario import Scenario
+from wattwise.optimizer.evaluation.record import TelemetryRecorder
+from wattwise.optimizer.evaluation.scenario import Scenario
 
 INLET_LIMIT_C = 27.0
 """ASHRAE's recommended upper inlet temperature; every experiment counts samples above it."""

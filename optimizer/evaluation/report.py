@@ -8,7 +8,7 @@ import math
 from rich.console import Group
 from rich.table import Table
 
-from .results import ExperimentResult, ScenarioResult
+from wattwise.optimizer.evaluation.results import ExperimentResult, ScenarioResult
 
 
 def to_json(result: ScenarioResult) -> str:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .replica import PolicyRun
+from wattwise.optimizer.evaluation.replica import PolicyRun
 
 J_PER_KWH = 3.6e6
 

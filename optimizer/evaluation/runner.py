@@ -8,9 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .caps import DefaultCaps, OracleCaps, StaticCap, WattwiseCaps, judge_caps
-from .cooling import run_cooling
-from .placement import (
+from wattwise.optimizer.evaluation.caps import (
+    DefaultCaps,
+    OracleCaps,
+    StaticCap,
+    WattwiseCaps,
+    judge_caps,
+)
+from wattwise.optimizer.evaluation.cooling import run_cooling
+from wattwise.optimizer.evaluation.placement import (
     ARRIVAL_S,
     OraclePlacement,
     Pack,
@@ -20,9 +26,20 @@ from .placement import (
     placement_replica,
     start_jobs,
 )
-from .replica import PolicyRun, Replica, run_for, run_policy, warm_replica
-from .results import ExperimentResult, ScenarioResult, Target, policy_result
-from .scenario import PlacementJob, Scenario
+from wattwise.optimizer.evaluation.replica import (
+    PolicyRun,
+    Replica,
+    run_for,
+    run_policy,
+    warm_replica,
+)
+from wattwise.optimizer.evaluation.results import (
+    ExperimentResult,
+    ScenarioResult,
+    Target,
+    policy_result,
+)
+from wattwise.optimizer.evaluation.scenario import PlacementJob, Scenario
 
 Progress = Callable[[str], None]
 """Called with a short label after each step of the evaluation finishes."""

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wattwise.optimizer.models.common import Bools, column, dense_unique, subsample, tag_codes
+from wattwise.optimizer.models.priors import CapPrior
 from wattwise.optimizer.telemetry import Floats, Series
-
-from .common import Bools, column, dense_unique, subsample, tag_codes
-from .priors import CapPrior
 
 VOLTAGE_FLOOR_GRID = np.linspace(0.0, 1.0, 21)
 MAX_GRID_ROWS = 200_000

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wattwise.optimizer.models.cap_power import phi, phi_inverse
+from wattwise.optimizer.models.cap_response import CLOCK_STEP_MHZ, GpuWorkloads
 from wattwise.optimizer.telemetry import Floats
-
-from .cap_power import phi, phi_inverse
-from .cap_response import CLOCK_STEP_MHZ, GpuWorkloads
 
 
 @dataclass(frozen=True)

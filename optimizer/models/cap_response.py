@@ -27,13 +27,20 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from wattwise.optimizer.models.boundness import estimate_boundness, kernel_activities
+from wattwise.optimizer.models.cap_power import fit_voltage_floor, phi
+from wattwise.optimizer.models.common import (
+    ModelInfo,
+    column,
+    dense_unique,
+    factorize,
+    tag,
+    tag_codes,
+    window_of,
+)
+from wattwise.optimizer.models.priors import CapPrior, prior_for
+from wattwise.optimizer.models.work_window import load_now, recent_rows, since_last_change
 from wattwise.optimizer.telemetry import Floats, Series
-
-from .boundness import estimate_boundness, kernel_activities
-from .cap_power import fit_voltage_floor, phi
-from .common import ModelInfo, column, dense_unique, factorize, tag, tag_codes, window_of
-from .priors import CapPrior, prior_for
-from .work_window import load_now, recent_rows, since_last_change
 
 CLOCK_STEP_MHZ = 15.0
 """NVIDIA GPUs move their SM clock in 15 MHz steps."""

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from .cap_response import CapResponseModel
-from .common import ModelInfo
-from .node_power import NodePowerCurves
-from .power import PowerModel
-from .priors import CapPrior
-from .thermal import CoolingModel, GpuThermalModel, InletModel
-from .workload import WorkloadProfile, WorkloadProfiles
+from wattwise.optimizer.models.cap_response import CapResponseModel
+from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.models.node_power import NodePowerCurves
+from wattwise.optimizer.models.power import PowerModel
+from wattwise.optimizer.models.priors import CapPrior
+from wattwise.optimizer.models.thermal import CoolingModel, GpuThermalModel, InletModel
+from wattwise.optimizer.models.workload import WorkloadProfile, WorkloadProfiles
 
 Params = dict[str, Any]
 Arrays = dict[str, np.ndarray]

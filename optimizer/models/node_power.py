@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wattwise.optimizer.telemetry import Floats, Ints, Series
-
-from .common import (
+from wattwise.optimizer.models.common import (
     ModelInfo,
     column,
     error_summary,
@@ -29,6 +27,7 @@ from .common import (
     tag,
     window_of,
 )
+from wattwise.optimizer.telemetry import Floats, Ints, Series
 
 SHAPE_GRID = np.array([k for k in np.linspace(-3.0, 3.0, 25) if k != 0.0])
 """Candidate ``K2``; 0 is left out (the curve would be flat), ±0.25 is near-linear."""

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wattwise.optimizer.telemetry import Floats, Series
-
-from .common import (
+from wattwise.optimizer.models.common import (
     Bools,
     FitFn,
     Ints,
@@ -39,6 +37,7 @@ from .common import (
     time_blocks,
     window_of,
 )
+from wattwise.optimizer.telemetry import Floats, Series
 
 FULL_FEATURES = ("1", "u", "m", "u·x", "u·x³", "c", "c·limit_w")
 UTIL_FEATURES = ("1", "u")

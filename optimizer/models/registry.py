@@ -24,9 +24,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
 from wattwise.errors import ModelFileError
-
-from .codecs import KINDS, Model, from_state, to_state, with_info
-from .common import ModelInfo
+from wattwise.optimizer.models.codecs import KINDS, Model, from_state, to_state, with_info
+from wattwise.optimizer.models.common import ModelInfo
 
 FORMAT = 1
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")

@@ -24,9 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wattwise.optimizer.telemetry import Floats, Series
-
-from .common import (
+from wattwise.optimizer.models.common import (
     Bools,
     Ints,
     ModelInfo,
@@ -41,6 +39,7 @@ from .common import (
     take,
     window_of,
 )
+from wattwise.optimizer.telemetry import Floats, Series
 
 PRIOR_COP_AT_20C = 4.0
 PRIOR_COP_GAIN_PER_C = 0.035

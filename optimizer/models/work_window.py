@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from wattwise.optimizer.models.boundness import kernel_activities
+from wattwise.optimizer.models.common import Bools, column
 from wattwise.optimizer.telemetry import Floats, Series
-
-from .boundness import kernel_activities
-from .common import Bools, column
 
 WORK_CHANGE = 0.15
 """A change of memory or SM activity this large between a GPU's consecutive busy buckets

@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wattwise.optimizer.models.cap_predict import at_limits
+from wattwise.optimizer.models.cap_response import (
+    CapResponseModel,
+    GpuWorkloads,
+    estimate_workloads,
+)
+from wattwise.optimizer.models.common import ModelInfo, column, factorize, group_codes, tag
 from wattwise.optimizer.telemetry import Series
-
-from .cap_predict import at_limits
-from .cap_response import CapResponseModel, GpuWorkloads, estimate_workloads
-from .common import ModelInfo, column, factorize, group_codes, tag
 
 VERSION = 1
 CAP_STEP_W = 100.0

@@ -9,10 +9,9 @@ import numpy as np
 
 from wattwise.optimizer.models.cap_predict import at_limits
 from wattwise.optimizer.models.cap_response import GpuWorkloads
+from wattwise.optimizer.recommend.settings import CapSettings
+from wattwise.optimizer.recommend.types import CapRecommendation, Evidence
 from wattwise.optimizer.telemetry import Floats, GpuState
-
-from .settings import CapSettings
-from .types import CapRecommendation, Evidence
 
 IDLE_SHARE = 0.05
 """A GPU below 5 % utilization holding under 5 % of its memory runs no job now."""

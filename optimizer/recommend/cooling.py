@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wattwise.optimizer.models.thermal import CoolingModel, GpuThermalModel, InletModel
+from wattwise.optimizer.recommend.settings import CoolingSettings
+from wattwise.optimizer.recommend.types import CoolingRecommendation
 from wattwise.optimizer.telemetry import GpuState, HostState, ZoneState
-
-from .settings import CoolingSettings
-from .types import CoolingRecommendation
 
 RESOLUTION_C = 0.1
 

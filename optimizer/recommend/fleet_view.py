@@ -12,9 +12,8 @@ import numpy as np
 
 from wattwise.optimizer.models.node_power import NodePowerCurves
 from wattwise.optimizer.models.thermal import CoolingModel, GpuThermalModel, InletModel
+from wattwise.optimizer.recommend import sleeping
 from wattwise.optimizer.telemetry import Floats, GpuState, HostState, ZoneState
-
-from . import sleeping
 
 PRIOR_GPU_AIR_OFFSET_C = 10.0
 PRIOR_R_TH_C_PER_W = 0.055

@@ -21,11 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from wattwise.optimizer.models.workload import WorkloadProfile
-
-from .fleet_view import FleetView
-from .placement import PlacementRequest, recommend_placement
-from .settings import PlacementSettings
-from .types import PlacementResult
+from wattwise.optimizer.recommend.fleet_view import FleetView
+from wattwise.optimizer.recommend.placement import PlacementRequest, recommend_placement
+from wattwise.optimizer.recommend.settings import PlacementSettings
+from wattwise.optimizer.recommend.types import PlacementResult
 
 GPU_RESOURCE = "nvidia.com/gpu"
 MAX_SCORE = 10

@@ -17,12 +17,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wattwise.optimizer.models.workload import WorkloadProfile
+from wattwise.optimizer.recommend.fleet_view import PSU_EFFICIENCY, FleetView
+from wattwise.optimizer.recommend.placement_basis import PlacementBasis, placement_basis
+from wattwise.optimizer.recommend.settings import PlacementSettings
+from wattwise.optimizer.recommend.types import PlacementCandidate, PlacementResult
 from wattwise.optimizer.telemetry import Floats
-
-from .fleet_view import PSU_EFFICIENCY, FleetView
-from .placement_basis import PlacementBasis, placement_basis
-from .settings import PlacementSettings
-from .types import PlacementCandidate, PlacementResult
 
 DEFAULT_DUTY = 1.0
 """A job of unknown kind is assumed to keep its GPUs fully busy."""

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wattwise.optimizer.recommend.fleet_view import FleetView
+from wattwise.optimizer.recommend.settings import PlacementSettings
 from wattwise.optimizer.telemetry import Floats
-
-from .fleet_view import FleetView
-from .settings import PlacementSettings
 
 CACHED_SETTINGS = 4
 """Bases kept per view, one per distinct budgets and free-GPU thresholds (copies of the

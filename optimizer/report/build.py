@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..models.common import column, tag
-from ..models.power import PowerModel
-from ..recommend.types import CapRecommendation, CoolingRecommendation
-from ..service.engine import Engine, Progress
-from ..telemetry import Floats, Ints, Series, ZoneState
+from wattwise.optimizer.models.common import column, tag
+from wattwise.optimizer.models.power import PowerModel
+from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
+from wattwise.optimizer.service.engine import Engine, Progress
+from wattwise.optimizer.telemetry import Floats, Ints, Series, ZoneState
 
 HOURS_PER_MONTH = 730.0
 """An average month (8760 h / 12), for savings "per month"."""

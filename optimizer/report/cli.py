@@ -16,10 +16,13 @@ from rich.progress import Progress
 
 from wattwise.clock import SystemClock
 from wattwise.errors import ConfigError
-
-from ..service.engine import Engine
-from ..service.settings import DEFAULT_CONFIG_PATH, OptimizerConfig, load_optimizer_config
-from ..store import open_store
+from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.service.settings import (
+    DEFAULT_CONFIG_PATH,
+    OptimizerConfig,
+    load_optimizer_config,
+)
+from wattwise.optimizer.store import open_store
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -74,7 +77,9 @@ def report_command(
             def progress(step: str, share: float) -> None:
                 bar.update(task, completed=share, description=step)
 
-            from .write import write_report  # matplotlib loads only for this command
+            from wattwise.optimizer.report.write import (
+                write_report,  # matplotlib loads only for this command
+            )
 
             write_report(Engine(telemetry, config, clock), since_s, out, progress)
     finally:

@@ -10,10 +10,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..models.power import PowerModel
-from ..recommend.types import CapRecommendation
-from . import plots
-from .build import HOURS_PER_MONTH, ReportData, Summary, summarize
+from wattwise.optimizer.models.power import PowerModel
+from wattwise.optimizer.recommend.types import CapRecommendation
+from wattwise.optimizer.report import plots
+from wattwise.optimizer.report.build import HOURS_PER_MONTH, ReportData, Summary, summarize
 
 NO_FLEET_DATA = "No GPU or node power was reported in this window."
 NO_MODELS = "No power model could be fitted: no GPU samples in the training window."

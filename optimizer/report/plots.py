@@ -16,11 +16,11 @@ from matplotlib.axes import Axes
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from ..models.common import column, tag, take
-from ..models.power import PowerModel
-from ..recommend.types import CapRecommendation, CoolingRecommendation
-from ..telemetry import Floats, Ints, Series
-from .build import ReportData, cumulative_kwh, fleet_power
+from wattwise.optimizer.models.common import column, tag, take
+from wattwise.optimizer.models.power import PowerModel
+from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
+from wattwise.optimizer.report.build import ReportData, cumulative_kwh, fleet_power
+from wattwise.optimizer.telemetry import Floats, Ints, Series
 
 ASHRAE_LOW_C, ASHRAE_HIGH_C = 18.0, 27.0
 MAX_SCATTER_POINTS = 4000

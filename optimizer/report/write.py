@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..service.engine import Engine, Progress
-from .build import ReportData, gather
-from .html import render
+from wattwise.optimizer.report.build import ReportData, gather
+from wattwise.optimizer.report.html import render
+from wattwise.optimizer.service.engine import Engine, Progress
 
 
 def write_report(

@@ -13,14 +13,14 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from . import placing
-from .auth import BearerScope, Principal, TokenTable, check
-from .bodies import json_body, parse_json_body
-from .engine import Engine, Snapshot
-from .errors import install_error_handlers
-from .metrics import RequestMetrics, ServiceMetrics
-from .queries import FilterQuery
-from .schemas import (
+from wattwise.optimizer.service import placing
+from wattwise.optimizer.service.auth import BearerScope, Principal, TokenTable, check
+from wattwise.optimizer.service.bodies import json_body, parse_json_body
+from wattwise.optimizer.service.engine import Engine, Snapshot
+from wattwise.optimizer.service.errors import install_error_handlers
+from wattwise.optimizer.service.metrics import RequestMetrics, ServiceMetrics
+from wattwise.optimizer.service.queries import FilterQuery
+from wattwise.optimizer.service.schemas import (
     ErrorOut,
     HealthOut,
     ItemsOut,
@@ -29,8 +29,8 @@ from .schemas import (
     PlacementOut,
     RefreshOut,
 )
-from .settings import OptimizerConfig
-from .views import IndexedItems, SnapshotView, iso
+from wattwise.optimizer.service.settings import OptimizerConfig
+from wattwise.optimizer.service.views import IndexedItems, SnapshotView, iso
 
 JSON = "application/json"
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -27,7 +27,7 @@ from fastapi import HTTPException
 from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
-from .settings import ApiToken
+from wattwise.optimizer.service.settings import ApiToken
 
 IMPLIED = {"admin": {"admin", "read"}, "read": {"read"}, "extender": {"extender"}}
 _PATH_TOKEN = re.compile(r"(/v1/extender/k/)[^/\s]+")

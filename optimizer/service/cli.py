@@ -22,14 +22,17 @@ from rich.table import Table
 
 from wattwise.clock import SystemClock
 from wattwise.errors import ConfigError
-
-from ..models.common import ModelInfo
-from ..store import open_store
-from ..store.initdb import init_db_command
-from .engine import Engine
-from .fitted import KeptModels
-from .settings import DEFAULT_CONFIG_PATH, OptimizerConfig, load_optimizer_config
-from .views import clean, iso
+from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.service.fitted import KeptModels
+from wattwise.optimizer.service.settings import (
+    DEFAULT_CONFIG_PATH,
+    OptimizerConfig,
+    load_optimizer_config,
+)
+from wattwise.optimizer.service.views import clean, iso
+from wattwise.optimizer.store import open_store
+from wattwise.optimizer.store.initdb import init_db_command
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="optimizer TOML file")]
 StoreOpt = Annotated[
@@ -88,7 +91,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API, refitting and refreshing on schedule."""
-    from .server import run_server
+    from wattwise.optimizer.service.server import run_server
 
     flags = {"api.host": host, "api.port": port, "api.access_log": access_log}
     config = _config(config_path, store, clusters, zones, **flags)
@@ -149,8 +152,8 @@ def place(
     try:
         # FastAPI's models load only for the commands that need them, so the
         # agent's process (same console script) does not carry them.
-        from . import placing
-        from .schemas import PlacementBody
+        from wattwise.optimizer.service import placing
+        from wattwise.optimizer.service.schemas import PlacementBody
 
         body = PlacementBody(
             gpus=gpus,

@@ -16,22 +16,25 @@ from dataclasses import dataclass, field
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading
 from wattwise.errors import Busy, ModelFileError, NotReady, StoreError
-
-from ..models.cap_response import CapResponseModel, estimate_workloads, fit_cap_models
-from ..models.common import ModelInfo
-from ..models.node_power import fit_node_power_curves
-from ..models.power import fit_power_models
-from ..models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
-from ..models.workload import WorkloadProfile, job_profiles, profile_set
-from ..recommend.caps import recommend_caps
-from ..recommend.cooling import ThermalFits, recommend_cooling
-from ..recommend.fleet_view import FleetView
-from ..recommend.placement_basis import placement_basis
-from ..recommend.types import CapRecommendation, CoolingRecommendation
-from ..telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
-from . import lines
-from .fitted import Fitted, KeptModels, load_or_none
-from .settings import OptimizerConfig
+from wattwise.optimizer.models.cap_response import (
+    CapResponseModel,
+    estimate_workloads,
+    fit_cap_models,
+)
+from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.models.node_power import fit_node_power_curves
+from wattwise.optimizer.models.power import fit_power_models
+from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
+from wattwise.optimizer.models.workload import WorkloadProfile, job_profiles, profile_set
+from wattwise.optimizer.recommend.caps import recommend_caps
+from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
+from wattwise.optimizer.recommend.fleet_view import FleetView
+from wattwise.optimizer.recommend.placement_basis import placement_basis
+from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
+from wattwise.optimizer.service import lines
+from wattwise.optimizer.service.fitted import Fitted, KeptModels, load_or_none
+from wattwise.optimizer.service.settings import OptimizerConfig
+from wattwise.optimizer.telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
 
 log = logging.getLogger(__name__)
 

@@ -18,15 +18,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from wattwise.errors import ModelFileError
-
-from ..models.cap_response import CapResponseModel
-from ..models.codecs import Model, with_info
-from ..models.common import ModelInfo
-from ..models.node_power import NodePowerCurves
-from ..models.power import PowerModel
-from ..models.registry import ModelRegistry
-from ..models.thermal import CoolingModel, GpuThermalModel, InletModel
-from ..models.workload import WorkloadProfiles
+from wattwise.optimizer.models.cap_response import CapResponseModel
+from wattwise.optimizer.models.codecs import Model, with_info
+from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.models.node_power import NodePowerCurves
+from wattwise.optimizer.models.power import PowerModel
+from wattwise.optimizer.models.registry import ModelRegistry
+from wattwise.optimizer.models.thermal import CoolingModel, GpuThermalModel, InletModel
+from wattwise.optimizer.models.workload import WorkloadProfiles
 
 log = logging.getLogger(__name__)
 

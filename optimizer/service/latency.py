@@ -25,8 +25,8 @@ import sys
 import time
 from typing import Any
 
-from .engine import Snapshot
-from .metrics import ServiceMetrics
+from wattwise.optimizer.service.engine import Snapshot
+from wattwise.optimizer.service.metrics import ServiceMetrics
 
 SWITCH_INTERVAL_S = 0.0001
 """How long a running thread keeps the GIL while another waits (CPython's default: 5 ms).

@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from wattwise.agent.lineproto import encode_many
 from wattwise.collector.base import Reading
-
-from ..models.common import ModelInfo
-from ..recommend.types import CapRecommendation, CoolingRecommendation
+from wattwise.common.lineproto import encode_many
+from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
 
 Location = tuple[str, str, str]
 """(cluster, zone, rack) of a host."""

@@ -13,16 +13,15 @@ from typing import Any
 from fastapi import HTTPException
 
 from wattwise.errors import NotReady
-
-from ..models.common import ModelInfo
-from ..recommend.kube import ExtenderRequestError
-from ..recommend.kube import extender_filter as kube_filter
-from ..recommend.kube import extender_prioritize as kube_prioritize
-from ..recommend.placement import recommend_placement
-from ..recommend.slurm import nodelist
-from .engine import Engine
-from .schemas import PlacementBody
-from .views import clean
+from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.recommend.kube import ExtenderRequestError
+from wattwise.optimizer.recommend.kube import extender_filter as kube_filter
+from wattwise.optimizer.recommend.kube import extender_prioritize as kube_prioritize
+from wattwise.optimizer.recommend.placement import recommend_placement
+from wattwise.optimizer.recommend.slurm import nodelist
+from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.service.schemas import PlacementBody
+from wattwise.optimizer.service.views import clean
 
 
 def model_dict(info: ModelInfo) -> dict[str, object]:

@@ -15,9 +15,8 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wattwise.errors import Busy, WattwiseError
-
-from .engine import Engine
-from .metrics import ServiceMetrics
+from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 REFIT, REFRESH = "refit", "refresh"

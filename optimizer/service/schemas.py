@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ..recommend.placement import PlacementRequest
+from wattwise.optimizer.recommend.placement import PlacementRequest
 
 
 class PlacementBody(PlacementRequest):

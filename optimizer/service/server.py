@@ -7,19 +7,18 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 
-from wattwise.agent.secrets import read_secret
 from wattwise.clock import SystemClock
+from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError
-
-from ..store import open_store
-from .app import create_app
-from .auth import RedactPathTokens
-from .engine import Engine
-from .latency import GcPauses
-from .metrics import ServiceMetrics
-from .scheduler import build_scheduler
-from .settings import OptimizerConfig, WebhookSettings
-from .webhooks import WebhookNotifier
+from wattwise.optimizer.service.app import create_app
+from wattwise.optimizer.service.auth import RedactPathTokens
+from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.service.latency import GcPauses
+from wattwise.optimizer.service.metrics import ServiceMetrics
+from wattwise.optimizer.service.scheduler import build_scheduler
+from wattwise.optimizer.service.settings import OptimizerConfig, WebhookSettings
+from wattwise.optimizer.service.webhooks import WebhookNotifier
+from wattwise.optimizer.store import open_store
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
+from wattwise.optimizer.store.settings import StoreSettings
+from wattwise.optimizer.telemetry import Scope
 from wattwise.settings import load_settings
-
-from ..recommend.settings import CapSettings, CoolingSettings, PlacementSettings
-from ..store.settings import StoreSettings
-from ..telemetry import Scope
 
 DEFAULT_CONFIG_PATH = Path("/etc/wattwise/optimizer.toml")
 Scopes = Literal["read", "admin", "extender"]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .engine import Snapshot
+from wattwise.optimizer.service.engine import Snapshot
 
 FILTER_TAGS = ("cluster", "zone", "host")
 

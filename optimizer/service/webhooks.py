@@ -27,11 +27,10 @@ from dataclasses import dataclass
 import httpx
 
 from wattwise.clock import Clock
-
-from ..recommend.types import CapRecommendation, CoolingRecommendation
-from .engine import Snapshot
-from .settings import WebhookSettings, WebhookTarget
-from .views import clean, iso
+from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
+from wattwise.optimizer.service.engine import Snapshot
+from wattwise.optimizer.service.settings import WebhookSettings, WebhookTarget
+from wattwise.optimizer.service.views import clean, iso
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Wattwise-Signature"

@@ -6,8 +6,8 @@ the same contract tests (``tests/optimizer/store/test_contract.py``).
 
 from __future__ import annotations
 
-from .embedded import EmbeddedSqliteStore
-from .influx import InfluxStore
-from .settings import StoreSettings, open_store
+from wattwise.optimizer.store.embedded import EmbeddedSqliteStore
+from wattwise.optimizer.store.influx import InfluxStore
+from wattwise.optimizer.store.settings import StoreSettings, open_store
 
 __all__ = ["EmbeddedSqliteStore", "InfluxStore", "StoreSettings", "open_store"]

@@ -20,9 +20,7 @@ from wattwise.errors import (
     StoreUnavailable,
     TransientDeliveryError,
 )
-
-from ..telemetry import GpuState, HostState, Scope, Series, ZoneState
-from .frames import (
+from wattwise.optimizer.store.frames import (
     GPU_SPEC,
     HOST_SPEC,
     JOB_SPEC,
@@ -33,6 +31,7 @@ from .frames import (
     host_state,
     zone_state,
 )
+from wattwise.optimizer.telemetry import GpuState, HostState, Scope, Series, ZoneState
 
 
 class AggregatingStore(ABC):

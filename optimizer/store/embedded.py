@@ -1,6 +1,6 @@
 """The embedded telemetry store: the agent's SQLite file, read with aggregating SQL.
 
-The file is the one :class:`~wattwise.agent.embedded.EmbeddedStore` writes
+The file is the one :class:`~wattwise.common.embedded.EmbeddedStore` writes
 (``series`` + ``samples``). Series reads group in SQL by the spec's tag values
 and ``time_ns / bucket``, pivoting fields into columns with
 ``avg(CASE WHEN field = … THEN value END)``, so the answer has the same rows
@@ -20,15 +20,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from wattwise.agent.embedded import EmbeddedStore
+from wattwise.common.embedded import EmbeddedStore
 from wattwise.errors import (
     DeliveryError,
     StoreUnavailable,
 )
-
-from ..telemetry import Scope, Series
-from .base import AggregatingStore, writing
-from .frames import (
+from wattwise.optimizer.store.base import AggregatingStore, writing
+from wattwise.optimizer.store.frames import (
     CAPPED_BIT,
     CHUNK_ROWS,
     GPU_SPEC,
@@ -44,6 +42,7 @@ from .frames import (
     scope_filters,
     sort_latest,
 )
+from wattwise.optimizer.telemetry import Scope, Series
 
 
 def _tag(tag: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ..telemetry import (
+from wattwise.optimizer.telemetry import (
     GPU_SERIES_COLUMNS,
     HOST_SERIES_COLUMNS,
     JOB_SERIES_COLUMNS,

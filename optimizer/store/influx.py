@@ -2,7 +2,7 @@
 
 Reads are GET ``/query?db=…&epoch=ns&q=…`` with the aggregation in the query
 (:mod:`.influxql`); writes reuse the agent's
-:class:`~wattwise.agent.influx.InfluxTransport`. Credentials: a 1.x user and
+:class:`~wattwise.common.influx.InfluxTransport`. Credentials: a 1.x user and
 password (HTTP basic auth), or a 2.x/3.x token (``Authorization: Token …``);
 for 2.x the database is the bucket's (virtual) DBRP mapping.
 
@@ -27,20 +27,24 @@ from typing import Any
 
 import httpx
 
-from wattwise.agent.influx import InfluxTransport
-from wattwise.agent.secrets import Secret
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.influx import InfluxTransport
+from wattwise.common.secrets import Secret
 from wattwise.errors import (
     ConfigError,
     StoreQueryError,
     StoreUnavailable,
 )
-
-from ..telemetry import Scope, Series
-from . import influxql
-from .answers import checked, json_document, raise_for_status, refuse_cut_short, series_of
-from .base import AggregatingStore, writing
-from .frames import (
+from wattwise.optimizer.store import influxql
+from wattwise.optimizer.store.answers import (
+    checked,
+    json_document,
+    raise_for_status,
+    refuse_cut_short,
+    series_of,
+)
+from wattwise.optimizer.store.base import AggregatingStore, writing
+from wattwise.optimizer.store.frames import (
     CHUNK_ROWS,
     Latest,
     Row,
@@ -49,6 +53,7 @@ from .frames import (
     scope_filters,
     sort_latest,
 )
+from wattwise.optimizer.telemetry import Scope, Series
 
 DOWNSAMPLED_RP = "rp_1m"
 _DURATION_PART = re.compile(r"(\d+)(h|m|s)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .frames import CAPPED_BIT, Column, SeriesSpec
+from wattwise.optimizer.store.frames import CAPPED_BIT, Column, SeriesSpec
 
 
 def ident(name: str) -> str:

@@ -31,13 +31,12 @@ from typing import Annotated, Any
 
 import typer
 
-from wattwise.agent.secrets import read_secret
 from wattwise.collector.schema import MEASUREMENTS
+from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError
-
-from .frames import CAPPED_BIT, CAPPED_SOURCE_FIELD
-from .influx import DOWNSAMPLED_RP, InfluxStore
-from .influxql import ident, source
+from wattwise.optimizer.store.frames import CAPPED_BIT, CAPPED_SOURCE_FIELD
+from wattwise.optimizer.store.influx import DOWNSAMPLED_RP, InfluxStore
+from wattwise.optimizer.store.influxql import ident, source
 
 RAW_RP = "raw"
 _DURATION = re.compile(r"^(INF|\d+[mhdw])$")

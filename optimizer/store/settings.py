@@ -7,13 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from wattwise.agent.secrets import read_secret
 from wattwise.clock import Clock
+from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError
-
-from ..telemetry import TelemetryStore
-from .embedded import EmbeddedSqliteStore
-from .influx import DOWNSAMPLED_RP, InfluxStore
+from wattwise.optimizer.store.embedded import EmbeddedSqliteStore
+from wattwise.optimizer.store.influx import DOWNSAMPLED_RP, InfluxStore
+from wattwise.optimizer.telemetry import TelemetryStore
 
 
 class StoreSettings(BaseModel):

@@ -256,7 +256,7 @@ def test_installed_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_shipped_unit_is_found_in_the_package_where_a_wheel_has_it() -> None:
     # agent/wattwise-agent.service links to deploy/systemd/; the wheel build copies the file.
     found = shipped_unit_path()
-    assert found.parent == Path(wattwise.agent.install.__file__).resolve().parent
+    assert found.parent == Path(wattwise.agent.install.__file__).parent
     assert found.read_text() == SHIPPED_UNIT.read_text()
 
 

@@ -13,11 +13,11 @@ import pytest
 
 from tests.agent.http_peer import Answer, http_peer
 from tests.influxd import InfluxServer
-from wattwise.agent.influx import InfluxTransport
-from wattwise.agent.secrets import Secret
 from wattwise.agent.sender import DEAD_LETTER_FILE, Sender
 from wattwise.agent.wal import Wal
 from wattwise.clock import Clock, ManualClock, SystemClock
+from wattwise.common.influx import InfluxTransport
+from wattwise.common.secrets import Secret
 
 T0 = 1_700_000_000_000_000_000
 

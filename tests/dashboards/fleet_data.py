@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import httpx
 
 from tests.influxd import InfluxServer
-from wattwise.agent.lineproto import encode_many
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.views import JobView
+from wattwise.common.lineproto import encode_many
 
 DURATION_S = 600
 SLOW_EVERY_S = 10

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import PROVISIONING_DIR
 from tests.influxd import InfluxServer
 from wattwise.dashboards.build import write_all
-from wattwise.dashboards.check import DASHBOARDS_DIR, PROVISIONING_DIR, dashboard_files
+from wattwise.dashboards.check import DASHBOARDS_DIR, dashboard_files
 from wattwise.dashboards.influxql import substitute
 from wattwise.dashboards.lint import iter_panels
 from wattwise.dashboards.provisioning import load

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from wattwise.dashboards.check import DASHBOARDS_DIR, PROVISIONING_DIR, lint_all
+from tests.conftest import PROVISIONING_DIR
+from wattwise.dashboards.check import DASHBOARDS_DIR, lint_all
 from wattwise.dashboards.cli import build_dashboards_app
 from wattwise.dashboards.provisioning import lint_provisioning
 

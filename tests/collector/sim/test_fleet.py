@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wattwise.agent.lineproto import encode
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.dvfs import REASON_SW_POWER_CAP
 from wattwise.collector.sim.spec import MAX_NODES_PER_RACK
+from wattwise.common.lineproto import encode
 from wattwise.errors import ConfigError
 
 from .conftest import COMPUTE_BOUND, MEMORY_BOUND

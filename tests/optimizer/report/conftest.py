@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from wattwise.agent.lineproto import encode_many
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.common.lineproto import encode_many
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.settings import load_optimizer_config
 from wattwise.optimizer.store import EmbeddedSqliteStore

@@ -13,10 +13,10 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from wattwise.agent.lineproto import encode_many
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.views import JobView
+from wattwise.common.lineproto import encode_many
 from wattwise.optimizer.service.settings import OptimizerConfig, load_optimizer_config
 from wattwise.optimizer.store import EmbeddedSqliteStore
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.optimizer.service.support import config
-from wattwise.agent.embedded import EmbeddedStore
 from wattwise.clock import ManualClock
+from wattwise.common.embedded import EmbeddedStore
 from wattwise.errors import NotReady, StoreUnavailable
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.store import EmbeddedSqliteStore

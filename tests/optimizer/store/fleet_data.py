@@ -12,10 +12,10 @@ from collections import defaultdict
 from dataclasses import replace
 from functools import cache
 
-from wattwise.agent.lineproto import encode_many
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.common.lineproto import encode_many
 from wattwise.optimizer.store.frames import CAPPED_BIT, SeriesSpec, scope_filters
 from wattwise.optimizer.telemetry import Scope
 

@@ -26,9 +26,9 @@ from tests.optimizer.store.fleet_data import (
     reference_latest,
     reference_series,
 )
-from wattwise.agent.embedded import EmbeddedStore
-from wattwise.agent.lineproto import encode
 from wattwise.collector.base import Reading
+from wattwise.common.embedded import EmbeddedStore
+from wattwise.common.lineproto import encode
 from wattwise.errors import ConfigError
 from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore
 from wattwise.optimizer.store.frames import (

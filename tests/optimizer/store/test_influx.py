@@ -9,8 +9,8 @@ import pytest
 from tests.influxd import InfluxServer, free_port
 from tests.optimizer.store.conftest import END_NS
 from tests.optimizer.store.fleet_data import START_NS
-from wattwise.agent.secrets import Secret
 from wattwise.clock import ManualClock
+from wattwise.common.secrets import Secret
 from wattwise.errors import StoreAuthError, StoreQueryError, StoreUnavailable
 from wattwise.optimizer.store import InfluxStore, StoreSettings, open_store
 from wattwise.optimizer.store.influx import parse_duration_ns

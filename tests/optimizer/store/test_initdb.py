@@ -11,8 +11,8 @@ import pytest
 
 from tests.influxd import InfluxServer
 from tests.optimizer.store.fleet_data import SECONDS, START_NS, fleet_readings
-from wattwise.agent.lineproto import encode_many
 from wattwise.clock import ManualClock
+from wattwise.common.lineproto import encode_many
 from wattwise.errors import ConfigError, StoreAuthError
 from wattwise.optimizer.store import InfluxStore
 from wattwise.optimizer.store.frames import GPU_SPEC

@@ -10,9 +10,9 @@ import pytest
 
 from tests.agent.http_peer import Answer, http_peer
 from tests.influxd import InfluxServer, free_port
-from wattwise.agent.influx import InfluxTransport, classify_response
-from wattwise.agent.secrets import Secret
 from wattwise.clock import ManualClock
+from wattwise.common.influx import InfluxTransport, classify_response
+from wattwise.common.secrets import Secret
 from wattwise.errors import (
     AuthError,
     BatchTooLarge,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from wattwise.agent.embedded import EmbeddedStore
-from wattwise.agent.lineproto import ParsedLine, encode_many
-from wattwise.agent.transport import Transport
 from wattwise.collector.base import FieldValue, Reading
+from wattwise.common.embedded import EmbeddedStore
+from wattwise.common.lineproto import ParsedLine, encode_many
+from wattwise.common.transport import Transport
 from wattwise.errors import RejectedBatch, TransientDeliveryError
 
 T0 = 1_700_000_000_000_000_000

@@ -33,9 +33,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..collector.base import FieldValue, Reading
-from ..collector.schema import MEASUREMENTS
-from ..errors import EncodeError
+from wattwise.collector.base import FieldValue, Reading
+from wattwise.collector.schema import MEASUREMENTS
+from wattwise.errors import EncodeError
 
 MIN_TIME_NS = -(2**63) + 2
 MAX_TIME_NS = 2**63 - 2

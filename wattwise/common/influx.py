@@ -36,6 +36,7 @@ from typing import Literal
 import httpx
 
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.secrets import Secret
 from wattwise.errors import (
     AuthError,
     BatchTooLarge,
@@ -43,8 +44,6 @@ from wattwise.errors import (
     RejectedBatch,
     TransientDeliveryError,
 )
-
-from .secrets import Secret
 
 Api = Literal["v1", "v2"]
 

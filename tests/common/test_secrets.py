@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wattwise.agent.secrets import Secret, read_secret
+from wattwise.common.secrets import Secret, read_secret
 from wattwise.errors import ConfigError
 
 VALUE = "s3cr3t-token-value"

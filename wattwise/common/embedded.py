@@ -1,6 +1,6 @@
 """The embedded store: a local SQLite database that takes line protocol like InfluxDB.
 
-It implements the :class:`~wattwise.agent.transport.Transport` protocol, so the
+It implements the :class:`~wattwise.common.transport.Transport` protocol, so the
 sender that feeds InfluxDB feeds it unchanged (``make demo``, single nodes).
 Like InfluxDB, a sample is identified by its series (measurement and tags),
 field and timestamp: writing it again overwrites it, so a resend after a crash
@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..collector.base import FieldValue
-from ..errors import EncodeError, RejectedBatch, TransientDeliveryError
-from .lineproto import ParsedLine, parse_line
+from wattwise.collector.base import FieldValue
+from wattwise.common.lineproto import ParsedLine, parse_line
+from wattwise.errors import EncodeError, RejectedBatch, TransientDeliveryError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (

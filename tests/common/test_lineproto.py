@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.influxd import InfluxServer
-from wattwise.agent.lineproto import (
+from wattwise.collector.base import FieldValue, Reading
+from wattwise.common.lineproto import (
     MAX_STRING_FIELD_BYTES,
     MAX_TIME_NS,
     MIN_TIME_NS,
@@ -22,7 +23,6 @@ from wattwise.agent.lineproto import (
     encode_many,
     parse_line,
 )
-from wattwise.collector.base import FieldValue, Reading
 from wattwise.errors import EncodeError
 
 Fields = dict[str, FieldValue | None]

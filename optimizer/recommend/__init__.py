@@ -1,0 +1,1 @@
+"""The recommenders: power caps, cooling setpoints and job placement."""

@@ -1,0 +1,8 @@
+"""Infrastructure the agent and the optimizer both use.
+
+``lineproto`` (the line-protocol encoder and parser), ``transport`` (the one
+interface a telemetry store takes batches through), ``influx`` (InfluxDB over
+HTTP), ``embedded`` (the local SQLite store) and ``secrets`` (passwords and
+tokens from files or the environment). Neither side imports the other's
+internals: both import from here.
+"""
