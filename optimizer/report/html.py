@@ -117,19 +117,30 @@ def _models_section(data: ReportData) -> Section:
 
 
 def _model_caption(model: PowerModel) -> str:
-    e, base = model.info.errors, model.util_only_errors
+    e = model.info.errors
     head = (
         f"{model.gpu_model}: dots are {model.info.samples} real bucket means coloured by SM "
-        "clock; lines are the fitted model at three SM clocks, uncapped."
+        "clock; lines are the power the model predicts at the top clock (its demand held at "
+        "the enforced limit, dashed above it) for work with little, typical and much memory "
+        "activity among the samples."
     )
     if "mae_w" not in e:
-        return f"{head} Too few samples to cross-validate the model's error."
+        return f"{head} Too little data to cross-validate the model's error."
     words = (
         f" On GPUs (or time blocks) the fit never saw, it is off by {e['mae_w']:.0f} W on "
         f"average ({e['mape_pct']:.1f} %), root-mean-square {e['rmse_w']:.0f} W"
     )
-    if "mae_w" in base:
-        words += f"; a line in utilization alone would be off by {base['mae_w']:.0f} W"
+    baselines = [
+        f"{name} {errors['mae_w']:.0f} W ({errors['mape_pct']:.1f} %)"
+        for name, errors in (
+            ("a line in utilization alone", model.util_only_errors),
+            ("gradient boosting on utilization, memory, clock and temperature",
+             model.boosting_errors),
+        )
+        if "mae_w" in errors
+    ]  # fmt: skip
+    if baselines:
+        words += "; fitted the same way, " + " and ".join(baselines)
     return f"{head}{words}."
 
 
