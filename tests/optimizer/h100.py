@@ -8,11 +8,14 @@ one workload and a phase can be held out whole.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from wattwise.collector.sim.calibrate import phase_runs, sm_occupancy
+from wattwise.optimizer.models.backtest import leave_one_group_out
+from wattwise.optimizer.models.common import error_summary, take
 from wattwise.optimizer.telemetry import Series
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "h100" / "h100_telemetry_10hz.csv"
@@ -113,3 +116,75 @@ def with_sm_activity_stand_in(series: Series, phases: np.ndarray) -> Series:
 def _occupancy(phase: str) -> float:
     kind, _, rest = phase.partition(":")
     return sm_occupancy(int(rest.split(":")[0])) if kind == "matmul" else 0.0
+
+
+FIT_EVERY_S = 1.0
+SCORE_EVERY_S = 10.0
+BUSY_UTIL_PCT = 5.0
+
+
+@dataclass(frozen=True)
+class PhaseCheck:
+    """The power model and its baselines scored leave-one-phase-out on the H100 file."""
+
+    phases: tuple[str, ...]
+    """In the file's order."""
+    busy: tuple[bool, ...]
+    """Whether the phase ran work (mean utilization at least :data:`BUSY_UTIL_PCT`)."""
+    measured_w: tuple[float, ...]
+    """Each phase's mean of its buckets' measured power."""
+    predicted_w: dict[str, tuple[float, ...]]
+    """Per predictor, each phase's mean of its buckets' predicted power."""
+    errors: dict[str, dict[str, float]]
+    """Per predictor, MAPE and MAE over every scored bucket."""
+    buckets: int
+
+    def phase_error(self, predictor: str) -> np.ndarray:
+        """Each phase's mean predicted power relative to its measured mean, less 1."""
+        predicted, measured = np.array(self.predicted_w[predictor]), np.array(self.measured_w)
+        return np.asarray(predicted / measured - 1.0, dtype=np.float64)
+
+
+def h100_power_check(
+    *,
+    sm_stand_in: bool,
+    fit_every_s: float = FIT_EVERY_S,
+    score_every_s: float = SCORE_EVERY_S,
+    without: tuple[str, ...] = (),
+) -> PhaseCheck:
+    """Fit on ``fit_every_s`` buckets of every phase but one, score that phase's
+    ``score_every_s`` buckets, for each phase in turn; with ``sm_stand_in`` the derived SM
+    activity (:func:`with_sm_activity_stand_in`) is one of the inputs. Phases named in
+    ``without`` are left out of the file altogether."""
+    fit_rows, fit_phases = _without(h100_phase_series(fit_every_s), without)
+    scored, phases = _without(h100_phase_series(score_every_s), without)
+    if sm_stand_in:
+        fit_rows = with_sm_activity_stand_in(fit_rows, fit_phases)
+        scored = with_sm_activity_stand_in(scored, phases)
+    predicted = leave_one_group_out(fit_rows, fit_phases, scored, phases)
+    power = scored.values["power_w"]
+    order = tuple(dict.fromkeys(str(p) for p in phases))
+    util = scored.values["util_gpu_pct"]
+
+    def per_phase(values: np.ndarray) -> tuple[float, ...]:
+        return tuple(float(values[phases == p].mean()) for p in order)
+
+    return PhaseCheck(
+        phases=order,
+        busy=tuple(u >= BUSY_UTIL_PCT for u in per_phase(util)),
+        measured_w=per_phase(power),
+        predicted_w={name: per_phase(values) for name, values in predicted.items()},
+        errors={
+            name: {k: v for k, v in error_summary(power, values, "w").items() if k != "rmse_w"}
+            for name, values in predicted.items()
+        },
+        buckets=len(scored),
+    )
+
+
+def _without(
+    frame: tuple[Series, np.ndarray], phases: tuple[str, ...]
+) -> tuple[Series, np.ndarray]:
+    series, names = frame
+    keep = ~np.isin(names, phases)
+    return take(series, keep), names[keep]
