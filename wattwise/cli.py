@@ -35,9 +35,7 @@ COMMANDS: dict[str, Entry] = {
     "agent": Entry("wattwise.agent.cli", "build_agent_app", True),
     "optimizer": Entry("wattwise.optimizer.service.cli", "build_optimizer_app", True),
     "recommend": Entry("wattwise.optimizer.service.cli", "build_recommend_app", True),
-    "models": Entry(
-        "wattwise.optimizer.service.cli", "models_command", False, "Each model with its accuracy."
-    ),
+    "models": Entry("wattwise.optimizer.service.cli", "build_models_app", True),
     "dashboards": Entry("wattwise.dashboards.cli", "build_dashboards_app", True),
     "report": Entry("wattwise.optimizer.report.cli", "report_command", False),
     "eval": Entry("wattwise.optimizer.evaluation.cli", "eval_command", False),

@@ -1,5 +1,6 @@
 """``wattwise optimizer serve|init-db``, ``wattwise recommend caps|cooling|place`` and
-``wattwise models``: the service, and the same computations run once from the command line.
+``wattwise models [backtest]``: the service, and the same computations run once from the
+command line.
 
 The one-shot commands read the same configuration as ``serve`` (file, environment,
 flags), fit the models locally with a progress bar, and print a table or JSON.
@@ -23,6 +24,7 @@ from rich.table import Table
 from wattwise.clock import SystemClock
 from wattwise.errors import ConfigError
 from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.service.backtesting import SplitError, run_backtest
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.fitted import KeptModels
 from wattwise.optimizer.service.settings import (
@@ -188,6 +190,7 @@ def build_recommend_app() -> typer.Typer:
 
 
 def models_command(
+    ctx: typer.Context,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
     clusters: ListOpt = None,
@@ -199,6 +202,8 @@ def models_command(
 ) -> None:
     """List the models the registry keeps with their accuracy; without a registry
     (``[models] registry_dir`` unset) or with ``--refit``, fit them on the configured window."""
+    if ctx.invoked_subcommand is not None:
+        return
     config = _config(config_path, store, clusters, zones)
     if config.models.registry_dir is not None and not refit:
         infos = KeptModels(config.models.registry_dir, config.models.keep_versions).list()
@@ -210,6 +215,59 @@ def models_command(
     rows = [_model_row(info) for info in infos]
     columns = ("kind", "scope", "version", "window", "samples", "accuracy", "notes")
     _print(rows, columns, as_json)
+
+
+MAX_WORKLOAD_ROWS = 20
+"""Workloads shown per GPU model in the table; ``--json`` lists every one."""
+
+
+def backtest_command(
+    split: Annotated[
+        str | None, typer.Option(help="fit before this time (ISO 8601 or Unix s), score after")
+    ] = None,
+    holdout: Annotated[
+        str | None, typer.Option(help="score the last share of the data's span (default 20%)")
+    ] = None,
+    every: Annotated[
+        int | None,
+        typer.Option(min=1, max=3600, help="bucket in seconds (default: the models' every_s)"),
+    ] = None,
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    store: StoreOpt = None,
+    clusters: ListOpt = None,
+    zones: ListOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit the power models on the telemetry before a split and score them after it."""
+    config = _config(config_path, store, clusters, zones)
+    try:
+        result = run_backtest(config, SystemClock(), split=split, holdout=holdout, every_s=every)
+    except SplitError as e:
+        raise typer.BadParameter(str(e), param_hint=e.option) from e
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"fitted before {result['split']}, scored from it on, {result['every_s']} s buckets")
+    models: list[dict[str, Any]] = result["models"]  # type: ignore[assignment]
+    for row in models:
+        for name, errors in row["baselines"].items():
+            row[f"{name} %"] = errors.get("mape_pct")
+    columns = ("kind", "gpu_model", "samples", "train_samples", "mape_pct", "mae_w")
+    _print(models, (*columns, "util_only %", "boosting %", "note"), False)
+    for row in models:
+        workloads = row["workloads"][:MAX_WORKLOAD_ROWS]
+        typer.echo(f"{row['gpu_model']}, per {row['workloads_by']}:")
+        _print(workloads, ("workload", "samples", "measured_w", "predicted_w", "mape_pct"), False)
+        if len(row["workloads"]) > len(workloads):
+            typer.echo(f"… {len(row['workloads']) - len(workloads)} more (--json lists all)")
+
+
+def build_models_app() -> typer.Typer:
+    """``wattwise models``: list the models, or ``backtest`` them."""
+    app = typer.Typer(invoke_without_command=True, help="Each model with its accuracy.")
+    app.callback()(models_command)
+    app.command("backtest")(backtest_command)
+    return app
 
 
 def _model_row(info: ModelInfo) -> dict[str, object]:
