@@ -45,11 +45,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import lsq_linear
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from wattwise.optimizer.models.common import (
     MIN_CV_GROUPS,
     Bools,
-    FitFn,
     Ints,
     ModelInfo,
     column,
@@ -218,14 +218,18 @@ def _notes(
 def _cv_errors(
     rows: Series, groups: Ints, folds: int, top: float, gpm: tuple[str, ...], leak_max: float
 ) -> dict[str, dict[str, float]]:
-    power = column(rows, "power_w")
+    def cv(
+        predict: Callable[[Series, Series], Floats], among: Bools | None = None
+    ) -> dict[str, float]:
+        frame = rows if among is None else take(rows, among)
 
-    def fitter(predict: Callable[[Series, Series], Floats], among: Bools | None = None) -> FitFn:
         def fit(train: Bools) -> Callable[[Bools], Floats]:
-            trained = take(rows, train if among is None else train & among)
-            return lambda test: predict(trained, take(rows, test))
+            trained = take(frame, train)
+            return lambda test: predict(trained, take(frame, test))
 
-        return fit
+        folded = groups if among is None else groups[among]
+        predicted = grouped_cv_predictions(fit, folded, folds)
+        return error_summary(column(frame, "power_w"), predicted, "w")
 
     def model(train: Series, test: Series) -> Floats:
         coef, nvml_coef = _fit_coefs(train, top, gpm, leak_max)
@@ -238,16 +242,13 @@ def _cv_errors(
     def util(train: Series, test: Series) -> Floats:
         return _util_only(test, _util_only_coef(train))
 
-    every = np.ones(len(rows), dtype=np.bool_)
-    boosted = subsample(every, MAX_BASELINE_ROWS)
-    boosting_cv = grouped_cv_predictions(fitter(boosting_predictions, boosted), groups, folds)
+    # The baseline is fitted and scored on a subsample: trees cost far more than a line.
+    boosted = subsample(np.ones(len(rows), dtype=np.bool_), MAX_BASELINE_ROWS)
     return {
-        "model": error_summary(power, grouped_cv_predictions(fitter(model), groups, folds), "w"),
-        "util": error_summary(power, grouped_cv_predictions(fitter(util), groups, folds), "w"),
-        "boosting": error_summary(power, boosting_cv, "w"),
-        "nvml": error_summary(power, grouped_cv_predictions(fitter(nvml), groups, folds), "w")
-        if gpm
-        else {},
+        "model": cv(model),
+        "util": cv(util),
+        "boosting": cv(boosting_predictions, boosted),
+        "nvml": cv(nvml) if gpm else {},
     }
 
 
@@ -258,8 +259,12 @@ def boosting_predictions(train: Series, test: Series) -> Floats:
     if ok.sum() < 2:
         return np.full(len(test), np.nan)
     regressor = HistGradientBoostingRegressor(random_state=0)
-    regressor.fit(_boosting_inputs(train)[ok], power[ok])
-    return np.asarray(regressor.predict(_boosting_inputs(test)), dtype=np.float64)
+    # One thread: the refit shares the process (and a few cores) with the API, and OpenMP
+    # threads spinning against other work made this baseline 4x slower, not faster.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        regressor.fit(_boosting_inputs(train)[ok], power[ok])
+        predicted = regressor.predict(_boosting_inputs(test))
+    return np.asarray(predicted, dtype=np.float64)
 
 
 def _boosting_inputs(series: Series) -> Floats:
@@ -326,17 +331,26 @@ def _censored_fit(
 ) -> Floats:
     """Bounded least squares in which a censored row counts only while the fit predicts less
     than its value (a convex squared hinge, solved by active sets: each round refits on the
-    exact rows and the censored rows still under-predicted, until that set stops changing)."""
+    exact rows and the censored rows still under-predicted, until that set stops changing).
+
+    Each round solves on the k×k normal equations, not the rows: with ``G = XᵀX + ridge``
+    and ``G = MᵀM``, ``‖Xβ − y‖²`` equals ``‖Mβ − M⁻ᵀXᵀy‖²`` up to a constant, so the
+    bounded solver sees k rows however many the fit has."""
     terms = design.shape[1]
     if target.size == 0:
         return np.zeros(terms)
-    penalty = np.sqrt(RIDGE * target.size) * np.eye(terms)[1:]
+    ridge = np.full(terms, RIDGE * target.size)
+    ridge[0] = 0.0
     active = np.ones(target.size, dtype=np.bool_)
     coef = np.zeros(terms)
     for _ in range(MAX_ACTIVE_SET_ROUNDS):
-        lhs = np.vstack([design[active], penalty])
-        rhs = np.concatenate([target[active], np.zeros(terms - 1)])
-        coef = np.asarray(lsq_linear(lhs, rhs, bounds=bounds, method="bvls").x)
+        rows = design[active]
+        gram = rows.T @ rows + np.diag(ridge)
+        values, vectors = np.linalg.eigh(gram)
+        root = np.sqrt(np.maximum(values, values.max() * 1e-15))
+        square = root[:, None] * vectors.T
+        rhs = (vectors.T @ (rows.T @ target[active])) / root
+        coef = np.asarray(lsq_linear(square, rhs, bounds=bounds, method="bvls").x)
         now = ~censored | (design @ coef < target)
         if np.array_equal(now, active):
             break
