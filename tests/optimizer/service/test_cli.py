@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.optimizer.service.support import fill_store
 from wattwise.errors import ConfigError
 from wattwise.optimizer.service.cli import build_optimizer_app, build_recommend_app, models_command
 
@@ -92,3 +93,23 @@ def test_unknown_store_kind_is_a_config_error_naming_the_key(tmp_path: Path) -> 
 def test_optimizer_app_has_serve_and_init_db() -> None:
     result = CliRunner().invoke(build_optimizer_app(), ["--help"])
     assert "serve" in result.output and "init-db" in result.output
+
+
+def test_models_on_a_short_recording_say_too_little_data_instead_of_mape_100(
+    tmp_path: Path,
+) -> None:
+    # Regression: two GPUs for five minutes are one 600 s block; cross-validation trained on
+    # nothing and the listing read "mape_pct 100".
+    store = tmp_path / "short.sqlite"
+    fill_store(store, nodes=2, gpus=1, minutes=5)
+    path = tmp_path / "optimizer.toml"
+    path.write_text(
+        f'[store]\nkind = "embedded"\nembedded_path = "{store}"\n[models]\nwindow_s = 1e9\n'
+    )
+    app = typer.Typer()
+    app.command()(models_command)
+    result = CliRunner().invoke(app, ["--config", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    power = next(m for m in json.loads(result.output) if m["kind"] == "power")
+    assert power["errors"] == {} and power["accuracy"] == "-"
+    assert "too little data for cross-validation: 1 block" in power["notes"]
