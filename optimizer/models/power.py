@@ -43,10 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import lsq_linear
-from sklearn.ensemble import HistGradientBoostingRegressor
-from threadpoolctl import threadpool_limits
 
+from wattwise.optimizer.models.censored import censored_fit
 from wattwise.optimizer.models.common import (
     MIN_CV_GROUPS,
     Bools,
@@ -63,6 +61,12 @@ from wattwise.optimizer.models.common import (
     time_blocks,
     window_of,
 )
+from wattwise.optimizer.models.power_baselines import (
+    MAX_BASELINE_ROWS,
+    boosting_predictions,
+    fit_util_only,
+    util_only_predictions,
+)
 from wattwise.optimizer.telemetry import Floats, Series
 
 NVML_TERMS = ("1", "x³", "T−40", "u", "m")
@@ -76,21 +80,14 @@ GPM_COLUMNS = (
     "fp16_active_pct",
 )
 """NVML's GPU Performance Monitoring activities (0..100 %), where the GPU measures them."""
-BOOSTING_INPUTS = ("util_gpu_pct", "util_mem_pct", "sm_clock_mhz", "temp_c")
 TEMP_REF_C = 40.0
 HELD_AT_LIMIT = 0.97
 """A capped bucket drawing at least this share of its enforced limit is censored."""
 LEAK_MAX_PER_C = 0.002
 """Upper bound of the leakage coefficient, as a share of the model's top power per °C."""
 MIN_GPM_SHARE = 0.5
-RIDGE = 1e-8
-"""Relative ridge on every term but the intercept: picks the smallest coefficient for a term
-the rows cannot identify (a clock that never moved), and nothing else."""
-MAX_ACTIVE_SET_ROUNDS = 50
 MAX_FIT_ROWS = 200_000
 """Rows per GPU model used to fit; a linear model of a dozen terms is settled long before."""
-MAX_BASELINE_ROWS = 10_000
-"""Rows per GPU model the gradient-boosting baseline is cross-validated on."""
 TOP_CLOCK_QUANTILE = 99.5
 VERSION = 2
 
@@ -128,7 +125,7 @@ class PowerModel:
         return _measured(series, self.demand_w(series))
 
     def predict_util_only(self, series: Series) -> Floats:
-        return _util_only(series, self.util_only_coef)
+        return util_only_predictions(series, self.util_only_coef)
 
 
 def fit_power_models(
@@ -163,7 +160,7 @@ def _fit_one(
     gpm = _gpm_inputs(rows)
     leak_max = LEAK_MAX_PER_C * _top_power(rows)
     coef, nvml_coef = _fit_coefs(rows, top, gpm, leak_max)
-    util_coef = _util_only_coef(rows)
+    util_coef = fit_util_only(rows)
     errors: dict[str, dict[str, float]] = {"model": {}, "util": {}, "boosting": {}, "nvml": {}}
     groups = _cv_groups(rows, folds, block_s)
     n_groups = int(np.unique(groups).size)
@@ -240,7 +237,7 @@ def _cv_errors(
         return _measured(test, _demand(test, top, (), coef, coef))
 
     def util(train: Series, test: Series) -> Floats:
-        return _util_only(test, _util_only_coef(train))
+        return util_only_predictions(test, fit_util_only(train))
 
     # The baseline is fitted and scored on a subsample: trees cost far more than a line.
     boosted = subsample(np.ones(len(rows), dtype=np.bool_), MAX_BASELINE_ROWS)
@@ -250,25 +247,6 @@ def _cv_errors(
         "boosting": cv(boosting_predictions, boosted),
         "nvml": cv(nvml) if gpm else {},
     }
-
-
-def boosting_predictions(train: Series, test: Series) -> Floats:
-    """The gradient-boosting baseline fitted on ``train``'s measured power, for ``test``."""
-    power = column(train, "power_w")
-    ok = np.isfinite(power)
-    if ok.sum() < 2:
-        return np.full(len(test), np.nan)
-    regressor = HistGradientBoostingRegressor(random_state=0)
-    # One thread: the refit shares the process (and a few cores) with the API, and OpenMP
-    # threads spinning against other work made this baseline 4x slower, not faster.
-    with threadpool_limits(limits=1, user_api="openmp"):
-        regressor.fit(_boosting_inputs(train)[ok], power[ok])
-        predicted = regressor.predict(_boosting_inputs(test))
-    return np.asarray(predicted, dtype=np.float64)
-
-
-def _boosting_inputs(series: Series) -> Floats:
-    return np.column_stack([column(series, name) for name in BOOSTING_INPUTS])
 
 
 def _cv_groups(series: Series, folds: int, block_s: float) -> Ints:
@@ -309,14 +287,14 @@ def _fit_coefs(
     power = column(rows, "power_w")
     censored = _held_at_limit(rows)
     nvml = _design(rows, top, ())
-    nvml_coef = _censored_fit(nvml, power, censored, _bounds((), leak_max))
+    nvml_coef = censored_fit(nvml, power, censored, _bounds((), leak_max))
     if not gpm:
         return nvml_coef, nvml_coef
     full = _design(rows, top, gpm)
     has = np.isfinite(full).all(axis=1)
     if has.sum() < 2 * full.shape[1]:
         return np.concatenate([nvml_coef, np.zeros(len(gpm))]), nvml_coef
-    coef = _censored_fit(full[has], power[has], censored[has], _bounds(gpm, leak_max))
+    coef = censored_fit(full[has], power[has], censored[has], _bounds(gpm, leak_max))
     return coef, nvml_coef
 
 
@@ -324,54 +302,6 @@ def _bounds(gpm: tuple[str, ...], leak_max: float) -> tuple[Floats, Floats]:
     lower = np.array([0.0, 0.0, 0.0, 0.0, -np.inf] + [0.0] * len(gpm))
     upper = np.array([np.inf, np.inf, max(leak_max, 1e-9), np.inf, np.inf] + [np.inf] * len(gpm))
     return lower, upper
-
-
-def _censored_fit(
-    design: Floats, target: Floats, censored: Bools, bounds: tuple[Floats, Floats]
-) -> Floats:
-    """Bounded least squares in which a censored row counts only while the fit predicts less
-    than its value (a convex squared hinge, solved by active sets: each round refits on the
-    exact rows and the censored rows still under-predicted, until that set stops changing).
-
-    Each round solves on the k×k normal equations, not the rows: with ``G = XᵀX + ridge``
-    and ``G = MᵀM``, ``‖Xβ − y‖²`` equals ``‖Mβ − M⁻ᵀXᵀy‖²`` up to a constant, so the
-    bounded solver sees k rows however many the fit has."""
-    terms = design.shape[1]
-    if target.size == 0:
-        return np.zeros(terms)
-    ridge = np.full(terms, RIDGE * target.size)
-    ridge[0] = 0.0
-    active = np.ones(target.size, dtype=np.bool_)
-    coef = np.zeros(terms)
-    for _ in range(MAX_ACTIVE_SET_ROUNDS):
-        rows = design[active]
-        gram = rows.T @ rows + np.diag(ridge)
-        values, vectors = np.linalg.eigh(gram)
-        root = np.sqrt(np.maximum(values, values.max() * 1e-15))
-        square = root[:, None] * vectors.T
-        rhs = (vectors.T @ (rows.T @ target[active])) / root
-        coef = np.asarray(lsq_linear(square, rhs, bounds=bounds, method="bvls").x)
-        now = ~censored | (design @ coef < target)
-        if np.array_equal(now, active):
-            break
-        active = now
-    return coef
-
-
-def _util_only_coef(rows: Series) -> Floats:
-    power = column(rows, "power_w")
-    u = column(rows, "util_gpu_pct") / 100.0
-    ok = np.isfinite(power) & np.isfinite(u)
-    if not ok.any():
-        return np.zeros(2)
-    design = np.column_stack([np.ones(int(ok.sum())), u[ok]])
-    coef, *_ = np.linalg.lstsq(design, power[ok], rcond=None)
-    return np.asarray(coef, dtype=np.float64)
-
-
-def _util_only(series: Series, coef: Floats) -> Floats:
-    u = column(series, "util_gpu_pct") / 100.0
-    return np.asarray(coef[0] + coef[1] * u, dtype=np.float64)
 
 
 def _demand(
