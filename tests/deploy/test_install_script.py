@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ database = "wattwise"
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    pip = [str(REPO / ".venv" / "bin" / "pip"), "wheel", "--no-deps", "-q", "-w", str(out)]
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out)]
     subprocess.run([*pip, str(REPO)], check=True, capture_output=True, timeout=120)
     (built,) = out.glob("wattwise-*.whl")
     return built
