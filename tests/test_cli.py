@@ -45,3 +45,24 @@ def test_agent_commands_do_not_load_the_optimizer_stack(tmp_path: Path) -> None:
     code, modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert code == 0
     assert not {"fastapi", "sklearn", "matplotlib", "scipy", "grafana_client"} & set(modules)
+
+
+def test_apscheduler_adding_and_running_jobs_logs_nothing_by_default() -> None:
+    # Regression: "Adding job tentatively" twice and "Scheduler started" at every start.
+    probe = (
+        "import logging\n"
+        "from apscheduler.schedulers.background import BackgroundScheduler\n"
+        "from wattwise.cli import quiet_libraries\n"
+        "logging.basicConfig(level='INFO')\n"
+        "quiet_libraries()\n"
+        "scheduler = BackgroundScheduler()\n"
+        "scheduler.add_job(print, 'interval', seconds=60)\n"
+        "scheduler.start()\n"
+        "scheduler.shutdown()\n"
+        "logging.getLogger('wattwise.check').info('still heard')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == ["INFO:wattwise.check:still heard"]

@@ -82,11 +82,24 @@ def build_cli() -> LazyGroup:
     )
 
 
+CHATTY_LIBRARIES = ("httpx", "httpcore", "apscheduler")
+"""Libraries that log routine work at INFO: httpx a line per request (every write of the
+agent, 86,400 a day), APScheduler every job it adds or runs."""
+
+
+def quiet_libraries() -> None:
+    """Let the libraries speak only of trouble, unless wattwise itself logs at DEBUG."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("WATTWISE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_libraries()
     try:
         result = build_cli().main(args=argv, prog_name="wattwise", standalone_mode=False)
     except ConfigError as e:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.influxd import InfluxServer
 from wattwise.agent import install
 from wattwise.cli import main
 
@@ -120,3 +123,33 @@ def test_install_refuses_a_program_the_unit_would_hide(
     monkeypatch.setattr(install, "default_exec_start", lambda: ["/home/me/venv/bin/wattwise"])
     assert main(["agent", "install", "--dry-run", "--config", "/etc/wattwise-test/agent.toml"]) == 1
     assert "which the unit hides from the agent" in capsys.readouterr().err
+
+
+@pytest.mark.influx
+def test_run_logs_no_line_per_write_by_default(tmp_path: Path, influxd: InfluxServer) -> None:
+    # Regression: httpx logged "HTTP Request: POST …/write" at INFO for every batch the
+    # sender delivered, 86,400 lines a day in the journal of every node.
+    influxd.create_database("quiet")
+    env = {k: v for k, v in os.environ.items() if k != "WATTWISE_LOG_LEVEL"}
+    argv = [
+        sys.executable, "-m", "wattwise", "agent", "run", "--config", "/dev/null",
+        "--source", "sim", "--sim-nodes", "1", "--sim-gpus-per-node", "2",
+        "--interval", "0.1", "--influx-url", influxd.url, "--influx-db", "quiet",
+        "--wal-dir", str(tmp_path / "wal"),
+    ]  # fmt: skip
+    agent = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _gpu_points(influxd, "quiet") < 40:
+            time.sleep(0.2)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, stderr = agent.communicate(timeout=60)
+    assert _gpu_points(influxd, "quiet") >= 40  # many writes were made …
+    assert "HTTP Request" not in stderr  # … and none of them was logged
+    assert len(stderr.strip().splitlines()) <= 2, stderr
+
+
+def _gpu_points(influxd: InfluxServer, db: str) -> int:
+    rows = influxd.rows('SELECT COUNT("power_w") FROM "gpu"', db)
+    return int(str(rows[0]["count"])) if rows else 0
