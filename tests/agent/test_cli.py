@@ -52,6 +52,16 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path, toml: str, key: str) 
     assert key in result.stderr and "is not allowed" in result.stderr
 
 
+def test_check_config_never_prints_a_secret_given_in_the_file(tmp_path: Path) -> None:
+    # Regression: "influx.token: 'secret123' is not allowed" went to the terminal and logs.
+    config = tmp_path / "agent.toml"
+    config.write_text('[influx]\nurl = "http://x:8086"\ntoken = "secret123"\n')
+    result = wattwise("agent", "check-config", str(config))
+    assert result.returncode == 2
+    assert "influx.token: the value (not shown" in result.stderr
+    assert "secret123" not in result.stderr + result.stdout
+
+
 def test_run_with_a_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     wal = tmp_path / "wal"
