@@ -81,7 +81,7 @@ def test_run_with_an_explicit_missing_config_file_exits_2(tmp_path: Path) -> Non
 def test_sim_with_more_nodes_than_its_racks_hold_exits_2_naming_agent_sim_racks() -> None:
     result = wattwise(
         "agent", "probe", "--source", "sim", "--json", "--config", "/dev/null",
-        env={"WATTWISE_AGENT__SIM__NODES": "65", "WATTWISE_AGENT__SIM__RACKS": "1"},
+        env={"WATTWISE_AGENT_AGENT__SIM__NODES": "65", "WATTWISE_AGENT_AGENT__SIM__RACKS": "1"},
     )  # fmt: skip
     assert result.returncode == 2
     assert "agent.sim.racks" in result.stderr and "at least 2 for 65 nodes" in result.stderr
@@ -90,7 +90,7 @@ def test_sim_with_more_nodes_than_its_racks_hold_exits_2_naming_agent_sim_racks(
 def test_probe_sim_json_reports_every_simulated_gpu_and_node() -> None:
     result = wattwise(
         "agent", "probe", "--source", "sim", "--json", "--config", "/dev/null",
-        env={"WATTWISE_AGENT__SIM__NODES": "2", "WATTWISE_AGENT__SIM__GPUS_PER_NODE": "4"},
+        env={"WATTWISE_AGENT_AGENT__SIM__NODES": "2", "WATTWISE_AGENT_AGENT__SIM__GPUS_PER_NODE": "4"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     outcomes = {o["source"]: o for o in json.loads(result.stdout)}

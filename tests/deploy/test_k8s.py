@@ -66,7 +66,7 @@ def test_agent_sees_host_processes_and_gpus_only_on_gpu_nodes() -> None:
     env = {e["name"]: e.get("value") for e in agent["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
-    assert "WATTWISE_AGENT__HOST" in env
+    assert "WATTWISE_AGENT_AGENT__HOST" in env
 
 
 def test_agent_runs_unprivileged_with_the_wal_on_the_host() -> None:
@@ -87,7 +87,9 @@ def test_agent_config_is_accepted_and_its_secret_is_mounted(tmp_path: Path) -> N
     configmap = resource("ConfigMap", "wattwise-agent")
     config_file = tmp_path / "agent.toml"
     config_file.write_text(configmap["data"]["agent.toml"])
-    config = load_config(config_file, None, {"WATTWISE_AGENT__HOST": "gpu-a01"}, require_file=True)
+    config = load_config(
+        config_file, None, {"WATTWISE_AGENT_AGENT__HOST": "gpu-a01"}, require_file=True
+    )
     assert config.agent.host == "gpu-a01"
     assert config.wal.dir == Path("/var/lib/wattwise/wal")
     pod = resource("DaemonSet", "wattwise-agent")["spec"]["template"]["spec"]
