@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import click
 import typer
 from typer.core import TyperGroup
 
@@ -23,51 +24,86 @@ EXIT_CONFIG = 2
 
 @dataclass(frozen=True)
 class Entry:
-    """Where a sub-command lives: a Typer app factory, or a single command function."""
+    """Where a sub-command lives (a Typer app factory, or a single command function), and
+    the one line ``wattwise --help`` shows for it without importing it."""
 
     module: str
     attribute: str
     is_app: bool
-    help: str = ""
+    help: str
 
 
 COMMANDS: dict[str, Entry] = {
-    "agent": Entry("wattwise.agent.cli", "build_agent_app", True),
-    "optimizer": Entry("wattwise.optimizer.service.cli", "build_optimizer_app", True),
-    "recommend": Entry("wattwise.optimizer.service.cli", "build_recommend_app", True),
+    "agent": Entry("wattwise.agent.cli", "build_agent_app", True, "The node agent."),
+    "optimizer": Entry(
+        "wattwise.optimizer.service.cli", "build_optimizer_app", True, "The optimizer service."
+    ),
+    "recommend": Entry(
+        "wattwise.optimizer.service.cli",
+        "build_recommend_app",
+        True,
+        "Recommendations computed here and now.",
+    ),
     "models": Entry(
         "wattwise.optimizer.service.cli", "models_command", False, "Each model with its accuracy."
     ),
-    "dashboards": Entry("wattwise.dashboards.cli", "build_dashboards_app", True),
-    "report": Entry("wattwise.optimizer.report.cli", "report_command", False),
-    "eval": Entry("wattwise.optimizer.evaluation.cli", "eval_command", False),
+    "dashboards": Entry(
+        "wattwise.dashboards.cli",
+        "build_dashboards_app",
+        True,
+        "Check and publish the Grafana dashboards.",
+    ),
+    "report": Entry(
+        "wattwise.optimizer.report.cli",
+        "report_command",
+        False,
+        "A self-contained HTML report: power, models, caps, cooling.",
+    ),
+    "eval": Entry(
+        "wattwise.optimizer.evaluation.cli",
+        "eval_command",
+        False,
+        "Judge wattwise on the twin against baselines and the oracle.",
+    ),
     "demo": Entry(
         "wattwise.demo",
         "demo",
         False,
-        "Run the agent on a simulated fleet into the embedded store, live.",
+        "The whole system on a simulated fleet, on this machine.",
     ),
 }
-"""Every sub-command, loaded only when it is run (or listed by --help): the agent's
-process must not carry the optimizer's web stack, models and plotting."""
+"""Every sub-command, loaded only when it is run: the agent's process must not carry the
+optimizer's web stack, models and plotting, and ``wattwise --help`` loads none of them."""
 
 
 class LazyGroup(TyperGroup):
-    """A command group that imports a sub-command's module when the command is used."""
+    """A command group that imports a sub-command's module only when the command is used."""
+
+    _listing = False
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # The listing needs each command's name and one line, both known without an import.
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def get_command(self, ctx: Any, name: str) -> Any:
         entry = COMMANDS.get(name)
         if entry is None:
             return None
+        if self._listing:
+            return click.Command(name, help=entry.help)
         target = getattr(importlib.import_module(entry.module), entry.attribute)
         if entry.is_app:
             app: typer.Typer = target()
         else:
             app = typer.Typer(add_completion=False)
-            app.command(name, help=entry.help or None)(target)
+            app.command(name, help=entry.help)(target)
         command = typer.main.get_command(app)
         command.name = name
         return command
@@ -79,6 +115,8 @@ def build_cli() -> LazyGroup:
         name="wattwise",
         help="Monitor GPU, host and cooling energy; recommend how to spend less.",
         no_args_is_help=True,
+        # Plain help for the command list: rich's renderer alone costs ~0.1 s to import.
+        rich_markup_mode=None,
     )
 
 
