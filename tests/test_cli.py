@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
+from typer.core import TyperCommand
 
 from wattwise.cli import COMMANDS, build_cli, main
 
@@ -48,7 +48,7 @@ def test_each_listed_help_line_is_the_commands_own() -> None:
         for name, entry in COMMANDS.items():
             command = group.get_command(ctx, name)
             assert command is not None, name
-            listed = click.Command(name, help=entry.help).get_short_help_str(200)
+            listed = TyperCommand(name, help=entry.help).get_short_help_str(200)
             assert command.get_short_help_str(200) == listed, name
 
 

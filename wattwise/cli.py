@@ -13,63 +13,79 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
+from wattwise import __version__
 from wattwise.errors import ConfigError, WattwiseError
+from wattwise.extras import extra_for, install_hint
 
 EXIT_CONFIG = 2
 
 
 @dataclass(frozen=True)
 class Entry:
-    """Where a sub-command lives (a Typer app factory, or a single command function), and
-    the one line ``wattwise --help`` shows for it without importing it."""
+    """Where a sub-command lives (a Typer app factory, or a single command function), the
+    one line ``wattwise --help`` shows for it without importing it, and the extra that
+    installs what it needs (None: the agent's own dependencies)."""
 
     module: str
     attribute: str
     is_app: bool
     help: str
+    extra: str | None = None
 
 
 COMMANDS: dict[str, Entry] = {
     "agent": Entry("wattwise.agent.cli", "build_agent_app", True, "The node agent."),
     "optimizer": Entry(
-        "wattwise.optimizer.service.cli", "build_optimizer_app", True, "The optimizer service."
+        "wattwise.optimizer.service.cli",
+        "build_optimizer_app",
+        True,
+        "The optimizer service.",
+        "optimizer",
     ),
     "recommend": Entry(
         "wattwise.optimizer.service.cli",
         "build_recommend_app",
         True,
         "Recommendations computed here and now.",
+        "optimizer",
     ),
     "models": Entry(
-        "wattwise.optimizer.service.cli", "models_command", False, "Each model with its accuracy."
+        "wattwise.optimizer.service.cli",
+        "models_command",
+        False,
+        "Each model with its accuracy.",
+        "optimizer",
     ),
     "dashboards": Entry(
         "wattwise.dashboards.cli",
         "build_dashboards_app",
         True,
         "Check and publish the Grafana dashboards.",
+        "dashboards",
     ),
     "report": Entry(
         "wattwise.optimizer.report.cli",
         "report_command",
         False,
         "A self-contained HTML report: power, models, caps, cooling.",
+        "report",
     ),
     "eval": Entry(
         "wattwise.optimizer.evaluation.cli",
         "eval_command",
         False,
         "Judge wattwise on the twin against baselines and the oracle.",
+        "optimizer",
     ),
     "demo": Entry(
         "wattwise.demo",
         "demo",
         False,
         "The whole system on a simulated fleet, on this machine.",
+        "demo",
     ),
 }
 """Every sub-command, loaded only when it is run: the agent's process must not carry the
@@ -97,7 +113,7 @@ class LazyGroup(TyperGroup):
         if entry is None:
             return None
         if self._listing:
-            return click.Command(name, help=entry.help)
+            return TyperCommand(name, help=entry.help)
         target = getattr(importlib.import_module(entry.module), entry.attribute)
         if entry.is_app:
             app: typer.Typer = target()
@@ -140,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         result = build_cli().main(args=argv, prog_name="wattwise", standalone_mode=False)
+    except ModuleNotFoundError as e:
+        extra = extra_for(e.name or "", _extra_of(argv if argv is not None else sys.argv[1:]))
+        if extra is None:
+            raise
+        print(f"wattwise: {install_hint(extra, e.name or '', __version__)}", file=sys.stderr)
+        return 1
     except ConfigError as e:
         print(f"wattwise: configuration error: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -153,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         e.show()  # type: ignore[attr-defined]
         return int(getattr(e, "exit_code", 2))
     return result if isinstance(result, int) else 0
+
+
+def _extra_of(argv: list[str]) -> str | None:
+    """The extra of the command named first in ``argv``."""
+    entry = next((COMMANDS[a] for a in argv if a in COMMANDS), None)
+    return None if entry is None else entry.extra
 
 
 def run() -> None:
