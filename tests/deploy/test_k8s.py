@@ -135,3 +135,24 @@ def test_optimizer_config_is_accepted_and_probed_where_it_answers(tmp_path: Path
     )
     assert container["readinessProbe"]["httpGet"]["path"] in get_routes
     assert container["livenessProbe"]["httpGet"]["path"] in get_routes
+
+
+def _dockerfile_stages() -> dict[str, str]:
+    """Each ``FROM … AS name`` stage of deploy/Dockerfile and its instructions."""
+    text = (REPO / "deploy" / "Dockerfile").read_text()
+    parts = re.split(r"^FROM \S+ AS (\S+)\n", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_the_daemonset_runs_the_image_of_the_agent_alone() -> None:
+    # Regression: one image with every dependency (~330 MB) went onto every GPU node.
+    pod = resource("DaemonSet", "wattwise-agent")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"].split(":")[0] == "wattwise-agent"
+    stages = _dockerfile_stages()
+    installs = re.findall(r"pip install [^\n]*", stages["agent"])
+    assert installs == ["pip install --no-cache-dir /dist/wattwise-*.whl \\"]  # no extra
+    assert "[optimizer]" in stages["optimizer"]
+    optimizer = resource("Deployment", "wattwise-optimizer")["spec"]["template"]["spec"]
+    assert optimizer["containers"][0]["image"].split(":")[0] == "wattwise-optimizer"
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert {i["name"] for i in kustomization["images"]} == {"wattwise-agent", "wattwise-optimizer"}
