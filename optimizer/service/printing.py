@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from wattwise.optimizer.recommend.types import changes_limit
+
 Row = Mapping[str, Any]
 HOURS_PER_MONTH = 730.0
 
@@ -27,8 +29,7 @@ CAP_COLUMNS = (
 
 def is_cap_change(row: Row) -> bool:
     """A recommendation to set a limit other than the one the GPU has now."""
-    recommended = row.get("recommended_limit_w")
-    return recommended is not None and recommended != row.get("current_limit_w")
+    return changes_limit(row["current_limit_w"], row.get("recommended_limit_w"))
 
 
 def cap_changes(rows: Sequence[Row]) -> list[Row]:
