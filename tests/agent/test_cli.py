@@ -52,6 +52,21 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path, toml: str, key: str) 
     assert key in result.stderr and "is not allowed" in result.stderr
 
 
+def test_check_config_takes_the_file_as_argument_or_as_config_like_the_other_commands(
+    tmp_path: Path,
+) -> None:
+    # Regression: docs/deploy.md said `check-config --config FILE`, which exited 2.
+    config = tmp_path / "agent.toml"
+    config.write_text('[influx]\nurl = "http://influx.example:8086"\n')
+    for args in ([str(config)], ["--config", str(config)]):
+        result = wattwise("agent", "check-config", *args)
+        assert result.returncode == 0, result.stderr
+        assert f"{config}: OK" in result.stdout
+    other = tmp_path / "other.toml"
+    both = wattwise("agent", "check-config", str(config), "--config", str(other))
+    assert both.returncode == 2 and "--config" in both.stderr
+
+
 def test_check_config_never_prints_a_secret_given_in_the_file(tmp_path: Path) -> None:
     # Regression: "influx.token: 'secret123' is not allowed" went to the terminal and logs.
     config = tmp_path / "agent.toml"
