@@ -34,9 +34,10 @@ wheel: | $(BIN)/python
 
 # What the tests run for real, from Debian's packages: influxd (the store),
 # shellcheck (the install scripts), systemd-analyze (the units), chromium and
-# its driver (the HTML report is opened in a real browser).
+# its driver (the HTML report is opened in a real browser), curl (the API
+# examples of docs/api.md).
 SYSTEM_TOOLS := influxd:influxdb shellcheck:shellcheck systemd-analyze:systemd \
-	chromium:chromium chromedriver:chromium-driver
+	chromium:chromium chromedriver:chromium-driver curl:curl
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
