@@ -276,6 +276,7 @@ def test_every_wattwise_command_in_the_docs_names_real_commands_and_options(
         assert found is not None, f"no command {word!r} in: {command}"
         target = found
     options = {name for param in target.params for name in (*param.opts, *param.secondary_opts)}
+    options.add("--help")
     named = set(re.findall(r"(--[a-z][a-z0-9-]*)", command))
     assert named <= options, f"{sorted(named - options)} are not options of: {command}"
 
