@@ -21,6 +21,7 @@ from wattwise.agent.config import (
 )
 from wattwise.agent.sources import ProbeOutcome
 from wattwise.collector.base import Reading
+from wattwise.errors import ConfigError
 
 ConfigOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional at runtime here
@@ -99,9 +100,16 @@ def probe(
 
 
 def check_config(
-    file: Annotated[Path, typer.Argument(help="the TOML file to validate")],
+    file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help=f"the TOML file to validate (default {DEFAULT_CONFIG_PATH})"),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Validate a configuration file without starting anything."""
+    """Validate a configuration file without starting anything (FILE or --config FILE)."""
+    if file is not None and config is not None and file != config:
+        raise ConfigError("--config", str(config), f"the same file as the argument {file}")
+    file = file or config or DEFAULT_CONFIG_PATH
     settings = load_config(file, None, os.environ, require_file=True)
     require_store_target(settings)
     target = (

@@ -1,6 +1,6 @@
 """Agent settings: pydantic models built by :func:`load_config` and passed in.
 
-Precedence, highest first: command-line flags, ``WATTWISE_<SECTION>__<KEY>``
+Precedence, highest first: command-line flags, ``WATTWISE_AGENT_<SECTION>__<KEY>``
 environment variables, the TOML file, the defaults below. Secrets never come
 from flags: they are read from files named here or from
 ``WATTWISE_INFLUX_PASSWORD`` / ``WATTWISE_INFLUX_TOKEN`` /
@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wattwise.errors import ConfigError
-from wattwise.settings import load_settings
+from wattwise.settings import AGENT_ENV_PREFIX, load_settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/wattwise/agent.toml")
 
@@ -141,6 +141,7 @@ def load_config(
         path,
         overrides,
         env,
+        env_prefix=AGENT_ENV_PREFIX,
         require_file=require_file,
         example="deploy/agent.toml.example",
     )

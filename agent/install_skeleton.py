@@ -11,7 +11,8 @@ CONFIG_SKELETON = """\
 # `wattwise agent install` writes this file once and never overwrites it.
 # Every key is optional; the values shown are the defaults unless the comment
 # says otherwise. Keys left commented out are unset. Any key can also be set
-# from the environment as WATTWISE_<SECTION>__<KEY> (WATTWISE_INFLUX__URL=…).
+# from the environment as WATTWISE_AGENT_<SECTION>__<KEY>
+# (WATTWISE_AGENT_INFLUX__URL=…); the optimizer's WATTWISE_OPTIMIZER_… are not read.
 # After editing: `wattwise agent check-config`, then
 # `systemctl restart wattwise-agent`.
 

@@ -97,11 +97,14 @@ class RedfishBackend:
         except httpx.TimeoutException as e:
             raise SourceUnavailable(f"BMC did not answer {path} in time") from e
         except httpx.TransportError as e:
-            raise SourceUnavailable(f"BMC unreachable for {path}: {type(e).__name__}") from e
+            raise SourceUnavailable(f"BMC unreachable for {path}: {_transport_failure(e)}") from e
         if response.status_code == 404:
             return None
         if response.status_code in (401, 403):
-            raise SourceError(f"BMC refused the credentials ({response.status_code})")
+            raise SourceError(
+                f"BMC refused the credentials ({response.status_code}): check bmc.username "
+                "and the password file"
+            )
         if response.status_code != 200:
             raise SourceError(f"BMC answered {response.status_code} for {path}")
         try:
@@ -163,3 +166,11 @@ def _consumed_watts(power: dict[str, Any]) -> list[float]:
             if reading is not None:
                 watts.append(reading)
     return watts
+
+
+def _transport_failure(error: httpx.TransportError) -> str:
+    """Why a connection failed, in words an operator can act on (never the URL or auth)."""
+    detail = str(error) or type(error).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        return f"its TLS certificate is not trusted (give its CA in bmc.ca_file): {detail}"
+    return detail

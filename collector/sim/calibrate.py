@@ -29,7 +29,8 @@ from wattwise.collector.sim.thermal import AirflowParams
 from wattwise.collector.sim.views import GpuView
 from wattwise.collector.sim.workload import WorkloadSpec
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "h100"
+DEFAULT_DATA_DIR = Path("tests/data/h100")
+"""The real H100 run, from the repository's root (where the docs run this module)."""
 INLET_C = 25.0
 """The data's inlet temperature is unknown; 25 °C is assumed (see GPU_AIR_PREHEAT_C)."""
 SAMPLE_S = 0.1

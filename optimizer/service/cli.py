@@ -3,7 +3,10 @@
 command line.
 
 The one-shot commands read the same configuration as ``serve`` (file, environment,
-flags), fit the models locally with a progress bar, and print a table or JSON.
+flags). They use the models the service keeps in its registry when there are any, and
+say so; otherwise, or with ``--refit``, they fit them here with a progress bar (and say
+that). They print a table or JSON. ``wattwise demo`` writes ``demo-data/optimizer.toml``,
+so ``--config demo-data/optimizer.toml`` points every command at the demo's data.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from wattwise.clock import SystemClock
 from wattwise.errors import ConfigError
 from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.service import printing
 from wattwise.optimizer.service.backtesting import SplitError, run_backtest
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.fitted import KeptModels
@@ -35,6 +38,7 @@ from wattwise.optimizer.service.settings import (
 from wattwise.optimizer.service.views import clean, iso
 from wattwise.optimizer.store import open_store
 from wattwise.optimizer.store.initdb import init_db_command
+from wattwise.settings import OPTIMIZER_ENV_PREFIX
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="optimizer TOML file")]
 StoreOpt = Annotated[
@@ -42,6 +46,9 @@ StoreOpt = Annotated[
 ]
 ListOpt = Annotated[str | None, typer.Option(help="comma-separated; this instance's share")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table")]
+RefitOpt = Annotated[
+    bool, typer.Option("--refit", help="fit the models here instead of using the kept ones")
+]
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -60,25 +67,76 @@ def _config(
     return load_optimizer_config(path, overrides, os.environ)
 
 
+def command_config(path: Path, overrides: dict[str, Any]) -> OptimizerConfig:
+    """The settings of a one-shot command (``recommend``, ``models``, ``report``).
+
+    Without a configuration file nothing names a store, and the defaults would send
+    the command to an InfluxDB on localhost that is not there ("connection refused"):
+    refused here instead, saying what to write or which flag reads the demo's data.
+    """
+    store_given = overrides.get("store.kind") is not None or any(
+        name.startswith(f"{OPTIMIZER_ENV_PREFIX}STORE__") for name in os.environ
+    )
+    if not path.is_file() and not store_given:
+        raise ConfigError(
+            "--config",
+            str(path),
+            f"an optimizer configuration file: write {DEFAULT_CONFIG_PATH} from "
+            "deploy/optimizer.toml.example (store.kind = 'embedded' reads the embedded "
+            "store), or read the demo's data with --config demo-data/optimizer.toml",
+        )
+    return load_optimizer_config(path, overrides, os.environ)
+
+
 @contextmanager
 def _engine(config: OptimizerConfig) -> Iterator[Engine]:
-    store = open_store(config.store, SystemClock())
+    store = open_store(config.store, SystemClock(), must_exist=True)
     try:
         yield Engine(store, config, SystemClock())
     finally:
         store.close()
 
 
-def _fit_and_refresh(engine: Engine, quiet: bool) -> None:
+def ensure_models(engine: Engine, *, refit: bool, quiet: bool) -> None:
+    """Use the models the registry keeps, or fit them here; either way, say which."""
+    registry = engine.config.models.registry_dir
+    if engine.has_models and not refit:
+        fitted_ns = engine.fitted.fitted_at_ns
+        age_min = (SystemClock().time_ns() - fitted_ns) / 60e9
+        typer.echo(
+            f"Using the models kept in {registry}, fitted {iso(fitted_ns)} "
+            f"({age_min:,.0f} min ago); --refit fits them anew.",
+            err=True,
+        )
+        return
+    why = (
+        "as asked"
+        if refit
+        else "no registry is configured ([models] registry_dir)"
+        if registry is None
+        else f"none are kept in {registry} yet"
+    )
+    window_h = engine.config.models.window_s / 3600
+    typer.echo(f"Fitting the models on the last {window_h:g} h of telemetry ({why}).", err=True)
     with Progress(transient=True, disable=quiet) as bar:
         task = bar.add_task("refit", total=1.0)
+        engine.refit(lambda step, share: bar.update(task, completed=share, description=step))
 
-        def progress(step: str, share: float) -> None:
-            bar.update(task, completed=share, description=step)
 
-        engine.refit(progress)
-        bar.update(task, description="recommending")
-        engine.refresh()
+def _fit_and_refresh(engine: Engine, *, refit: bool, quiet: bool) -> None:
+    ensure_models(engine, refit=refit, quiet=quiet)
+    engine.refresh()
+
+
+def _one_shot(
+    path: Path, store: str | None, clusters: str | None, zones: str | None
+) -> OptimizerConfig:
+    overrides = {
+        "store.kind": store,
+        "shard.clusters": _split(clusters),
+        "shard.zones": _split(zones),
+    }
+    return command_config(path, overrides)
 
 
 def serve(
@@ -113,14 +171,22 @@ def caps(
     store: StoreOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="every GPU, not only the limits to change")
+    ] = False,
+    refit: RefitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Power caps per GPU: recommended limit, saving and slowdown."""
-    with _engine(_config(config_path, store, clusters, zones)) as engine:
-        _fit_and_refresh(engine, as_json)
+    """Power limits to change, largest saving first, and their total (--json: every GPU)."""
+    with _engine(_one_shot(config_path, store, clusters, zones)) as engine:
+        _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.caps]
-    columns = ("host", "gpu", "current_limit_w", "recommended_limit_w", "saving_pct")
-    _print(rows, (*columns, "slowdown_pct", "confidence", "reason"), as_json)
+    if as_json:
+        typer.echo(json.dumps(clean(rows), indent=2))
+        return
+    printing.print_caps(rows, show_all=show_all)
+    if not show_all:
+        typer.echo("(--all lists every GPU)")
 
 
 def cooling(
@@ -128,11 +194,12 @@ def cooling(
     store: StoreOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
+    refit: RefitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Cooling setpoints per zone within inlet and GPU temperature limits."""
-    with _engine(_config(config_path, store, clusters, zones)) as engine:
-        _fit_and_refresh(engine, as_json)
+    with _engine(_one_shot(config_path, store, clusters, zones)) as engine:
+        _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.cooling]
     columns = ("cluster", "zone", "current_setpoint_c", "recommended_setpoint_c")
     _print(rows, (*columns, "predicted_max_inlet_c", "saving_w", "reason"), as_json)
@@ -148,9 +215,11 @@ def place(
     duration_s: Annotated[float | None, typer.Option()] = None,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    refit: RefitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Where to place a job; ends with a --nodelist a Slurm user can pass to sbatch."""
+    """The best node for a job and the sbatch --nodelist for it, then the alternatives;
+    exits 1 saying why when no node can take it."""
     try:
         # FastAPI's models load only for the commands that need them, so the
         # agent's process (same console script) does not carry them.
@@ -168,16 +237,16 @@ def place(
         )
     except ValueError as e:
         raise ConfigError("--gpus/--expected-power-w/--duration-s", str(e), "valid values") from e
-    with _engine(_config(config_path, store, None, None)) as engine:
-        _fit_and_refresh(engine, as_json)
+    with _engine(_one_shot(config_path, store, None, None)) as engine:
+        _fit_and_refresh(engine, refit=refit, quiet=as_json)
         result = placing.place(engine, body)
-    candidates: list[dict[str, object]] = result["candidates"]  # type: ignore[assignment]
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    columns = ("host", "gpus", "zone", "rack", "marginal_it_w", "marginal_cooling_w", "reason")
-    _print(candidates, columns, False)
-    typer.echo(f"--nodelist={result['nodelist']}")
+        typer.echo(json.dumps(clean(result), indent=2))
+        placed = bool(result["candidates"])
+    else:
+        placed = printing.print_placement(result, gpus)
+    if not placed:
+        raise typer.Exit(1)
 
 
 def build_recommend_app() -> typer.Typer:
@@ -204,13 +273,12 @@ def models_command(
     (``[models] registry_dir`` unset) or with ``--refit``, fit them on the configured window."""
     if ctx.invoked_subcommand is not None:
         return
-    config = _config(config_path, store, clusters, zones)
+    config = _one_shot(config_path, store, clusters, zones)
     if config.models.registry_dir is not None and not refit:
         infos = KeptModels(config.models.registry_dir, config.models.keep_versions).list()
     else:
-        with _engine(config) as engine, Progress(transient=True, disable=as_json) as bar:
-            task = bar.add_task("refit", total=1.0)
-            engine.refit(lambda s, x: bar.update(task, completed=x, description=s))
+        with _engine(config) as engine:
+            ensure_models(engine, refit=True, quiet=as_json)
             infos = engine.stored_models()
     rows = [_model_row(info) for info in infos]
     columns = ("kind", "scope", "version", "window", "samples", "accuracy", "notes")
@@ -239,7 +307,7 @@ def backtest_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit the power models on the telemetry before a split and score them after it."""
-    config = _config(config_path, store, clusters, zones)
+    config = _one_shot(config_path, store, clusters, zones)
     try:
         result = run_backtest(config, SystemClock(), split=split, holdout=holdout, every_s=every)
     except SplitError as e:
@@ -283,17 +351,4 @@ def _print(rows: list[dict[str, object]], columns: tuple[str, ...], as_json: boo
     if as_json:
         typer.echo(json.dumps(clean(rows), indent=2))
         return
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console().print(table)
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if value is None:
-        return "-"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
+    Console().print(printing.table(rows, columns))

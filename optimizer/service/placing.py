@@ -35,10 +35,13 @@ def place(engine: Engine, body: PlacementBody, *, explain: bool = True) -> dict[
     result = recommend_placement(
         body, snapshot.fleet, engine.config.placement, engine.fitted.profiles, explain=explain
     )
+    # The job runs on one host: Slurm gets the best candidate's, never the whole ranking
+    # (--nodelist with ten hosts would allocate ten nodes to a 1-GPU job).
+    best = [c.host for c in result.candidates[:1]]
     return {
         "candidates": [c.as_dict() for c in result.candidates],
         "rejected": result.rejected,
-        "nodelist": nodelist(c.host for c in result.candidates),
+        "nodelist": nodelist(best),
     }
 
 

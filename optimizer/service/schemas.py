@@ -40,7 +40,9 @@ class PlacementCandidateOut(BaseModel):
 class PlacementOut(BaseModel):
     candidates: list[PlacementCandidateOut]
     rejected: dict[str, str]
-    nodelist: str = Field(description="the candidates' hosts as a Slurm --nodelist value")
+    nodelist: str = Field(
+        description="the best candidate's host as a Slurm --nodelist value ('' when none)"
+    )
 
 
 class ItemsOut(BaseModel):

@@ -1,6 +1,6 @@
 """Optimizer settings: frozen pydantic models built by :func:`load_optimizer_config`.
 
-Precedence, highest first: command-line flags, ``WATTWISE_<SECTION>__<KEY>``
+Precedence, highest first: command-line flags, ``WATTWISE_OPTIMIZER_<SECTION>__<KEY>``
 environment variables, the TOML file, the defaults below (the same rules as
 the agent's :mod:`wattwise.agent.config`). API tokens are configured as the
 SHA-256 of the token, never the token; the webhook secret comes from a file.
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
 from wattwise.optimizer.store.settings import StoreSettings
 from wattwise.optimizer.telemetry import Scope
-from wattwise.settings import load_settings
+from wattwise.settings import OPTIMIZER_ENV_PREFIX, load_settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/wattwise/optimizer.toml")
 Scopes = Literal["read", "admin", "extender"]
@@ -134,6 +134,7 @@ def load_optimizer_config(
         path,
         overrides,
         env,
+        env_prefix=OPTIMIZER_ENV_PREFIX,
         require_file=require_file,
         example="deploy/optimizer.toml.example",
     )

@@ -49,10 +49,25 @@ class StoreSettings(BaseModel):
         return self
 
 
-def open_store(settings: StoreSettings, clock: Clock) -> TelemetryStore:
-    """The store ``settings`` describe, ready to read; the caller closes it."""
+def open_store(
+    settings: StoreSettings, clock: Clock, *, must_exist: bool = False
+) -> TelemetryStore:
+    """The store ``settings`` describe, ready to read; the caller closes it.
+
+    ``must_exist``: an embedded store that is not there is a configuration error, not
+    a new empty file (commands that only read would print empty results from it).
+    """
     if settings.kind == "embedded":
-        return EmbeddedSqliteStore(settings.embedded_path)
+        path = settings.embedded_path
+        if must_exist and not path.is_file():
+            raise ConfigError(
+                "store.embedded_path",
+                str(path),
+                "an embedded store that exists: the agent with store.kind = 'embedded' "
+                "writes one, and `wattwise demo` writes demo-data/wattwise.sqlite "
+                "(read it with --config demo-data/optimizer.toml)",
+            )
+        return EmbeddedSqliteStore(path)
     password = read_secret(None, settings.password_file, setting="store.password_file")
     token = read_secret(None, settings.token_file, setting="store.token_file")
     return InfluxStore(

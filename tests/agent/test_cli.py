@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.influxd import InfluxServer
 from wattwise.agent import install
 from wattwise.cli import main
 
@@ -49,6 +52,31 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path, toml: str, key: str) 
     assert key in result.stderr and "is not allowed" in result.stderr
 
 
+def test_check_config_takes_the_file_as_argument_or_as_config_like_the_other_commands(
+    tmp_path: Path,
+) -> None:
+    # Regression: docs/deploy.md said `check-config --config FILE`, which exited 2.
+    config = tmp_path / "agent.toml"
+    config.write_text('[influx]\nurl = "http://influx.example:8086"\n')
+    for args in ([str(config)], ["--config", str(config)]):
+        result = wattwise("agent", "check-config", *args)
+        assert result.returncode == 0, result.stderr
+        assert f"{config}: OK" in result.stdout
+    other = tmp_path / "other.toml"
+    both = wattwise("agent", "check-config", str(config), "--config", str(other))
+    assert both.returncode == 2 and "--config" in both.stderr
+
+
+def test_check_config_never_prints_a_secret_given_in_the_file(tmp_path: Path) -> None:
+    # Regression: "influx.token: 'secret123' is not allowed" went to the terminal and logs.
+    config = tmp_path / "agent.toml"
+    config.write_text('[influx]\nurl = "http://x:8086"\ntoken = "secret123"\n')
+    result = wattwise("agent", "check-config", str(config))
+    assert result.returncode == 2
+    assert "influx.token: the value (not shown" in result.stderr
+    assert "secret123" not in result.stderr + result.stdout
+
+
 def test_run_with_a_bad_config_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     wal = tmp_path / "wal"
@@ -68,7 +96,7 @@ def test_run_with_an_explicit_missing_config_file_exits_2(tmp_path: Path) -> Non
 def test_sim_with_more_nodes_than_its_racks_hold_exits_2_naming_agent_sim_racks() -> None:
     result = wattwise(
         "agent", "probe", "--source", "sim", "--json", "--config", "/dev/null",
-        env={"WATTWISE_AGENT__SIM__NODES": "65", "WATTWISE_AGENT__SIM__RACKS": "1"},
+        env={"WATTWISE_AGENT_AGENT__SIM__NODES": "65", "WATTWISE_AGENT_AGENT__SIM__RACKS": "1"},
     )  # fmt: skip
     assert result.returncode == 2
     assert "agent.sim.racks" in result.stderr and "at least 2 for 65 nodes" in result.stderr
@@ -77,7 +105,10 @@ def test_sim_with_more_nodes_than_its_racks_hold_exits_2_naming_agent_sim_racks(
 def test_probe_sim_json_reports_every_simulated_gpu_and_node() -> None:
     result = wattwise(
         "agent", "probe", "--source", "sim", "--json", "--config", "/dev/null",
-        env={"WATTWISE_AGENT__SIM__NODES": "2", "WATTWISE_AGENT__SIM__GPUS_PER_NODE": "4"},
+        env={
+            "WATTWISE_AGENT_AGENT__SIM__NODES": "2",
+            "WATTWISE_AGENT_AGENT__SIM__GPUS_PER_NODE": "4",
+        },
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     outcomes = {o["source"]: o for o in json.loads(result.stdout)}
@@ -94,7 +125,7 @@ def test_probe_without_nvidia_driver_says_so_and_reports_host_stats() -> None:
     assert result.returncode == 0
     assert "no GPU readings on this node" in result.stderr
     outcomes = {o["source"]: o for o in json.loads(result.stdout)}
-    assert "nvml" not in outcomes
+    assert outcomes["nvml"]["error"] and outcomes["nvml"]["readings"] == []
     host = outcomes["host"]["readings"][0]["fields"]
     assert host["mem_total_bytes"] > 0
     assert host["cpu_util_pct"] is not None  # a rate, thanks to the second read
@@ -120,3 +151,33 @@ def test_install_refuses_a_program_the_unit_would_hide(
     monkeypatch.setattr(install, "default_exec_start", lambda: ["/home/me/venv/bin/wattwise"])
     assert main(["agent", "install", "--dry-run", "--config", "/etc/wattwise-test/agent.toml"]) == 1
     assert "which the unit hides from the agent" in capsys.readouterr().err
+
+
+@pytest.mark.influx
+def test_run_logs_no_line_per_write_by_default(tmp_path: Path, influxd: InfluxServer) -> None:
+    # Regression: httpx logged "HTTP Request: POST …/write" at INFO for every batch the
+    # sender delivered, 86,400 lines a day in the journal of every node.
+    influxd.create_database("quiet")
+    env = {k: v for k, v in os.environ.items() if k != "WATTWISE_LOG_LEVEL"}
+    argv = [
+        sys.executable, "-m", "wattwise", "agent", "run", "--config", "/dev/null",
+        "--source", "sim", "--sim-nodes", "1", "--sim-gpus-per-node", "2",
+        "--interval", "0.1", "--influx-url", influxd.url, "--influx-db", "quiet",
+        "--wal-dir", str(tmp_path / "wal"),
+    ]  # fmt: skip
+    agent = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and _gpu_points(influxd, "quiet") < 40:
+            time.sleep(0.2)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, stderr = agent.communicate(timeout=60)
+    assert _gpu_points(influxd, "quiet") >= 40  # many writes were made …
+    assert "HTTP Request" not in stderr  # … and none of them was logged
+    assert len(stderr.strip().splitlines()) <= 2, stderr
+
+
+def _gpu_points(influxd: InfluxServer, db: str) -> int:
+    rows = influxd.rows('SELECT COUNT("power_w") FROM "gpu"', db)
+    return int(str(rows[0]["count"])) if rows else 0

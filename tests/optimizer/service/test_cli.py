@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.optimizer.service.support import fill_store
 from wattwise.errors import ConfigError
@@ -28,27 +29,111 @@ def config_file(twin_data: tuple[Path, int], tmp_path: Path) -> Path:
     return path
 
 
+def _recommend(*args: str) -> Result:
+    return CliRunner().invoke(build_recommend_app(), list(args))
+
+
 def test_recommend_caps_json_lists_every_gpu(config_file: Path) -> None:
-    result = CliRunner().invoke(
-        build_recommend_app(), ["caps", "--config", str(config_file), "--json"]
-    )
+    result = _recommend("caps", "--config", str(config_file), "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert len(rows) == 32 and {"host", "gpu", "recommended_limit_w"} <= rows[0].keys()
 
 
+def _table_hosts(text: str) -> list[str]:
+    return re.findall(r"^│ (sim-r\d+-n\d+) ", text, re.MULTILINE)
+
+
+def test_recommend_caps_shows_the_changes_largest_saving_first_then_the_total(
+    config_file: Path,
+) -> None:
+    # Regression: 2,261 lines for 256 GPUs at 80 columns, every GPU, in fleet order.
+    rows = json.loads(_recommend("caps", "--config", str(config_file), "--json").stdout)
+    changes = sorted(
+        (r for r in rows if r["recommended_limit_w"] not in (None, r["current_limit_w"])),
+        key=lambda r: -r["saving_w"],
+    )
+    assert 0 < len(changes) < len(rows)
+    shown = _recommend("caps", "--config", str(config_file))
+    assert shown.exit_code == 0, shown.output
+    assert _table_hosts(shown.stdout) == [r["host"] for r in changes]
+    total_w = sum(r["saving_w"] for r in changes)
+    assert f"{len(changes)} of 32 GPUs to change, saving {total_w:,.0f} W" in shown.stdout
+    every = _recommend("caps", "--config", str(config_file), "--all")
+    assert len(_table_hosts(every.stdout)) == 32
+
+
+def test_recommend_says_whether_it_fits_or_uses_the_kept_models(
+    config_file: Path, tmp_path: Path
+) -> None:
+    # Regression: every call refitted all nine models (~10 s) without a word.
+    fitted = _recommend("caps", "--config", str(config_file), "--json")
+    assert "Fitting the models on the last" in fitted.stderr
+    assert "no registry is configured" in fitted.stderr
+    registry = tmp_path / "models"
+    text = config_file.read_text()
+    config_file.write_text(text.replace("[models]\n", f'[models]\nregistry_dir = "{registry}"\n'))
+    first = _recommend("caps", "--config", str(config_file), "--json")
+    assert f"none are kept in {registry} yet" in first.stderr
+    versions = sorted(p.name for p in registry.rglob("v*.json"))
+    kept = _recommend("caps", "--config", str(config_file), "--json")
+    assert f"Using the models kept in {registry}" in kept.stderr
+    assert sorted(p.name for p in registry.rglob("v*.json")) == versions  # nothing refitted
+    assert json.loads(kept.stdout) == json.loads(first.stdout)
+    refitted = _recommend("caps", "--config", str(config_file), "--json", "--refit")
+    assert "Fitting the models" in refitted.stderr and "(as asked)" in refitted.stderr
+
+
 def test_recommend_cooling_table_shows_each_zone(config_file: Path) -> None:
-    result = CliRunner().invoke(build_recommend_app(), ["cooling", "--config", str(config_file)])
+    result = _recommend("cooling", "--config", str(config_file))
     assert result.exit_code == 0, result.output
-    assert "z1" in result.output and "z2" in result.output
+    assert "z1" in result.stdout and "z2" in result.stdout
 
 
-def test_recommend_place_ends_with_a_slurm_nodelist(config_file: Path) -> None:
+def test_recommend_place_gives_the_best_hosts_nodelist_and_the_rest_apart(
+    config_file: Path,
+) -> None:
+    # Regression: --nodelist named all ten candidates; Slurm would allocate ten nodes.
     args = ["place", "--gpus", "1", "--zone", "z2", "--config", str(config_file)]
-    result = CliRunner().invoke(build_recommend_app(), args)
+    result = _recommend(*args)
     assert result.exit_code == 0, result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("--nodelist=sim-r02-n")
+    hosts = _table_hosts(result.stdout)
+    assert len(hosts) > 1
+    lines = result.stdout.splitlines()
+    assert f"sbatch --nodelist={hosts[0]} …" in lines
+    assert f"Alternatives, best first: {', '.join(hosts[1:])}" in lines
+    placed = json.loads(_recommend(*args, "--json").stdout)
+    assert placed["nodelist"] == placed["candidates"][0]["host"] == hosts[0]
+
+
+def test_recommend_place_with_no_fitting_node_says_why_and_exits_1(config_file: Path) -> None:
+    result = _recommend("place", "--gpus", "64", "--config", str(config_file))
+    assert result.exit_code == 1
+    assert "No node can take a 64-GPU job now:" in result.stdout
+    assert "nodes: fewer than 64 free GPUs that fit the request" in result.stdout
+    assert "sbatch" not in result.stdout
+
+
+def test_read_only_commands_refuse_a_missing_embedded_store_and_create_nothing(
+    tmp_path: Path,
+) -> None:
+    # Regression: an empty SQLite file (directories included) and empty results, exit 0.
+    missing = tmp_path / "no" / "such" / "wattwise.sqlite"
+    path = tmp_path / "optimizer.toml"
+    path.write_text(f'[store]\nkind = "embedded"\nembedded_path = "{missing}"\n')
+    result = _recommend("caps", "--config", str(path))
+    assert isinstance(result.exception, ConfigError)
+    assert result.exception.key == "store.embedded_path" and str(missing) in str(result.exception)
+    assert not (tmp_path / "no").exists()
+
+
+def test_without_a_configuration_file_it_says_so_instead_of_connection_refused(
+    tmp_path: Path,
+) -> None:
+    result = _recommend("caps", "--config", str(tmp_path / "optimizer.toml"))
+    assert isinstance(result.exception, ConfigError)
+    assert result.exception.key == "--config"
+    assert "--config demo-data/optimizer.toml" in str(result.exception)
 
 
 def test_models_json_reports_each_models_accuracy(config_file: Path) -> None:
@@ -56,7 +141,7 @@ def test_models_json_reports_each_models_accuracy(config_file: Path) -> None:
     app.command()(models_command)
     result = CliRunner().invoke(app, ["--config", str(config_file), "--json"])
     assert result.exit_code == 0, result.output
-    power = next(m for m in json.loads(result.output) if m["kind"] == "power")
+    power = next(m for m in json.loads(result.stdout) if m["kind"] == "power")
     assert "mape_pct" in power["accuracy"]
 
 
@@ -74,8 +159,8 @@ def test_models_lists_what_the_registry_keeps_without_refitting(
     assert fitted.exit_code == 0, fitted.output
     listed = CliRunner().invoke(app, args)
     assert listed.exit_code == 0, listed.output
-    rows = json.loads(listed.output)
-    assert rows == json.loads(fitted.output)  # listing did not fit a second version
+    rows = json.loads(listed.stdout)
+    assert rows == json.loads(fitted.stdout)  # listing did not fit a second version
     assert {r["version"] for r in rows} == {1}
     power = next(r for r in rows if r["kind"] == "power")
     assert power["samples"] > 0 and "mape_pct" in power["errors"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -92,26 +91,60 @@ def test_store_write_failure_keeps_the_recommendations(own_copy: tuple[Path, int
     assert engine.store_write_failures == 2  # the model lines and the recommendation lines
 
 
+class _WatchedLock:
+    """A lock that notes when someone had to wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waited = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        self.waited.set()
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def test_first_refresh_waits_for_a_refit_in_progress_instead_of_skipping(
     own_copy: tuple[Path, int],
 ) -> None:
     path, end_ns = own_copy
     store = EmbeddedSqliteStore(path)
     engine = Engine(store, config(), ManualClock(start_ns=end_ns))
-    refit_running = threading.Event()
+    lock = _WatchedLock()
+    engine._refit_lock = lock  # type: ignore[assignment]
+    refitting = threading.Event()
+    refits = []
 
-    def hold_refit_lock() -> None:
-        with engine._refit_lock:  # as the scheduler's first refit does
-            refit_running.set()
-            time.sleep(0.3)
+    def hold_until_refresh_waits(step: str, share: float) -> None:
+        # The scheduler's first refit is under way and stays so until the refresh waits.
+        refitting.set()
+        assert lock.waited.wait(30), "the refresh never waited for the refit"
 
-    holder = threading.Thread(target=hold_refit_lock)
+    def first_refit() -> None:
+        refits.append(engine.refit(hold_until_refresh_waits))
+
+    holder = threading.Thread(target=first_refit)
     holder.start()
-    refit_running.wait(5)
+    assert refitting.wait(30)
     snapshot = engine.refresh()  # raised Busy before, leaving the API empty for 5 minutes
     holder.join()
     store.close()
-    assert len(snapshot.caps) == 32 and engine.has_models
+    assert lock.waited.is_set()
+    assert len(snapshot.caps) == 32
+    # The refresh used the models of the refit it waited for rather than fitting its own.
+    assert refits and engine.fitted is refits[0]
 
 
 def _versions(registry: Path, kind: str) -> set[str]:
