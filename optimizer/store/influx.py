@@ -10,6 +10,8 @@ When ``init-db`` gave the database a finite default retention policy and a
 1-minute downsampled one (``rp_1m``), windows that start before the raw
 data's retention are read from the downsampled policy.
 
+Every query ends within ``deadline_s`` however slowly the store answers (a
+refit must not hold its lock forever on a server dripping bytes).
 Reads stream the answer a chunk at a time (:meth:`InfluxStore._read`) so that no
 single parse holds the GIL for long. httpx errors and HTTP statuses become
 :class:`~wattwise.errors.StoreError` subclasses in
@@ -28,6 +30,7 @@ from typing import Any
 import httpx
 
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.http import deadline_client
 from wattwise.common.influx import InfluxTransport
 from wattwise.common.secrets import Secret
 from wattwise.errors import (
@@ -74,6 +77,7 @@ class InfluxStore(AggregatingStore):
         token: Secret | None = None,
         org: str | None = None,
         timeout_s: float = 10.0,
+        deadline_s: float = 120.0,
         ca_file: Path | None = None,
         verify: bool = True,
         clock: Clock | None = None,
@@ -96,11 +100,13 @@ class InfluxStore(AggregatingStore):
             headers["Authorization"] = f"Token {token.reveal()}"
         elif username:
             auth = httpx.BasicAuth(username, password.reveal() if password else "")
-        self._client = httpx.Client(
-            base_url=self.url,
+        self.deadline_s = deadline_s
+        self._client = deadline_client(
+            self.url,
             headers=headers,
             auth=auth,
-            timeout=timeout_s,
+            timeout_s=timeout_s,
+            total_s=deadline_s,
             verify=_tls(verify, ca_file),
         )
         self._transport = InfluxTransport(
@@ -246,8 +252,11 @@ class InfluxStore(AggregatingStore):
         try:
             yield
         except httpx.TimeoutException as e:
-            raise StoreUnavailable(f"{self.url}: query timed out") from e
-        except httpx.TransportError as e:
+            raise StoreUnavailable(
+                f"{self.url}: no whole answer within the query deadline of {self.deadline_s:g} s "
+                f"or a read timeout ({type(e).__name__})"
+            ) from e
+        except httpx.HTTPError as e:
             raise StoreUnavailable(f"{self.url}: {type(e).__name__}: {e}") from e
 
     # -- writes ----------------------------------------------------------------

@@ -37,7 +37,10 @@ class StoreSettings(BaseModel):
     ca_file: Path | None = None
     verify_tls: bool = True
     embedded_path: Path = Path("/var/lib/wattwise/wattwise.sqlite")
-    timeout_s: float = Field(10.0, gt=0, le=600)
+    timeout_s: float = Field(10.0, gt=0, le=600, description="each network operation")
+    query_deadline_s: float = Field(
+        120.0, gt=0, le=3600, description="a whole query, however slowly the store answers"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> StoreSettings:
@@ -64,6 +67,7 @@ def open_store(settings: StoreSettings, clock: Clock) -> TelemetryStore:
         token=token,
         org=settings.org or None,
         timeout_s=settings.timeout_s,
+        deadline_s=settings.query_deadline_s,
         ca_file=settings.ca_file,
         verify=settings.verify_tls,
         clock=clock,
