@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -99,3 +100,36 @@ def _config_error(error: ValidationError, example: str) -> ConfigError:
     # pydantic says "Input should be greater than 0": keep only what is allowed.
     allowed = first["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
     return ConfigError(key, first.get("input"), allowed)
+
+
+def check_http_url(key: str, url: str, *, password_key: str) -> None:
+    """Refuse ``url`` unless it is http(s) without credentials in it.
+
+    ``http://admin:PW@host`` would be printed by httpx on every request and by
+    ``check-config``: the credentials belong in ``password_key``'s file. The error
+    shows the URL with its credentials masked.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(key, redact_url(url), "a URL starting with http:// or https://")
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise ConfigError(key, redact_url(url), f"a valid URL ({e})") from e
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            key,
+            redact_url(url),
+            f"a URL without user:password@ (put the user in its own setting and the "
+            f"password in {password_key})",
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with anything between ``://`` and the last ``@`` of its authority masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
