@@ -13,12 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wattwise.agent.config import (
-    DEFAULT_CONFIG_PATH,
-    AgentConfig,
-    load_config,
-    require_store_target,
-)
+from wattwise.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from wattwise.agent.preflight import check_runtime
 from wattwise.agent.sources import ProbeOutcome
 from wattwise.collector.base import Reading
 
@@ -70,7 +66,7 @@ def run(
         "store.kind": store,
     }
     settings = _load(config, overrides)
-    require_store_target(settings)
+    check_runtime(settings, os.environ)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -103,7 +99,7 @@ def check_config(
 ) -> None:
     """Validate a configuration file without starting anything."""
     settings = load_config(file, None, os.environ, require_file=True)
-    require_store_target(settings)
+    check_runtime(settings, os.environ)
     target = (
         settings.influx.url if settings.store.kind == "influx" else settings.store.embedded_path
     )

@@ -19,7 +19,7 @@ import httpx
 
 from wattwise.collector.bmc import BmcValues
 from wattwise.common.http import deadline_client
-from wattwise.errors import SourceError, SourceUnavailable
+from wattwise.errors import ConfigError, SourceError, SourceUnavailable
 
 CHASSIS_COLLECTION = "/redfish/v1/Chassis"
 
@@ -121,7 +121,10 @@ def _tls_verification(verify: bool | str | Path) -> bool | ssl.SSLContext:
     """True/False as given; a CA file (BMCs mostly carry self-signed certificates) as a context."""
     if isinstance(verify, bool):
         return verify
-    return ssl.create_default_context(cafile=str(verify))
+    try:
+        return ssl.create_default_context(cafile=str(verify))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("bmc.ca_file", str(verify), f"a readable PEM file ({e})") from e
 
 
 def _member_paths(collection: dict[str, Any]) -> Iterator[str]:

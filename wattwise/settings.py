@@ -54,13 +54,27 @@ def load_settings(
 
 def _read_toml(path: Path, require_file: bool) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError as e:
         if require_file:
             raise ConfigError("config", str(path), "an existing TOML file") from e
         return {}
+    except IsADirectoryError as e:
+        raise ConfigError("config", str(path), "a TOML file, not a directory") from e
     except PermissionError as e:
         raise ConfigError("config", str(path), "a file readable by this user") from e
+    except OSError as e:
+        raise ConfigError("config", str(path), f"a readable TOML file ({e.strerror})") from e
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        hint = "; it looks like UTF-16, save it as UTF-8" if utf16 else ""
+        raise ConfigError(
+            "config", str(path), f"a UTF-8 TOML file (byte {e.start} is not UTF-8{hint})"
+        ) from e
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("config", str(path), f"valid TOML ({e})") from e
 
