@@ -83,6 +83,7 @@ def create_app(
     views = ViewCache(engine)
     engine.add_listener(views.rebuild)
     engine.add_listener(lambda s: _count(metrics, s))
+    metrics.watch_dropped(engine.telemetry.dropped)
     read = Depends(BearerScope(table, "read"))
     admin = Depends(BearerScope(table, "admin"))
     _open_routes(app, engine, config, metrics, read)
@@ -194,6 +195,7 @@ def _read_routes(
         return {
             "fitted_at": iso(fitted.fitted_at_ns),
             "models": [placing.model_dict(info) for info in engine.stored_models()],
+            "dropped_values": placing.dropped_values(engine),
         }
 
 
@@ -204,6 +206,7 @@ def _admin_routes(app: FastAPI, engine: Engine, metrics: ServiceMetrics, admin: 
         return {
             "fitted_at": iso(fitted.fitted_at_ns),
             "models": [placing.model_dict(info) for info in fitted.infos],
+            "dropped_values": placing.dropped_values(engine),
         }
 
     @app.post("/v1/refresh", dependencies=[admin], response_model=RefreshOut, tags=["admin"])
