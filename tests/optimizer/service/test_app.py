@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.agent.http_peer import Answer, http_peer
 from tests.optimizer.service.support import (
     ADMIN_TOKEN,
     EXTENDER_TOKEN,
@@ -21,7 +22,7 @@ from wattwise.clock import ManualClock
 from wattwise.optimizer.service.app import ViewCache, create_app
 from wattwise.optimizer.service.auth import RedactPathTokens
 from wattwise.optimizer.service.engine import Engine
-from wattwise.optimizer.store import EmbeddedSqliteStore
+from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -355,3 +356,19 @@ def test_read_between_new_snapshot_and_its_listener_rebuilt_the_view_on_the_even
     assert views.get() is built
     views.rebuild(newer)
     assert views.get().computed_at_ns == newer.computed_at_ns
+
+
+def test_store_answering_junk_is_a_502_saying_what_was_wrong_not_an_empty_fleet() -> None:
+    junk = Answer(200, {"Content-Type": "application/json"}, b"[1,2,3]")
+    with http_peer([junk]) as peer:
+        store = InfluxStore(peer.url, database="wattwise")
+        engine = Engine(store, config(), ManualClock())
+        with serve(create_app(engine, engine.config)) as url:
+            refresh = httpx.post(f"{url}/v1/refresh", headers=ADMIN, timeout=30)
+            caps = httpx.get(f"{url}/v1/recommendations/power-caps", headers=READ, timeout=30)
+            health = httpx.get(f"{url}/healthz", timeout=30).json()
+        store.close()
+    assert refresh.status_code == 502
+    assert refresh.json()["error"] == "store refused the query"
+    assert "not an InfluxDB query result" in refresh.json()["detail"]
+    assert caps.status_code == 503 and health["ready"] is False
