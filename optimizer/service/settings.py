@@ -59,6 +59,12 @@ class ApiSettings(_Section):
     )
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    max_body_bytes: int = Field(
+        8 << 20, ge=1024, le=256 << 20, description="larger request bodies are refused (413)"
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="a request must arrive whole this soon (else 408)"
+    )
 
 
 class ModelSettings(_Section):
