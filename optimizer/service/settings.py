@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
 from wattwise.optimizer.store.settings import StoreSettings
 from wattwise.optimizer.telemetry import Scope
-from wattwise.settings import load_settings
+from wattwise.settings import check_http_url, load_settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/wattwise/optimizer.toml")
 Scopes = Literal["read", "admin", "extender"]
@@ -88,8 +88,9 @@ class WebhookTarget(_Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("a URL starting with http:// or https://")
+        # Deliveries are signed with webhooks.secret_file; a password in the URL would be
+        # in every log line that names the target.
+        check_http_url("webhooks.targets.url", value, password_key="webhooks.secret_file")
         return value
 
 

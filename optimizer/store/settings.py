@@ -13,6 +13,7 @@ from wattwise.errors import ConfigError
 from wattwise.optimizer.store.embedded import EmbeddedSqliteStore
 from wattwise.optimizer.store.influx import DOWNSAMPLED_RP, InfluxStore
 from wattwise.optimizer.telemetry import TelemetryStore
+from wattwise.settings import check_http_url
 
 
 class StoreSettings(BaseModel):
@@ -45,8 +46,8 @@ class StoreSettings(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> StoreSettings:
         # ConfigError rather than ValueError, so the message names the exact key
-        if self.kind == "influx" and not self.url.startswith(("http://", "https://")):
-            raise ConfigError("store.url", self.url, "a URL starting with http:// or https://")
+        if self.kind == "influx":
+            check_http_url("store.url", self.url, password_key="store.password_file")
         if self.password_file and self.token_file:
             raise ConfigError("store.token_file", str(self.token_file), "unset with password_file")
         return self

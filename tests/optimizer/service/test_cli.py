@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 
 from wattwise.errors import ConfigError
 from wattwise.optimizer.service.cli import build_optimizer_app, build_recommend_app, models_command
+from wattwise.optimizer.service.settings import load_optimizer_config
 
 
 @pytest.fixture
@@ -92,3 +95,34 @@ def test_unknown_store_kind_is_a_config_error_naming_the_key(tmp_path: Path) -> 
 def test_optimizer_app_has_serve_and_init_db() -> None:
     result = CliRunner().invoke(build_optimizer_app(), ["--help"])
     assert "serve" in result.output and "init-db" in result.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[store]\nurl = "http://admin:PW-s3cret@influx:8086"\n', "store.url"),
+        (
+            '[webhooks]\ntargets = [{ url = "https://hook:PW-s3cret@ops.example/wattwise" }]\n',
+            "webhooks.targets.url",
+        ),
+    ],
+)
+def test_credentials_in_an_optimizer_url_are_refused_and_never_echoed(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    path = tmp_path / "optimizer.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_optimizer_config(path, require_file=True)
+    assert caught.value.key == key and "PW-s3cret" not in str(caught.value)
+
+
+def test_optimizer_config_that_is_a_directory_exits_2_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wattwise", "optimizer", "serve", "--config", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "configuration error: config:" in result.stderr and "not a directory" in result.stderr
