@@ -23,7 +23,9 @@ can still be trusted, in ``dropped_lines_total``.
 The directory is read by segment number, whatever the width of the name
 (``7.seg`` sorts before ``00…012.seg``). A file that is not a segment is left
 alone and reported; a segment that cannot be read is skipped with an error
-while the others flow; a new segment never reuses an existing file.
+while the others flow, and stays on disk: once readable, the next start sends
+it (a segment older than the cursor is sent again from its start); a new
+segment never reuses an existing file.
 
 A full disk never leaves half a record behind: a write that cannot be completed
 is cut back to the last whole record and its lines are dropped, the newest
@@ -225,6 +227,14 @@ class Wal:
     def _clamp(self, cursor: WalPosition | None) -> WalPosition:
         """Keep a cursor read from disk inside what the segments really hold."""
         if cursor is None or cursor.seq >= self._segments[-1].seq:
+            return self._segment_start(self._segments[0])
+        if self._segments[0].seq < cursor.seq:
+            # A segment the cursor has passed is deleted as soon as it is: one still here
+            # was skipped (unreadable then) or its deletion was cut short. Sent again from
+            # its start; InfluxDB stores a resent line once.
+            log.warning(
+                "wal: %s is older than the cursor; sending from it again", self._segments[0].path
+            )
             return self._segment_start(self._segments[0])
         for segment in self._segments:
             if segment.seq == cursor.seq and cursor.offset > segment.size_bytes:

@@ -432,3 +432,23 @@ def test_full_disk_drops_the_newest_counted_and_never_leaves_a_torn_record(
     reopened = open_wal(small_tmpfs / "wal")
     assert reopened.stats().skipped_bytes_total == 0  # nothing torn was left behind
     assert drain(reopened) == lines(10**6, 10)
+
+
+def test_segment_skipped_as_unreadable_is_sent_once_readable_again(tmp_path: Path) -> None:
+    wal = open_wal(tmp_path, segment_bytes=4096)
+    for i in range(30):
+        wal.append(lines(i * 10, 10))
+    wal.close()
+    blocked = segment_path(tmp_path, 2)
+    blocked_lines = lines_in(blocked)
+    blocked.chmod(0)
+    subprocess.run(
+        without_file_capabilities([sys.executable, "-c", UNPRIVILEGED_DRAIN, str(tmp_path)]),
+        capture_output=True,
+        check=True,
+    )  # drains everything else: the cursor passes segment 2
+    blocked.chmod(0o600)
+    again = drain(open_wal(tmp_path))
+    # It comes first; after it only lines already delivered are resent (stored once).
+    assert blocked_lines and again[: len(blocked_lines)] == blocked_lines
+    assert set(again[len(blocked_lines) :]) <= {*lines(0, 300), b"m,host=a v=1.0 999"}
