@@ -173,6 +173,16 @@ class AgentRuntime:
         for schedule in self.loop.schedules:
             schedule.source.close()
         self.transport.close()
+        queue, sent = self.wal.stats(), self.sender.stats()
+        log.info(
+            "agent stopped: %d lines read, %d sent, %d dead-lettered, %d dropped, "
+            "%d left in the WAL",
+            self.loop.stats.lines_total,
+            sent.sent_lines_total,
+            sent.dead_lettered_lines_total,
+            queue.dropped_lines_total,
+            queue.queue_lines,
+        )
         self.wal.close()
 
 
