@@ -13,12 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wattwise.agent.config import (
-    DEFAULT_CONFIG_PATH,
-    AgentConfig,
-    load_config,
-    require_store_target,
-)
+from wattwise.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from wattwise.agent.preflight import check_runtime
 from wattwise.agent.sources import ProbeOutcome
 from wattwise.collector.base import Reading
 from wattwise.errors import ConfigError
@@ -71,7 +67,7 @@ def run(
         "store.kind": store,
     }
     settings = _load(config, overrides)
-    require_store_target(settings)
+    check_runtime(settings, os.environ)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -111,7 +107,7 @@ def check_config(
         raise ConfigError("--config", str(config), f"the same file as the argument {file}")
     file = file or config or DEFAULT_CONFIG_PATH
     settings = load_config(file, None, os.environ, require_file=True)
-    require_store_target(settings)
+    check_runtime(settings, os.environ)
     target = (
         settings.influx.url if settings.store.kind == "influx" else settings.store.embedded_path
     )

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from wattwise.collector.bmc import BmcValues
-from wattwise.errors import SourceError, SourceUnavailable
+from wattwise.common.http import deadline_client
+from wattwise.errors import ConfigError, SourceError, SourceUnavailable
 
 CHASSIS_COLLECTION = "/redfish/v1/Chassis"
 
@@ -41,12 +42,15 @@ class RedfishBackend:
         verify: bool | str | Path = True,
         timeout_s: float = 5.0,
     ) -> None:
-        auth = (username, password or "") if username else None
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        # The whole request, not only each read: a BMC answering a byte at a time
+        # would otherwise hold the tick loop.
+        self._client = deadline_client(
+            base_url.rstrip("/"),
             auth=auth,
             verify=_tls_verification(verify),
-            timeout=timeout_s,
+            timeout_s=timeout_s,
+            total_s=timeout_s,
             headers={"Accept": "application/json"},
         )
         self._links: _ChassisLinks | None = None
@@ -120,7 +124,10 @@ def _tls_verification(verify: bool | str | Path) -> bool | ssl.SSLContext:
     """True/False as given; a CA file (BMCs mostly carry self-signed certificates) as a context."""
     if isinstance(verify, bool):
         return verify
-    return ssl.create_default_context(cafile=str(verify))
+    try:
+        return ssl.create_default_context(cafile=str(verify))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("bmc.ca_file", str(verify), f"a readable PEM file ({e})") from e
 
 
 def _member_paths(collection: dict[str, Any]) -> Iterator[str]:

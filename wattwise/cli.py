@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,11 +149,24 @@ def quiet_libraries() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(environ: Mapping[str, str]) -> str:
+    """``WATTWISE_LOG_LEVEL`` (INFO when unset), refused unless it names a level."""
+    level = environ.get("WATTWISE_LOG_LEVEL", "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError("WATTWISE_LOG_LEVEL", level, f"one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("WATTWISE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        level = log_level(os.environ)
+    except ConfigError as e:
+        print(f"wattwise: configuration error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_libraries()
     try:
         result = build_cli().main(args=argv, prog_name="wattwise", standalone_mode=False)

@@ -19,6 +19,8 @@ sqlite3) are converted where they are caught, in one place per library, with
     │   ├── BatchTooLarge      413: the sender splits the batch
     │   └── RejectedBatch      the store refuses the data itself (malformed,
     │                          type conflict): it goes to the dead-letter file
+    ├── AgentError             the agent cannot go on (its sender thread ended):
+    │                          it exits 1 so that its unit restarts it
     ├── InstallError           `wattwise agent install` cannot proceed (not root,
     │                          a command failed, files in a place the unit hides)
     └── StoreError             the optimizer's telemetry store cannot answer
@@ -121,6 +123,10 @@ class BatchTooLarge(DeliveryError):
 
 class RejectedBatch(DeliveryError):
     """The store refused the data itself; retrying the same bytes cannot succeed."""
+
+
+class AgentError(WattwiseError):
+    """The running agent lost a part it cannot run without; it exits for its unit to restart it."""
 
 
 class InstallError(WattwiseError):

@@ -21,6 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -68,13 +69,27 @@ def load_settings(
 
 def _read_toml(path: Path, require_file: bool) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError as e:
         if require_file:
             raise ConfigError("config", str(path), "an existing TOML file") from e
         return {}
+    except IsADirectoryError as e:
+        raise ConfigError("config", str(path), "a TOML file, not a directory") from e
     except PermissionError as e:
         raise ConfigError("config", str(path), "a file readable by this user") from e
+    except OSError as e:
+        raise ConfigError("config", str(path), f"a readable TOML file ({e.strerror})") from e
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        hint = "; it looks like UTF-16, save it as UTF-8" if utf16 else ""
+        raise ConfigError(
+            "config", str(path), f"a UTF-8 TOML file (byte {e.start} is not UTF-8{hint})"
+        ) from e
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("config", str(path), f"valid TOML ({e})") from e
 
@@ -124,3 +139,36 @@ def _config_error(error: ValidationError, example: str) -> ConfigError:
     # pydantic says "Input should be greater than 0": keep only what is allowed.
     allowed = first["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
     return ConfigError(key, first.get("input"), allowed)
+
+
+def check_http_url(key: str, url: str, *, password_key: str) -> None:
+    """Refuse ``url`` unless it is http(s) without credentials in it.
+
+    ``http://admin:PW@host`` would be printed by httpx on every request and by
+    ``check-config``: the credentials belong in ``password_key``'s file. The error
+    shows the URL with its credentials masked.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(key, redact_url(url), "a URL starting with http:// or https://")
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise ConfigError(key, redact_url(url), f"a valid URL ({e})") from e
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            key,
+            redact_url(url),
+            f"a URL without user:password@ (put the user in its own setting and the "
+            f"password in {password_key})",
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with anything between ``://`` and the last ``@`` of its authority masked."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"

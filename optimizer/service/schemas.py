@@ -67,6 +67,11 @@ class ModelOut(BaseModel):
 class ModelsOut(BaseModel):
     fitted_at: str
     models: list[ModelOut]
+    dropped_values: dict[str, int] = Field(
+        default_factory=dict,
+        description="telemetry values dropped as physically impossible since start, "
+        "by measurement.field",
+    )
 
 
 class RefreshOut(BaseModel):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
 from wattwise.optimizer.store.settings import StoreSettings
 from wattwise.optimizer.telemetry import Scope
-from wattwise.settings import OPTIMIZER_ENV_PREFIX, load_settings
+from wattwise.settings import OPTIMIZER_ENV_PREFIX, check_http_url, load_settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/wattwise/optimizer.toml")
 Scopes = Literal["read", "admin", "extender"]
@@ -59,6 +59,12 @@ class ApiSettings(_Section):
     )
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    max_body_bytes: int = Field(
+        8 << 20, ge=1024, le=256 << 20, description="larger request bodies are refused (413)"
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="a request must arrive whole this soon (else 408)"
+    )
 
 
 class ModelSettings(_Section):
@@ -82,8 +88,9 @@ class WebhookTarget(_Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("a URL starting with http:// or https://")
+        # Deliveries are signed with webhooks.secret_file; a password in the URL would be
+        # in every log line that names the target.
+        check_http_url("webhooks.targets.url", value, password_key="webhooks.secret_file")
         return value
 
 

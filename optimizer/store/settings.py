@@ -13,6 +13,7 @@ from wattwise.errors import ConfigError
 from wattwise.optimizer.store.embedded import EmbeddedSqliteStore
 from wattwise.optimizer.store.influx import DOWNSAMPLED_RP, InfluxStore
 from wattwise.optimizer.telemetry import TelemetryStore
+from wattwise.settings import check_http_url
 
 
 class StoreSettings(BaseModel):
@@ -37,13 +38,16 @@ class StoreSettings(BaseModel):
     ca_file: Path | None = None
     verify_tls: bool = True
     embedded_path: Path = Path("/var/lib/wattwise/wattwise.sqlite")
-    timeout_s: float = Field(10.0, gt=0, le=600)
+    timeout_s: float = Field(10.0, gt=0, le=600, description="each network operation")
+    query_deadline_s: float = Field(
+        120.0, gt=0, le=3600, description="a whole query, however slowly the store answers"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> StoreSettings:
         # ConfigError rather than ValueError, so the message names the exact key
-        if self.kind == "influx" and not self.url.startswith(("http://", "https://")):
-            raise ConfigError("store.url", self.url, "a URL starting with http:// or https://")
+        if self.kind == "influx":
+            check_http_url("store.url", self.url, password_key="store.password_file")
         if self.password_file and self.token_file:
             raise ConfigError("store.token_file", str(self.token_file), "unset with password_file")
         return self
@@ -79,6 +83,7 @@ def open_store(
         token=token,
         org=settings.org or None,
         timeout_s=settings.timeout_s,
+        deadline_s=settings.query_deadline_s,
         ca_file=settings.ca_file,
         verify=settings.verify_tls,
         clock=clock,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 import threading
@@ -87,11 +88,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
+def serve(app: FastAPI, *, http: type[asyncio.Protocol] | str = "auto") -> Iterator[str]:
     """Run ``app`` under uvicorn on a free port in a thread; yield its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http=http
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from typer.testing import CliRunner, Result
 from tests.optimizer.service.support import fill_store
 from wattwise.errors import ConfigError
 from wattwise.optimizer.service.cli import build_optimizer_app, build_recommend_app, models_command
+from wattwise.optimizer.service.settings import load_optimizer_config
 
 
 @pytest.fixture
@@ -198,3 +201,34 @@ def test_models_on_a_short_recording_say_too_little_data_instead_of_mape_100(
     power = next(m for m in json.loads(result.output) if m["kind"] == "power")
     assert power["errors"] == {} and power["accuracy"] == "-"
     assert "too little data for cross-validation: 1 block" in power["notes"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[store]\nurl = "http://admin:PW-s3cret@influx:8086"\n', "store.url"),
+        (
+            '[webhooks]\ntargets = [{ url = "https://hook:PW-s3cret@ops.example/wattwise" }]\n',
+            "webhooks.targets.url",
+        ),
+    ],
+)
+def test_credentials_in_an_optimizer_url_are_refused_and_never_echoed(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    path = tmp_path / "optimizer.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_optimizer_config(path, require_file=True)
+    assert caught.value.key == key and "PW-s3cret" not in str(caught.value)
+
+
+def test_optimizer_config_that_is_a_directory_exits_2_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wattwise", "optimizer", "serve", "--config", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "configuration error: config:" in result.stderr and "not a directory" in result.stderr

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.drip import drip_server
 from tests.optimizer.service.support import config
 from wattwise.clock import ManualClock
 from wattwise.common.embedded import EmbeddedStore
 from wattwise.errors import NotReady, StoreUnavailable
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.store import EmbeddedSqliteStore
+from wattwise.optimizer.store.influx import InfluxStore
 
 
 @pytest.fixture
@@ -230,3 +232,17 @@ def test_unwritable_registry_still_installs_the_refit(
     fitted = engine.refit()
     store.close()
     assert engine.fitted is fitted and engine.registry_failures == 1
+
+
+def test_refit_against_a_store_dripping_its_answer_fails_and_frees_the_lock() -> None:
+    # The store answers a byte at a time: a refit used to wait forever holding its lock,
+    # so every later /v1/refit answered 409.
+    with drip_server(interval_s=0.05) as server:
+        store = InfluxStore(server.url, database="wattwise", timeout_s=5.0, deadline_s=1.0)
+        engine = Engine(store, config(), ManualClock())
+        with pytest.raises(StoreUnavailable, match="deadline"):
+            engine.refit()
+        with pytest.raises(StoreUnavailable, match="deadline"):
+            engine.refit()  # not Busy: the first one let go of the lock
+        store.close()
+    assert len(server.requests) >= 2
