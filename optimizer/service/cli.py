@@ -332,7 +332,10 @@ def backtest_command(
 
 def build_models_app() -> typer.Typer:
     """``wattwise models``: list the models, or ``backtest`` them."""
-    app = typer.Typer(invoke_without_command=True, help="Each model with its accuracy.")
+    app = typer.Typer(
+        invoke_without_command=True,
+        help="Each model with its accuracy; backtest on held-out telemetry.",
+    )
     app.callback()(models_command)
     app.command("backtest")(backtest_command)
     return app

@@ -198,7 +198,7 @@ def test_models_on_a_short_recording_say_too_little_data_instead_of_mape_100(
     app.command()(models_command)
     result = CliRunner().invoke(app, ["--config", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    power = next(m for m in json.loads(result.output) if m["kind"] == "power")
+    power = next(m for m in json.loads(result.stdout) if m["kind"] == "power")
     assert power["errors"] == {} and power["accuracy"] == "-"
     assert "too little data for cross-validation: 1 block" in power["notes"]
 
