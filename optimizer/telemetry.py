@@ -30,9 +30,11 @@ GPU_SERIES_COLUMNS = (
     "temp_c",
     "capped_share",
     "energy_j",
+    "power_peak_w",
 )
 """Per GPU and time bucket: means, except ``capped_share`` (share of samples with
-clock-event reason 0x4, software power cap, 0..1) and ``energy_j`` (sum)."""
+clock-event reason 0x4, software power cap, 0..1), ``energy_j`` (sum) and ``power_peak_w``
+(the highest instantaneous power read in the bucket: the bursts a power limit acts on)."""
 
 HOST_SERIES_COLUMNS = ("inlet_temp_c", "node_power_w", "cpu_util_pct", "cpu_power_w")
 ZONE_SERIES_COLUMNS = (

@@ -72,6 +72,9 @@ class TelemetryRecorder:
                 continue
             if column.how == "capped_share":
                 value = 1.0 if int(value) & CAPPED_BIT else 0.0
+            if column.how == "max":
+                value = max(float(value), bucket.sums[i]) if bucket.counts[i] else float(value)
+                bucket.sums[i] = 0.0
             bucket.sums[i] += float(value)
             bucket.counts[i] += 1
 
@@ -106,5 +109,5 @@ def _values(spec: SeriesSpec, bucket: _Bucket) -> list[float | None]:
         if count == 0:
             out.append(None)
         else:
-            out.append(total if column.how == "sum" else total / count)
+            out.append(total if column.how in ("sum", "max") else total / count)
     return out

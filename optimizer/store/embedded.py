@@ -54,7 +54,7 @@ def _aggregate(column: Column) -> str:
     picked = f"CASE WHEN t.field = '{column.field}' THEN t.value END"
     if column.how == "capped_share":
         return f"avg((({picked}) & {CAPPED_BIT}) != 0)"
-    return f"{'avg' if column.how == 'mean' else 'sum'}({picked})"
+    return f"{ {'mean': 'avg', 'sum': 'sum', 'max': 'max'}[column.how] }({picked})"
 
 
 def _scope_sql(filters: dict[str, tuple[str, ...]]) -> tuple[str, list[object]]:

@@ -29,7 +29,7 @@ from wattwise.optimizer.telemetry import (
     ZoneState,
 )
 
-How = Literal["mean", "sum", "capped_share"]
+How = Literal["mean", "sum", "max", "capped_share"]
 T = TypeVar("T")
 
 CAPPED_BIT = 0x4
@@ -65,7 +65,9 @@ def _means(names: Sequence[str]) -> tuple[Column, ...]:
 
 
 _NODE_TAGS = ("host", "cluster", "zone", "rack")
-_GPU_MEANS = tuple(c for c in GPU_SERIES_COLUMNS if c not in ("capped_share", "energy_j"))
+_GPU_MEANS = tuple(
+    c for c in GPU_SERIES_COLUMNS if c not in ("capped_share", "energy_j", "power_peak_w")
+)
 
 GPU_SPEC = SeriesSpec(
     "gpu",
@@ -74,6 +76,7 @@ GPU_SPEC = SeriesSpec(
         *_means(_GPU_MEANS),
         Column("capped_share", CAPPED_SOURCE_FIELD, "capped_share"),
         Column("energy_j", "energy_j", "sum"),
+        Column("power_peak_w", "power_instant_w", "max"),
     ),
 )
 HOST_SPEC = SeriesSpec("host", _NODE_TAGS, _means(HOST_SERIES_COLUMNS))

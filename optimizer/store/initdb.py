@@ -7,6 +7,7 @@ What it sets up (idempotent: run it again to change a duration)::
     retention policy "rp_1m" DURATION 400d           1-minute downsampled data
     continuous query "cq_<measurement>_1m" per measurement:
         SELECT mean(*)[, sum("<x>energy_j") AS "sum_<x>energy_j"]
+               [, max("power_instant_w") AS "max_power_instant_w"]
         INTO "wattwise"."rp_1m"."<measurement>" FROM "wattwise"."raw"."<measurement>"
         GROUP BY time(1m), *
     continuous query "cq_gpu_capped_1m":
@@ -15,8 +16,8 @@ What it sets up (idempotent: run it again to change a duration)::
               GROUP BY *)
         GROUP BY time(1m), *
 
-so ``rp_1m`` holds ``mean_<field>`` for every numeric field, ``sum_energy_j``
-and ``capped_share``: what :class:`~.influx.InfluxStore` reads for windows
+so ``rp_1m`` holds ``mean_<field>`` for every numeric field, ``sum_energy_j``,
+``max_power_instant_w`` and ``capped_share``: what :class:`~.influx.InfluxStore` reads for windows
 older than the raw retention. :func:`backfill` runs the same queries once over
 a past range (continuous queries only cover time from their creation on).
 InfluxDB 2.x and 3.x have no continuous queries; ``docs/influxdb.md`` gives
@@ -34,11 +35,13 @@ import typer
 from wattwise.collector.schema import MEASUREMENTS
 from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError
-from wattwise.optimizer.store.frames import CAPPED_BIT, CAPPED_SOURCE_FIELD
+from wattwise.optimizer.store.frames import CAPPED_BIT, CAPPED_SOURCE_FIELD, GPU_SPEC
 from wattwise.optimizer.store.influx import DOWNSAMPLED_RP, InfluxStore
 from wattwise.optimizer.store.influxql import ident, source
 
 RAW_RP = "raw"
+PEAK_FIELDS = frozenset(c.field for c in GPU_SPEC.columns if c.how == "max")
+"""Fields whose highest value per minute is kept (``max_<field>``): the bursts of power."""
 _DURATION = re.compile(r"^(INF|\d+[mhdw])$")
 
 
@@ -49,6 +52,7 @@ def downsample_selects(database: str, *, raw_rp: str = RAW_RP) -> dict[str, str]
         sums = [
             f"sum({ident(f)}) AS {ident('sum_' + f)}" for f in spec.fields if f.endswith("energy_j")
         ]
+        sums += [f"max({ident(f)}) AS {ident('max_' + f)}" for f in spec.fields if f in PEAK_FIELDS]
         into = source(database, DOWNSAMPLED_RP, measurement)
         selects[f"cq_{measurement}_1m"] = (
             f"SELECT {', '.join(['mean(*)', *sums])} INTO {into}"

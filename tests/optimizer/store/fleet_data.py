@@ -111,6 +111,8 @@ def reference_series(
 def _aggregate(values: list[float], how: str) -> float:
     if not values:
         return math.nan
+    if how == "max":
+        return max(values)
     return sum(values) if how == "sum" else sum(values) / len(values)
 
 
