@@ -26,6 +26,7 @@ from wattwise.clock import ManualClock
 from wattwise.collector.sim.fleet import SimFleet
 from wattwise.collector.sim.spec import FleetSpec, NodeSpec
 from wattwise.collector.sim.thermal import AirflowParams
+from wattwise.collector.sim.truths import DEFAULT_TRUTH, TRUTHS
 from wattwise.collector.sim.views import GpuView
 from wattwise.collector.sim.workload import WorkloadSpec
 
@@ -34,11 +35,23 @@ DEFAULT_DATA_DIR = Path("tests/data/h100")
 INLET_C = 25.0
 """The data's inlet temperature is unknown; 25 °C is assumed (see GPU_AIR_PREHEAT_C)."""
 SAMPLE_S = 0.1
-POWER_TOLERANCE = 0.10
+POWER_TOLERANCE = 0.05
 CLOCK_TOLERANCE = 0.05
+KNOWN_MISSES = {"matmul:8192:duty=0.75": 0.07}
+"""Phases the twin cannot bring within the tolerance, with the bound it is held to instead.
+One controller parameter (how much of a burst it acts on) serves all four duty cycles; the
+fit that puts the other three and every full-duty phase within 5 % leaves the 75 % duty
+cycle 6.5 % low in power (its clock is within 3.3 %)."""
 TEMP_TOLERANCE_C = 4.0
 H100_SMS = 132
 MATMUL_TILE = 128
+DUTY_CYCLE_BURST_ENFORCEMENT = 0.49
+"""How much of the run's bursts the H100's controller acted on: its duty cycles had a 100 ms
+period (``collect.py``), kernels of 10–75 ms. Fitted with the H100's clock curve."""
+OTHER_TRUTH_TOLERANCE = 0.10
+"""The other truths hold their voltage curve at one side of the plausible range and refit the
+rest; the same data are then matched within 10 % (the duty cycles' controller setting is the
+calibrated truth's)."""
 SETTLE_S = 2.0
 """Clock means skip each phase's first seconds, while the controller settles."""
 
@@ -84,7 +97,7 @@ class Result:
     def ok(self) -> bool:
         p = self.phase
         return (
-            abs(self.power_error) <= POWER_TOLERANCE
+            abs(self.power_error) <= KNOWN_MISSES.get(p.name, POWER_TOLERANCE)
             and (not p.checks_clock or abs(self.clock_error) <= CLOCK_TOLERANCE)
             and (not p.checks_temp or abs(self.temp_error_c) <= TEMP_TOLERANCE_C)
         )
@@ -145,7 +158,8 @@ def _phase(rows: list[dict[str, str]], end_t: float, work: dict[str, str] | None
         real_clock_mhz=clock,
         real_end_temp_c=float(col("temp_c")[-1]),
         real_temps_c=tuple(col("temp_c").tolist()),
-        checks_clock=full_duty or (work is not None and work["kind"] == "copy"),
+        # The idle clock is the driver's (it steps down over seconds), not the model's.
+        checks_clock=name != "idle",
         # A launch-bound kernel heats only the SMs it occupies: a hot spot the one-node
         # die model cannot show, so its temperature is reported but not held to tolerance.
         checks_temp=(full_duty and compute == 1.0) or name == "cooldown",
@@ -157,7 +171,7 @@ def sm_occupancy(size: int) -> float:
     return min((size // MATMUL_TILE) ** 2 / H100_SMS, 1.0)
 
 
-def replay(phases: list[Phase]) -> list[Result]:
+def replay(phases: list[Phase], truth: str = DEFAULT_TRUTH) -> list[Result]:
     """Run every phase in order through one simulated H100 and summarise each."""
     clock = ManualClock()
     spec = FleetSpec(
@@ -166,6 +180,7 @@ def replay(phases: list[Phase]) -> list[Result]:
         busy_share=0.0,
         setpoint_c=INLET_C,
         airflow=AirflowParams(slot_rise_c=0.0, recirculation_c_per_kw=0.0, rack_offset_max_c=0.0),
+        truth=truth,
     )
     fleet = SimFleet(spec, clock)
     gpus = fleet.gpu_source()
@@ -198,6 +213,7 @@ def _start(fleet: SimFleet, phase: Phase) -> None:
         compute=phase.compute,
         memory=phase.memory,
         memory_bound=1.0 - phase.compute,
+        burst_enforcement=DUTY_CYCLE_BURST_ENFORCEMENT,
         duty_min=phase.busy,
         duty_max=phase.busy,
         mean_length_s=phase.seconds,
@@ -266,14 +282,30 @@ def main(argv: list[str]) -> int:
             f"\ncooldown, {COOLDOWN_PROBE_S:g} s after load: real {real:.0f} °C, sim {sim:.1f} °C"
         )
     print(
-        f"\ntolerances: power ±{POWER_TOLERANCE:.0%} every phase; SM clock ±{CLOCK_TOLERANCE:.0%} "
-        f"on full-duty and copy phases; temperature ±{TEMP_TOLERANCE_C:g} °C at the end of "
-        "full-duty phases that fill the GPU and during cooldown; (info) is reported only"
+        f"\ntolerances: power ±{POWER_TOLERANCE:.0%} every phase (known misses: "
+        + ", ".join(f"{n} ±{b:.0%}" for n, b in KNOWN_MISSES.items())
+        + f"); SM clock ±{CLOCK_TOLERANCE:.0%} every phase but idle; temperature "
+        f"±{TEMP_TOLERANCE_C:g} °C at the end of full-duty phases that fill the GPU and during "
+        "cooldown; (info) is reported only"
     )
     problems = failures(results)
+    phases = load_phases(data_dir)
+    for truth in TRUTHS:
+        if truth != DEFAULT_TRUTH:
+            power, clock = worst_errors(replay(phases, truth))
+            print(f"truth {truth}: worst power {power:.1%}, worst SM clock {clock:.1%}")
+            if max(power, clock) > OTHER_TRUTH_TOLERANCE:
+                problems.append(f"truth {truth}: outside ±{OTHER_TRUTH_TOLERANCE:.0%}")
     for problem in problems:
         print(f"FAIL {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def worst_errors(results: list[Result]) -> tuple[float, float]:
+    """Worst relative power error of any phase, and of SM clock where it is checked."""
+    power = max(abs(r.power_error) for r in results)
+    clock = max(abs(r.clock_error) for r in results if r.phase.checks_clock)
+    return power, clock
 
 
 if __name__ == "__main__":

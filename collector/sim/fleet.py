@@ -23,6 +23,7 @@ from wattwise.collector.sim.models import gpu_model
 from wattwise.collector.sim.power import PowerStates
 from wattwise.collector.sim.spec import FleetSpec
 from wattwise.collector.sim.truth import GroundTruth
+from wattwise.collector.sim.truths import under_truth
 from wattwise.collector.sim.workload import Jobs, Scheduler, WorkloadSpec
 from wattwise.errors import ConfigError
 
@@ -47,12 +48,16 @@ class SimFleet:
         self.spec = spec
         self.clock = clock
         self.layout = Layout.of(spec)
-        self.models = [gpu_model(spec.nodes[n].gpu_model) for n in self.layout.node_of_gpu]
+        self.models = [
+            under_truth(gpu_model(spec.nodes[n].gpu_model), spec.truth)
+            for n in self.layout.node_of_gpu
+        ]
         self.params = dvfs.GpuParams.of(self.models)
         count = self.layout.gpu_count
         rng = np.random.default_rng(spec.seed)
         self._rng = rng
         self.limit_w = np.array([m.default_limit_w for m in self.models])
+        self.locked_clock_mhz = np.full(count, np.inf)
         self.jobs = Jobs.idle(count)
         self.scheduler = Scheduler(spec.workloads, spec.idle_gap_mean_s, rng)
         self.scheduler.populate(self.jobs, spec.busy_share)
@@ -116,7 +121,9 @@ class SimFleet:
             self.params, self._gpu_air_c(), self.op.power_w, self.op.memory_power_w, dt_s
         )
         clock_rel = self.op.sm_clock_mhz / self.params.max_sm_clock_mhz
-        self.work_rate = self.op.busy * dvfs.throughput(clock_rel, self.jobs.memory_bound)
+        self.work_rate = self.op.busy * dvfs.throughput(
+            clock_rel, self.jobs.memory_bound, self.params.roofline_sharpness
+        )
         self.energy_j += self.op.power_w * dt_s
         self.work += self.work_rate * dt_s
         self._remember_power(dt_s)
@@ -130,8 +137,10 @@ class SimFleet:
             busy=self.scheduler.jittered_duty(self.jobs) * up,
             compute=self.jobs.compute,
             memory=self.jobs.memory,
+            burst_enforcement=self.jobs.burst_enforcement,
             temp_c=temp_c,
             limit_w=self.limit_w,
+            locked_clock_mhz=self.locked_clock_mhz,
         )
 
     def _step_nodes_and_zones(self, dt_s: float) -> None:
@@ -222,6 +231,14 @@ class SimFleet:
         self.models[index].check_limit(watts)
         self.sync()
         self.limit_w[index] = watts
+
+    def lock_clock(self, host: str, gpu: int, mhz: float | None) -> None:
+        """Hold a GPU's SM clock at or under ``mhz`` (``None`` unlocks), as
+        ``nvmlDeviceSetGpuLockedClocks`` would; the calibration against published clock
+        sweeps uses it."""
+        index = self.gpu_index(host, gpu)
+        self.sync()
+        self.locked_clock_mhz[index] = np.inf if mhz is None else mhz
 
     def set_setpoint(self, zone: str, celsius: float) -> None:
         """Set a zone's supply temperature setpoint; the supply air follows within minutes."""

@@ -46,8 +46,15 @@ class GpuModel:
     leak_w_per_c: float
     """Leakage rise per °C of die temperature above ``leak_ref_temp_c``."""
     leak_ref_temp_c: float
-    voltage_floor: float
-    """v0 in phi(x) = x·(v0 + (1 - v0)·x)²: 0 is cubic in clock, 1 is linear."""
+    knee_clock_rel: float
+    """Relative SM clock below which the voltage stays at its floor (power ∝ clock there)."""
+    knee_voltage: float
+    """Voltage at and below the knee, relative to the voltage at the top clock."""
+    voltage_curvature: float
+    """γ in V = v_knee + (1 − v_knee)·s^γ above the knee (s: 0 at the knee, 1 at the top)."""
+    roofline_sharpness: float
+    """p of the kernels' time ‖((1 − μ)/x, μ)‖_p: how sharply time switches from following
+    the clock to following memory."""
     r_die_c_per_w: float
     """Die-to-heatsink thermal resistance (fast path)."""
     r_sink_c_per_w: float
@@ -83,12 +90,15 @@ H100_SXM = GpuModel(
     mem_total_bytes=81559 * 1024**2,
     slowdown_temp_c=87.0,
     idle_power_w=77.0,
-    context_power_w=46.0,
-    compute_power_w=727.0,
-    memory_power_w=263.0,
+    context_power_w=45.0,
+    compute_power_w=782.0,
+    memory_power_w=260.0,
     leak_w_per_c=0.9,
     leak_ref_temp_c=38.0,
-    voltage_floor=0.9,
+    knee_clock_rel=0.615,
+    knee_voltage=0.918,
+    voltage_curvature=1.21,
+    roofline_sharpness=1.77,
     r_die_c_per_w=0.032,
     r_sink_c_per_w=0.023,
     tau_die_s=1.0,
@@ -131,6 +141,11 @@ A100_SXM = replace(
     slowdown_temp_c=89.0,
     idle_power_w=55.0,
     peak_tflops=312.0,
+    # Fitted to the published A100 SXM clock sweep (collector/sim/calibrate_sweep.py).
+    knee_clock_rel=0.50,
+    knee_voltage=0.434,
+    voltage_curvature=1.93,
+    roofline_sharpness=1.77,
 )
 
 L40S = replace(

@@ -71,6 +71,8 @@ class PowerStates:
             busy=op.busy,
             memory_power_w=np.where(on, op.memory_power_w, 0.0),
             reasons=op.reasons,
+            burst_power_w=np.where(on, op.burst_power_w, 0.0),
+            static_power_w=np.where(on, op.static_power_w, 0.0),
         )
 
     def standby(self, nodes: NodeState) -> None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wattwise.collector.sim.models import GPU_MODELS
 from wattwise.collector.sim.thermal import AirflowParams, CoolingParams
+from wattwise.collector.sim.truths import DEFAULT_TRUTH, TRUTHS
 from wattwise.collector.sim.workload import DEFAULT_WORKLOADS, WorkloadSpec
 from wattwise.errors import ConfigError
 
@@ -63,6 +64,9 @@ class FleetSpec(BaseModel):
     power_saving: PowerSaving | None = Field(
         None, description="node power saving of the site; None: nodes are never powered down"
     )
+    truth: str = Field(
+        DEFAULT_TRUTH, description="which of the twin's truths (collector/sim/truths.py) runs"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FleetSpec:
@@ -73,6 +77,8 @@ class FleetSpec(BaseModel):
         if unknown:
             raise ValueError(f"unknown GPU models {sorted(unknown)}; known: {sorted(GPU_MODELS)}")
         _check_rack_sizes(self.nodes)
+        if self.truth not in TRUTHS:
+            raise ValueError(f"unknown truth {self.truth!r}; known: {', '.join(TRUTHS)}")
         return self
 
     @classmethod

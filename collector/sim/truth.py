@@ -85,11 +85,15 @@ class GroundTruth:
             busy=f.jobs.duty[one],
             compute=f.jobs.compute[one],
             memory=f.jobs.memory[one],
+            burst_enforcement=f.jobs.burst_enforcement[one],
             temp_c=f.temps.die_c[one],
             limit_w=np.array([watts]),
+            locked_clock_mhz=f.locked_clock_mhz[one],
         )
         clock_rel = op.sm_clock_mhz / params.max_sm_clock_mhz
-        rate = op.busy * dvfs.throughput(clock_rel, f.jobs.memory_bound[one])
+        rate = op.busy * dvfs.throughput(
+            clock_rel, f.jobs.memory_bound[one], params.roofline_sharpness
+        )
         return float(rate[0]), float(op.power_w[0])
 
     def at_power_limits(self, limits_w: Floats) -> tuple[Floats, Floats]:
@@ -110,11 +114,15 @@ class GroundTruth:
             busy=f.jobs.duty[col],
             compute=f.jobs.compute[col],
             memory=f.jobs.memory[col],
+            burst_enforcement=f.jobs.burst_enforcement[col],
             temp_c=f.temps.die_c[col],
             limit_w=limits,
+            locked_clock_mhz=f.locked_clock_mhz[col],
         )
         clock_rel = op.sm_clock_mhz / params.max_sm_clock_mhz
-        rate = op.busy * dvfs.throughput(clock_rel, f.jobs.memory_bound[col])
+        rate = op.busy * dvfs.throughput(
+            clock_rel, f.jobs.memory_bound[col], params.roofline_sharpness
+        )
         return np.asarray(rate, dtype=np.float64), np.asarray(op.power_w, dtype=np.float64)
 
     def _running(self) -> Bools:

@@ -145,7 +145,7 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
     mem_total = [m.mem_total_bytes for m in fleet.models]
     columns = {
         "power_w": fleet.trailing_power_w().tolist(),
-        "power_instant_w": op.power_w.tolist(),
+        "power_instant_w": instant_power_w(fleet, now_ns).tolist(),
         "temp_c": np.round(temps.die_c, 1).tolist(),
         "mem_temp_c": np.round(temps.mem_c, 1).tolist(),
         "sm_clock_mhz": op.sm_clock_mhz.tolist(),
@@ -175,6 +175,21 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
         )
         readings.append(Reading("gpu", tags, fields, now_ns))
     return readings
+
+
+GOLDEN = 0.6180339887498949
+PLASTIC = 0.7548776662466927
+
+
+def instant_power_w(fleet: SimFleet, now_ns: int) -> np.ndarray:
+    """What an instantaneous power reading catches: a burst with the probability that kernels
+    run, the power between them otherwise. Which one is a low-discrepancy sequence of the
+    reading's time and the GPU, not a random draw, so reading more often or less never
+    changes the fleet's own random sequence (its jobs)."""
+    op = fleet.op
+    index = np.arange(op.busy.shape[0])
+    phase = ((now_ns // 1_000_000) * GOLDEN + index * PLASTIC) % 1.0
+    return np.where(phase < op.busy, op.burst_power_w, np.minimum(op.static_power_w, op.power_w))
 
 
 def host_readings(fleet: SimFleet, cpu_energy: _Since) -> list[Reading]:

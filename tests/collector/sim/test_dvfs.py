@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from wattwise.collector.sim import H100_SXM
 from wattwise.collector.sim.dvfs import (
@@ -23,16 +24,25 @@ def _solve(limit_w: float, temp_c: float = 60.0, compute: float = 1.0, busy: flo
         busy=np.array([busy]),
         compute=np.array([compute]),
         memory=np.array([0.33]),
+        burst_enforcement=np.array([0.5]),
         temp_c=np.array([temp_c]),
         limit_w=np.array([limit_w]),
     )
 
 
-def test_phi_inverse_undoes_phi_for_cubic_and_linear_voltage() -> None:
+def test_phi_inverse_undoes_phi() -> None:
     x = np.linspace(0.05, 1.0, 50)
-    for v0 in (0.0, 0.5, 0.9, 1.0):
-        floor = np.full_like(x, v0)
-        np.testing.assert_allclose(phi_inverse(phi(x, floor), floor), x, atol=1e-6)
+    np.testing.assert_allclose(phi_inverse(phi(x, ONE_H100), ONE_H100), x, atol=1e-6)
+
+
+def test_power_is_proportional_to_the_clock_below_the_knee_and_steeper_above() -> None:
+    knee = H100_SXM.knee_clock_rel
+    below = np.array([0.3 * knee, 0.9 * knee])
+    ratio = phi(below, ONE_H100) / below
+    assert ratio[0] == pytest.approx(ratio[1])  # linear: the voltage is at its floor
+    above = np.array([0.95, 1.0])
+    slope_top = np.diff(np.log(phi(above, ONE_H100))) / np.diff(np.log(above))
+    assert slope_top[0] > 1.2
 
 
 def test_full_load_h100_is_held_at_its_700_w_limit_near_1365_mhz() -> None:

@@ -33,20 +33,25 @@ def test_same_seed_gives_identical_readings_and_another_seed_does_not() -> None:
     assert _run(7) != _run(8)
 
 
-def test_power_never_exceeds_the_enforced_limit() -> None:
+def test_one_second_power_never_exceeds_the_limit_though_bursts_may() -> None:
+    """The controller acts within the second: the 1 s average holds the limit, while an
+    instantaneous reading inside a burst can be above it (the real H100 read 930 W bursts
+    under its 700 W limit)."""
     clock = ManualClock()
     fleet = SimFleet(FleetSpec.uniform(8, 8, racks=2, seed=3, idle_gap_mean_s=10.0), clock)
     rng = np.random.default_rng(0)
     for host, gpu in fleet.layout.gpu_index:
         fleet.set_power_limit(host, gpu, float(rng.uniform(200.0, 700.0)))
     clock.advance(2.0)  # let the 1 s average forget the power drawn under the old limits
+    above = 0
     for _ in range(60):
         clock.advance(1.0)
         for r in fleet.gpu_source().read():
             limit = r.fields["enforced_limit_w"]
             assert isinstance(limit, float)
-            assert r.fields["power_instant_w"] <= limit + 1e-6  # type: ignore[operator]
             assert r.fields["power_w"] <= limit + 1e-6  # type: ignore[operator]
+            above += r.fields["power_instant_w"] > limit + 1e-6  # type: ignore[operator]
+    assert above > 0
 
 
 def test_capping_lowers_clock_and_power_and_raises_sw_power_cap(
