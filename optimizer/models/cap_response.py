@@ -1,21 +1,24 @@
-"""Response to a power cap: the clock, power and throughput a GPU's work would have under any
-limit, from passive telemetry only (no profiling inside the job).
+"""Each GPU's work as the power controller sees it: what it would draw uncapped while its kernels
+run, how much of the time they run, and how memory-bound it is — from passive telemetry only.
 
-Power of a busy GPU splits into a part that does not depend on the SM clock and
-a part that does (``φ`` as in the GPU's DVFS: dynamic power ∝ f·V², V linear in
-f, with a voltage floor ``v0``)::
+Per bucket of a GPU's busy time, with the GPU model's constants (:mod:`.priors`)::
 
-    P(x) = S + L·(T − T_ref) + K_m·m + D·φ(x)        φ(x) = x·(v0 + (1 − v0)·x)²
+    gap   = S + L·(T − T_ref)                       power between kernels
+    burst = highest instantaneous power in the bucket (1 s samples and NVML's instant
+            reading), else gap + (mean − gap)/utilization
+    burst = gap + K_m·a_m + D·φ(x)                  x: the bucket's SM clock / top clock
 
-``S`` (static with a context), ``L`` (leakage), ``K_m`` (memory power at full
-memory activity) and ``v0`` belong to the GPU model; ``m`` (memory
-utilization) and ``T`` are measured; ``D``, the clock-dependent power of the
-work at the top clock, is solved per bucket from the measured power and clock.
-A cap ``C`` then gives ``x = φ⁻¹((C − S − … − K_m·m)/D)``.
+``D`` — the clock-dependent power of the work at the top clock — is solved from the burst
+and the clock the limit left it: the clock is an outcome of the limit, and φ (the prior's
+clock–power curve) turns it back into what the work would draw uncapped. The work's
+demand is then ``gap + K_m·a_m + D`` while kernels run, a share ``u`` of the time.
 
-Throughput: time per unit of work is ``(1 − μ)/x + μ``; ``μ`` (memory-boundness)
-is not observable without a throughput signal, so it is estimated from the two
-activities the telemetry does show while kernels run (:mod:`.boundness`).
+Memory-boundness μ (time per unit of work ``(1 − μ)/x + μ``) is read from the kernels'
+activities (:mod:`.boundness`): NVML's GPU Performance Monitoring where the GPU reports it
+(DRAM bandwidth and SM pipe activity), else memory utilization over GPU utilization and
+``D`` over the SMs' full power. Neither measures μ: the estimate carries a width
+(:data:`GPM_WIDTH`, :data:`NVML_WIDTH`), and caps are chosen for the low end of it
+(``boundness_low``), where a cap costs most time.
 
 Each GPU's work is taken since it last changed, at its newest load
 (:func:`estimate_workloads`, with the window chosen by :mod:`.work_window`).
@@ -23,12 +26,11 @@ Each GPU's work is taken since it last changed, at its newest load
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from wattwise.optimizer.models.boundness import estimate_boundness, kernel_activities
-from wattwise.optimizer.models.cap_power import fit_voltage_floor, phi
+from wattwise.optimizer.models.boundness import estimate_boundness
 from wattwise.optimizer.models.common import (
     ModelInfo,
     column,
@@ -38,6 +40,7 @@ from wattwise.optimizer.models.common import (
     tag_codes,
     window_of,
 )
+from wattwise.optimizer.models.limit_response import ClockCurve
 from wattwise.optimizer.models.priors import CapPrior, prior_for
 from wattwise.optimizer.models.work_window import load_now, recent_rows, since_last_change
 from wattwise.optimizer.telemetry import Floats, Series
@@ -46,17 +49,22 @@ CLOCK_STEP_MHZ = 15.0
 """NVIDIA GPUs move their SM clock in 15 MHz steps."""
 BUSY_MIN = 0.05
 """Buckets with less GPU utilization say nothing about the work."""
-VERSION = 1
+NVML_WIDTH = 0.3
+"""How far below its NVML-based estimate μ may be: memory utilization counts time the memory
+controller was busy, not how much the work waits on it (the twin's and the real GPUs' spread
+of μ at equal activities)."""
+GPM_WIDTH = 0.1
+"""The same with DRAM bandwidth and SM pipe activity measured by GPM."""
+PIPE_COLUMNS = ("tensor_active_pct", "fp64_active_pct", "fp32_active_pct", "fp16_active_pct")
+VERSION = 2
 
 
 @dataclass(frozen=True)
 class CapResponseModel:
-    """Power-versus-clock parameters of one GPU model."""
+    """The constants the controller's view of one GPU model rests on."""
 
     gpu_model: str
     prior: CapPrior
-    voltage_floor_source: str
-    """"fitted" when several limits were seen for the same work, else "prior"."""
     info: ModelInfo
 
 
@@ -71,39 +79,65 @@ class GpuWorkloads:
     window_start_ns: np.ndarray
     window_end_ns: np.ndarray
     power_w: Floats
+    """Mean power over the window."""
     util_gpu: Floats
+    """Share of the time kernels run now (0..1)."""
     clock_rel: Floats
     capped_share: Floats
-    base_w: Floats
-    """Clock-independent power of the work: static + leakage + memory."""
-    dynamic_w: Floats
-    """Clock-dependent power of the work at the top clock (``D``)."""
+    gap_w: Floats
+    """Power between kernels."""
+    burst_w: Floats
+    """Power while kernels run at the top clock, uncapped (the work's demand)."""
+    burst_cautious_w: Floats
+    """The same, read back through the cautious (flatter) clock curve."""
+    memory_w: Floats
+    """The part of ``burst_w`` that does not scale with the SM clock."""
     boundness: Floats
     """Estimated memory-boundness μ (0 compute-bound … 1 memory-bound)."""
+    boundness_low: Floats
+    """The low end of μ's plausible range: caps are chosen to hold the bound there."""
+    measured_activity: np.ndarray
+    """True where GPM measured the activities μ is read from."""
     variation: Floats
     """Coefficient of variation of ``D`` across the window (is it one steady job?)."""
-    static_w: Floats
-    voltage_floor: Floats
+    knee_clock_rel: Floats
+    knee_voltage: Floats
+    cautious_knee_clock_rel: Floats
+    cautious_knee_voltage: Floats
     min_clock_rel: Floats
     top_clock_mhz: Floats
 
     def __len__(self) -> int:
         return int(self.host.shape[0])
 
+    @property
+    def curve(self) -> ClockCurve:
+        return ClockCurve(self.knee_clock_rel, self.knee_voltage)  # type: ignore[arg-type]
+
+    @property
+    def cautious_curve(self) -> ClockCurve:
+        return ClockCurve(self.cautious_knee_clock_rel, self.cautious_knee_voltage)  # type: ignore[arg-type]
+
+    @property
+    def dynamic_w(self) -> Floats:
+        """Clock-dependent power of the work at the top clock (``D``)."""
+        return np.asarray(self.burst_w - self.gap_w - self.memory_w, dtype=np.float64)
+
+    def take(self, rows: np.ndarray) -> GpuWorkloads:
+        fields = GpuWorkloads.__dataclass_fields__
+        return GpuWorkloads(**{f: getattr(self, f)[rows] for f in fields})
+
 
 def fit_cap_models(series: Series) -> dict[str, CapResponseModel]:
-    """One model per GPU model in a ``gpu_series`` frame; ``v0`` fitted where identifiable."""
+    """One model per GPU model in a ``gpu_series`` frame that wattwise has constants for."""
     codes, names = factorize(tag(series, "model", "unknown"))
     busy = column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN
-    # Row masks first, so the per-row codes are freed before the fits allocate.
-    masks = {str(name): (codes == code) & busy for code, name in enumerate(names)}
-    del codes, busy
     out: dict[str, CapResponseModel] = {}
-    for name, mask in masks.items():
-        prior = prior_for(name)
+    for code, name in enumerate(names):
+        prior = prior_for(str(name))
         if prior is None:
             continue
-        floor = fit_voltage_floor(series, mask, prior)
+        mask = (codes == code) & busy
         start, end = window_of(series, mask)
         info = ModelInfo(
             kind="cap_response",
@@ -112,13 +146,11 @@ def fit_cap_models(series: Series) -> dict[str, CapResponseModel]:
             window_start_ns=start,
             window_end_ns=end,
             samples=int(mask.sum()),
-            errors={"dynamic_power_rms_w": floor.residual_w}
-            if np.isfinite(floor.residual_w)
-            else {},
-            notes=f"voltage floor {floor.voltage_floor:.2f} ({floor.source})",
+            notes=f"clock curve: knee at {prior.knee_clock_rel:.2f} of the top clock, voltage "
+            f"{prior.knee_voltage:.2f} (cautious {prior.cautious_knee_clock_rel:.2f}, "
+            f"{prior.cautious_knee_voltage:.2f}); docs/models.md says where each comes from",
         )
-        model_prior = replace(prior, voltage_floor=floor.voltage_floor)
-        out[str(name)] = CapResponseModel(str(name), model_prior, floor.source, info)
+        out[str(name)] = CapResponseModel(str(name), prior, info)
     return out
 
 
@@ -129,16 +161,15 @@ def estimate_workloads(
     recent_s: float = 900.0,
     since_change: bool = True,
 ) -> GpuWorkloads:
-    """Per GPU, the work of its last ``recent_s`` seconds of busy buckets (one array each),
-    and with ``since_change`` only the buckets since that work last changed, at the load of
-    its last :data:`LOAD_BUCKETS` buckets (the work as it runs now, not as it ran on average).
+    """Per GPU, the work of its last ``recent_s`` seconds of busy buckets, and with
+    ``since_change`` only the buckets since that work last changed, at its newest load.
 
     GPUs of a model without a :class:`CapResponseModel` are left out.
     """
     codes, distinct = factorize(tag(series, "model", "unknown"))
     # A lookup table, not np.isin: isin's temporaries are several times the row count.
     ok = np.array([str(n) in models for n in distinct], dtype=np.bool_)[codes]
-    del codes  # row-sized; the few recent rows are coded again below
+    del codes
     ok &= column(series, "util_gpu_pct") / 100.0 >= BUSY_MIN
     ok &= np.isfinite(column(series, "power_w"))
     ok &= np.isfinite(column(series, "sm_clock_mhz"))
@@ -150,14 +181,16 @@ def estimate_workloads(
         rows, ids = rows[recent], ids[recent]
     codes, distinct = factorize(tag(series, "model", "unknown")[rows])
     params = _per_row_priors(codes, distinct, models)
-    dyn = _rows_dynamic_w(series, rows, params)
+    parts = _rows_parts(series, rows, params)
     if since_change and rows.size:
-        current = since_last_change(series, rows, ids, dyn, params["compute_w"])
-        rows, ids, dyn = rows[current], ids[current], dyn[current]
+        # The change detector reads D per bucket (its share of the time), as the activities do.
+        per_bucket = parts["dynamic"] * parts["util"]
+        current = since_last_change(series, rows, ids, per_bucket, params["compute_w"])
+        rows, ids = rows[current], ids[current]
         params = {k: v[current] for k, v in params.items()}
+        parts = {k: v[current] for k, v in parts.items()}
         ids = dense_unique(ids)[1]
-    base = _rows_base_w(series, rows, params)
-    return _aggregate(series, rows, ids, dyn, base, params, current_load=since_change)
+    return _aggregate(series, rows, ids, parts, params, current_load=since_change)
 
 
 def _per_row_priors(
@@ -173,27 +206,56 @@ def _per_row_priors(
     return {f: table[f][codes] for f in fields}
 
 
-def _rows_base_w(series: Series, rows: np.ndarray, p: dict[str, Floats]) -> Floats:
+def _rows_parts(series: Series, rows: np.ndarray, p: dict[str, Floats]) -> dict[str, Floats]:
+    """Per row: gap power, memory power while running, burst demand parts and activities."""
+    util = np.maximum(column(series, "util_gpu_pct")[rows] / 100.0, BUSY_MIN)
     temp = column(series, "temp_c")[rows]
     temp = np.where(np.isfinite(temp), temp, p["leak_ref_temp_c"])
-    mem = np.nan_to_num(column(series, "util_mem_pct")[rows] / 100.0, nan=0.0)
-    leak = p["leak_w_per_c"] * (temp - p["leak_ref_temp_c"])
-    return np.asarray(p["static_w"] + leak + p["memory_w"] * mem, dtype=np.float64)
+    gap = p["static_w"] + p["leak_w_per_c"] * (temp - p["leak_ref_temp_c"])
+    memory_activity = np.clip(
+        np.nan_to_num(column(series, "util_mem_pct")[rows] / 100.0, nan=0.0) / util, 0.0, 1.0
+    )
+    memory = p["memory_w"] * memory_activity
+    mean = column(series, "power_w")[rows]
+    from_mean = gap + (mean - gap) / util
+    peak = column(series, "power_peak_w")[rows]
+    burst = np.where(np.isfinite(peak), np.maximum(peak, from_mean), from_mean)
+    x = np.clip(column(series, "sm_clock_mhz")[rows] / p["top_clock_mhz"], 0.05, 1.0)
+    curve = ClockCurve(p["knee_clock_rel"], p["knee_voltage"])  # type: ignore[arg-type]
+    cautious = ClockCurve(p["cautious_knee_clock_rel"], p["cautious_knee_voltage"])  # type: ignore[arg-type]
+    clock_power = np.maximum(burst - gap - memory, 0.0)
+    dynamic = clock_power / np.maximum(curve.phi(x), 1e-3)
+    dynamic_cautious = clock_power / np.maximum(cautious.phi(x), 1e-3)
+    dram, sm = _gpm_activities(series, rows, util)
+    return {
+        "util": util,
+        "gap": gap,
+        "memory": memory,
+        "dynamic": np.asarray(dynamic, dtype=np.float64),
+        "dynamic_cautious": np.asarray(dynamic_cautious, dtype=np.float64),
+        "memory_activity": np.where(np.isfinite(dram), dram, memory_activity),
+        "compute_activity": np.where(
+            np.isfinite(sm), sm, np.clip(dynamic / np.maximum(p["compute_w"], 1.0), 0.0, 1.0)
+        ),
+        "measured": np.isfinite(dram) & np.isfinite(sm),
+    }
 
 
-def _rows_dynamic_w(series: Series, rows: np.ndarray, p: dict[str, Floats]) -> Floats:
-    x = column(series, "sm_clock_mhz")[rows] / p["top_clock_mhz"]
-    power = column(series, "power_w")[rows]
-    d = (power - _rows_base_w(series, rows, p)) / np.maximum(phi(x, p["voltage_floor"]), 1e-3)
-    return np.asarray(np.maximum(d, 0.0), dtype=np.float64)
+def _gpm_activities(series: Series, rows: np.ndarray, util: Floats) -> tuple[Floats, Floats]:
+    """DRAM and SM-pipe activity while kernels run, where GPM measured them (else NaN)."""
+    dram = column(series, "dram_active_pct")[rows] / 100.0 / util
+    pipes = np.full(rows.size, np.nan)
+    for name in PIPE_COLUMNS:
+        pipes = np.fmax(pipes, column(series, name)[rows] / 100.0)
+    sm = np.where(np.isfinite(pipes), pipes, column(series, "sm_active_pct")[rows] / 100.0)
+    return np.clip(dram, 0.0, 1.0), np.clip(sm / util, 0.0, 1.0)
 
 
 def _aggregate(
     series: Series,
     rows: np.ndarray,
     ids: np.ndarray,
-    dyn: Floats,
-    base: Floats,
+    parts: dict[str, Floats],
     p: dict[str, Floats],
     *,
     current_load: bool,
@@ -209,18 +271,14 @@ def _aggregate(
     def col(name: str) -> Floats:
         return np.asarray(np.nan_to_num(column(series, name)[rows], nan=0.0), dtype=np.float64)
 
-    util = col("util_gpu_pct") / 100.0
-    util_mean = mean(util)
-    # Per unit of busy time the work's power does not depend on its load: that is what is
-    # averaged, and what tells one steady job from several.
-    per_busy = dyn / np.maximum(util, BUSY_MIN)
-    d_busy = mean(per_busy)
-    d_var = np.maximum(mean(per_busy * per_busy) - d_busy**2, 0.0)
-    memory, compute = kernel_activities(
-        util_mean, mean(col("util_mem_pct") / 100.0), mean(dyn), mean(p["compute_w"])
-    )
-    load = load_now(series.time_ns[rows], ids, util, groups) if current_load else util_mean
-    memory_w = mean(p["memory_w"] * col("util_mem_pct") / 100.0)
+    util = parts["util"]
+    load = load_now(series.time_ns[rows], ids, util, groups) if current_load else mean(util)
+    dynamic = mean(parts["dynamic"])
+    d_var = np.maximum(mean(parts["dynamic"] ** 2) - dynamic**2, 0.0)
+    measured = mean(parts["measured"].astype(np.float64)) >= 0.5
+    boundness = estimate_boundness(mean(parts["memory_activity"]), mean(parts["compute_activity"]))
+    width = np.where(measured, GPM_WIDTH, NVML_WIDTH)
+    gap, memory = mean(parts["gap"]), mean(parts["memory"])
     start = np.full(groups, np.iinfo(np.int64).max)
     end = np.full(groups, np.iinfo(np.int64).min)
     np.minimum.at(start, ids, series.time_ns[rows])
@@ -236,12 +294,18 @@ def _aggregate(
         util_gpu=load,
         clock_rel=mean(col("sm_clock_mhz") / p["top_clock_mhz"]),
         capped_share=mean(col("capped_share")),
-        base_w=mean(base) + memory_w * (load / np.maximum(util_mean, BUSY_MIN) - 1.0),
-        dynamic_w=mean(dyn) * load / np.maximum(util_mean, BUSY_MIN),
-        boundness=estimate_boundness(memory, compute),
-        variation=np.sqrt(d_var) / np.maximum(d_busy, 1.0),
-        static_w=mean(p["static_w"]),
-        voltage_floor=mean(p["voltage_floor"]),
+        gap_w=gap,
+        burst_w=gap + memory + dynamic,
+        burst_cautious_w=gap + memory + mean(parts["dynamic_cautious"]),
+        memory_w=memory,
+        boundness=boundness,
+        boundness_low=np.maximum(boundness - width, 0.0),
+        measured_activity=measured,
+        variation=np.sqrt(d_var) / np.maximum(dynamic, 1.0),
+        knee_clock_rel=mean(p["knee_clock_rel"]),
+        knee_voltage=mean(p["knee_voltage"]),
+        cautious_knee_clock_rel=mean(p["cautious_knee_clock_rel"]),
+        cautious_knee_voltage=mean(p["cautious_knee_voltage"]),
         min_clock_rel=mean(p["min_clock_mhz"] / p["top_clock_mhz"]),
         top_clock_mhz=mean(p["top_clock_mhz"]),
     )

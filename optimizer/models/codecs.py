@@ -57,7 +57,7 @@ def to_state(model: Model) -> tuple[Params, Arrays]:
         }
     if isinstance(model, CapResponseModel):
         prior = asdict(model.prior)
-        return {"gpu_model": model.gpu_model, "source": model.voltage_floor_source, **prior}, {}
+        return {"gpu_model": model.gpu_model, **prior}, {}
     if isinstance(model, GpuThermalModel):
         return {
             "gpu_model": model.gpu_model,
@@ -129,7 +129,7 @@ def _cap(p: Params, a: Arrays, info: ModelInfo) -> CapResponseModel:
     # Models stored before a field existed take that field's default.
     fields = CapPrior.__dataclass_fields__
     prior = CapPrior(**{f: float(p[f]) for f in fields if f in p})
-    return CapResponseModel(str(p["gpu_model"]), prior, str(p["source"]), info)
+    return CapResponseModel(str(p["gpu_model"]), prior, info)
 
 
 def _gpu_thermal(p: Params, a: Arrays, info: ModelInfo) -> GpuThermalModel:

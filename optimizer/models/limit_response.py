@@ -38,12 +38,12 @@ class ClockCurve:
     then linear to 1 at the top clock (``φ(1) = 1``)."""
 
     knee_rel: float
-    """Relative clock below which the voltage stays at its floor."""
+    """Relative clock below which the voltage stays at its floor (or one per GPU, an array)."""
     knee_voltage: float
     """Voltage at and below the knee, relative to the voltage at the top clock."""
 
     def phi(self, x: Floats) -> Floats:
-        slope = (1.0 - self.knee_voltage) / max(1.0 - self.knee_rel, 1e-9)
+        slope = (1.0 - self.knee_voltage) / np.maximum(1.0 - self.knee_rel, 1e-9)
         volts = self.knee_voltage + slope * np.maximum(np.asarray(x) - self.knee_rel, 0.0)
         return np.asarray(x * volts * volts, dtype=np.float64)
 
@@ -95,18 +95,19 @@ def respond(
     clock) under ``limit_w`` and a clock ceiling; every other argument broadcasts against
     ``demand_w[..., :1]``. Returns means over the quantiles (shape ``demand_w.shape[:-1]``)."""
     demand = np.asarray(demand_w, dtype=np.float64)
-    static = np.asarray(static_w, dtype=np.float64)
     limit = np.asarray(limit_w, dtype=np.float64)
     mu = np.asarray(boundness, dtype=np.float64)
-    dynamic = np.maximum(demand - static, 0.0)
+    # Demand under the static power (the gaps between kernels) has nothing to scale.
+    base = np.minimum(demand, np.asarray(static_w, dtype=np.float64))
+    dynamic = demand - base
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(dynamic > 0, (limit - static) / dynamic, 1.0)
+        share = np.where(dynamic > 0, (limit - base) / dynamic, 1.0)
     x = np.where(demand <= limit, 1.0, curve.phi_inverse(share))
     x = np.maximum(np.minimum(x, clock_cap_rel), min_clock_rel)
     work_w = dynamic * curve.phi(x)
     with np.errstate(divide="ignore", invalid="ignore"):
-        running = np.where(work_w > 0, np.clip((limit - static) / work_w, 0.0, 1.0), 1.0)
-    power = static + work_w * running
+        running = np.where(work_w > 0, np.clip((limit - base) / work_w, 0.0, 1.0), 1.0)
+    power = base + work_w * running
     time = ((1.0 - mu) / np.maximum(x, 1e-6) + mu) / np.maximum(running, 1e-3)
     return Response(
         time_per_work=np.asarray(time.mean(axis=-1), dtype=np.float64),
@@ -123,15 +124,19 @@ def spread_quantiles(center_w: Floats, spread: Floats | float, count: int) -> Fl
     return np.asarray(center * (1.0 + np.asarray(spread)[..., None] * z), dtype=np.float64)
 
 
-def burst_quantiles(gap_w: Floats, burst_w: Floats, busy: Floats, count: int) -> Floats:
-    """``count`` equal-work quantiles of work that draws ``burst_w`` while its kernels run
-    (a share ``busy`` of the time) and ``gap_w`` between them: the shape 1 s samples and
-    instantaneous power show (shape ``gap_w.shape + (count,)``)."""
-    q = (np.arange(count) + 0.5) / count
-    gap = np.asarray(gap_w, dtype=np.float64)[..., None]
-    burst = np.asarray(burst_w, dtype=np.float64)[..., None]
-    in_gap = q < 1.0 - np.clip(np.asarray(busy, dtype=np.float64), 0.0, 1.0)[..., None]
-    return np.asarray(np.where(in_gap, gap, burst), dtype=np.float64)
+def duty_cycled(bursts: Response, gap_w: Floats, busy: Floats) -> Response:
+    """Work done only in bursts that fill a share ``busy`` of the time, ``gap_w`` drawn between
+    them (the share held as the bursts slow, as a job's duty cycle is): per unit of work, the
+    wall time and the whole cycle's energy. A limit costs such work what it costs its
+    bursts, however far its mean is below the limit."""
+    u = np.clip(np.asarray(busy, dtype=np.float64), 1e-3, 1.0)
+    power = (1.0 - u) * np.asarray(gap_w, dtype=np.float64) + u * bursts.power_w
+    wall_time = bursts.time_per_work / u
+    return Response(
+        time_per_work=np.asarray(wall_time, dtype=np.float64),
+        energy_per_work=np.asarray(power * wall_time, dtype=np.float64),
+        clock_rel=bursts.clock_rel,
+    )
 
 
 def center_for_mean(

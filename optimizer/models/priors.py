@@ -1,35 +1,72 @@
 """Per GPU model constants the telemetry cannot separate, with where each comes from.
 
-Passive telemetry sees total power, never its split into static, leakage,
-memory and clock-dependent parts. The H100 values were measured on the real
-H100 in ``tests/data/h100`` (idle, context, leakage in the cooldown, the 1 GiB
-copy for memory power, the capped matmuls for the voltage floor — see
-docs/simulator.md's calibration table). No telemetry exists here for the A100
-and L40S: their values are the H100's scaled by board power, with published
-clocks and limits. ``v0`` is refitted from the fleet's own data once caps vary.
+Passive telemetry sees total power, never its split into static, leakage, memory and
+clock-dependent parts, nor how power falls with the clock above today's clock:
+
+- **Static, context, leakage and memory power** of the H100 were measured on the real
+  H100 in ``tests/data/h100`` (idle, the cooldown with clocks up, the 1 GiB copy); the
+  A100 and L40S values are the H100's scaled by board power, with published clocks and
+  limits.
+- **The clock–power curve** (:class:`~.limit_response.ClockCurve`: the voltage knee and
+  the voltage below it), a typical one and a cautious (flatter) one, under which a limit
+  costs more clock:
+
+  - H100: fitted by :mod:`.curve_fit` to the real H100's 8192² matmul at five duty
+    cycles, held at five clocks (``tests/data/h100``): typical knee 0.49, voltage 0.92
+    (power ∝ f^1.3 near the top clock); cautious, the flattest curve that fits almost
+    as well, knee 0.51, voltage 0.98.
+  - A100, and the L40S for want of its own data: typical fitted by :mod:`.sweep_fit` to
+    the published A100 SXM clock sweep (knee 0.78, voltage 0.79: f^2.9 near the top);
+    cautious from the A100 PCIe power-limit sweeps (knee 0.48, voltage 0.66), the
+    flatter of the two published A100 fits.
+
+  ``tests/optimizer/models/test_priors.py`` refits the data and holds these numbers to it.
+  The published A100 shape is far steeper than what the H100 shows: a prior taken from
+  one GPU for another under-predicts what caps cost.
+
+None of this is the fleet twin's: the twin's curve has another form, and its parameters
+are calibrated separately (``docs/simulator.md``), in several truths.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from wattwise.optimizer.models.limit_response import ClockCurve
+
+A100_CURVE = (0.78, 0.79)
+A100_CAUTIOUS_CURVE = (0.48, 0.66)
+
 
 @dataclass(frozen=True)
 class CapPrior:
-    """Static and memory power, leakage, voltage floor and clocks of one GPU model."""
+    """Static and memory power, leakage, the clock–power curve and clocks of one GPU model."""
 
     static_w: float
-    """Idle plus context power with a job resident, at ``leak_ref_temp_c``."""
+    """Idle plus context power with a job resident, at ``leak_ref_temp_c``: what the GPU draws
+    between kernels."""
     leak_w_per_c: float
     leak_ref_temp_c: float
     memory_w: float
-    """Memory power at 100 % memory utilization."""
-    voltage_floor: float
+    """Memory power while kernels run at 100 % memory activity (it does not scale with the
+    SM clock)."""
     top_clock_mhz: float
     min_clock_mhz: float
     compute_w: float = 727.0
-    """Clock-dependent power at the top clock with every SM active the whole time (the H100's
-    ``K_c``): divides a work's ``D`` into its SM activity."""
+    """Clock-dependent power at the top clock with every SM active (the H100's): divides a
+    work's clock-dependent power into its SM activity."""
+    knee_clock_rel: float = A100_CURVE[0]
+    knee_voltage: float = A100_CURVE[1]
+    cautious_knee_clock_rel: float = A100_CAUTIOUS_CURVE[0]
+    cautious_knee_voltage: float = A100_CAUTIOUS_CURVE[1]
+
+    @property
+    def curve(self) -> ClockCurve:
+        return ClockCurve(self.knee_clock_rel, self.knee_voltage)
+
+    @property
+    def cautious_curve(self) -> ClockCurve:
+        return ClockCurve(self.cautious_knee_clock_rel, self.cautious_knee_voltage)
 
 
 H100 = CapPrior(
@@ -37,10 +74,13 @@ H100 = CapPrior(
     leak_w_per_c=0.9,
     leak_ref_temp_c=38.0,
     memory_w=263.0,
-    voltage_floor=0.9,
     top_clock_mhz=1980.0,
     min_clock_mhz=345.0,
     compute_w=727.0,
+    knee_clock_rel=0.49,
+    knee_voltage=0.92,
+    cautious_knee_clock_rel=0.51,
+    cautious_knee_voltage=0.98,
 )
 
 
@@ -54,6 +94,10 @@ def _scaled(board_w: float, idle_w: float, top_mhz: float, min_mhz: float) -> Ca
         compute_w=H100.compute_w * s,
         top_clock_mhz=top_mhz,
         min_clock_mhz=min_mhz,
+        knee_clock_rel=A100_CURVE[0],
+        knee_voltage=A100_CURVE[1],
+        cautious_knee_clock_rel=A100_CAUTIOUS_CURVE[0],
+        cautious_knee_voltage=A100_CAUTIOUS_CURVE[1],
     )
 
 

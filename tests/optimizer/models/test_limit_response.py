@@ -2,8 +2,8 @@ import numpy as np
 
 from wattwise.optimizer.models.limit_response import (
     ClockCurve,
-    burst_quantiles,
     center_for_mean,
+    duty_cycled,
     respond,
     spread_quantiles,
 )
@@ -38,14 +38,14 @@ def test_demand_under_the_limit_runs_at_the_top_clock() -> None:
 
 
 def test_bursts_above_the_limit_slow_work_whose_mean_is_far_below_it() -> None:
-    # 20 % busy at 690 W, 130 W between kernels: a 272 W mean under a 300 W limit.
-    demand = burst_quantiles(np.array(130.0), np.array(690.0), np.array(0.2), 20)
-    assert demand.mean() == 690.0 * 0.2 + 130.0 * 0.8
+    # 20 % busy at 690 W, 130 W between kernels: a 242 W mean under a 300 W limit.
+    bursts = spread_quantiles(np.array(690.0), 0.05, 8)
     common = {"static_w": 120.0, "boundness": 0.2, "curve": CURVE, "min_clock_rel": 0.2}
-    free = respond(demand, limit_w=700.0, **common)  # type: ignore[arg-type]
-    capped = respond(demand, limit_w=300.0, **common)  # type: ignore[arg-type]
+    free = duty_cycled(respond(bursts, limit_w=700.0, **common), np.array(130.0), np.array(0.2))  # type: ignore[arg-type]
+    capped = duty_cycled(respond(bursts, limit_w=300.0, **common), np.array(130.0), np.array(0.2))  # type: ignore[arg-type]
+    assert abs(free.power_w - (0.8 * 130.0 + 0.2 * 690.0)) < 1.0
+    assert free.power_w < 300.0
     assert capped.time_per_work > 1.2 * free.time_per_work
-    assert capped.power_w < 300.0
 
 
 def test_stalls_below_the_lowest_clock_hold_the_limit() -> None:
