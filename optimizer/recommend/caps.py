@@ -1,29 +1,53 @@
-"""Power caps per GPU: the limit that minimises energy per unit of work within a slowdown bound
-(or the cost η·E + (1−η)·P_max·T), predicted from each GPU's recent work."""
+"""Power caps per job: the limit with the least energy per unit of work whose slowdown stays
+within the bound and is paid for by its saving (:mod:`.gain`), predicted from recent work.
+
+The GPUs of one job (the same Slurm job or pod in ``gpu_job``) get one limit: a synchronous
+job runs at its slowest GPU's pace, so its slowdown is the slowest GPU's and the others
+wait at their gap power. Every GPU's node keeps drawing its other power (CPUs, fans) for as
+long as the work takes; that counts against a cap's saving. Slowdowns are predicted at the
+low end of each work's memory-boundness range (:mod:`..models.cap_response`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from wattwise.optimizer.models.cap_predict import at_limits
 from wattwise.optimizer.models.cap_response import GpuWorkloads
+from wattwise.optimizer.recommend.gain import pick
 from wattwise.optimizer.recommend.settings import CapSettings
 from wattwise.optimizer.recommend.types import CapRecommendation, Evidence
-from wattwise.optimizer.telemetry import Floats, GpuState
+from wattwise.optimizer.telemetry import Floats, GpuState, HostState, Series
 
 IDLE_SHARE = 0.05
 """A GPU below 5 % utilization holding under 5 % of its memory runs no job now."""
-ENERGY_TIE = 1e-3
-"""Limits within 0.1 % of the least energy count as equal; the lowest of them wins,
-which leaves the most power headroom at no cost in energy or speed."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """The GPUs of one job (positions into the usable GPUs), and what the job would do on
+    each candidate limit."""
+
+    members: list[int]
+    name: str
 
 
 def recommend_caps(
-    gpus: Sequence[GpuState], work: GpuWorkloads, settings: CapSettings
+    gpus: Sequence[GpuState],
+    work: GpuWorkloads,
+    settings: CapSettings,
+    *,
+    jobs: Mapping[tuple[str, int], str] | None = None,
+    other_w: Mapping[str, float] | None = None,
 ) -> list[CapRecommendation]:
-    """One recommendation (or a reasoned refusal) per GPU in ``gpus``."""
+    """One recommendation (or a reasoned refusal) per GPU in ``gpus``.
+
+    ``jobs`` maps (host, GPU) to the job running there; ``other_w`` maps a host to the
+    power its node draws besides its GPUs, per GPU (0 where unknown).
+    """
     index = {(str(h), str(g)): i for i, (h, g) in enumerate(zip(work.host, work.gpu, strict=True))}
     rows = [index.get((s.host, str(s.gpu)), -1) for s in gpus]
     usable = [
@@ -31,11 +55,13 @@ def recommend_caps(
         for i, (s, r) in enumerate(zip(gpus, rows, strict=True))
         if r >= 0 and _limits_ok(s) and not _idle_now(s)
     ]
-    chosen = _choose(gpus, work, [rows[i] for i in usable], [gpus[i] for i in usable], settings)
+    states = [gpus[i] for i in usable]
+    sub = work.take(np.array([rows[i] for i in usable], dtype=np.int64))
+    chosen = _choose(states, sub, settings, jobs or {}, other_w or {})
     out = []
     for i, state in enumerate(gpus):
-        if i in chosen:
-            out.append(chosen[i])
+        if i in usable:
+            out.append(chosen[usable.index(i)])
         else:
             out.append(_refusal(state, settings, _why_not(state, rows[i])))
     return out
@@ -65,97 +91,145 @@ def _why_not(state: GpuState, row: int) -> str:
     return "not evaluated"
 
 
+def _groups(states: Sequence[GpuState], jobs: Mapping[tuple[str, int], str]) -> list[Group]:
+    by_job: dict[str, list[int]] = {}
+    for k, s in enumerate(states):
+        by_job.setdefault(jobs.get((s.host, s.gpu)) or f"{s.host}/{s.gpu}", []).append(k)
+    return [Group(members, name) for name, members in by_job.items()]
+
+
 def _choose(
-    all_gpus: Sequence[GpuState],
-    work: GpuWorkloads,
-    rows: list[int],
     states: list[GpuState],
+    w: GpuWorkloads,
     settings: CapSettings,
-) -> dict[int, CapRecommendation]:
-    if not rows:
-        return {}
-    sub = _take(work, np.array(rows))
+    jobs: Mapping[tuple[str, int], str],
+    other_w: Mapping[str, float],
+) -> list[CapRecommendation]:
+    if not states:
+        return []
     low = np.array([s.min_limit_w for s in states])
     high = np.array([s.max_limit_w for s in states])
     current = np.array([_current_limit(s) for s in states])
-    steps = int(np.ceil(np.max(high - low) / settings.step_w)) + 1
-    grid = np.minimum(low[:, None] + settings.step_w * np.arange(steps)[None, :], high[:, None])
-    pred = at_limits(sub, grid)
-    ref = at_limits(sub, high)
-    now = at_limits(sub, current)
-    rate = np.maximum(pred.throughput, 1e-9)
-    energy = pred.power_w / rate
-    slowdown = ref.throughput[:, None] / rate - 1.0
-    if settings.objective == "least_energy":
-        score = np.where(slowdown <= settings.slowdown_bound + 1e-9, energy, np.inf)
-    else:
-        score = settings.eta * energy + (1.0 - settings.eta) * high[:, None] / rate
-    best = _lowest_within_tie(score, grid)
-    pick = np.arange(len(rows))
-    limit = grid[pick, best]
-    at = at_limits(sub, limit)
-    e_now = now.power_w / np.maximum(now.throughput, 1e-9)
-    e_new = at.power_w / np.maximum(at.throughput, 1e-9)
-    confidence = _confidence(sub, settings)
-    by_state = {id(s): k for k, s in enumerate(all_gpus)}
-    out = {}
-    for k, state in enumerate(states):
-        rec = CapRecommendation(
-            host=state.host,
-            gpu=state.gpu,
-            model=state.model,
-            current_limit_w=float(current[k]),
-            recommended_limit_w=float(limit[k]),
-            min_limit_w=float(low[k]),
-            max_limit_w=float(high[k]),
-            saving_w=float(now.power_w[k] - at.power_w[k]),
-            saving_pct=float(100.0 * (1.0 - e_new[k] / max(e_now[k], 1e-9))),
-            slowdown_pct=float(100.0 * (ref.throughput[k] / max(at.throughput[k], 1e-9) - 1.0)),
-            objective=_objective_name(settings),
-            confidence=float(confidence[k]),
-            evidence=Evidence(
-                int(sub.window_start_ns[k]), int(sub.window_end_ns[k]), int(sub.samples[k])
-            ),
-            boundness=float(sub.boundness[k]),
-            reason=_reason(float(sub.boundness[k]), float(limit[k]), float(current[k])),
-        )
-        if rec.confidence < settings.min_confidence:
-            rec = _refusal(state, settings, _low_confidence(sub, k, settings), rec)
-        out[by_state[id(state)]] = rec
-    return out
+    grid = np.arange(np.min(low), np.max(high) + settings.step_w / 2, settings.step_w)
+    grid = np.unique(np.concatenate([grid, high, current]))
+    inside = (grid[None, :] >= low[:, None] - 1e-9) & (grid[None, :] <= high[:, None] + 1e-9)
+    limits = np.clip(np.broadcast_to(grid, inside.shape), low[:, None], high[:, None])
+    pred = at_limits(w, limits, cautious=True)
+    ref = at_limits(w, high, cautious=True)
+    # Per GPU: wall time per unit of work relative to the same work at its top limit.
+    stretch = ref.throughput[:, None] / np.maximum(pred.throughput, 1e-9)
+    other = np.array([other_w.get(s.host, 0.0) for s in states])
+    out: list[CapRecommendation | None] = [None] * len(states)
+    for group in _groups(states, jobs):
+        m = np.array(group.members)
+        valid = inside[m].all(axis=0)
+        pace = stretch[m].max(axis=0)  # the job runs at its slowest GPU's pace
+        waiting = w.gap_w[m, None] * (pace[None, :] - stretch[m])
+        energy = (pred.power_w[m] * stretch[m] + waiting + other[m, None] * pace).sum(axis=0)
+        at_top = float((ref.power_w[m] + other[m]).sum())
+        best = _best(pace - 1.0, 1.0 - energy / at_top, valid, settings)
+        now = int(np.argmin(np.abs(grid - current[m].max())))
+        # No lower limit pays for itself: the job is best served at its top limit.
+        k = best if best >= 0 else int(np.argmin(np.abs(grid - high[m].min())))
+        for g in group.members:
+            out[g] = _recommendation(
+                states[g], w, g, settings, limit_w=float(limits[g, k]),
+                slowdown=float(pace[k] - 1.0),
+                saving=float(1.0 - energy[k] / energy[now]),
+                saving_w=float(pred.power_w[g, now] - pred.power_w[g, k]),
+                job=group.name if len(group.members) > 1 else None,
+            )  # fmt: skip
+    return [r for r in out if r is not None]
 
 
-def _lowest_within_tie(score: Floats, grid: Floats) -> np.ndarray:
-    least = np.min(score, axis=1, keepdims=True)
-    near = score <= least + ENERGY_TIE * np.abs(least)
-    masked = np.where(near, grid, np.inf)
-    return np.asarray(np.argmin(masked, axis=1))
+def _best(slowdown: Floats, saving: Floats, valid: np.ndarray, settings: CapSettings) -> int:
+    """The chosen candidate, or -1 when no limit below the top is worth it."""
+    slowdown = np.where(valid, slowdown, np.inf)
+    if settings.objective == "cost":
+        cost = settings.eta * (1.0 - saving) + (1.0 - settings.eta) * (1.0 + slowdown)
+        within = slowdown <= settings.slowdown_bound + 1e-9
+        return int(np.argmin(np.where(within, cost, np.inf))) if within.any() else -1
+    return int(pick(slowdown, saving, slowdown_bound=settings.slowdown_bound,
+                    gain_ratio=settings.gain_ratio))  # fmt: skip
 
 
-def _confidence(w: GpuWorkloads, settings: CapSettings) -> Floats:
-    enough = np.minimum(1.0, w.samples / settings.min_samples)
-    steady = np.clip(1.0 - w.variation / settings.max_variation, 0.0, 1.0)
-    return np.asarray(enough * steady, dtype=np.float64)
+def _recommendation(
+    state: GpuState,
+    w: GpuWorkloads,
+    k: int,
+    settings: CapSettings,
+    *,
+    limit_w: float,
+    slowdown: float,
+    saving: float,
+    saving_w: float,
+    job: str | None,
+) -> CapRecommendation:
+    current = _current_limit(state)
+    target = limit_w
+    confidence = _confidence(w, k, settings)
+    rec = CapRecommendation(
+        host=state.host,
+        gpu=state.gpu,
+        model=state.model,
+        current_limit_w=current,
+        recommended_limit_w=float(target),
+        min_limit_w=float(state.min_limit_w),
+        max_limit_w=float(state.max_limit_w),
+        saving_w=saving_w,
+        saving_pct=100.0 * saving,
+        slowdown_pct=100.0 * slowdown,
+        objective=_objective_name(settings),
+        confidence=confidence,
+        evidence=Evidence(int(w.window_start_ns[k]), int(w.window_end_ns[k]), int(w.samples[k])),
+        boundness=float(w.boundness[k]),
+        reason=_reason(w, k, target, current, job),
+    )
+    if confidence < settings.min_confidence:
+        return _refusal(state, settings, _low_confidence(w, k, settings, confidence), rec)
+    return rec
 
 
-def _low_confidence(w: GpuWorkloads, k: int, settings: CapSettings) -> str:
-    if w.samples[k] < settings.min_samples:
-        return f"only {int(w.samples[k])} busy samples (need {settings.min_samples})"
+def _confidence(w: GpuWorkloads, k: int, settings: CapSettings) -> float:
+    """Enough buckets, one steady job, and how well μ is known (its range's width)."""
+    enough = min(1.0, float(w.samples[k]) / settings.min_samples)
+    steady = float(np.clip(1.0 - w.variation[k] / settings.max_variation, 0.0, 1.0))
+    width = float(w.boundness[k] - w.boundness_low[k])
+    return enough * steady * (1.0 - width)
+
+
+def _low_confidence(w: GpuWorkloads, k: int, settings: CapSettings, confidence: float) -> str:
+    samples = int(w.samples[k])
+    if samples < settings.min_samples:
+        noun = "sample" if samples == 1 else "samples"
+        return f"only {samples} busy {noun} of the {settings.min_samples} needed"
     return (
-        f"the work changes too much over the window (variation {w.variation[k]:.2f} "
-        f"> {settings.max_variation})"
+        f"confidence {confidence:.2f} is under {settings.min_confidence:g}: the work's "
+        f"clock-dependent power varies by {w.variation[k]:.0%} over the window (a steady job "
+        f"varies by less than {settings.max_variation:.0%})"
     )
 
 
-def _reason(boundness: float, limit_w: float, current_w: float) -> str:
-    kind = "memory-bound" if boundness >= 0.5 else "compute-bound"
-    change = "lower" if limit_w < current_w else "keep or raise"
-    return f"{kind} work (μ≈{boundness:.2f}): {change} the limit to {limit_w:.0f} W"
+def _reason(w: GpuWorkloads, k: int, target: float, current: float, job: str | None) -> str:
+    mu, low = float(w.boundness[k]), float(w.boundness_low[k])
+    kind = "memory-bound" if mu >= 0.5 else "compute-bound"
+    source = "measured by GPM" if bool(w.measured_activity[k]) else "from NVML utilizations"
+    whose = f"job {job}'s GPUs" if job else "the limit"
+    if target < current:
+        change = f"lower {whose} to {target:.0f} W"
+    elif target > current:
+        change = f"raise {whose} to {target:.0f} W: no lower limit saves more than it slows"
+    else:
+        change = "keep: no lower limit saves more energy than it costs in time"
+    return f"{kind} work (μ {low:.2f}–{mu:.2f}, {source}): {change}"
 
 
 def _objective_name(settings: CapSettings) -> str:
     if settings.objective == "least_energy":
-        return f"least energy with slowdown ≤ {100 * settings.slowdown_bound:g} %"
+        return (
+            f"least energy with slowdown ≤ {100 * settings.slowdown_bound:g} % and at least "
+            f"{settings.gain_ratio:g} % saved per 1 % slower"
+        )
     return f"cost η·E + (1−η)·P_max·T, η = {settings.eta:g}"
 
 
@@ -188,6 +262,28 @@ def _refusal(
     )
 
 
-def _take(w: GpuWorkloads, rows: np.ndarray) -> GpuWorkloads:
-    fields = GpuWorkloads.__dataclass_fields__
-    return GpuWorkloads(**{f: getattr(w, f)[rows] for f in fields})
+def other_power_per_gpu(gpus: Sequence[GpuState], hosts: Sequence[HostState]) -> dict[str, float]:
+    """Host → what its node draws besides its GPUs, per GPU (hosts without a BMC reading of
+    node power are left out: their other power counts as 0)."""
+    gpu_w: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for g in gpus:
+        if np.isfinite(g.power_w):
+            gpu_w[g.host] = gpu_w.get(g.host, 0.0) + g.power_w
+            count[g.host] = count.get(g.host, 0) + 1
+    return {
+        h.host: max(h.node_power_w - gpu_w[h.host], 0.0) / count[h.host]
+        for h in hosts
+        if np.isfinite(h.node_power_w) and count.get(h.host)
+    }
+
+
+def jobs_on_gpus(jobs: Series) -> dict[tuple[str, int], str]:
+    """(host, GPU) → the job in its newest ``gpu_job`` bucket."""
+    out: dict[tuple[str, int], tuple[int, str]] = {}
+    host, gpu, job = (jobs.tags.get(t, np.array([], dtype=object)) for t in ("host", "gpu", "job"))
+    for h, g, j, t in zip(host, gpu, job, jobs.time_ns.tolist(), strict=True):
+        key = (str(h), int(g)) if str(g).isdigit() else None
+        if key is not None and (key not in out or t >= out[key][0]):
+            out[key] = (t, str(j))
+    return {key: job for key, (_, job) in out.items()}

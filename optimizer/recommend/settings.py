@@ -16,6 +16,12 @@ class CapSettings(BaseModel):
     slowdown_bound: float = Field(0.05, ge=0, le=1, description="s: T(p) ≤ (1+s)·T(p_max)")
     eta: float = Field(0.5, ge=0, le=1, description="η of the cost η·E + (1−η)·P_max·T")
     step_w: float = Field(5.0, gt=0, description="granularity of candidate limits")
+    gain_ratio: float = Field(
+        1.0,
+        ge=0,
+        description="least energy saving (%) per 1 % of slowdown for a cap to be recommended "
+        "(the node's other power running longer counted)",
+    )
     min_confidence: float = Field(0.5, ge=0, le=1)
     min_samples: int = Field(5, ge=1, description="busy buckets needed for full confidence")
     max_variation: float = Field(

@@ -30,7 +30,7 @@ from wattwise.optimizer.models.node_power import fit_node_power_curves
 from wattwise.optimizer.models.power import fit_power_models
 from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
 from wattwise.optimizer.models.workload import WorkloadProfile, job_profiles, profile_set
-from wattwise.optimizer.recommend.caps import recommend_caps
+from wattwise.optimizer.recommend.caps import jobs_on_gpus, other_power_per_gpu, recommend_caps
 from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
 from wattwise.optimizer.recommend.fleet_view import FleetView
 from wattwise.optimizer.recommend.placement_basis import placement_basis
@@ -210,15 +210,23 @@ class Engine:
         every_s = self.config.models.every_s
         series = read.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
         work = estimate_workloads(series, fitted.cap_response, recent_s=recent_s)
-        caps = checked_caps(recommend_caps(gpus, work, self.config.caps))
-        fits = ThermalFits(fitted.inlets, fitted.cooling, fitted.gpu_thermal)
-        cooling = checked_cooling(
-            recommend_cooling(zones, hosts, gpus, self.config.cooling, fits), self.config.cooling
-        )
         # Busy means a job is on the GPU now: only the newest two buckets count, not
         # every job the GPU ran during the whole recent window.
         busy_since_ns = now_ns - 2 * every_s * 1_000_000_000
         jobs = read.job_series(busy_since_ns, now_ns, every_s=every_s, scope=self.scope)
+        caps = checked_caps(
+            recommend_caps(
+                gpus,
+                work,
+                self.config.caps,
+                jobs=jobs_on_gpus(jobs),
+                other_w=other_power_per_gpu(gpus, hosts),
+            )
+        )
+        fits = ThermalFits(fitted.inlets, fitted.cooling, fitted.gpu_thermal)
+        cooling = checked_cooling(
+            recommend_cooling(zones, hosts, gpus, self.config.cooling, fits), self.config.cooling
+        )
         busy = {
             (str(h), int(g)) for h, g in zip(_tags(jobs, "host"), _tags(jobs, "gpu"), strict=True)
         }
