@@ -17,7 +17,8 @@ from wattwise.collector.sim.dvfs import Floats
 from wattwise.optimizer.evaluation.replica import PolicyRun, Replica
 from wattwise.optimizer.evaluation.results import ExperimentResult, Target, policy_result
 from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models
-from wattwise.optimizer.recommend.caps import ENERGY_TIE, recommend_caps
+from wattwise.optimizer.recommend.caps import other_power_per_gpu, recommend_caps
+from wattwise.optimizer.recommend.gain import pick
 from wattwise.optimizer.recommend.settings import CapSettings
 
 STEP_W = 5.0
@@ -107,7 +108,9 @@ class WattwiseCaps(JobScopedCaps):
         settings = CapSettings(slowdown_bound=self.slowdown_bound, step_w=STEP_W)
         limits = _limits(replica)[2].copy()
         index = replica.fleet.layout.gpu_index
-        for rec in recommend_caps(telemetry.latest_gpus(), work, settings):
+        gpus = telemetry.latest_gpus()
+        other = other_power_per_gpu(gpus, telemetry.latest_hosts())
+        for rec in recommend_caps(gpus, work, settings, other_w=other):
             if rec.recommended_limit_w is not None:
                 limits[index[(rec.host, rec.gpu)]] = rec.recommended_limit_w
         _apply(replica, limits)
@@ -116,30 +119,46 @@ class WattwiseCaps(JobScopedCaps):
 
 @dataclass
 class OracleCaps(JobScopedCaps):
-    """Exhaustive search on the twin's truth: per GPU, the limit on the 5 W grid with the least
-    true energy per unit of work whose true slowdown of the current job is within the bound."""
+    """Exhaustive search on the twin's truth, under wattwise's rule: per GPU, the limit on the
+    5 W grid with the least true energy per unit of work (the node's other power counted)
+    whose true slowdown of the current job is within the bound and paid for by its saving."""
 
     slowdown_bound: float
+    gain_ratio: float = 1.0
     name: str = "oracle"
 
     def act(self, replica: Replica) -> None:
         low, high, default = _limits(replica)
         steps = int(np.ceil(np.max(high - low) / STEP_W)) + 1
         grid = np.minimum(low[:, None] + STEP_W * np.arange(steps)[None, :], high[:, None])
-        truth = replica.fleet.truth
+        fleet = replica.fleet
+        truth = fleet.truth
         rate, power = truth.at_power_limits(grid)
-        top_rate, _ = truth.at_power_limits(high)
+        top_rate, top_power = truth.at_power_limits(high)
+        other = _other_power_per_gpu(replica)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            energy = power / rate
-            slowdown = top_rate[:, None] / rate - 1.0
-        ok = np.isfinite(energy) & (slowdown <= self.slowdown_bound + 1e-9)
-        score = np.where(ok, energy, np.inf)
-        least = np.min(score, axis=1, keepdims=True)
-        near = np.isfinite(score) & (score <= least + ENERGY_TIE * np.abs(least))
-        choice = np.min(np.where(near, grid, np.inf), axis=1)
-        busy = replica.fleet.jobs.has_job & np.isfinite(choice)
-        _apply(replica, np.where(busy, choice, default))
+            energy = (power + other) / rate
+            top_energy = (top_power[:, None] + other) / top_rate[:, None]
+            slowdown = np.where(rate > 0, top_rate[:, None] / rate - 1.0, np.inf)
+            saving = 1.0 - energy / top_energy
+        # An idle GPU has no work to save energy on: nothing passes the rule there.
+        saving = np.where(np.isfinite(saving), saving, -np.inf)
+        best = pick(
+            slowdown, saving, slowdown_bound=self.slowdown_bound, gain_ratio=self.gain_ratio
+        )
+        choice = np.where(best >= 0, grid[np.arange(len(grid)), np.maximum(best, 0)], high)
+        _apply(replica, np.where(fleet.jobs.has_job, choice, default))
         self._remember_jobs(replica)
+
+
+def _other_power_per_gpu(replica: Replica) -> Floats:
+    """Each GPU's share of what its node draws besides its GPUs (true values)."""
+    fleet = replica.fleet
+    node = fleet.layout.node_of_gpu
+    count = np.bincount(node, minlength=fleet.layout.node_count)
+    gpu_w = np.bincount(node, weights=fleet.op.power_w, minlength=fleet.layout.node_count)
+    other = np.maximum(fleet.nodes.node_power_w - gpu_w, 0.0) / np.maximum(count, 1)
+    return np.asarray(other[node], dtype=np.float64)
 
 
 MIN_PERIOD_WORK = 0.2

@@ -29,7 +29,7 @@ def _clean(value: object) -> object:
 def tables(result: ScenarioResult) -> Group:
     """One table per experiment (policies × outcomes), then the targets."""
     parts: list[Table] = [_experiment(result, e) for e in result.experiments]
-    targets = Table(title=f"{result.scenario}: targets", title_justify="left")
+    targets = Table(title=f"{result.scenario} ({result.truth}): targets", title_justify="left")
     for column in ("target", "met", "measured"):
         targets.add_column(column)
     for e in result.experiments:

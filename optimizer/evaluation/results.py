@@ -65,6 +65,8 @@ class ExperimentResult:
 class ScenarioResult:
     scenario: str
     description: str
+    truth: str
+    """Which of the twin's truths the scenario ran under."""
     seed: int
     gpus: int
     experiments: tuple[ExperimentResult, ...]

@@ -62,6 +62,7 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None) -> Scenar
     return ScenarioResult(
         scenario=scenario.name,
         description=scenario.description,
+        truth=scenario.truth,
         seed=scenario.seed,
         gpus=base.fleet.layout.gpu_count,
         experiments=experiments,

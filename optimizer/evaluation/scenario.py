@@ -21,6 +21,7 @@ from wattwise.collector.sim import DEFAULT_WORKLOADS, FleetSpec, NodeSpec, Workl
 from wattwise.collector.sim.models import GPU_MODELS, gpu_model
 from wattwise.collector.sim.spec import MAX_NODES_PER_RACK, PowerSaving
 from wattwise.collector.sim.thermal import AirflowParams
+from wattwise.collector.sim.truths import DEFAULT_TRUTH, TRUTHS
 from wattwise.errors import ConfigError
 
 _DEFAULTS = {w.name: w for w in DEFAULT_WORKLOADS}
@@ -124,6 +125,10 @@ class Scenario(BaseModel):
         None, description="the site's node power saving, in the twins of every experiment"
     )
     placement: PlacementScenario = PlacementScenario()
+    truth: str = Field(
+        DEFAULT_TRUTH,
+        description="the twin's truth (collector/sim/truths.py); `wattwise eval` runs every one",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -138,6 +143,8 @@ class Scenario(BaseModel):
         names = [r.name for r in self.racks]
         if len(set(names)) != len(names):
             raise ValueError("rack names must be unique")
+        if self.truth not in TRUTHS:
+            raise ValueError(f"unknown truth {self.truth!r}; known: {', '.join(TRUTHS)}")
         unknown = {r.gpu_model for r in self.racks} - set(GPU_MODELS)
         if unknown:
             raise ValueError(f"unknown GPU models {sorted(unknown)}; known: {sorted(GPU_MODELS)}")
@@ -218,6 +225,7 @@ class Scenario(BaseModel):
             seed=self.seed,
             airflow=AirflowParams(**self.airflow),
             power_saving=self.power_saving,
+            truth=self.truth,
         )
 
 
