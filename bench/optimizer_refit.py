@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from wattwise.optimizer.models.cap_power import phi_inverse
 from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models
+from wattwise.optimizer.models.limit_response import ClockCurve
 from wattwise.optimizer.models.node_power import fit_node_power_curves
 from wattwise.optimizer.models.power import fit_power_models
 from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
@@ -45,7 +45,9 @@ MODEL = "NVIDIA H100 80GB HBM3"
 KINDS = np.array(
     [(0.95, 0.35, 0.9, 1.0, 30, 3), (0.6, 0.5, 0.3, 0.7, 10, 2), (0.05, 1.0, 0.8, 1.0, 15, 1)]
 )
-STATIC_W, CTX_W, K_C, K_M, V0, TOP_MHZ = 77.0, 46.0, 727.0, 263.0, 0.9, 1980.0
+STATIC_W, CTX_W, K_C, K_M, TOP_MHZ = 77.0, 46.0, 727.0, 263.0, 1980.0
+CURVE = ClockCurve(0.49, 0.92)
+"""The H100's clock curve (optimizer/models/priors.py)."""
 
 
 @dataclass
@@ -68,9 +70,9 @@ def simulate(gpus: int, seed: int = 0) -> Fleet:
     limit = np.where(rng.random(gpus) < 0.3, 500.0, 700.0)[:, None] * np.ones((1, MINUTES))
     static = STATIC_W + CTX_W * (kind >= 0)
     share = (limit - static - busy * m * K_M) / np.maximum(busy * c * K_C, 1e-9)
-    x = np.where(share >= 1.0, 1.0, phi_inverse(np.clip(share, 0, 1), np.full_like(share, V0)))
+    x = np.where(share >= 1.0, 1.0, CURVE.phi_inverse(np.clip(share, 0, 1)))
     x = np.maximum(np.floor(x * TOP_MHZ / 15) * 15 / TOP_MHZ, 345 / TOP_MHZ)
-    power = static + busy * (m * K_M + c * K_C * x * (V0 + (1 - V0) * x) ** 2)
+    power = static + busy * (m * K_M + c * K_C * CURVE.phi(x))
     node_of = np.arange(gpus) // GPUS_PER_NODE
     rack_of_node = np.arange(nodes) // NODES_PER_RACK
     racks = int(rack_of_node.max()) + 1

@@ -137,6 +137,7 @@ def _choose(
                 slowdown=float(pace[k] - 1.0),
                 saving=float(1.0 - energy[k] / energy[now]),
                 saving_w=float(pred.power_w[g, now] - pred.power_w[g, k]),
+                hour_wh=float(pred.power_w[g, now] + other[g]),
                 job=group.name if len(group.members) > 1 else None,
             )  # fmt: skip
     return [r for r in out if r is not None]
@@ -163,8 +164,10 @@ def _recommendation(
     slowdown: float,
     saving: float,
     saving_w: float,
+    hour_wh: float,
     job: str | None,
 ) -> CapRecommendation:
+    """``hour_wh``: what the GPU and its share of the node draw in an hour of the work now."""
     current = _current_limit(state)
     target = limit_w
     confidence = _confidence(w, k, settings)
@@ -184,6 +187,7 @@ def _recommendation(
         evidence=Evidence(int(w.window_start_ns[k]), int(w.window_end_ns[k]), int(w.samples[k])),
         boundness=float(w.boundness[k]),
         reason=_reason(w, k, target, current, job),
+        saving_wh_per_job_hour=hour_wh * saving,
     )
     if confidence < settings.min_confidence:
         return _refusal(state, settings, _low_confidence(w, k, settings, confidence), rec)

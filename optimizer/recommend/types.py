@@ -40,6 +40,9 @@ class CapRecommendation:
     boundness: float | None
     """Estimated memory-boundness μ of the work (None when there is no estimate)."""
     reason: str
+    saving_wh_per_job_hour: float = 0.0
+    """Energy the GPU's job would save per hour of its work at today's pace (Wh), the node's
+    other power included: the saving per job, not watts times hours."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -61,18 +61,15 @@ class Summary:
     """NaN when no node reports ``node_power_w`` (no BMC configured)."""
     fleet_gpu_power_kw: float
     """All GPUs' power together, averaged over the window."""
-    cap_saving_kw: float
+    cap_saving_kwh_per_job_hour: float
+    """What the jobs on the GPUs to change would save per hour of their work."""
     cooling_saving_kw: float
     recommended_caps: int
     """GPUs whose recommended limit differs from the one they have."""
 
     @property
-    def saving_kw(self) -> float:
-        return self.cap_saving_kw + self.cooling_saving_kw
-
-    @property
-    def saving_kwh_per_month(self) -> float:
-        return self.saving_kw * HOURS_PER_MONTH
+    def cooling_saving_kwh_per_month(self) -> float:
+        return self.cooling_saving_kw * HOURS_PER_MONTH
 
 
 def gather(engine: Engine, since_s: float, progress: Progress | None = None) -> ReportData:
@@ -143,7 +140,7 @@ def summarize(data: ReportData) -> Summary:
         gpu_energy_kwh=gpu_energy_kwh(data),
         node_energy_kwh=node_kwh if np.isfinite(node_w).any() else float("nan"),
         fleet_gpu_power_kw=_mean_or_nan(power.gpu_w) / 1000.0,
-        cap_saving_kw=sum(c.saving_w for c in changes) / 1000.0,
+        cap_saving_kwh_per_job_hour=sum(c.saving_wh_per_job_hour for c in changes) / 1000.0,
         cooling_saving_kw=sum(c.saving_w for c in data.cooling) / 1000.0,
         recommended_caps=len(changes),
     )

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from wattwise.optimizer.models.power import PowerModel
-from wattwise.optimizer.recommend.types import CapRecommendation
+from wattwise.optimizer.recommend.types import CapRecommendation, changes_limit
 from wattwise.optimizer.report import plots
-from wattwise.optimizer.report.build import HOURS_PER_MONTH, ReportData, Summary, summarize
+from wattwise.optimizer.report.build import ReportData, Summary, summarize
 
 NO_FLEET_DATA = "No GPU or node power was reported in this window."
 NO_MODELS = "No power model could be fitted: no GPU samples in the training window."
@@ -75,12 +75,15 @@ def _summary_table(s: Summary) -> str:
             "GPU power, all GPUs together (mean over the window)",
             f"{_num(s.fleet_gpu_power_kw, 2)} kW ({_per_gpu_w(s)} per GPU)",
         ),
-        ("Power limits to change", str(s.recommended_caps)),
         (
-            "Potential saving (caps + cooling)",
-            f"{_power(s.saving_kw)} ({_power(s.cap_saving_kw)} + "
-            f"{_power(s.cooling_saving_kw)}), "
-            f"{_num(s.saving_kwh_per_month, 0)} kWh per month",
+            "Power limits to change (others keep theirs)",
+            f"{s.recommended_caps} GPUs: their jobs "
+            f"{_num(s.cap_saving_kwh_per_job_hour, 2)} kWh less per hour of their work",
+        ),
+        (
+            "Cooling setpoints: potential saving",
+            f"{_power(s.cooling_saving_kw)}, {_num(s.cooling_saving_kwh_per_month, 0)} kWh "
+            "per month",
         ),
     ]
     cells = "".join(
@@ -149,11 +152,13 @@ def _model_caption(model: PowerModel) -> str:
 
 def _caps_section(data: ReportData) -> Section:
     svg = plots.caps_svg(data.caps)
-    saving_w = sum(c.saving_w for c in data.caps if c.recommended_limit_w is not None)
+    changes = [c for c in data.caps if changes_limit(c.current_limit_w, c.recommended_limit_w)]
+    wh = sum(c.saving_wh_per_job_hour for c in changes)
     caption = (
         "Top: the GPUs' current and recommended power limits. Bottom: each recommendation's "
-        "predicted power saving against the slowdown it would cost. Together "
-        f"{_power(saving_w / 1000)}, {saving_w * HOURS_PER_MONTH / 1000:.0f} kWh per month."
+        "predicted energy saving per unit of work against the slowdown it would cost. "
+        f"{len(changes)} GPUs change (the others keep their limit): their jobs would use "
+        f"{wh / 1000:.2f} kWh less per hour of their work."
     )
     body = _empty(NO_CAPS) if svg is None else _figure(svg, caption)
     return Section("Recommended power caps", body + _refusals_table(data.caps))

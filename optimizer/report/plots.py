@@ -181,11 +181,14 @@ def caps_svg(caps: tuple[CapRecommendation, ...]) -> str | None:
         _cap_bars(limits, chosen)
     else:
         _cap_histogram(limits, chosen)
-    saving = np.array([c.saving_w for c in chosen])
+    saving = np.array([c.saving_pct for c in chosen])
     slowdown = np.array([c.slowdown_pct for c in chosen])
     tradeoff.scatter(slowdown, saving, s=18, color="tab:green")
+    top = float(max(np.max(slowdown), np.max(saving), 1.0))
+    # Above the diagonal a cap saves more energy than it costs in time (the gain rule).
+    tradeoff.plot([0.0, top], [0.0, top], color="0.6", linestyle="--", linewidth=1)
     tradeoff.set_xlabel("predicted slowdown vs the maximum limit (%)")
-    tradeoff.set_ylabel("predicted saving (W)")
+    tradeoff.set_ylabel("energy saved per unit of work (%)")
     tradeoff.grid(alpha=0.3)
     fig.subplots_adjust(hspace=0.6)
     return to_svg(fig, "caps")

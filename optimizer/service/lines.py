@@ -43,6 +43,7 @@ def cap_readings(
             "recommended_limit_w": _finite(rec.recommended_limit_w),
             "saving_w": _finite(rec.saving_w),
             "saving_pct": _finite(rec.saving_pct),
+            "saving_wh_per_job_hour": _finite(rec.saving_wh_per_job_hour),
             "slowdown_pct": _finite(rec.slowdown_pct),
             "confidence": _finite(rec.confidence),
             "samples": rec.evidence.samples,

@@ -22,7 +22,7 @@ Row = Mapping[str, Any]
 HOURS_PER_MONTH = 730.0
 
 CAP_COLUMNS = (
-    "host", "gpu", "current_limit_w", "recommended_limit_w", "saving_w", "slowdown_pct",
+    "host", "gpu", "current_limit_w", "recommended_limit_w", "saving_pct", "slowdown_pct",
     "confidence",
 )  # fmt: skip
 
@@ -34,19 +34,28 @@ def is_cap_change(row: Row) -> bool:
 
 def cap_changes(rows: Sequence[Row]) -> list[Row]:
     """The changes, largest saving first."""
-    return sorted((r for r in rows if is_cap_change(r)), key=lambda r: -_number(r["saving_w"]))
+    return sorted(
+        (r for r in rows if is_cap_change(r)),
+        key=lambda r: -_number(r.get("saving_wh_per_job_hour", r["saving_w"])),
+    )
 
 
 def caps_total(rows: Sequence[Row]) -> str:
-    """One line: how many GPUs change, what they save, and what is left as it is."""
+    """One line: how many GPUs change and what their jobs save, and what is left as it is.
+    Only changes count: a GPU kept at its limit is not a recommendation."""
     changes = cap_changes(rows)
-    saving_w = sum(_number(r["saving_w"]) for r in changes)
     unchanged = sum(1 for r in rows if r.get("recommended_limit_w") is not None) - len(changes)
     refused = sum(1 for r in rows if r.get("recommended_limit_w") is None)
+    rest = f"{unchanged} kept at their limit, {refused} without a recommendation"
+    if not changes:
+        return f"0 of {len(rows)} GPUs to change; {rest}"
+    wh = sum(_number(r.get("saving_wh_per_job_hour", 0.0)) for r in changes)
+    pct = [_number(r["saving_pct"]) for r in changes]
+    slow = max(_number(r["slowdown_pct"]) for r in changes)
     return (
-        f"{len(changes)} of {len(rows)} GPUs to change, saving {_power(saving_w)} "
-        f"(≈ {saving_w * HOURS_PER_MONTH / 1e3:,.0f} kWh per month); "
-        f"{unchanged} already at their best limit, {refused} without a recommendation"
+        f"{len(changes)} of {len(rows)} GPUs to change: their jobs use "
+        f"{min(pct):.1f}–{max(pct):.1f} % less energy per unit of work "
+        f"({wh / 1e3:,.2f} kWh less per hour of their work), at most {slow:.1f} % slower; {rest}"
     )
 
 

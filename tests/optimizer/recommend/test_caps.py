@@ -141,7 +141,7 @@ def test_the_gpus_of_one_job_get_one_limit_at_the_pace_of_the_slowest(twin: Twin
     top = at_limits(work, np.full(2, 700.0), cautious=True)
     slowest = float(np.max(top.throughput / cautious.throughput)) - 1.0
     assert together[0].slowdown_pct == pytest.approx(100.0 * slowest)
-    assert all("job train-1" in r.reason for r in together if r.recommended_limit_w < 700.0)
+    assert all("job train-1" in r.reason for r in together if limit < 700.0)
 
 
 def test_recommendation_serialises_to_json_with_evidence(twin: Twin) -> None:

@@ -27,14 +27,15 @@ def test_gpu_energy_over_the_window_matches_the_simulators_exact_energy(
     assert summary.node_energy_kwh > summary.gpu_energy_kwh
 
 
-def test_savings_are_the_recommendations_own_and_a_month_is_730_hours(engine: Engine) -> None:
+def test_savings_are_the_changes_own_per_job_hour_and_cooling_per_month(engine: Engine) -> None:
     data = gather(engine, 3600.0)
     summary = summarize(data)
     changes = [c for c in data.caps if c.recommended_limit_w not in (None, c.current_limit_w)]
-    caps_w = sum(c.saving_w for c in changes)
+    per_job_hour_wh = sum(c.saving_wh_per_job_hour for c in changes)
     cooling_w = sum(c.saving_w for c in data.cooling)
-    assert summary.saving_kw == pytest.approx((caps_w + cooling_w) / 1000.0)
-    assert summary.saving_kwh_per_month == pytest.approx(summary.saving_kw * HOURS_PER_MONTH)
+    assert summary.cap_saving_kwh_per_job_hour == pytest.approx(per_job_hour_wh / 1000.0)
+    assert summary.cooling_saving_kw == pytest.approx(cooling_w / 1000.0)
+    assert summary.cooling_saving_kwh_per_month == pytest.approx(cooling_w / 1e3 * HOURS_PER_MONTH)
     assert summary.recommended_caps == len(changes)
 
 

@@ -50,7 +50,7 @@ def test_the_summary_calls_the_fleets_gpu_power_a_total_and_gives_it_per_gpu() -
         gpu_energy_kwh=68.0,
         node_energy_kwh=90.0,
         fleet_gpu_power_kw=136.58,
-        cap_saving_kw=0.3,
+        cap_saving_kwh_per_job_hour=0.3,
         cooling_saving_kw=0.7,
         recommended_caps=59,
     )
@@ -58,4 +58,4 @@ def test_the_summary_calls_the_fleets_gpu_power_a_total_and_gives_it_per_gpu() -
     assert "Mean GPU power" not in table
     assert "GPU power, all GPUs together (mean over the window)" in table
     assert "136.58 kW (534 W per GPU)" in table
-    assert 'Power limits to change</th><td class="num">59<' in table
+    assert "59 GPUs: their jobs 0.30 kWh less per hour of their work" in table

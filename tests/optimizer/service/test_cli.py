@@ -54,14 +54,15 @@ def test_recommend_caps_shows_the_changes_largest_saving_first_then_the_total(
     rows = json.loads(_recommend("caps", "--config", str(config_file), "--json").stdout)
     changes = sorted(
         (r for r in rows if r["recommended_limit_w"] not in (None, r["current_limit_w"])),
-        key=lambda r: -r["saving_w"],
+        key=lambda r: -r["saving_wh_per_job_hour"],
     )
     assert 0 < len(changes) < len(rows)
     shown = _recommend("caps", "--config", str(config_file))
     assert shown.exit_code == 0, shown.output
     assert _table_hosts(shown.stdout) == [r["host"] for r in changes]
-    total_w = sum(r["saving_w"] for r in changes)
-    assert f"{len(changes)} of 32 GPUs to change, saving {total_w:,.0f} W" in shown.stdout
+    total_kwh = sum(r["saving_wh_per_job_hour"] for r in changes) / 1e3
+    assert f"{len(changes)} of 32 GPUs to change: their jobs use" in shown.stdout
+    assert f"({total_kwh:,.2f} kWh less per hour of their work)" in shown.stdout
     every = _recommend("caps", "--config", str(config_file), "--all")
     assert len(_table_hosts(every.stdout)) == 32
 
