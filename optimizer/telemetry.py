@@ -28,11 +28,20 @@ GPU_SERIES_COLUMNS = (
     "power_limit_w",
     "enforced_limit_w",
     "temp_c",
+    "sm_active_pct",
+    "sm_occupancy_pct",
+    "dram_active_pct",
+    "tensor_active_pct",
+    "fp64_active_pct",
+    "fp32_active_pct",
+    "fp16_active_pct",
     "capped_share",
     "energy_j",
 )
 """Per GPU and time bucket: means, except ``capped_share`` (share of samples with
-clock-event reason 0x4, software power cap, 0..1) and ``energy_j`` (sum)."""
+clock-event reason 0x4, software power cap, 0..1) and ``energy_j`` (sum). The seven
+``*_active_pct``/``sm_occupancy_pct`` columns are GPM activity (Hopper and newer;
+NaN where a GPU does not measure it)."""
 
 HOST_SERIES_COLUMNS = ("inlet_temp_c", "node_power_w", "cpu_util_pct", "cpu_power_w")
 ZONE_SERIES_COLUMNS = (

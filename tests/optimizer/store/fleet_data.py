@@ -23,6 +23,17 @@ START_NS = 1_699_999_980 * 1_000_000_000  # a whole minute, so buckets are full
 SECONDS = 180
 CAPPED_HOST, CAPPED_GPU = "sim-r01-n01", 1
 GAP_HOST, GAP_GPU = "sim-r02-n02", 0  # its temp_c is missing during the first minute
+NO_GPM_HOST = "sim-r02-n01"  # its GPUs do not measure GPM activity (as before Hopper)
+GPM_SHARES = {
+    "sm_active_pct": 0.97,
+    "sm_occupancy_pct": 0.45,
+    "dram_active_pct": 0.7,
+    "tensor_active_pct": 0.6,
+    "fp64_active_pct": 0.01,
+    "fp32_active_pct": 0.15,
+    "fp16_active_pct": 0.05,
+}
+"""GPM activity planted as these shares of each sample's utilization."""
 JOBS = (("sim-r01-n02", "0", "slurm", "4711"), ("sim-r02-n01", "1", "kubernetes", "ml/train-0"))
 
 
@@ -41,6 +52,17 @@ def _job_readings(fleet_readings: list[Reading], time_ns: int) -> list[Reading]:
         }
         out.append(Reading("gpu_job", tags, fields, time_ns))
     return out
+
+
+def _with_gpm(reading: Reading) -> Reading:
+    """GPM activity on every GPU but those of :data:`NO_GPM_HOST`, where it is missing."""
+    util = reading.fields.get("util_gpu_pct")
+    if reading.measurement != "gpu" or reading.tags["host"] == NO_GPM_HOST:
+        return reading
+    if not isinstance(util, float):
+        return reading
+    gpm = {name: round(util * share, 3) for name, share in GPM_SHARES.items()}
+    return replace(reading, fields={**reading.fields, **gpm})
 
 
 def _with_gap(reading: Reading) -> Reading:
@@ -63,7 +85,7 @@ def fleet_readings() -> tuple[Reading, ...]:
             fleet.set_power_limit(CAPPED_HOST, CAPPED_GPU, 200.0)  # sets 0x4 while busy
         if second == 150:
             fleet.set_power_limit(CAPPED_HOST, CAPPED_GPU, 700.0)
-        tick = [_with_gap(r) for r in fleet.read()]
+        tick = [_with_gpm(_with_gap(r)) for r in fleet.read()]
         readings.extend(tick)
         if second % 10 == 0:
             readings.extend(_job_readings(tick, clock.time_ns()))

@@ -21,6 +21,8 @@ from tests.optimizer.store.fleet_data import (
     CAPPED_HOST,
     GAP_GPU,
     GAP_HOST,
+    GPM_SHARES,
+    NO_GPM_HOST,
     START_NS,
     fleet_readings,
     reference_latest,
@@ -157,6 +159,21 @@ def test_a_missing_value_is_nan_not_zero(subject: Contracted) -> None:
     assert not np.isnan(series.values["power_w"][first_minute]).any()
     second_minute = (series.tags["gpu"] == str(GAP_GPU)) & (series.time_ns == START_NS + MINUTE_NS)
     assert (series.values["temp_c"][second_minute] > 20).all()
+
+
+def test_gpm_columns_are_the_means_of_the_activity_and_nan_where_unmeasured(
+    subject: Contracted,
+) -> None:
+    series = subject.store.gpu_series(START_NS, END_NS, every_s=60, scope=ALL)
+    unmeasured = series.tags["host"] == NO_GPM_HOST
+    assert unmeasured.any() and (~unmeasured).any()
+    for name, share in GPM_SHARES.items():
+        column = series.values[name]
+        assert np.isnan(column[unmeasured]).all(), name
+        # planted as a share of each sample's utilization: so are the means
+        expected = share * series.values["util_gpu_pct"][~unmeasured]
+        np.testing.assert_allclose(column[~unmeasured], expected, rtol=1e-3, atol=1e-2)
+    assert np.nanmax(series.values["sm_active_pct"]) > 50  # the data has busy GPUs
 
 
 def _capped_by_hand() -> dict[int, float]:
