@@ -17,7 +17,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from wattwise.agent.config import AgentConfig, SenderSettings
+from wattwise.agent.config import AgentConfig, MetricsSettings, SenderSettings
+from wattwise.agent.export import ReadingsExport
 from wattwise.agent.loop import Schedule, TickLoop
 from wattwise.agent.metrics import PrometheusCollector, SelfMetricsSource, StatsProvider
 from wattwise.agent.sender import Sender
@@ -46,7 +47,7 @@ class AgentRuntime:
         sender: SenderSettings | None = None,
         labels: dict[str, str] | None = None,
         self_metrics_interval_s: float = 10.0,
-        prometheus_port: int = 0,
+        metrics: MetricsSettings | None = None,
     ) -> None:
         self.wal = wal
         self.transport = transport
@@ -62,12 +63,20 @@ class AgentRuntime:
             backoff_initial_s=self.sender_settings.backoff_initial_s,
             backoff_max_s=self.sender_settings.backoff_max_s,
         )
-        self.loop = TickLoop(list(schedules), wal, clock=clock, encode=encode, labels=labels)
+        self.metrics = metrics or MetricsSettings()
+        self.export = ReadingsExport(clock) if self.metrics.export_readings else None
+        self.loop = TickLoop(
+            list(schedules),
+            wal,
+            clock=clock,
+            encode=encode,
+            labels=labels,
+            observe=self.export.observe if self.export is not None else None,
+        )
         self.stats = StatsProvider(lambda: self.loop.stats, wal.stats, self.sender.stats)
         self.loop.schedules.append(
             Schedule(SelfMetricsSource(self.stats, host=host, clock=clock), self_metrics_interval_s)
         )
-        self.prometheus_port = prometheus_port
 
     @classmethod
     def from_config(
@@ -86,15 +95,18 @@ class AgentRuntime:
             sender=config.sender,
             labels=config.agent.labels,
             self_metrics_interval_s=config.agent.host_interval_s,
-            prometheus_port=config.metrics.prometheus_port,
+            metrics=config.metrics,
         )
 
     def run(self, stop: threading.Event) -> None:
         """Sample and deliver until ``stop`` is set, then flush briefly and close."""
-        if self.prometheus_port:
+        if self.metrics.prometheus_port:
             registry = CollectorRegistry()
             registry.register(PrometheusCollector(self.stats))
-            start_http_server(self.prometheus_port, addr="127.0.0.1", registry=registry)
+            if self.export is not None:
+                registry.register(self.export)
+            address, port = self.metrics.prometheus_address, self.metrics.prometheus_port
+            start_http_server(port, addr=address, registry=registry)
         sending = threading.Event()
         sender = threading.Thread(
             target=self.sender.run, args=(sending,), name="wattwise-sender", daemon=True

@@ -168,7 +168,7 @@ GPU_XID = MeasurementSpec(
             int,
             "events",
             "XID events of this code on this GPU since the previous tick (NVML events)",
-            counter="xid_errors",
+            counter="errors",
         ),
     },
 )
