@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -81,7 +82,7 @@ def test_the_loop_shows_the_export_readings_with_the_node_labels() -> None:
     sink: list[bytes] = []
 
     class Sink:
-        def append(self, lines: list[bytes]) -> None:
+        def append(self, lines: Sequence[bytes]) -> None:
             sink.extend(lines)
 
     loop = TickLoop(
