@@ -1,7 +1,9 @@
 """``wattwise demo``: the whole system on one machine, with no GPU and no InfluxDB.
 
 A simulated fleet is sampled by the agent into the embedded store (or a real
-InfluxDB with ``--influx-url``). To have something to learn from at once, the
+InfluxDB with ``--influx-url``, or a VictoriaMetrics with ``--prometheus-url``: the
+agent writes its line protocol to VictoriaMetrics' ``/write`` and the optimizer
+reads through the Prometheus query API). To have something to learn from at once, the
 agent first records ``--history`` of the fleet's past on a fast clock, through
 the same tick loop, WAL and sender as live samples; then the fleet runs in real
 time. The optimizer fits its models, serves its API on localhost, prints the
@@ -41,6 +43,7 @@ from wattwise.optimizer.service.app import create_app
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.settings import OptimizerConfig, load_optimizer_config
 from wattwise.optimizer.store import open_store
+from wattwise.optimizer.telemetry import Scope
 
 PLACE_GPUS = 1
 """GPUs the demo's example job asks for."""
@@ -100,6 +103,10 @@ def demo(
         str | None, typer.Option(help="use this InfluxDB 1.x instead of the embedded store")
     ] = None,
     influx_db: Annotated[str, typer.Option(help="database for --influx-url")] = "wattwise",
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(help="record into this VictoriaMetrics (its /write) and read it back"),
+    ] = None,
 ) -> None:
     """Simulated fleet → agent → store → optimizer and API, with the first recommendations."""
     console = Console()
@@ -107,7 +114,7 @@ def demo(
     spec = FleetSpec.uniform(racks * nodes_per_rack, gpus_per_node, racks=racks, zones=2, seed=seed)
     clock = CatchUpClock(time.time_ns() - int(history_min * 60e9))
     fleet = SimFleet(spec, clock)
-    runtime = _agent(fleet, clock, data_dir, influx_url, influx_db)
+    runtime = _agent(fleet, clock, data_dir, influx_url or prometheus_url, influx_db)
     gpus = racks * nodes_per_rack * gpus_per_node
     console.print(
         f"[bold]Simulated fleet:[/] {racks} racks × {nodes_per_rack} nodes × "
@@ -119,8 +126,12 @@ def demo(
     agent = threading.Thread(target=runtime.run, args=(stop,), name="wattwise-agent")
     agent.start()
     token = secrets.token_urlsafe(16)
-    config = _optimizer_config(data_dir, influx_url, influx_db, port, token, history_min)
+    config = _optimizer_config(
+        data_dir, influx_url, influx_db, port, token, history_min, prometheus_url
+    )
     engine = Engine(open_store(config.store, SystemClock()), config, SystemClock())
+    if prometheus_url:
+        _until_searchable(engine, gpus)
     _fit(engine, console)
     server = _serve(engine, config)
     try:
@@ -187,12 +198,15 @@ def _optimizer_config(
     port: int,
     token: str,
     history_min: float,
+    prometheus_url: str | None = None,
 ) -> OptimizerConfig:
     store: dict[str, Any] = (
         {"kind": "influx", "url": influx_url, "database": influx_db}
         if influx_url
         else {"kind": "embedded", "embedded_path": str(data_dir / "wattwise.sqlite")}
     )
+    if prometheus_url:  # VictoriaMetrics: queried as Prometheus, written as InfluxDB
+        store = {"kind": "prometheus", "url": prometheus_url, "write_url": prometheus_url}
     digest = hashlib.sha256(token.encode()).hexdigest()
     return load_optimizer_config(None, {
         "store": store,
@@ -201,6 +215,14 @@ def _optimizer_config(
         "models.window_s": history_min * 60,
         "models.registry_dir": str(data_dir / "models"),
     })  # fmt: skip
+
+
+def _until_searchable(engine: Engine, gpus: int, timeout_s: float = 30.0) -> None:
+    """VictoriaMetrics makes what it took searchable within a second or so: wait for it,
+    or the first refit would find no history."""
+    deadline = time.monotonic() + timeout_s
+    while len(engine.store.latest_gpus(Scope())) < gpus and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _fit(engine: Engine, console: Console) -> None:

@@ -36,7 +36,12 @@ from wattwise.optimizer.store.initdb import init_db_command
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="optimizer TOML file")]
 StoreOpt = Annotated[
-    Literal["influx", "embedded"] | None, typer.Option("--store", help="telemetry store")
+    Literal["influx", "embedded", "prometheus"] | None,
+    typer.Option("--store", help="telemetry store"),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(help="the store's URL: InfluxDB, or a Prometheus-compatible query API"),
 ]
 ListOpt = Annotated[str | None, typer.Option(help="comma-separated; this instance's share")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table")]
@@ -47,10 +52,16 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _config(
-    path: Path, store: str | None, clusters: str | None, zones: str | None, **extra: Any
+    path: Path,
+    store: str | None,
+    clusters: str | None,
+    zones: str | None,
+    url: str | None = None,
+    **extra: Any,
 ) -> OptimizerConfig:
     overrides = {
         "store.kind": store,
+        "store.url": url,
         "shard.clusters": _split(clusters),
         "shard.zones": _split(zones),
         **extra,
@@ -84,6 +95,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
     port: Annotated[int | None, typer.Option(help="listen port")] = None,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     access_log: Annotated[
@@ -94,7 +106,7 @@ def serve(
     from wattwise.optimizer.service.server import run_server
 
     flags = {"api.host": host, "api.port": port, "api.access_log": access_log}
-    config = _config(config_path, store, clusters, zones, **flags)
+    config = _config(config_path, store, clusters, zones, url, **flags)
     run_server(config)
 
 
@@ -109,12 +121,13 @@ def build_optimizer_app() -> typer.Typer:
 def caps(
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Power caps per GPU: recommended limit, saving and slowdown."""
-    with _engine(_config(config_path, store, clusters, zones)) as engine:
+    with _engine(_config(config_path, store, clusters, zones, url)) as engine:
         _fit_and_refresh(engine, as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.caps]
     columns = ("host", "gpu", "current_limit_w", "recommended_limit_w", "saving_pct")
@@ -124,12 +137,13 @@ def caps(
 def cooling(
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Cooling setpoints per zone within inlet and GPU temperature limits."""
-    with _engine(_config(config_path, store, clusters, zones)) as engine:
+    with _engine(_config(config_path, store, clusters, zones, url)) as engine:
         _fit_and_refresh(engine, as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.cooling]
     columns = ("cluster", "zone", "current_setpoint_c", "recommended_setpoint_c")
@@ -146,6 +160,7 @@ def place(
     duration_s: Annotated[float | None, typer.Option()] = None,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Where to place a job; ends with a --nodelist a Slurm user can pass to sbatch."""
@@ -166,7 +181,7 @@ def place(
         )
     except ValueError as e:
         raise ConfigError("--gpus/--expected-power-w/--duration-s", str(e), "valid values") from e
-    with _engine(_config(config_path, store, None, None)) as engine:
+    with _engine(_config(config_path, store, None, None, url)) as engine:
         _fit_and_refresh(engine, as_json)
         result = placing.place(engine, body)
     candidates: list[dict[str, object]] = result["candidates"]  # type: ignore[assignment]
@@ -190,6 +205,7 @@ def build_recommend_app() -> typer.Typer:
 def models_command(
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     refit: Annotated[
@@ -199,7 +215,7 @@ def models_command(
 ) -> None:
     """List the models the registry keeps with their accuracy; without a registry
     (``[models] registry_dir`` unset) or with ``--refit``, fit them on the configured window."""
-    config = _config(config_path, store, clusters, zones)
+    config = _config(config_path, store, clusters, zones, url)
     if config.models.registry_dir is not None and not refit:
         infos = KeptModels(config.models.registry_dir, config.models.keep_versions).list()
     else:

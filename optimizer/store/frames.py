@@ -109,6 +109,13 @@ ZONE_STATE_FIELDS = (
     "it_power_w",
 )
 
+STATE_FIELDS = {
+    GPU_SPEC.measurement: GPU_STATE_FIELDS,
+    HOST_SPEC.measurement: HOST_STATE_FIELDS,
+    ZONE_SPEC.measurement: ZONE_STATE_FIELDS,
+}
+"""The fields a latest state is made of, per measurement."""
+
 
 def scope_filters(scope: Scope, tags: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """Tag → allowed values, for the scope's parts this measurement has tags for.

@@ -55,7 +55,7 @@ def test_field_ids_and_constants_are_pynvml_s() -> None:
         "board_limit_violation_pct": pynvml.NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT,
     }
     assert ERROR_TIMEOUT == pynvml.NVML_ERROR_TIMEOUT
-    assert EVENT_TYPE_XID_CRITICAL_ERROR == pynvml.nvmlEventTypeXidCriticalError
+    assert pynvml.nvmlEventTypeXidCriticalError == EVENT_TYPE_XID_CRITICAL_ERROR
     assert FEATURE_ENABLED == pynvml.NVML_FEATURE_ENABLED
 
 
