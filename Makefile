@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # What the tests run for real, from Debian's packages: influxd (the store),
+# prometheus and victoria-metrics (the Prometheus-compatible stores),
 # shellcheck (the install scripts), systemd-analyze (the units), chromium and
 # its driver (the HTML report is opened in a real browser).
-SYSTEM_TOOLS := influxd:influxdb shellcheck:shellcheck systemd-analyze:systemd \
-	chromium:chromium chromedriver:chromium-driver
+SYSTEM_TOOLS := influxd:influxdb prometheus:prometheus victoria-metrics:victoria-metrics \
+	shellcheck:shellcheck systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \

@@ -92,11 +92,13 @@ class _Server:
         result: list[dict[str, Any]] = response.json()["data"]["result"]
         return result
 
-    def wait_for(self, expression: str, at_s: float, count: int, timeout_s: float = 60.0) -> None:
-        """Until ``expression`` at ``at_s`` gives at least ``count`` series."""
+    def wait_for(
+        self, expression: str, at_s: float | None, count: int, timeout_s: float = 60.0
+    ) -> None:
+        """Until ``expression`` at ``at_s`` (None: now) gives at least ``count`` series."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if len(self.query(expression, at_s)) >= count:
+            if len(self.query(expression, time.time() if at_s is None else at_s)) >= count:
                 return
             time.sleep(0.2)
         raise RuntimeError(
@@ -224,3 +226,77 @@ class ReplayExporter:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+
+
+DCGM_FIELDS: dict[str, tuple[str, float]] = {
+    "DCGM_FI_DEV_POWER_USAGE": ("power_w", 1.0),
+    "DCGM_FI_DEV_GPU_TEMP": ("temp_c", 1.0),
+    "DCGM_FI_DEV_MEMORY_TEMP": ("mem_temp_c", 1.0),
+    "DCGM_FI_DEV_SM_CLOCK": ("sm_clock_mhz", 1.0),
+    "DCGM_FI_DEV_MEM_CLOCK": ("mem_clock_mhz", 1.0),
+    "DCGM_FI_DEV_GPU_UTIL": ("util_gpu_pct", 1.0),
+    "DCGM_FI_DEV_MEM_COPY_UTIL": ("util_mem_pct", 1.0),
+    "DCGM_FI_DEV_FB_USED": ("mem_used_bytes", 1.0 / 2**20),
+    "DCGM_FI_DEV_FB_TOTAL": ("mem_total_bytes", 1.0 / 2**20),
+    "DCGM_FI_DEV_POWER_MGMT_LIMIT": ("power_limit_w", 1.0),
+    "DCGM_FI_DEV_ENFORCED_POWER_LIMIT": ("enforced_limit_w", 1.0),
+    "DCGM_FI_DEV_POWER_MGMT_LIMIT_MIN": ("min_limit_w", 1.0),
+    "DCGM_FI_DEV_POWER_MGMT_LIMIT_MAX": ("max_limit_w", 1.0),
+    "DCGM_FI_DEV_POWER_MGMT_LIMIT_DEF": ("default_limit_w", 1.0),
+    "DCGM_FI_DEV_SLOWDOWN_TEMP": ("slowdown_temp_c", 1.0),
+    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS": ("clock_event_reasons", 1.0),
+    "DCGM_FI_PROF_SM_ACTIVE": ("sm_active_pct", 0.01),
+    "DCGM_FI_PROF_DRAM_ACTIVE": ("dram_active_pct", 0.01),
+}
+"""dcgm-exporter's field (its default counters plus the limits, slowdown temperature, clock
+event reasons and profiling fields a site enables in its CSV) → the wattwise field it
+measures and the factor from wattwise's unit to dcgm's (MiB, fractions)."""
+
+
+def dcgm_exposition(readings: Iterable[Reading], hostname_label: str = "Hostname") -> str:
+    """``gpu`` readings as dcgm-exporter exposes them: its names, units and labels (``gpu``,
+    ``UUID``, ``pci_bus_id``, ``device``, ``modelName``, the host label, the driver version),
+    the energy as its mJ counter; every other reading as VictoriaMetrics names it (a site's
+    host and cooling telemetry, which dcgm-exporter does not have)."""
+    lines: dict[str, list[str]] = {}
+    energy_mj: dict[tuple[str, str], float] = {}
+    others = []
+    for reading in sorted(readings, key=lambda r: r.time_ns):
+        if reading.measurement != "gpu":
+            others.append(reading)
+            continue
+        tags = reading.tags
+        labels = ",".join(
+            f"{k}={_label(v)}"
+            for k, v in (
+                ("gpu", tags["gpu"]),
+                ("UUID", tags["uuid"]),
+                ("pci_bus_id", f"00000000:{int(tags['gpu']) + 0x18:02X}:00.0"),
+                ("device", f"nvidia{tags['gpu']}"),
+                ("modelName", tags["model"]),
+                (hostname_label, tags["host"]),
+                ("DCGM_FI_DRIVER_VERSION", "550.54.15"),
+            )
+        )
+        stamp_ms = reading.time_ns // 1_000_000
+        for name, (field, factor) in DCGM_FIELDS.items():
+            value = reading.fields.get(field)
+            if value is not None and not isinstance(value, str):
+                lines.setdefault(name, []).append(
+                    f"{name}{{{labels}}} {_number(float(value) * factor)} {stamp_ms}"
+                )
+        joules = reading.fields.get("energy_j")
+        key = (tags["host"], tags["gpu"])
+        if isinstance(joules, float):  # the counter moves when the energy was measured
+            energy_mj[key] = energy_mj.get(key, 5e9) + 1000.0 * joules
+        if key in energy_mj:
+            name = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+            lines.setdefault(name, []).append(
+                f"{name}{{{labels}}} {_number(energy_mj[key])} {stamp_ms}"
+            )
+    types = {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": "counter"}
+    text = "".join(
+        f"# TYPE {name} {types.get(name, 'gauge')}\n" + "\n".join(found) + "\n"
+        for name, found in lines.items()
+    )
+    return text + exposition(others)

@@ -4,23 +4,27 @@ buckets short, the host map, errors and writes, against a real VictoriaMetrics."
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.influxd import free_port
 from tests.optimizer.store.conftest import END_NS
 from tests.optimizer.store.fleet_data import START_NS, fleet_readings, reference_series
 from tests.optimizer.store.test_contract import _as_dict, _assert_same
-from tests.prometheus_peers import VictoriaMetricsServer
+from tests.prometheus_peers import PrometheusServer, VictoriaMetricsServer
+from wattwise.agent.config import AgentConfig
+from wattwise.agent.runtime import AgentRuntime
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.common.lineproto import encode_many
 from wattwise.common.secrets import Secret
 from wattwise.errors import ConfigError, StoreAuthError, StoreQueryError, StoreUnavailable
-from wattwise.optimizer.store import PrometheusStore
+from wattwise.optimizer.store import EmbeddedSqliteStore, PrometheusStore
 from wattwise.optimizer.store.frames import GPU_SPEC, HOST_SPEC
 from wattwise.optimizer.store.prom_answers import raise_for_status, series_of
 from wattwise.optimizer.store.prometheus import Place
@@ -214,3 +218,54 @@ def test_settings_open_a_prometheus_store_and_refuse_what_is_wrong() -> None:
     with pytest.raises(ConfigError) as info:
         StoreSettings(kind="prometheus", url="http://vm:8428", write_url="vm:8428/write")
     assert info.value.key == "store.write_url"
+
+
+def test_a_prometheus_scraping_the_agents_export_is_read_like_its_line_protocol(
+    tmp_path: Path,
+) -> None:
+    """The agent → its /metrics → Prometheus → this store; the same agent's line protocol →
+    the embedded store: power means agree, and energy read from the export's counter
+    (``increase``) agrees with the sums of its increases, as closely as Prometheus'
+    extrapolation lets it."""
+    port = free_port()
+    config = AgentConfig.model_validate(
+        {
+            "agent": {
+                "host": "n1",
+                "source": "sim",
+                "energy_every_s": 1.0,
+                "sim": {"nodes": 2, "gpus_per_node": 2},
+            },
+            "store": {"kind": "embedded", "embedded_path": str(tmp_path / "agent.sqlite")},
+            "wal": {"dir": str(tmp_path / "wal")},
+            "metrics": {"prometheus_port": port, "export_readings": True},
+        }
+    )
+    runtime = AgentRuntime.from_config(config, environ={})
+    stop = threading.Event()
+    agent = threading.Thread(target=runtime.run, args=(stop,))
+    (tmp_path / "prometheus").mkdir()
+    server = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{port}"])
+    agent.start()
+    server.start()
+    try:
+        server.wait_for("gpu_energy_joules_total", None, 4)
+        time.sleep(16)  # sixteen scrapes
+        end_ns = time.time_ns() // 5_000_000_000 * 5_000_000_000
+        start_ns = end_ns - 10_000_000_000
+        store = PrometheusStore(server.url)
+        scraped = store.gpu_series(start_ns, end_ns, every_s=5, scope=ALL)
+        store.close()
+    finally:
+        stop.set()
+        agent.join(timeout=30)
+        server.stop()
+    embedded = EmbeddedSqliteStore(tmp_path / "agent.sqlite")
+    written = embedded.gpu_series(start_ns, end_ns, every_s=5, scope=ALL)
+    embedded.close()
+    assert len(scraped) == len(written) == 4 * 2
+    assert np.array_equal(scraped.tags["host"], written.tags["host"])
+    np.testing.assert_allclose(scraped.values["power_w"], written.values["power_w"], rtol=0.05)
+    # Prometheus extrapolates a counter's increase to the bucket's edges: close, not exact
+    total = float(np.sum(scraped.values["energy_j"]))
+    assert total == pytest.approx(float(np.sum(written.values["energy_j"])), rel=0.1)
