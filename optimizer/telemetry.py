@@ -8,6 +8,7 @@ pulled as raw rows for a fleet. Missing values are ``NaN`` in float columns.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -107,6 +108,10 @@ class GpuState:
     mem_used_bytes: float
     mem_total_bytes: float
     failed: bool
+    remapped_rows_pending: float = math.nan
+    """1 while a row remapping waits for a GPU reset (XID 63); NaN where not reported."""
+    remapped_rows_failed: float = math.nan
+    """1 once a row remapping failed (XID 64): the GPU needs replacing."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,10 @@ class TelemetryStore(Protocol):
 
     def job_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
         """``gpu_job`` aggregated per job and GPU (tags host, gpu, job, scheduler, …)."""
+        ...
+
+    def xid_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        """``gpu_xid`` events per GPU and XID code (column ``count``, a sum)."""
         ...
 
     def latest_gpus(self, scope: Scope) -> list[GpuState]: ...

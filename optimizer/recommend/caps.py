@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from wattwise.optimizer.models.cap_predict import at_limits
 from wattwise.optimizer.models.cap_response import GpuWorkloads
+from wattwise.optimizer.recommend import health
 from wattwise.optimizer.recommend.settings import CapSettings
 from wattwise.optimizer.recommend.types import CapRecommendation, Evidence
 from wattwise.optimizer.telemetry import Floats, GpuState
@@ -21,15 +22,22 @@ which leaves the most power headroom at no cost in energy or speed."""
 
 
 def recommend_caps(
-    gpus: Sequence[GpuState], work: GpuWorkloads, settings: CapSettings
+    gpus: Sequence[GpuState],
+    work: GpuWorkloads,
+    settings: CapSettings,
+    unhealthy: Mapping[tuple[str, int], str] | None = None,
 ) -> list[CapRecommendation]:
-    """One recommendation (or a reasoned refusal) per GPU in ``gpus``."""
+    """One recommendation (or a reasoned refusal) per GPU in ``gpus``; an unhealthy GPU
+    (``unhealthy``, from :mod:`.health`) is refused with the reason."""
     index = {(str(h), str(g)): i for i, (h, g) in enumerate(zip(work.host, work.gpu, strict=True))}
     rows = [index.get((s.host, str(s.gpu)), -1) for s in gpus]
+    sick = {
+        i: why for i, s in enumerate(gpus) if (why := health.reason(unhealthy or {}, s.host, s.gpu))
+    }
     usable = [
         i
         for i, (s, r) in enumerate(zip(gpus, rows, strict=True))
-        if r >= 0 and _limits_ok(s) and not _idle_now(s)
+        if r >= 0 and _limits_ok(s) and not _idle_now(s) and i not in sick
     ]
     chosen = _choose(gpus, work, [rows[i] for i in usable], [gpus[i] for i in usable], settings)
     out = []
@@ -37,7 +45,7 @@ def recommend_caps(
         if i in chosen:
             out.append(chosen[i])
         else:
-            out.append(_refusal(state, settings, _why_not(state, rows[i])))
+            out.append(_refusal(state, settings, sick.get(i) or _why_not(state, rows[i])))
     return out
 
 

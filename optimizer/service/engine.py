@@ -29,6 +29,7 @@ from wattwise.optimizer.models.workload import WorkloadProfile, job_profiles, pr
 from wattwise.optimizer.recommend.caps import recommend_caps
 from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
 from wattwise.optimizer.recommend.fleet_view import FleetView
+from wattwise.optimizer.recommend.health import unhealthy_gpus
 from wattwise.optimizer.recommend.placement_basis import placement_basis
 from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
 from wattwise.optimizer.service import lines
@@ -201,7 +202,8 @@ class Engine:
         every_s = self.config.models.every_s
         series = self.store.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
         work = estimate_workloads(series, fitted.cap_response, recent_s=recent_s)
-        caps = recommend_caps(gpus, work, self.config.caps)
+        unhealthy = self._unhealthy(gpus, now_ns)
+        caps = recommend_caps(gpus, work, self.config.caps, unhealthy)
         fits = ThermalFits(fitted.inlets, fitted.cooling, fitted.gpu_thermal)
         cooling = recommend_cooling(zones, hosts, gpus, self.config.cooling, fits)
         # Busy means a job is on the GPU now: only the newest two buckets count, not
@@ -220,6 +222,7 @@ class Engine:
             inlets=fitted.inlets,
             cooling=fitted.cooling,
             busy=busy,
+            unhealthy=unhealthy,
         )
         # Worked out here, off the event loop, rather than by the first placement request.
         placement_basis(fleet, self.config.placement)
@@ -235,6 +238,13 @@ class Engine:
             fleet,
             where,
         )
+
+    def _unhealthy(self, gpus: Sequence[GpuState], now_ns: int) -> dict[tuple[str, int], str]:
+        """GPUs that should get no new work: pending or failed row remaps, recent fatal XIDs."""
+        settings = self.config.health
+        start_ns = now_ns - int(settings.xid_window_s * 1e9)
+        xids = self.store.xid_series(start_ns, now_ns, every_s=60, scope=self.scope)
+        return unhealthy_gpus(gpus, xids, now_ns, settings)
 
     def _keep(self, fitted: Fitted) -> Fitted:
         # A full disk must not cost the API its fresh models: serve them unsaved.

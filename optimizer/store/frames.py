@@ -78,6 +78,11 @@ GPU_SPEC = SeriesSpec(
 )
 HOST_SPEC = SeriesSpec("host", _NODE_TAGS, _means(HOST_SERIES_COLUMNS))
 ZONE_SPEC = SeriesSpec("cooling", ("cluster", "zone"), _means(ZONE_SERIES_COLUMNS))
+XID_SPEC = SeriesSpec(
+    "gpu_xid",
+    ("host", "gpu", "uuid", "xid", "cluster", "zone", "rack"),
+    (Column("count", "count", "sum"),),
+)
 JOB_SPEC = SeriesSpec(
     "gpu_job",
     ("host", "gpu", "job", "scheduler", "cluster", "zone", "rack"),
@@ -99,6 +104,8 @@ GPU_STATE_FIELDS = (
     "mem_used_bytes",
     "mem_total_bytes",
     "failed",
+    "remapped_rows_pending",
+    "remapped_rows_failed",
 )
 HOST_STATE_FIELDS = ("inlet_temp_c", "node_power_w", "cpu_util_pct")
 ZONE_STATE_FIELDS = (

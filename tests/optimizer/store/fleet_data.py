@@ -24,6 +24,9 @@ SECONDS = 180
 CAPPED_HOST, CAPPED_GPU = "sim-r01-n01", 1
 GAP_HOST, GAP_GPU = "sim-r02-n02", 0  # its temp_c is missing during the first minute
 NO_GPM_HOST = "sim-r02-n01"  # its GPUs do not measure GPM activity (as before Hopper)
+REMAP_HOST, REMAP_GPU = "sim-r02-n02", 1  # a row remapping waits for a reset
+XIDS = ((40, "sim-r01-n02", "0", 13), (41, "sim-r01-n02", "0", 13), (100, "sim-r02-n01", "1", 79))
+"""(second, host, GPU, XID code) of the XID events the fleet reports."""
 GPM_SHARES = {
     "sm_active_pct": 0.97,
     "sm_occupancy_pct": 0.45,
@@ -65,6 +68,27 @@ def _with_gpm(reading: Reading) -> Reading:
     return replace(reading, fields={**reading.fields, **gpm})
 
 
+def _with_health(reading: Reading) -> Reading:
+    if reading.measurement != "gpu":
+        return reading
+    pending = (reading.tags["host"], reading.tags["gpu"]) == (REMAP_HOST, str(REMAP_GPU))
+    health = {"remapped_rows_pending": int(pending), "remapped_rows_failed": 0}
+    return replace(reading, fields={**reading.fields, **health})
+
+
+def _xid_readings(tick: list[Reading], second: int, time_ns: int) -> list[Reading]:
+    out = []
+    for at, host, gpu, code in XIDS:
+        if at == second:
+            tags = next(
+                r.tags
+                for r in tick
+                if r.measurement == "gpu" and (r.tags["host"], r.tags["gpu"]) == (host, gpu)
+            )
+            out.append(Reading("gpu_xid", {**tags, "xid": str(code)}, {"count": 1}, time_ns))
+    return out
+
+
 def _with_gap(reading: Reading) -> Reading:
     tags = reading.tags
     if reading.measurement != "gpu" or (tags["host"], tags["gpu"]) != (GAP_HOST, str(GAP_GPU)):
@@ -85,8 +109,9 @@ def fleet_readings() -> tuple[Reading, ...]:
             fleet.set_power_limit(CAPPED_HOST, CAPPED_GPU, 200.0)  # sets 0x4 while busy
         if second == 150:
             fleet.set_power_limit(CAPPED_HOST, CAPPED_GPU, 700.0)
-        tick = [_with_gpm(_with_gap(r)) for r in fleet.read()]
+        tick = [_with_health(_with_gpm(_with_gap(r))) for r in fleet.read()]
         readings.extend(tick)
+        readings.extend(_xid_readings(tick, second, clock.time_ns()))
         if second % 10 == 0:
             readings.extend(_job_readings(tick, clock.time_ns()))
         clock.advance(1.0)

@@ -44,6 +44,7 @@ from wattwise.optimizer.store.frames import (
     HOST_SPEC,
     HOST_STATE_FIELDS,
     JOB_SPEC,
+    XID_SPEC,
     ZONE_SPEC,
     ZONE_STATE_FIELDS,
     SeriesSpec,
@@ -78,9 +79,9 @@ def subject(request: pytest.FixtureRequest) -> Contracted:
         # Prometheus has no write API: the store says so and keeps nothing
         return Contracted(request.getfixturevalue("prometheus_store"), lambda m: [], False)
     if request.param == "victoria":
-        server: VictoriaMetricsServer = request.getfixturevalue("victoria")
-        store: PrometheusStore = request.getfixturevalue("victoria_store")
-        return Contracted(store, lambda m: _victoria_rows(server, m))
+        victoria: VictoriaMetricsServer = request.getfixturevalue("victoria")
+        victoria_store: PrometheusStore = request.getfixturevalue("victoria_store")
+        return Contracted(victoria_store, lambda m: _victoria_rows(victoria, m))
     if request.param == "influx":
         server: InfluxServer = request.getfixturevalue("influxd")
         database: str = request.getfixturevalue("influx_db")
@@ -134,6 +135,7 @@ READERS = [
     (HOST_SPEC, "host_series"),
     (ZONE_SPEC, "zone_series"),
     (JOB_SPEC, "job_series"),
+    (XID_SPEC, "xid_series"),
 ]
 
 
