@@ -64,7 +64,7 @@ class GpuView:
 
     def read(self) -> Sequence[Reading]:
         self._fleet.sync()
-        return gpu_readings(self._fleet, self._energy)
+        return [*xid_readings(self._fleet), *gpu_readings(self._fleet, self._energy)]
 
     def close(self) -> None:
         """Nothing to release."""
@@ -154,11 +154,25 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
         "power_limit_w": fleet.limit_w.tolist(),
         "clock_event_reasons": op.reasons.tolist(),
     }
+    faults = fleet.faults
+    columns |= {
+        "ecc_corrected_total": faults.ecc_corrected.tolist(),
+        "ecc_uncorrected_total": faults.ecc_uncorrected.tolist(),
+        "remapped_rows_correctable": faults.remapped_correctable.tolist(),
+        "remapped_rows_uncorrectable": faults.remapped_uncorrectable.tolist(),
+        "remapped_rows_pending": faults.remap_pending.astype(np.int64).tolist(),
+        "remapped_rows_failed": faults.remap_failed.astype(np.int64).tolist(),
+        "nvlink_replay_errors_total": faults.nvlink_errors.tolist(),
+    }
     mem_used = (jobs.mem_fraction * np.array(mem_total)).astype(np.int64) + DRIVER_RESERVED_BYTES
     used = np.minimum(mem_used, np.array(mem_total)).tolist()
+    lost = faults.lost.tolist()
     readings = []
     for i in np.flatnonzero(up).tolist():
         tags, model = fleet.layout.gpu_tags[i], fleet.models[i]
+        if lost[i]:  # fell off the bus: the NVML source reads nothing but the failure
+            readings.append(Reading("gpu", tags, {"failed": 1}, now_ns))
+            continue
         fields: dict[str, FieldValue | None] = {name: col[i] for name, col in columns.items()}
         fields.update(
             energy_j=energy_j[i],
@@ -174,6 +188,17 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
             failed=0,
         )
         readings.append(Reading("gpu", tags, fields, now_ns))
+    return readings
+
+
+def xid_readings(fleet: SimFleet) -> list[Reading]:
+    """One ``gpu_xid`` reading per GPU and XID code raised since the previous read."""
+    now_ns = fleet.clock.time_ns()
+    readings = []
+    for i, codes in fleet.faults.take_events():
+        for code in sorted(set(codes)):
+            tags = {**fleet.layout.gpu_tags[i], "xid": str(code)}
+            readings.append(Reading("gpu_xid", tags, {"count": codes.count(code)}, now_ns))
     return readings
 
 
