@@ -21,6 +21,8 @@ from wattwise.collector.sim.dvfs import Ints
 RANDOM_XIDS = np.array([13, 31, 43, 48, 63, 74, 79, 94, 95])
 """Codes random faults draw from, application errors the most often."""
 RANDOM_WEIGHTS = np.array([30.0, 25.0, 15.0, 5.0, 5.0, 5.0, 3.0, 8.0, 4.0])
+NVLINK_LINKS = 18
+"""Every simulated GPU has an H100 SXM's NVLink links."""
 
 
 class FaultSpec(BaseModel):
@@ -44,7 +46,10 @@ class GpuFaults:
         self.remapped_uncorrectable: Ints = np.zeros(count, dtype=np.int64)
         self.remap_pending = np.zeros(count, dtype=np.bool_)
         self.remap_failed = np.zeros(count, dtype=np.bool_)
+        self.ecc_corrected_aggregate: Ints = np.zeros(count, dtype=np.int64)
+        self.ecc_uncorrected_aggregate: Ints = np.zeros(count, dtype=np.int64)
         self.nvlink_errors: Ints = np.zeros(count, dtype=np.int64)
+        self.nvlink_links_down: Ints = np.zeros(count, dtype=np.int64)
         self.lost = np.zeros(count, dtype=np.bool_)
         self.events: list[list[int]] = [[] for _ in range(count)]
 
@@ -52,7 +57,9 @@ class GpuFaults:
         spec = self.spec
         if spec.corrected_ecc_per_gpu_hour > 0:
             lam = spec.corrected_ecc_per_gpu_hour * dt_s / 3600.0
-            self.ecc_corrected += self._rng.poisson(lam, len(self.ecc_corrected))
+            errors = self._rng.poisson(lam, len(self.ecc_corrected))
+            self.ecc_corrected += errors
+            self.ecc_corrected_aggregate += errors
         if spec.xids_per_gpu_day > 0:
             lam = spec.xids_per_gpu_day * dt_s / 86400.0
             for index in np.flatnonzero(self._rng.poisson(lam, len(self.events))).tolist():
@@ -64,6 +71,7 @@ class GpuFaults:
         self.events[index].append(code)
         if code in (48, 94, 95):  # uncorrectable ECC: a row is scheduled for remapping
             self.ecc_uncorrected[index] += 1
+            self.ecc_uncorrected_aggregate[index] += 1
             if not self.remap_pending[index]:
                 self.remap_pending[index] = True
                 self.events[index].append(63)
@@ -71,8 +79,9 @@ class GpuFaults:
             self.remap_pending[index] = True
         elif code == 64:
             self.remap_failed[index] = True
-        elif code == 74:
+        elif code == 74:  # a link goes down until the GPU is reset
             self.nvlink_errors[index] += 1
+            self.nvlink_links_down[index] = min(self.nvlink_links_down[index] + 1, NVLINK_LINKS)
         elif code == 79:
             self.lost[index] = True
 
@@ -82,6 +91,7 @@ class GpuFaults:
             self.remapped_uncorrectable[index] += 1
         self.remap_pending[index] = False
         self.lost[index] = False
+        self.nvlink_links_down[index] = 0
         self.ecc_corrected[index] = self.ecc_uncorrected[index] = 0  # volatile counts
 
     def take_events(self) -> list[tuple[int, list[int]]]:

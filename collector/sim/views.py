@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wattwise.collector.base import FieldValue, Reading
+from wattwise.collector.sim.faults import NVLINK_LINKS
 
 if TYPE_CHECKING:
     from wattwise.collector.sim.fleet import SimFleet
 
 DRIVER_RESERVED_BYTES = 512 * 1024**2
 """Device memory the driver holds on every GPU, job or not."""
+PCIE_RX_BYTES_PER_S, PCIE_TX_BYTES_PER_S = 2.0e9, 0.5e9
+"""PCIe traffic of a fully busy, fully memory-bound job (a tenth of a Gen5 x16 link)."""
 
 
 class _Since:
@@ -162,7 +165,13 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
         "remapped_rows_uncorrectable": faults.remapped_uncorrectable.tolist(),
         "remapped_rows_pending": faults.remap_pending.astype(np.int64).tolist(),
         "remapped_rows_failed": faults.remap_failed.astype(np.int64).tolist(),
+        "ecc_corrected_aggregate_total": faults.ecc_corrected_aggregate.tolist(),
+        "ecc_uncorrected_aggregate_total": faults.ecc_uncorrected_aggregate.tolist(),
         "nvlink_replay_errors_total": faults.nvlink_errors.tolist(),
+        "nvlink_links_up": (NVLINK_LINKS - faults.nvlink_links_down).tolist(),
+        # the job's input pipeline: host-to-device traffic grows with its memory-boundness
+        "pcie_rx_bytes_per_s": np.round(PCIE_RX_BYTES_PER_S * op.busy * jobs.memory).tolist(),
+        "pcie_tx_bytes_per_s": np.round(PCIE_TX_BYTES_PER_S * op.busy * jobs.memory).tolist(),
     }
     mem_used = (jobs.mem_fraction * np.array(mem_total)).astype(np.int64) + DRIVER_RESERVED_BYTES
     used = np.minimum(mem_used, np.array(mem_total)).tolist()
@@ -185,6 +194,7 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
             min_limit_w=model.min_limit_w,
             max_limit_w=model.max_limit_w,
             default_limit_w=model.default_limit_w,
+            nvlink_links=NVLINK_LINKS,
             failed=0,
         )
         readings.append(Reading("gpu", tags, fields, now_ns))
