@@ -8,6 +8,12 @@ inlets over the supply with rack recirculation, cooling power over a COP), then
 times the refit (power, cap response, workloads, job profiles, thermal, node
 curves) and the recommendations (caps for all GPUs, cooling for all zones, one
 placement), and prints wall time per stage and the process's peak RSS.
+
+With ``--stores influx victoria`` the same day is written as line protocol into a
+real influxd and a real VictoriaMetrics (one at a time, each in a temporary
+directory; :mod:`bench.refit_stores`), and the refit reads it back through the
+InfluxDB store and the Prometheus store instead of taking the Series in memory:
+the ``read`` stage is the four series reads and the latest states.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from refit_stores import load, read_fleet  # beside this script
 
 from wattwise.optimizer.models.cap_power import phi_inverse
 from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models
@@ -35,7 +42,7 @@ from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
 from wattwise.optimizer.recommend.fleet_view import FleetView
 from wattwise.optimizer.recommend.placement import PlacementRequest, recommend_placement
 from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
-from wattwise.optimizer.telemetry import GpuState, HostState, Series, ZoneState
+from wattwise.optimizer.telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
 
 MINUTES = 24 * 60
 GPUS_PER_NODE, NODES_PER_RACK, ZONES = 8, 8, 4
@@ -218,17 +225,22 @@ def run(fleet: Fleet, gpus: int) -> dict[str, float]:
     return times
 
 
-def measured(gpus: int) -> tuple[dict[str, float], float]:
+def measured(gpus: int, store: TelemetryStore | None = None) -> tuple[dict[str, float], float]:
     """Stage times and peak RSS (MiB) of the refit in a child forked once the data exists:
     the child's peak counts the data it shares plus everything the refit allocates, and
-    not the generator's temporaries."""
+    not the generator's temporaries. With ``store``, the child reads the fleet from it."""
     fleet = simulate(gpus)
     gc.collect()
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(read_end)
-        times = run(fleet, gpus)
+        reads: dict[str, float] = {}
+        if store is not None:
+            del fleet.gpus, fleet.hosts, fleet.zones, fleet.jobs  # only what the store gives
+            gc.collect()
+            fleet = Fleet(**read_fleet(store, START_NS, START_NS + MINUTES * 60 * 10**9, reads))
+        times = {**reads, **run(fleet, gpus)}
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         os.write(write_end, json.dumps({"times": times, "peak_kib": peak_kib}).encode())
         os._exit(0)
@@ -242,11 +254,26 @@ def measured(gpus: int) -> tuple[dict[str, float], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, nargs="+", default=[1000, 10000])
-    for gpus in parser.parse_args().gpus:
-        times, peak_mib = measured(gpus)
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in times.items())
-        print(f"{gpus} GPUs × {MINUTES} min: refit + recommendations {sum(times.values()):.1f} s, "
-              f"peak RSS {peak_mib:.0f} MiB (data included)\n  {stages}", flush=True)  # fmt: skip
+    parser.add_argument(
+        "--stores", nargs="*", choices=["influx", "victoria"], default=[],
+        help="write the day into these real stores and read it back (default: in memory)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    for gpus in args.gpus:
+        if not args.stores:
+            report(f"{gpus} GPUs × {MINUTES} min", *measured(gpus))
+        for kind in args.stores:
+            end_ns = START_NS + MINUTES * 60 * 10**9
+            with load(kind, simulate(gpus), end_ns) as loaded:
+                print(f"{gpus} GPUs: {loaded.lines:,} lines written into {kind} in "
+                      f"{loaded.write_s:.0f} s", flush=True)  # fmt: skip
+                report(f"{gpus} GPUs × {MINUTES} min from {kind}", *measured(gpus, loaded.store))
+
+
+def report(what: str, times: dict[str, float], peak_mib: float) -> None:
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in times.items())
+    print(f"{what}: read + refit + recommendations {sum(times.values()):.1f} s, "
+          f"peak RSS {peak_mib:.0f} MiB (data included)\n  {stages}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,34 +26,42 @@ class ColumnAssembler:
         self._parts: dict[Key, list[tuple[int, Ints, Floats]]] = {}
 
     def add(self, column: int, key: Key, time_ns: Ints, values: Floats) -> None:
-        if len(time_ns):
-            self._parts.setdefault(key, []).append((column, time_ns, values))
+        if not len(time_ns):
+            return
+        parts = self._parts.setdefault(key, [])
+        for _, known, _ in parts:  # every column of a span has the same buckets: keep one
+            if known is not time_ns and np.array_equal(known, time_ns):
+                time_ns = known
+                break
+        parts.append((column, time_ns, values))
 
     def series(self) -> Series:
+        """The rows, filled into one table allocated once (parts are freed as they go in)."""
         width = len(self.spec.columns)
         keys = sorted(self._parts)
-        times: list[Ints] = []
-        blocks: list[Floats] = []
-        counts: list[int] = []
-        for key in keys:
-            parts = self._parts[key]
-            union = np.unique(np.concatenate([t for _, t, _ in parts]))
-            block = np.full((len(union), width), np.nan)
-            for column, time_ns, values in parts:
-                block[np.searchsorted(union, time_ns), column] = values
-            times.append(union)
-            blocks.append(block)
-            counts.append(len(union))
-        table = np.concatenate(blocks) if blocks else np.empty((0, width))
+        unions = [_union([t for _, t, _ in self._parts[key]]) for key in keys]
+        counts = np.array([len(u) for u in unions], dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if len(keys) else counts
+        # one row per column, so each column of the Series is a contiguous view, not a copy
+        table = np.full((width, int(counts.sum())), np.nan)
+        for key, union, start in zip(keys, unions, starts.tolist(), strict=True):
+            for column, time_ns, values in self._parts.pop(key):
+                rows = np.searchsorted(union, time_ns) if time_ns is not union else slice(None)
+                table[column, start : start + len(union)][rows] = values
         per_row = np.repeat(np.arange(len(keys)), counts)
         return Series(
-            time_ns=np.concatenate(times) if times else np.empty(0, dtype=np.int64),
+            time_ns=np.concatenate(unions) if unions else np.empty(0, dtype=np.int64),
             tags={
                 tag: _objects([key[i] for key in keys])[per_row]
                 for i, tag in enumerate(self.spec.tags)
             },
-            values={c.name: table[:, i].copy() for i, c in enumerate(self.spec.columns)},
+            values={c.name: table[i] for i, c in enumerate(self.spec.columns)},
         )
+
+
+def _union(times: list[Ints]) -> Ints:
+    distinct = list({id(t): t for t in times}.values())
+    return distinct[0] if len(distinct) == 1 else np.unique(np.concatenate(distinct))
 
 
 def _objects(values: list[str]) -> npt.NDArray[np.object_]:

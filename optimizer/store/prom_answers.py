@@ -96,7 +96,9 @@ def _series(piece: str, marker: str, url: str) -> Answer:
     numbers = _numbers(piece[values_start : values_end + 1], url)
     if numbers.size % 2:
         raise StoreQueryError(f"{url}: a series with a time but no value: {piece[:200]!r}")
-    return Answer({str(k): str(v) for k, v in labels.items()}, numbers[0::2], numbers[1::2])
+    # copies, so the flat array of both is freed once the caller has what it keeps
+    times, values = numbers[0::2].copy(), numbers[1::2].copy()
+    return Answer({str(k): str(v) for k, v in labels.items()}, times, values)
 
 
 def _numbers(text: str, url: str) -> Floats:

@@ -5,7 +5,8 @@ Thanos and Mimir serve.
 Series reads go to ``/api/v1/query_range`` with the aggregation in the query
 (:mod:`.promql`) and ``step`` = the bucket, never raw samples: one query per
 column, per group of hosts (at most ``max_series_per_query`` series, packed from
-``/api/v1/series``) and per span of time (at most ``max_points_per_query`` points),
+``/api/v1/label/<host>/values`` and a ``count by`` host) and per span of time (at
+most ``max_points_per_query`` points),
 so a 10,000-GPU fleet never asks for one giant answer. Buckets cut short by the
 window's start or end are asked for on their own, so every bucket covers exactly
 ``[start, start + every)`` within the window, as in the other stores. Answers are
@@ -179,7 +180,7 @@ class PrometheusStore(AggregatingStore):
             return assembler.series()
         base = [*measurement.matchers, *promql.scope_matchers(filters)]
         start_s, end_s = start_ns / 1e9, end_ns / 1e9
-        groups = self._host_groups(readable[0][2][0], base, start_s, end_s, vocabulary)
+        groups = self._host_groups(spec, readable[0][2][0], base, start_s, end_s)
         tasks = []
         for matchers, series_count in groups:
             for window in _windows(start_ns, end_ns, every_s, self._steps(series_count)):
@@ -271,43 +272,51 @@ class PrometheusStore(AggregatingStore):
 
     def _host_groups(
         self,
+        spec: SeriesSpec,
         primary: Source,
         base: list[str],
         start_s: float,
         end_s: float,
-        vocabulary: Vocabulary,
     ) -> list[tuple[list[str], int]]:
-        """Matchers per group of hosts, with the series count each group holds.
+        """Matchers per group of hosts, with the series each group holds at a time.
 
-        ``/api/v1/series`` of the first column's series gives each host's count; hosts are
-        packed into groups of at most ``max_series_per_query`` series, and one more group
-        takes every host the first column has not seen (its other columns may have it).
+        Hosts come from ``/api/v1/label/<host>/values`` of the GPUs' power series (a
+        measurement of short-lived series, such as one per job, would exceed the store's
+        series limits over a day); each host's series alive at once from ``count by``
+        of the first column's series at the window's end. Hosts are packed into groups
+        of at most ``max_series_per_query`` series; one more group takes every host not
+        seen (a node without GPUs, one that left before the end).
         """
+        vocabulary = self.vocabulary
+        label = vocabulary.label_of(spec.measurement, "host")
+        if "host" not in spec.tags:
+            return [(base, self._max_series)]
+        power = vocabulary.sources("gpu", "power_w")[0]
+        url = f"/api/v1/label/{label}/values"
         params = {
-            "match[]": promql.selector(primary.metric, [*base, *primary.matchers]),
+            "match[]": promql.selector(power.metric, base),
             "start": _seconds(start_s),
             "end": _seconds(end_s),
         }
-        found = json_data(self._post("/api/v1/series", params).text, self.url) or []
-        per_host: dict[str, int] = {}
-        for labels in found:
-            host = str(labels.get(vocabulary.host_label, ""))
-            per_host[host] = per_host.get(host, 0) + 1
-        total = sum(per_host.values())
-        if total <= self._max_series:
-            return [(base, max(total, 1))]
-        label = vocabulary.host_label
+        hosts = [str(h) for h in json_data(self._get(url, list(params.items())).text, self.url)]
+        alive = promql.selector(primary.metric, [*base, *primary.matchers])
+        per_host = dict.fromkeys(hosts, 1)
+        for answer in self._instant(f"count by ({label}) ({alive})", end_s):
+            host = answer.labels.get(label, "")
+            per_host[host] = max(per_host.get(host, 1), int(answer.values[0]))
+        if sum(per_host.values()) <= self._max_series:
+            return [(base, max(sum(per_host.values()), 1))]
         groups: list[tuple[list[str], int]] = []
-        hosts: list[str] = []
+        packed: list[str] = []
         count = 0
         for host, n in sorted(per_host.items()):
-            if hosts and count + n > self._max_series:
-                groups.append(([*base, promql.equal_to_one_of(label, hosts)], count))
-                hosts, count = [], 0
-            hosts.append(host)
+            if packed and count + n > self._max_series:
+                groups.append(([*base, promql.equal_to_one_of(label, packed)], count))
+                packed, count = [], 0
+            packed.append(host)
             count += n
-        if hosts:
-            groups.append(([*base, promql.equal_to_one_of(label, hosts)], count))
+        if packed:
+            groups.append(([*base, promql.equal_to_one_of(label, packed)], count))
         unseen = promql.none_of(label, sorted(per_host))
         groups.append(([*base, unseen], self._max_series))
         return groups

@@ -269,3 +269,49 @@ def test_a_prometheus_scraping_the_agents_export_is_read_like_its_line_protocol(
     # Prometheus extrapolates a counter's increase to the bucket's edges: close, not exact
     total = float(np.sum(scraped.values["energy_j"]))
     assert total == pytest.approx(float(np.sum(written.values["energy_j"])), rel=0.1)
+
+
+def test_a_measurement_with_more_series_than_the_stores_series_limit_still_reads(
+    tmp_path: Path,
+) -> None:
+    """Regression: one series per job over a day passed VictoriaMetrics' limit on
+    /api/v1/series (30,000 by default; 20 here), which the store asked to split its reads."""
+
+    class Limited(VictoriaMetricsServer):
+        def _command(self) -> list[str]:
+            return [*super()._command(), "-search.maxSeries=20"]
+
+    server = Limited(tmp_path)
+    server.start()
+    try:
+        gpus = [r for r in fleet_readings() if r.measurement == "gpu"]
+        jobs = [
+            Reading(
+                "gpu_job",
+                {**{k: r.tags[k] for k in ("host", "gpu", "cluster", "zone", "rack")},
+                 "job": f"job-{r.time_ns // 10**10 % 18}", "scheduler": "slurm"},
+                {"power_w": 100.0 + i % 7},
+                r.time_ns,
+            )
+            for i, r in enumerate(gpus[::4])
+        ]  # fmt: skip
+        server.write(encode_many([*gpus, *jobs]))
+        store = PrometheusStore(server.url, clock=ManualClock(start_ns=END_NS))
+        try:
+            series = store.job_series(START_NS, END_NS, every_s=60, scope=ALL)
+        finally:
+            store.close()
+    finally:
+        server.stop()
+    assert len(set(series.tags["job"])) == 18
+    jobs_by_key: dict[tuple[str, ...], list[float]] = {}
+    for r in jobs:
+        key = (r.tags["host"], r.tags["gpu"], r.tags["job"])
+        jobs_by_key.setdefault(key, []).append(float(r.fields["power_w"] or 0))
+    assert len(jobs_by_key) > 20  # more than the server lists in one /api/v1/series
+    assert len(
+        {
+            (h, g, j)
+            for h, g, j in zip(*(series.tags[t] for t in ("host", "gpu", "job")), strict=True)
+        }
+    ) == len(jobs_by_key)
