@@ -16,6 +16,7 @@ a node that was reconfigured does not) leaves the export after ``stale_after_s``
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ NOT_EXPORTED_FIELDS = frozenset({"energy_interval_s"})
 """Meaningful only beside the one increase it describes, which becomes a counter."""
 
 Labels = tuple[tuple[str, str], ...]
+_NOT_IN_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 
 
 @dataclass
@@ -61,7 +63,7 @@ class ReadingsExport(Collector):
                 spec = MEASUREMENTS.get(reading.measurement)
                 if spec is None or reading.measurement in NOT_EXPORTED_MEASUREMENTS:
                     continue
-                labels = tuple(sorted((k, v) for k, v in reading.tags.items() if v))
+                labels = tuple(sorted((_label(k), v) for k, v in reading.tags.items() if v))
                 series = self._series.setdefault(
                     (reading.measurement, labels), _Series(seen_s=now_s)
                 )
@@ -101,6 +103,13 @@ class ReadingsExport(Collector):
             counter = CounterMetricFamily(name, docs.get(name, name), labels=_label_names(samples))
             _add(counter, samples)
             yield counter
+
+
+def _label(name: str) -> str:
+    """A Prometheus label name for a tag: characters it does not allow become ``_`` (an
+    operator's label such as ``site-id``), so one odd tag cannot break the whole page."""
+    cleaned = _NOT_IN_LABEL.sub("_", name)
+    return cleaned if cleaned[:1].isalpha() or cleaned[:1] == "_" else f"_{cleaned}"
 
 
 def _number(value: FieldValue | None) -> float | None:

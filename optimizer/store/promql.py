@@ -41,17 +41,27 @@ def string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+_RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
+
+
+def literal(value: str) -> str:
+    """``value`` matched literally by an RE2 pattern (Prometheus' and VictoriaMetrics'
+    regular expressions): only the metacharacters are escaped, since RE2 refuses an
+    escaped letter or space where Python's ``re.escape`` would make one."""
+    return _RE2_SPECIAL.sub(r"\\\1", value)
+
+
 def equal_to_one_of(label: str, values: Sequence[str]) -> str:
     """A matcher for ``label`` being exactly one of ``values`` (RE2 alternation, anchored)."""
     if len(values) == 1:
         return f"{label}={string(values[0])}"
-    alternation = "|".join(re.escape(v) for v in sorted(values))
+    alternation = "|".join(literal(v) for v in sorted(values))
     return f"{label}=~{string(alternation)}"
 
 
 def none_of(label: str, values: Sequence[str]) -> str:
     """A matcher for ``label`` being none of ``values``."""
-    alternation = "|".join(re.escape(v) for v in sorted(values))
+    alternation = "|".join(literal(v) for v in sorted(values))
     return f"{label}!~{string(alternation)}"
 
 

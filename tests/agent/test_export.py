@@ -141,3 +141,10 @@ def _scrape_when_up(url: str, expect: str) -> str:
             pass
         time.sleep(0.1)
     return text
+
+
+def test_a_tag_prometheus_cannot_name_becomes_a_label_it_can() -> None:
+    export = ReadingsExport(ManualClock())
+    export.observe([Reading("gpu", {**GPU_TAGS, "site-id": "a1"}, {"power_w": 1.0}, 1)])
+    (labels,) = scrape(export)["gpu_power_w"]
+    assert dict(labels)["site_id"] == "a1"
