@@ -65,6 +65,8 @@ MS = 1_000_000
 PLACES = ("cluster", "zone", "rack")
 MAX_STEPS = 10_000
 """Prometheus refuses more than 11,000 points per series in one query_range."""
+MAX_HOST_CHARS = 8_000
+"""Host names in one group's matcher: VictoriaMetrics refuses queries over 16 KB."""
 
 
 @dataclass(frozen=True)
@@ -197,10 +199,12 @@ class PrometheusStore(AggregatingStore):
                     if expression is not None:
                         tasks.append((index, expression, window))
         every_ns = every_s * 1_000_000_000
-        for (index, _, _), answers in zip(
-            tasks, self._pool.map(lambda task: self._range(task[1], task[2]), tasks), strict=True
-        ):
-            for answer in answers:
+        # The pool only fetches; answers are read here, on one thread: arrays made on
+        # worker threads would spread over their malloc arenas and raise the peak, and
+        # reading one holds the GIL either way.
+        texts = self._pool.map(lambda task: self._range(task[1], task[2]), tasks)
+        for (index, _, _), text in zip(tasks, texts, strict=True):
+            for answer in series_of(text, self.url):
                 tags = self._tags(measurement, answer.labels, spec.tags)
                 if tags is None or not _in_scope(tags, scope, spec.tags):
                     continue
@@ -257,14 +261,15 @@ class PrometheusStore(AggregatingStore):
 
     # -- queries -------------------------------------------------------------------
 
-    def _range(self, expression: str, window: _Window) -> list[Answer]:
+    def _range(self, expression: str, window: _Window) -> str:
+        """The text of one query_range answer (read by :func:`.prom_answers.series_of`)."""
         form = {
             "query": expression,
             "start": _seconds(window.first_s),
             "end": _seconds(window.last_s),
             "step": f"{window.step_s}s",
         }
-        return series_of(self._post("/api/v1/query_range", form).text, self.url)
+        return self._post("/api/v1/query_range", form).text
 
     def _instant(self, expression: str, at_s: float) -> list[Answer]:
         form = {"query": expression, "time": _seconds(at_s)}
@@ -280,45 +285,44 @@ class PrometheusStore(AggregatingStore):
     ) -> list[tuple[list[str], int]]:
         """Matchers per group of hosts, with the series each group holds at a time.
 
-        Hosts come from ``/api/v1/label/<host>/values`` of the GPUs' power series (a
-        measurement of short-lived series, such as one per job, would exceed the store's
-        series limits over a day); each host's series alive at once from ``count by``
-        of the first column's series at the window's end. Hosts are packed into groups
-        of at most ``max_series_per_query`` series; one more group takes every host not
-        seen (a node without GPUs, one that left before the end).
+        Hosts come from ``/api/v1/label/<host>/values`` of the GPUs' power series and of
+        the measurement's own first column; not of a measurement with one series per job,
+        whose day of series exceeds the stores' series limits. Each host's series alive at
+        once come from ``count by`` host at the window's end. Hosts are packed into groups
+        of at most ``max_series_per_query`` series and :data:`MAX_HOST_CHARS` of names.
         """
         vocabulary = self.vocabulary
         label = vocabulary.label_of(spec.measurement, "host")
         if "host" not in spec.tags:
             return [(base, self._max_series)]
+        own = promql.selector(primary.metric, [*base, *primary.matchers])
         power = vocabulary.sources("gpu", "power_w")[0]
-        url = f"/api/v1/label/{label}/values"
-        params = {
-            "match[]": promql.selector(power.metric, base),
-            "start": _seconds(start_s),
-            "end": _seconds(end_s),
-        }
-        hosts = [str(h) for h in json_data(self._get(url, list(params.items())).text, self.url)]
-        alive = promql.selector(primary.metric, [*base, *primary.matchers])
-        per_host = dict.fromkeys(hosts, 1)
-        for answer in self._instant(f"count by ({label}) ({alive})", end_s):
+        listed = [promql.selector(power.metric, base)] + ([] if "job" in spec.tags else [own])
+        params = [
+            *(("match[]", selector) for selector in listed),
+            ("start", _seconds(start_s)),
+            ("end", _seconds(end_s)),
+        ]
+        found = json_data(self._get(f"/api/v1/label/{label}/values", params).text, self.url)
+        per_host = dict.fromkeys((str(h) for h in found or []), 1)
+        for answer in self._instant(f"count by ({label}) ({own})", end_s):
             host = answer.labels.get(label, "")
             per_host[host] = max(per_host.get(host, 1), int(answer.values[0]))
         if sum(per_host.values()) <= self._max_series:
             return [(base, max(sum(per_host.values()), 1))]
         groups: list[tuple[list[str], int]] = []
         packed: list[str] = []
-        count = 0
+        count = chars = 0
         for host, n in sorted(per_host.items()):
-            if packed and count + n > self._max_series:
+            full = count + n > self._max_series or chars + len(host) > MAX_HOST_CHARS
+            if packed and full:
                 groups.append(([*base, promql.equal_to_one_of(label, packed)], count))
-                packed, count = [], 0
+                packed, count, chars = [], 0, 0
             packed.append(host)
             count += n
+            chars += len(host) + 1
         if packed:
             groups.append(([*base, promql.equal_to_one_of(label, packed)], count))
-        unseen = promql.none_of(label, sorted(per_host))
-        groups.append(([*base, unseen], self._max_series))
         return groups
 
     def _steps(self, series_count: int) -> int:

@@ -59,12 +59,6 @@ def equal_to_one_of(label: str, values: Sequence[str]) -> str:
     return f"{label}=~{string(alternation)}"
 
 
-def none_of(label: str, values: Sequence[str]) -> str:
-    """A matcher for ``label`` being none of ``values``."""
-    alternation = "|".join(literal(v) for v in sorted(values))
-    return f"{label}!~{string(alternation)}"
-
-
 def selector(metric: str, matchers: Sequence[str]) -> str:
     return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
 

@@ -315,3 +315,31 @@ def test_a_measurement_with_more_series_than_the_stores_series_limit_still_reads
             for h, g, j in zip(*(series.tags[t] for t in ("host", "gpu", "job")), strict=True)
         }
     ) == len(jobs_by_key)
+
+
+def test_a_fleet_of_many_hosts_is_read_in_groups_within_the_query_length_limit(
+    tmp_path: Path,
+) -> None:
+    """Regression: a group matching every host not yet seen (host!~"all|the|others") ran
+    past VictoriaMetrics' 16 KB query limit at 1,250 hosts and the read failed."""
+    server = VictoriaMetricsServer(tmp_path)
+    server.start()
+    try:
+        hosts = [f"gpu-node-{i:05d}" for i in range(1_400)]
+        points = [
+            Reading("gpu", {"host": h, "gpu": "0"}, {"power_w": 100.0 + i % 9}, START_NS + s)
+            for i, h in enumerate(hosts)
+            for s in (0, 20_000_000_000, 40_000_000_000)
+        ]
+        server.write(encode_many(points))
+        store = PrometheusStore(
+            server.url, clock=ManualClock(start_ns=END_NS), max_series_per_query=1_300
+        )
+        try:
+            series = store.gpu_series(START_NS, START_NS + 60 * 10**9, every_s=60, scope=ALL)
+        finally:
+            store.close()
+    finally:
+        server.stop()
+    assert sorted(series.tags["host"]) == hosts
+    assert series.values["power_w"].tolist() == [100.0 + i % 9 for i in range(1_400)]
