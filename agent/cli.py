@@ -13,14 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wattwise.agent.config import (
-    DEFAULT_CONFIG_PATH,
-    AgentConfig,
-    load_config,
-    require_store_target,
-)
+from wattwise.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from wattwise.agent.preflight import check_runtime
 from wattwise.agent.sources import ProbeOutcome
 from wattwise.collector.base import Reading
+from wattwise.errors import ConfigError
 
 ConfigOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional at runtime here
@@ -70,7 +67,7 @@ def run(
         "store.kind": store,
     }
     settings = _load(config, overrides)
-    require_store_target(settings)
+    check_runtime(settings, os.environ)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -99,11 +96,18 @@ def probe(
 
 
 def check_config(
-    file: Annotated[Path, typer.Argument(help="the TOML file to validate")],
+    file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Argument(help=f"the TOML file to validate (default {DEFAULT_CONFIG_PATH})"),
+    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Validate a configuration file without starting anything."""
+    """Validate a configuration file without starting anything (FILE or --config FILE)."""
+    if file is not None and config is not None and file != config:
+        raise ConfigError("--config", str(config), f"the same file as the argument {file}")
+    file = file or config or DEFAULT_CONFIG_PATH
     settings = load_config(file, None, os.environ, require_file=True)
-    require_store_target(settings)
+    check_runtime(settings, os.environ)
     target = (
         settings.influx.url if settings.store.kind == "influx" else settings.store.embedded_path
     )

@@ -11,7 +11,8 @@ CONFIG_SKELETON = """\
 # `wattwise agent install` writes this file once and never overwrites it.
 # Every key is optional; the values shown are the defaults unless the comment
 # says otherwise. Keys left commented out are unset. Any key can also be set
-# from the environment as WATTWISE_<SECTION>__<KEY> (WATTWISE_INFLUX__URL=…).
+# from the environment as WATTWISE_AGENT_<SECTION>__<KEY>
+# (WATTWISE_AGENT_INFLUX__URL=…); the optimizer's WATTWISE_OPTIMIZER_… are not read.
 # After editing: `wattwise agent check-config`, then
 # `systemctl restart wattwise-agent`.
 
@@ -21,7 +22,7 @@ host = ""                 # node name tag; "" = this machine's host name
 # and cooling advice works per zone and rack, so set them on every node.
 # labels = { cluster = "c1", zone = "z1", rack = "r01" }
 source = "nvml"           # nvml (real GPUs) | sim (simulated fleet, see [agent.sim])
-gpu_interval_s = 1.0      # GPU power, clocks, temperatures, utilisation
+gpu_interval_s = 1.0      # GPU power, clocks, temperatures, utilisation (intervals >= 0.1)
 host_interval_s = 10.0    # CPU, memory, disks, network, RAPL, hwmon
 job_interval_s = 30.0     # GPU-to-job attribution (Slurm, Kubernetes)
 energy_every_s = 10.0     # GPU energy counter (a read costs ~4 ms per GPU)
@@ -36,7 +37,7 @@ energy_read = "call"      # call | field: how NVML's energy counter is read
 
 [influx]
 # Required: the agent refuses to run without a store URL.
-url = ""                  # e.g. "https://influxdb.example:8086"
+url = ""                  # e.g. "https://influxdb.example:8086" (no user:password@ in it)
 api = "v1"                # v1: /write (1.x; 2.x via DBRP; 3.x) | v2: /api/v2/write (1.8+, 2.x, 3.x)
 # v1 style
 database = "wattwise"
@@ -54,7 +55,7 @@ bucket = ""
 # ca_file = "/etc/wattwise/ca.pem"
 # client_cert = "/etc/wattwise/client.pem"
 # client_key = "/etc/wattwise/client.key"
-timeout_s = 10.0
+timeout_s = 10.0          # a whole request, 20 at most (the unit stops the agent in 30 s)
 
 [store]
 kind = "influx"           # influx | embedded (the local store of `make demo`)
@@ -66,12 +67,15 @@ dir = "/var/lib/wattwise/wal"
 max_bytes = 1073741824    # 1 GiB; beyond it lines are dropped (agent.dropped_lines_total)
 sync = "interval"         # always (fsync per tick) | interval (fsync each second) | none (OS)
 # dead_letter_dir = "/var/lib/wattwise/dead-letter"   # unset: the agent's default
+dead_letter_max_bytes = 67108864   # 64 MiB; when full, refused lines wait in the WAL
 
 [sender]
 batch_max_lines = 5000    # at most 5,000 lines per request
 backoff_initial_s = 0.5   # first retry delay; doubles up to backoff_max_s, with jitter
 backoff_max_s = 60.0
 flush_on_stop_s = 10.0    # on stop, keep sending this long; the rest waits in the WAL
+# bmc.timeout_s + influx.timeout_s + flush_on_stop_s must stay within 25 s.
+hold_after_rejected_batches = 3   # every line refused this often in a row: hold, don't dead-letter
 
 [bmc]
 kind = ""                 # "" (none) | redfish | ipmi
@@ -80,7 +84,7 @@ username = ""
 # password_file = "/run/credentials/wattwise-agent.service/bmc-password"
 # ca_file = "/etc/wattwise/bmc-ca.pem"
 interval_s = 10.0
-timeout_s = 3.0
+timeout_s = 3.0           # 10 at most
 
 [metrics]
 prometheus_port = 0       # 0 = off; otherwise serves /metrics (self-metrics) on the address

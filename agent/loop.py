@@ -2,8 +2,10 @@
 
 Sources run at their own intervals (GPUs every second, host and BMC every ten
 by default). A source that fails is counted and logged, and the others keep
-being read; a reading that cannot be encoded is counted and logged, never
-allowed to stop the loop. Delivery is the sender's job, on its own thread.
+being read; a reading that cannot be encoded is counted and logged (once a
+minute per kind of problem), never allowed to stop the loop; lines the WAL
+cannot take (a full disk) are counted there. Delivery is the sender's job, on
+its own thread.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from wattwise.agent.throttle import LogThrottle
 from wattwise.clock import Clock
 from wattwise.collector.base import Reading, Source
 from wattwise.errors import EncodeError, SourceError
@@ -24,7 +27,9 @@ log = logging.getLogger(__name__)
 class LineSink(Protocol):
     """Where encoded lines go: the write-ahead log."""
 
-    def append(self, lines: Sequence[bytes]) -> None: ...
+    def append(self, lines: Sequence[bytes]) -> bool:
+        """True when the lines were written; False when they were dropped (and counted)."""
+        ...
 
 
 @dataclass
@@ -73,6 +78,7 @@ class TickLoop:
         self.extra_readings = extra_readings
         self.observe = observe
         self.stats = TickStats()
+        self._throttle = LogThrottle(clock)
         now = clock.monotonic()
         for schedule in self.schedules:
             schedule.next_due = now
@@ -97,8 +103,10 @@ class TickLoop:
             readings.extend(self.extra_readings())
         lines = self._encode(readings)
         if lines:
-            self.sink.append(lines)
-            log.debug("tick: %d lines appended to the WAL", len(lines))
+            if self.sink.append(lines):
+                log.debug("tick: %d lines appended to the WAL", len(lines))
+            else:
+                log.debug("tick: %d lines dropped: the WAL could not take them", len(lines))
         self._record(started, len(readings), len(lines))
         return len(lines)
 
@@ -130,9 +138,15 @@ class TickLoop:
                 line = self.encode(reading)
             except EncodeError as e:
                 self.stats.encode_errors_total += 1
-                log.error(
-                    "dropping a %s reading that cannot be encoded: %s", reading.measurement, e
-                )
+                suppressed = self._throttle.due(reading.measurement)
+                if suppressed is not None:
+                    log.error(
+                        "dropping a %s reading that cannot be encoded (%d more since the last "
+                        "report): %s",
+                        reading.measurement,
+                        suppressed,
+                        e,
+                    )
                 continue
             if line is not None:
                 lines.append(line)

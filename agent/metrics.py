@@ -26,6 +26,8 @@ class QueueStats(Protocol):
     def queue_bytes(self) -> int: ...
     @property
     def dropped_lines_total(self) -> int: ...
+    @property
+    def skipped_bytes_total(self) -> int: ...
 
 
 class DeliveryStats(Protocol):
@@ -35,6 +37,10 @@ class DeliveryStats(Protocol):
     def retried_batches_total(self) -> int: ...
     @property
     def dead_lettered_lines_total(self) -> int: ...
+    @property
+    def sender_errors_total(self) -> int: ...
+    @property
+    def rejecting_all(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,11 @@ class Snapshot:
     tick_duration_s: float
     tick_overruns_total: int
     source_errors_total: int
+    encode_errors_total: int = 0
+    wal_skipped_bytes_total: int = 0
+    sender_errors_total: int = 0
+    sender_up: int = 1
+    store_rejecting_all: int = 0
 
 
 class StatsProvider:
@@ -60,10 +71,12 @@ class StatsProvider:
         tick_stats: Callable[[], TickStats],
         queue_stats: Callable[[], QueueStats],
         delivery_stats: Callable[[], DeliveryStats],
+        sender_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self._tick = tick_stats
         self._queue = queue_stats
         self._delivery = delivery_stats
+        self._sender_up = sender_up
 
     def snapshot(self) -> Snapshot:
         tick, queue, delivery = self._tick(), self._queue(), self._delivery()
@@ -77,6 +90,11 @@ class StatsProvider:
             tick_duration_s=tick.last_tick_duration_s,
             tick_overruns_total=tick.tick_overruns_total,
             source_errors_total=tick.source_errors_total,
+            encode_errors_total=tick.encode_errors_total,
+            wal_skipped_bytes_total=queue.skipped_bytes_total,
+            sender_errors_total=delivery.sender_errors_total,
+            sender_up=int(self._sender_up()),
+            store_rejecting_all=int(delivery.rejecting_all),
         )
 
 
@@ -102,6 +120,11 @@ class SelfMetricsSource:
             "tick_duration_s": s.tick_duration_s,
             "tick_overruns_total": s.tick_overruns_total,
             "source_errors_total": s.source_errors_total,
+            "encode_errors_total": s.encode_errors_total,
+            "wal_skipped_bytes_total": s.wal_skipped_bytes_total,
+            "sender_errors_total": s.sender_errors_total,
+            "sender_up": s.sender_up,
+            "store_rejecting_all": s.store_rejecting_all,
         }
         return [Reading("agent", {"host": self._host}, fields, self._clock.time_ns())]
 
@@ -112,15 +135,20 @@ class SelfMetricsSource:
 _COUNTERS = {
     "sent_lines": "lines delivered to the store",
     "retried_batches": "delivery attempts that were retried",
-    "dropped_lines": "lines dropped because the write-ahead log was full",
+    "dropped_lines": "lines dropped: write-ahead log full, disk full or damaged records",
     "dead_lettered_lines": "lines the store rejected, kept in the dead-letter file",
     "tick_overruns": "ticks that took longer than the interval",
     "source_errors": "failed source or device reads",
+    "encode_errors": "readings that could not be encoded as line protocol",
+    "wal_skipped_bytes": "damaged write-ahead log bytes stepped over",
+    "sender_errors": "unexpected errors the sender outlived",
 }
 _GAUGES = {
     "queue_lines": "lines in the write-ahead log not yet delivered",
     "queue_bytes": "bytes in the write-ahead log not yet delivered",
     "tick_duration_s": "duration of the last tick",
+    "sender_up": "1 while the sender thread runs",
+    "store_rejecting_all": "1 while the store refuses every line and data is held",
 }
 
 

@@ -17,11 +17,20 @@ from wattwise.errors import ConfigError, SourceError, SourceUnavailable
 log = logging.getLogger(__name__)
 
 
-def build_schedules(config: AgentConfig, clock: Clock, environ: dict[str, str]) -> list[Schedule]:
-    """The sources this node reads, each with its interval."""
+def build_schedules(
+    config: AgentConfig,
+    clock: Clock,
+    environ: dict[str, str],
+    unavailable: dict[str, str] | None = None,
+) -> list[Schedule]:
+    """The sources this node reads, each with its interval.
+
+    A configured source that cannot be opened at all (no NVIDIA driver) is left out
+    with a warning; ``unavailable``, when given, receives its name and why.
+    """
     if config.agent.source == "sim":
         return _simulated(config, clock)
-    return _real(config, clock, environ)
+    return _real(config, clock, environ, {} if unavailable is None else unavailable)
 
 
 def _simulated(config: AgentConfig, clock: Clock) -> list[Schedule]:
@@ -50,7 +59,9 @@ def _simulated(config: AgentConfig, clock: Clock) -> list[Schedule]:
     ]
 
 
-def _real(config: AgentConfig, clock: Clock, environ: dict[str, str]) -> list[Schedule]:
+def _real(
+    config: AgentConfig, clock: Clock, environ: dict[str, str], unavailable: dict[str, str]
+) -> list[Schedule]:
     from wattwise.collector.host import HostSource
     from wattwise.collector.jobs import JobSource
     from wattwise.collector.nvml import open_nvml_source
@@ -65,6 +76,7 @@ def _real(config: AgentConfig, clock: Clock, environ: dict[str, str]) -> list[Sc
     except SourceUnavailable as e:
         # Said once, at start: the node is still worth watching for its host stats.
         log.warning("no GPU readings on this node: %s", e)
+        unavailable["nvml"] = str(e)
     else:
         schedules.insert(0, Schedule(nvml, settings.gpu_interval_s))
         jobs = JobSource(
@@ -144,15 +156,15 @@ def probe_sources(
     """
     from wattwise.collector.bmc import BmcSource
 
-    schedules = build_schedules(config, clock, environ)
     failures: dict[str, str] = {}
+    schedules = build_schedules(config, clock, environ, failures)
+    outcomes = [ProbeOutcome(name, error=why) for name, why in failures.items()]
     for schedule in schedules:
         try:
             schedule.source.read()
         except SourceError as e:
             failures[schedule.source.name] = str(e)
     clock.sleep_until(clock.monotonic() + settle_s, threading.Event())
-    outcomes = []
     for schedule in schedules:
         source = schedule.source
         try:
@@ -161,6 +173,9 @@ def probe_sources(
                 continue
             if isinstance(source, BmcSource):
                 source.poll_once()  # a probe waits for one BMC answer
+                if source.failure is not None:
+                    outcomes.append(ProbeOutcome(source.name, error=source.failure))
+                    continue
             outcomes.append(ProbeOutcome(source.name, list(source.read())))
         except SourceError as e:
             outcomes.append(ProbeOutcome(source.name, error=str(e)))

@@ -5,12 +5,14 @@ See :mod:`wattwise.agent.wal` for the format and the guarantees.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MAGIC = b"WWWAL1\n\0"
@@ -33,16 +35,36 @@ class WalPosition:
 
 @dataclass(slots=True)
 class Segment:
-    """One segment file: its valid size and how many lines it holds."""
+    """One segment file: its valid size, how many intact lines it holds, and the damaged
+    regions (start, end) reads step over."""
 
     seq: int
     path: Path
     size_bytes: int
     lines: int
+    holes: list[tuple[int, int]] = field(default_factory=list)
+
+
+class CorruptRecord(Exception):
+    """A record that was intact when the segment was scanned no longer is (a disk fault)."""
+
+    def __init__(self, segment: Segment, offset: int) -> None:
+        self.segment = segment
+        self.offset = offset
+        super().__init__(f"{segment.path}: record at byte {offset} is corrupt")
+
+
+_SEGMENT_NAME = re.compile(r"^([0-9]{1,20})\.seg$")
 
 
 def segment_path(directory: Path, seq: int) -> Path:
     return directory / f"{seq:020d}.seg"
+
+
+def segment_seq(path: Path) -> int | None:
+    """The number of a segment file's name (``00…07.seg`` or ``7.seg``), None for others."""
+    match = _SEGMENT_NAME.match(path.name)
+    return int(match.group(1)) if match else None
 
 
 def encode_record(lines: Sequence[bytes]) -> bytes:
@@ -53,50 +75,28 @@ def encode_record(lines: Sequence[bytes]) -> bytes:
     return struct.pack("<I", len(payload)) + count + struct.pack("<I", crc) + payload
 
 
-def scan_segment(path: Path, seq: int) -> tuple[Segment, int]:
-    """Validate every record of ``path``; truncate it after the last whole one.
-
-    Returns the segment and the number of bytes cut off (a record torn by a
-    crash or power loss, or garbage after it).
-    """
-    data = path.read_bytes()
-    valid = len(MAGIC) if data.startswith(MAGIC) else 0
-    lines = 0
-    while valid and valid + HEADER.size <= len(data):
-        length, count, crc = HEADER.unpack_from(data, valid)
-        end = valid + HEADER.size + length
-        if end > len(data):
-            break
-        payload = data[valid + HEADER.size : end]
-        if zlib.crc32(payload, zlib.crc32(data[valid + 4 : valid + 8])) != crc:
-            break
-        lines += count
-        valid = end
-    if valid < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(valid)
-            if valid == 0:
-                f.write(MAGIC)
-                valid = len(MAGIC)
-            os.fsync(f.fileno())
-    return Segment(seq, path, valid, lines), len(data) - valid
-
-
 def read_lines(segment: Segment, pos: WalPosition, want: int, out: list[bytes]) -> WalPosition:
-    """Append up to ``want`` lines of ``segment`` from ``pos`` to ``out``; return where it ended."""
+    """Append up to ``want`` lines of ``segment`` from ``pos`` to ``out``; return where it ended.
+
+    Damaged regions found by the scan are stepped over; a record that fails its CRC
+    now raises :class:`CorruptRecord` for the log to rescan the segment."""
     offset, skip, before = pos.offset, pos.skip, pos.lines_before
     if want <= 0 or offset >= segment.size_bytes:
         return pos
     wanted = len(out) + want
     with open(segment.path, "rb") as f:
-        f.seek(offset)
-        while offset < segment.size_bytes and len(out) < wanted:
+        while len(out) < wanted:
+            offset = _past_holes(offset, segment.holes)
+            if offset >= segment.size_bytes:
+                break
+            f.seek(offset)
             header = f.read(HEADER.size)
+            if len(header) < HEADER.size:
+                raise CorruptRecord(segment, offset)
             length, _count, crc = HEADER.unpack(header)
-            payload = f.read(length)
-            if zlib.crc32(payload, zlib.crc32(header[4:8])) != crc:
-                # Records were checked when the log was opened: this is a disk fault.
-                raise OSError(f"{segment.path}: record at byte {offset} is corrupt")
+            payload = f.read(length) if offset + HEADER.size + length <= segment.size_bytes else b""
+            if len(payload) != length or zlib.crc32(payload, zlib.crc32(header[4:8])) != crc:
+                raise CorruptRecord(segment, offset)
             record_lines = payload.split(b"\n")[skip:]
             taken = record_lines[: wanted - len(out)]
             out.extend(taken)
@@ -106,6 +106,13 @@ def read_lines(segment: Segment, pos: WalPosition, want: int, out: list[bytes]) 
             offset += HEADER.size + length
             skip = 0
     return WalPosition(segment.seq, offset, 0, before)
+
+
+def _past_holes(offset: int, holes: list[tuple[int, int]]) -> int:
+    for start, end in holes:
+        if start <= offset < end:
+            offset = end
+    return offset
 
 
 def read_cursor(path: Path) -> WalPosition | None:
@@ -136,7 +143,7 @@ def write_cursor(directory: Path, cursor: WalPosition, *, fsync: bool) -> None:
     ).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, body)
+        write_all(fd, body)
         if fsync:
             os.fsync(fd)
     finally:
@@ -144,6 +151,13 @@ def write_cursor(directory: Path, cursor: WalPosition, *, fsync: bool) -> None:
     os.replace(tmp, directory / "cursor")
     if fsync:
         fsync_directory(directory)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """One ``write(2)`` of all of ``data``; a short write (a full disk) raises ENOSPC."""
+    written = os.write(fd, data)
+    if written != len(data):
+        raise OSError(errno.ENOSPC, f"short write: {written} of {len(data)} bytes")
 
 
 def fsync_directory(directory: Path) -> None:

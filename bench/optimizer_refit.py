@@ -11,7 +11,7 @@ placement), and prints wall time per stage and the process's peak RSS.
 
 With ``--stores influx victoria`` the same day is written as line protocol into a
 real influxd and a real VictoriaMetrics (one at a time, each in a temporary
-directory; :mod:`bench.refit_stores`), and the refit reads it back through the
+directory; :mod:`refit_stores` beside this script), and the refit reads it back through the
 InfluxDB store and the Prometheus store instead of taking the Series in memory:
 the ``read`` stage is the four series reads and the latest states.
 """
@@ -23,12 +23,17 @@ import gc
 import json
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' servers
+
 from refit_stores import load, read_fleet  # beside this script
 
 from wattwise.optimizer.models.cap_power import phi_inverse

@@ -77,6 +77,8 @@ class BmcSource:
         self._latest: _Poll | None = None
         self._written: _Poll | None = None
         self._failing = False
+        self.failure: str | None = None
+        """Why the latest poll failed; None once one succeeds (``agent probe`` shows it)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
@@ -116,6 +118,7 @@ class BmcSource:
             return
         with self._lock:
             self._latest = _Poll(values, started_ns, started_s)
+        self.failure = None
         if self._failing:
             self._failing = False
             log.info("BMC of %s answers again", self._host)
@@ -141,6 +144,7 @@ class BmcSource:
                 return
 
     def _note_failure(self, reason: str) -> None:
+        self.failure = reason
         if not self._failing:
             self._failing = True
             log.warning("BMC of %s cannot be read: %s (values stay missing)", self._host, reason)

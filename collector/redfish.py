@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from wattwise.collector.bmc import BmcValues
-from wattwise.errors import SourceError, SourceUnavailable
+from wattwise.common.http import deadline_client
+from wattwise.errors import ConfigError, SourceError, SourceUnavailable
 
 CHASSIS_COLLECTION = "/redfish/v1/Chassis"
 
@@ -41,12 +42,15 @@ class RedfishBackend:
         verify: bool | str | Path = True,
         timeout_s: float = 5.0,
     ) -> None:
-        auth = (username, password or "") if username else None
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        # The whole request, not only each read: a BMC answering a byte at a time
+        # would otherwise hold the tick loop.
+        self._client = deadline_client(
+            base_url.rstrip("/"),
             auth=auth,
             verify=_tls_verification(verify),
-            timeout=timeout_s,
+            timeout_s=timeout_s,
+            total_s=timeout_s,
             headers={"Accept": "application/json"},
         )
         self._links: _ChassisLinks | None = None
@@ -97,11 +101,14 @@ class RedfishBackend:
         except httpx.TimeoutException as e:
             raise SourceUnavailable(f"BMC did not answer {path} in time") from e
         except httpx.TransportError as e:
-            raise SourceUnavailable(f"BMC unreachable for {path}: {type(e).__name__}") from e
+            raise SourceUnavailable(f"BMC unreachable for {path}: {_transport_failure(e)}") from e
         if response.status_code == 404:
             return None
         if response.status_code in (401, 403):
-            raise SourceError(f"BMC refused the credentials ({response.status_code})")
+            raise SourceError(
+                f"BMC refused the credentials ({response.status_code}): check bmc.username "
+                "and the password file"
+            )
         if response.status_code != 200:
             raise SourceError(f"BMC answered {response.status_code} for {path}")
         try:
@@ -117,7 +124,10 @@ def _tls_verification(verify: bool | str | Path) -> bool | ssl.SSLContext:
     """True/False as given; a CA file (BMCs mostly carry self-signed certificates) as a context."""
     if isinstance(verify, bool):
         return verify
-    return ssl.create_default_context(cafile=str(verify))
+    try:
+        return ssl.create_default_context(cafile=str(verify))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("bmc.ca_file", str(verify), f"a readable PEM file ({e})") from e
 
 
 def _member_paths(collection: dict[str, Any]) -> Iterator[str]:
@@ -163,3 +173,11 @@ def _consumed_watts(power: dict[str, Any]) -> list[float]:
             if reading is not None:
                 watts.append(reading)
     return watts
+
+
+def _transport_failure(error: httpx.TransportError) -> str:
+    """Why a connection failed, in words an operator can act on (never the URL or auth)."""
+    detail = str(error) or type(error).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        return f"its TLS certificate is not trusted (give its CA in bmc.ca_file): {detail}"
+    return detail

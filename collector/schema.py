@@ -245,11 +245,18 @@ AGENT = MeasurementSpec(
         "queue_bytes": _i("bytes", "bytes in the write-ahead log not yet delivered"),
         "sent_lines_total": _i("lines", "lines delivered since the agent started"),
         "retried_batches_total": _i("batches", "delivery attempts that were retried"),
-        "dropped_lines_total": _i("lines", "lines dropped because the log was full"),
+        "dropped_lines_total": _i(
+            "lines", "lines dropped: the log or the disk was full, or records were damaged"
+        ),
         "dead_lettered_lines_total": _i("lines", "lines the store rejected as malformed"),
         "tick_duration_s": _f("s", "time the last tick took to read all sources"),
         "tick_overruns_total": _i("ticks", "ticks that took longer than the interval"),
         "source_errors_total": _i("errors", "failed device or source reads"),
+        "encode_errors_total": _i("readings", "readings that could not be encoded"),
+        "wal_skipped_bytes_total": _i("bytes", "damaged write-ahead log bytes stepped over"),
+        "sender_errors_total": _i("errors", "unexpected errors the sender outlived"),
+        "sender_up": _i("0/1", "1 while the sender thread runs"),
+        "store_rejecting_all": _i("0/1", "1 while the store refuses every line (data held)"),
     },
 )
 
@@ -299,6 +306,9 @@ MODEL = MeasurementSpec(
         "train_end_ns": _i("ns", "end of the training window"),
     },
 )
+
+OPTIMIZER_WRITTEN = ("recommendation", "model")
+"""Measurements the optimizer writes; every other one comes from the nodes."""
 
 MEASUREMENTS: dict[str, MeasurementSpec] = {
     "gpu": GPU,

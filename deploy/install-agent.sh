@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Install the wattwise agent on a GPU node, or remove it again.
 #
-#   install-agent.sh [--from SPEC] [--config-file FILE] [--upgrade] [--dry-run]
+#   install-agent.sh [--from WHEEL|REQUIREMENT] [--config-file FILE] [--upgrade] [--dry-run]
 #   install-agent.sh --uninstall [--purge] [--dry-run]
 #
-# Install: a virtual environment under /opt/wattwise, wattwise pip-installed
-# into it, then `wattwise agent install` for the system user, the config
-# skeleton, the secret files and the systemd unit (that command owns those;
-# this script does not repeat them), then enable and, once the configuration
-# names a store, start. Every step is skipped when already in place, so running
-# the script again changes nothing.
+# Install: a virtual environment under /opt/wattwise, the wattwise agent
+# pip-installed into it (the package without extras: the agent alone, none of
+# the optimizer's libraries) from --from or else the newest wheel in the
+# repository's dist/ (`make wheel` builds it), then `wattwise agent install`
+# for the system user, the config skeleton, the secret files and the systemd
+# unit (that command owns those; this script does not repeat them), then
+# enable and, once the configuration names a store, start. Every step is
+# skipped when already in place, so running the script again changes nothing.
 #
 # Uninstall: stop, disable and remove the unit, remove the virtual environment.
 # The write-ahead log (/var/lib/wattwise, possibly holding lines never
@@ -31,7 +33,10 @@ UNIT=wattwise-agent.service
 UNIT_FILE="/etc/systemd/system/$UNIT"
 SERVICE_USER=wattwise
 
-SPEC=wattwise
+# The repository this script sits in; `make wheel` leaves the wheel in its dist/.
+DIST_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/dist"
+
+SPEC=""
 CONFIG_FILE=""
 UPGRADE=0
 UNINSTALL=0
@@ -39,7 +44,7 @@ PURGE=0
 DRY_RUN=0
 
 usage() {
-    sed -n '2,20s/^# \{0,1\}//p' "$0"
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
 }
 
 say() {
@@ -64,7 +69,7 @@ run() {
 parse_args() {
     while [[ $# -gt 0 ]]; do
         case "$1" in
-            --from) SPEC="${2:?--from needs a wheel, sdist, directory or requirement}"; shift ;;
+            --from) SPEC="${2:?--from needs a wheel, or a requirement for your package index}"; shift ;;
             --config-file) CONFIG_FILE="${2:?--config-file needs a file}"; shift ;;
             --upgrade) UPGRADE=1 ;;
             --uninstall) UNINSTALL=1 ;;
@@ -98,6 +103,21 @@ make_venv() {
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
         die "$PYTHON is older than 3.11; set WATTWISE_PYTHON to a newer interpreter"
     run "$PYTHON" -m venv "$PREFIX"
+}
+
+# The newest wheel `make wheel` left in the repository's dist/, unless --from named one.
+choose_package() {
+    if [[ -n $SPEC ]]; then
+        return
+    fi
+    local wheels=()
+    if [[ -d $DIST_DIR ]]; then
+        mapfile -t wheels < <(find "$DIST_DIR" -maxdepth 1 -name 'wattwise-*-py3-none-any.whl' | sort -V)
+    fi
+    if [[ ${#wheels[@]} -eq 0 ]]; then
+        die "no wheel to install: run 'make wheel' in the repository (it writes $DIST_DIR/wattwise-VERSION-py3-none-any.whl), or give --from WHEEL, or --from wattwise==VERSION for a package index"
+    fi
+    SPEC="${wheels[-1]}"
 }
 
 install_package() {
@@ -138,6 +158,7 @@ start_if_configured() {
 
 install_agent() {
     require_root
+    choose_package
     make_venv
     install_package
     local dry=()
@@ -193,9 +214,17 @@ uninstall_agent() {
     remove_venv
     if [[ $PURGE -eq 1 ]]; then
         purge_data
-        say "done: purged the write-ahead log, configuration, secrets and user"
+        if [[ $DRY_RUN -eq 1 ]]; then
+            say "would purge the write-ahead log, configuration, secrets and user (dry run: nothing changed)"
+        else
+            say "done: purged the write-ahead log, configuration, secrets and user"
+        fi
     else
-        say "kept: $STATE_DIR (write-ahead log: lines not yet delivered), $CONFIG_DIR,"
+        local keep=kept
+        if [[ $DRY_RUN -eq 1 ]]; then
+            keep="would keep"
+        fi
+        say "$keep: $STATE_DIR (write-ahead log: lines not yet delivered), $CONFIG_DIR,"
         say "      user $SERVICE_USER, drop-ins in $UNIT_FILE.d; --uninstall --purge removes them"
     fi
 }

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.influxd import InfluxServer
+from tests.redfish_peer import ServeRedfish, make_self_signed_cert, redfish_servers
 
 REPO = Path(__file__).resolve().parent.parent
 H100_DATA = REPO / "tests" / "data" / "h100"
@@ -39,3 +42,29 @@ def influxd_auth(tmp_path: Path) -> Iterator[InfluxServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def serve_redfish() -> Iterator[ServeRedfish]:
+    """Starts the real sushy-static (or sushy-emulator) on a loopback port; yields its URL."""
+    yield from redfish_servers()
+
+
+@pytest.fixture(scope="session")
+def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 that no system trusts."""
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB tmpfs: writes past its size fail with ENOSPC (mounting needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs the suite as root)")
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wattwise.cli import COMMANDS, main
+from typer.core import TyperCommand
+
+from wattwise.cli import COMMANDS, build_cli, main
 
 
 def test_unknown_option_exits_2_with_usage_instead_of_a_traceback() -> None:
@@ -19,13 +21,35 @@ def test_unknown_command_exits_2() -> None:
     assert main(["no-such-command"]) == 2
 
 
-def test_every_listed_command_loads() -> None:
+def test_help_lists_every_command_without_importing_any() -> None:
+    # Regression: listing the commands imported each one, FastAPI and matplotlib
+    # included, so `wattwise --help` took 2-5 s (bench/cli_help.py measures it).
+    probe = (
+        "import json, sys\n"
+        "from wattwise.cli import main\n"
+        "code = main(['--help'])\n"
+        "print(json.dumps([code, sorted(sys.modules)]))\n"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "wattwise", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    for name in COMMANDS:
+    code, modules = json.loads(result.stdout.strip().splitlines()[-1])
+    assert code == 0
+    for name, entry in COMMANDS.items():
         assert f" {name} " in result.stdout
+        assert entry.module not in modules
+    assert not {"fastapi", "numpy", "matplotlib", "pydantic", "httpx"} & set(modules)
+
+
+def test_each_listed_help_line_is_the_commands_own() -> None:
+    group = build_cli()
+    with group.make_context("wattwise", ["agent"], resilient_parsing=True) as ctx:
+        for name, entry in COMMANDS.items():
+            command = group.get_command(ctx, name)
+            assert command is not None, name
+            listed = TyperCommand(name, help=entry.help).get_short_help_str(200)
+            assert command.get_short_help_str(200) == listed, name
 
 
 def test_agent_commands_do_not_load_the_optimizer_stack(tmp_path: Path) -> None:
@@ -45,3 +69,24 @@ def test_agent_commands_do_not_load_the_optimizer_stack(tmp_path: Path) -> None:
     code, modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert code == 0
     assert not {"fastapi", "sklearn", "matplotlib", "scipy", "grafana_client"} & set(modules)
+
+
+def test_apscheduler_adding_and_running_jobs_logs_nothing_by_default() -> None:
+    # Regression: "Adding job tentatively" twice and "Scheduler started" at every start.
+    probe = (
+        "import logging\n"
+        "from apscheduler.schedulers.background import BackgroundScheduler\n"
+        "from wattwise.cli import quiet_libraries\n"
+        "logging.basicConfig(level='INFO')\n"
+        "quiet_libraries()\n"
+        "scheduler = BackgroundScheduler()\n"
+        "scheduler.add_job(print, 'interval', seconds=60)\n"
+        "scheduler.start()\n"
+        "scheduler.shutdown()\n"
+        "logging.getLogger('wattwise.check').info('still heard')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == ["INFO:wattwise.check:still heard"]

@@ -5,18 +5,30 @@ InfluxDB with ``--influx-url``, or a VictoriaMetrics with ``--prometheus-url``: 
 agent writes its line protocol to VictoriaMetrics' ``/write`` and the optimizer
 reads through the Prometheus query API). To have something to learn from at once, the
 agent first records ``--history`` of the fleet's past on a fast clock, through
-the same tick loop, WAL and sender as live samples; then the fleet runs in real
-time. The optimizer fits its models, serves its API on localhost, prints the
-first recommendations and what they would save, and writes the HTML report.
+the same tick loop, WAL and sender as live samples. The optimizer fits its
+models on that past and computes the first recommendations as of its end, and
+the report is written; then the fleet runs in real time, the API serves on
+localhost and the recommendations are fetched from it and printed.
+
+The past starts on a whole minute and the fleet is seeded, so two runs record the
+same samples on the same grid and print the same numbers; a run starts from a
+clean data directory (the previous run's store, WAL, models and report removed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import logging
+import os
 import secrets
+import shutil
+import socket
 import threading
 import time
-from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,11 +50,14 @@ from wattwise.collector.sim.views import JobView
 from wattwise.common.embedded import EmbeddedStore
 from wattwise.common.influx import InfluxTransport
 from wattwise.common.transport import Transport
+from wattwise.errors import ConfigError, StoreError
 from wattwise.optimizer.report.write import write_report
+from wattwise.optimizer.service import printing
 from wattwise.optimizer.service.app import create_app
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.settings import OptimizerConfig, load_optimizer_config
-from wattwise.optimizer.store import open_store
+from wattwise.optimizer.store import InfluxStore, open_store
+from wattwise.optimizer.store.initdb import init_db
 from wattwise.optimizer.telemetry import Scope
 
 PLACE_GPUS = 1
@@ -50,6 +65,15 @@ PLACE_GPUS = 1
 
 HISTORY_STEP_S = 10.0
 """Sampling step while recording the past: the optimizer learns from 1-minute aggregates."""
+
+SHOWN_CAPS = 10
+"""Power-cap changes printed; ``wattwise recommend caps`` lists them all."""
+
+RUN_FILES = (
+    "wattwise.sqlite", "wattwise.sqlite-wal", "wattwise.sqlite-shm", "wal", "dead-letter",
+    "models", "report.html", ".report.html.partial", "optimizer.toml",
+)  # fmt: skip
+"""What a run writes in its data directory, and a new run removes: nothing else there."""
 
 
 class CatchUpClock:
@@ -109,48 +133,165 @@ def demo(
     ] = None,
 ) -> None:
     """Simulated fleet → agent → store → optimizer and API, with the first recommendations."""
-    console = Console()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    _check_port_free(port)  # before anything is written or started
     spec = FleetSpec.uniform(racks * nodes_per_rack, gpus_per_node, racks=racks, zones=2, seed=seed)
-    clock = CatchUpClock(time.time_ns() - int(history_min * 60e9))
-    fleet = SimFleet(spec, clock)
-    runtime = _agent(fleet, clock, data_dir, influx_url or prometheus_url, influx_db)
-    gpus = racks * nodes_per_rack * gpus_per_node
-    console.print(
-        f"[bold]Simulated fleet:[/] {racks} racks × {nodes_per_rack} nodes × "
-        f"{gpus_per_node} GPUs = {gpus} GPUs in 2 cooling zones (seed {seed})"
-    )
-    _record_history(runtime, clock, history_min * 60, console)
-    clock.go_live()
-    stop = threading.Event()
-    agent = threading.Thread(target=runtime.run, args=(stop,), name="wattwise-agent")
-    agent.start()
+    with _components_quiet():
+        _run(spec, data_dir, history_min, duration_s, port, influx_url, influx_db, prometheus_url)
+
+
+@contextmanager
+def _components_quiet() -> Iterator[None]:
+    """The demo says what happens itself: the components' INFO lines would only interleave
+    (WATTWISE_LOG_LEVEL, when set, keeps them)."""
+    components = logging.getLogger("wattwise")
+    level = components.level
+    if "WATTWISE_LOG_LEVEL" not in os.environ:
+        components.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        components.setLevel(level)
+
+
+def _run(
+    spec: FleetSpec,
+    data_dir: Path,
+    history_min: float,
+    duration_s: float,
+    port: int,
+    influx_url: str | None,
+    influx_db: str,
+    prometheus_url: str | None = None,
+) -> None:
+    console = Console()
     token = secrets.token_urlsafe(16)
     config = _optimizer_config(
         data_dir, influx_url, influx_db, port, token, history_min, prometheus_url
     )
-    engine = Engine(open_store(config.store, SystemClock()), config, SystemClock())
+    if influx_url:
+        _prepare_influx(config, console)
+    _start_clean(data_dir, console)
+    _write_command_config(data_dir, config)
+    # On a whole minute: every run samples the same grid, and buckets split it alike.
+    start_ns = (time.time_ns() - int(history_min * 60e9)) // 60_000_000_000 * 60_000_000_000
+    clock = CatchUpClock(start_ns)
+    runtime = _agent(
+        SimFleet(spec, clock), clock, data_dir, influx_url or prometheus_url, influx_db
+    )
+    console.print(f"[bold]Simulated fleet:[/] {_describe(spec)}")
+    _record_history(runtime, clock, history_min * 60, console)
+    engine = Engine(open_store(config.store, clock), config, clock)
     if prometheus_url:
-        _until_searchable(engine, gpus)
-    _fit(engine, console)
-    server = _serve(engine, config)
+        _until_searchable(engine, sum(node.gpus for node in spec.nodes))
+    _fit_and_report(engine, history_min * 60, data_dir / "report.html", console)
+    clock.go_live()
+    stop = threading.Event()
+    agent = threading.Thread(target=runtime.run, args=(stop,), name="wattwise-agent")
+    server: _Server | None = None
+    agent.start()
     try:
+        server = _serve(engine, config)
         base = f"http://127.0.0.1:{port}"
-        _show(console, base, token)
-        write_report(engine, history_min * 60, data_dir / "report.html")
+        _show_api(base, token)
+        _show(base, token, console)
         console.print(
             f"\n[bold]Report:[/] {data_dir / 'report.html'}: open it in any browser, "
             "no network needed"
         )
-        console.print(
-            f"[bold]API:[/] {base}/docs  (token: {token})\n"
-            f"  curl -H 'Authorization: Bearer {token}' {base}/v1/recommendations/power-caps"
+        typer.echo(
+            f"The same recommendations from the command line: "
+            f"wattwise recommend caps --config {data_dir / 'optimizer.toml'}"
         )
         _wait(duration_s, console)
     finally:
-        server.should_exit = True
+        if server is not None:
+            server.stop()
         stop.set()
         agent.join()
+        engine.store.close()
+
+
+def _describe(spec: FleetSpec) -> str:
+    racks = len({node.rack for node in spec.nodes})
+    per_rack = len(spec.nodes) // racks
+    per_node = spec.nodes[0].gpus
+    gpus = sum(node.gpus for node in spec.nodes)
+    return (
+        f"{racks} racks × {per_rack} nodes × {per_node} GPUs = {gpus} GPUs in 2 cooling "
+        f"zones (seed {spec.seed})"
+    )
+
+
+def _check_port_free(port: int) -> None:
+    """Refuse a port something else listens on, in one line, before anything starts."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise ConfigError(
+                "--port", port, f"a free port on 127.0.0.1 ({e.strerror}); --port picks another"
+            ) from e
+
+
+def _start_clean(data_dir: Path, console: Console) -> None:
+    """Remove what a previous run wrote (and only that), so its past does not mix in."""
+    old = [data_dir / name for name in RUN_FILES if (data_dir / name).exists()]
+    for path in old:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if old:
+        console.print(
+            f"Starting clean: removed the previous run's store, write-ahead log, models "
+            f"and report from {data_dir}/."
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _prepare_influx(config: OptimizerConfig, console: Console) -> None:
+    """Create the database and its retention policies, as ``wattwise optimizer init-db``."""
+    settings = config.store
+    store = InfluxStore(settings.url, database=settings.database, clock=SystemClock())
+    try:
+        init_db(store)
+    except StoreError as e:
+        raise ConfigError(
+            "--influx-url",
+            settings.url,
+            f"an InfluxDB 1.x where database {settings.database!r} can be created ({e}); "
+            f"run `wattwise optimizer init-db --url {settings.url} --database "
+            f"{settings.database}` with an admin user first",
+        ) from e
+    finally:
+        store.close()
+    console.print(
+        f"InfluxDB {settings.url}: database {settings.database!r} ready (retention policies "
+        "and downsampling as `wattwise optimizer init-db` makes them). A rerun writes the "
+        "same past at the same times over it; --influx-db NAME keeps runs apart."
+    )
+
+
+def _write_command_config(data_dir: Path, config: OptimizerConfig) -> None:
+    """``demo-data/optimizer.toml``: one flag points every command at the demo's data."""
+    store = config.store
+    where = (
+        f'kind = "embedded"\nembedded_path = {json.dumps(str(store.embedded_path.absolute()))}'
+        if store.kind == "embedded"
+        else f'kind = "influx"\nurl = {json.dumps(store.url)}\n'
+        f"database = {json.dumps(store.database)}"
+    )
+    registry = config.models.registry_dir
+    assert registry is not None
+    (data_dir / "optimizer.toml").write_text(
+        "# Written by `wattwise demo`. Every optimizer command reads the demo's data with\n"
+        "#   --config demo-data/optimizer.toml\n"
+        "# (wattwise recommend caps|cooling|place, wattwise models, wattwise report).\n"
+        f"[store]\n{where}\n\n"
+        f"[models]\nwindow_s = {config.models.window_s}\n"
+        f"registry_dir = {json.dumps(str(registry.absolute()))}\n"
+    )
 
 
 def _agent(
@@ -225,28 +366,67 @@ def _until_searchable(engine: Engine, gpus: int, timeout_s: float = 30.0) -> Non
         time.sleep(0.2)
 
 
-def _fit(engine: Engine, console: Console) -> None:
+def _fit_and_report(engine: Engine, history_s: float, out: Path, console: Console) -> None:
+    """Fit the models and compute the recommendations as of the past's end, and write the
+    report; the API then serves these recommendations until asked to refresh."""
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("fitting the models", total=1.0)
-        engine.refit(lambda step, share: progress.update(task, completed=share, description=step))
-    engine.refresh()
+        write_report(
+            engine,
+            history_s,
+            out,
+            lambda step, share: progress.update(task, completed=share, description=step),
+        )
 
 
-def _serve(engine: Engine, config: OptimizerConfig) -> uvicorn.Server:
-    app = create_app(engine, config)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=config.api.port, log_level="warning")
-    )
-    threading.Thread(target=server.run, name="wattwise-api", daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the API did not start on port {config.api.port}")
-        time.sleep(0.05)
+class _Server:
+    """The API under uvicorn on its own thread, stopped and joined by :meth:`stop`."""
+
+    def __init__(self, engine: Engine, config: OptimizerConfig) -> None:
+        app = create_app(engine, config)
+        self.port = config.api.port
+        self.uvicorn = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self._run, name="wattwise-api", daemon=True)
+
+    def _run(self) -> None:
+        # SystemExit is uvicorn's way to fail its start; it has logged why.
+        with contextlib.suppress(SystemExit):
+            self.uvicorn.run()
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.uvicorn.started:
+            if not self.thread.is_alive():  # it could not bind, or failed on its way up
+                raise ConfigError("--port", self.port, "a free port on 127.0.0.1")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start on port {self.port}")
+            self.thread.join(0.05)
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _serve(engine: Engine, config: OptimizerConfig) -> _Server:
+    server = _Server(engine, config)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
     return server
 
 
-def _show(console: Console, base: str, token: str) -> None:
+def _show_api(base: str, token: str) -> None:
+    """Said as soon as the API answers; the curl line unwrapped, to be copied as it is."""
+    typer.echo(f"\nAPI: {base} (token: {token}); docs/api.md describes every endpoint:")
+    typer.echo(f"  curl -H 'Authorization: Bearer {token}' {base}/v1/recommendations/power-caps")
+
+
+def _show(base: str, token: str, console: Console) -> None:
     """The first recommendations, fetched over the API like any client would."""
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as api:
         caps = api.get("/v1/recommendations/power-caps").raise_for_status().json()
@@ -256,18 +436,11 @@ def _show(console: Console, base: str, token: str) -> None:
             .raise_for_status()
             .json()
         )
-    console.print(_caps_table(caps))
+    console.print("\n[bold]Power caps[/], the largest savings first")
+    printing.print_caps(_items(caps), show_all=False, limit=SHOWN_CAPS, console=console)
     console.print(_cooling_table(cooling))
-    candidates = place["candidates"]
-    if not candidates:
-        console.print(f"\nNo node can take a {PLACE_GPUS}-GPU job now: {place['rejected']}")
-        return
-    best = candidates[0]
-    console.print(
-        f"\n[bold]Placement[/] of a {PLACE_GPUS}-GPU job: {best['host']} GPUs {best['gpus']}: "
-        f"{best['reason']} ({len(candidates)} candidates)"
-    )
-    console.print(f"  Slurm: sbatch --nodelist={place['nodelist']} …")
+    console.print(f"\n[bold]Placement[/] of a {PLACE_GPUS}-GPU job")
+    printing.print_placement(place, PLACE_GPUS, console=console)
 
 
 def _items(body: Any) -> list[dict[str, Any]]:
@@ -275,43 +448,21 @@ def _items(body: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _caps_table(body: Any) -> Table:
-    items = _items(body)
-    recs = [r for r in items if r.get("recommended_limit_w") is not None]
-    saving_w = sum(r["saving_w"] for r in recs)
-    reasons = Counter(r["reason"] for r in items if r.get("recommended_limit_w") is None)
-    table = Table(
-        title=f"Power caps: {len(recs)} of {len(items)} GPUs to cap, saving "
-        f"{saving_w / 1000:.1f} kW (≈ {saving_w * 730 / 1e6:.1f} MWh per month)"
-    )
-    for column in ("host", "GPU", "limit W → recommended", "saving W", "slowdown %", "confidence"):
-        table.add_column(column)
-    for r in sorted(recs, key=lambda r: -r["saving_w"])[:10]:
-        table.add_row(
-            r["host"],
-            str(r["gpu"]),
-            f"{r['current_limit_w']:.0f} → {r['recommended_limit_w']:.0f}",
-            f"{r['saving_w']:.0f}",
-            f"{r['slowdown_pct']:.1f}",
-            f"{r['confidence']:.2f}",
-        )
-    kept = "; ".join(f"{n} × {reason}" for reason, n in reasons.most_common(3))
-    table.caption = f"Left as they are: {kept}" if kept else None
-    return table
-
-
 def _cooling_table(body: Any) -> Table:
-    table = Table(title="Cooling setpoints")
-    for column in ("zone", "setpoint °C → recommended", "max inlet °C", "saving W", "why"):
+    table = Table(title="Cooling setpoints", caption_justify="left")
+    for column in ("zone", "setpoint °C", "recommended °C", "max inlet °C", "saving W"):
         table.add_column(column)
+    reasons = []
     for r in _items(body):
         table.add_row(
             r["zone"],
-            f"{r['current_setpoint_c']:.1f} → {r['recommended_setpoint_c']:.1f}",
+            f"{r['current_setpoint_c']:.1f}",
+            f"{r['recommended_setpoint_c']:.1f}",
             f"{r['predicted_max_inlet_c']:.1f}" if r["predicted_max_inlet_c"] else "—",
             f"{r['saving_w']:.0f}",
-            r["reason"],
         )
+        reasons.append(f"{r['zone']}: {r['reason']}")
+    table.caption = "\n".join(reasons)
     return table
 
 
@@ -319,7 +470,7 @@ def _wait(duration_s: float, console: Console) -> None:
     if duration_s <= 0:
         console.print("Serving until Ctrl-C.")
     else:
-        console.print(f"Serving for {duration_s:.0f} s (--duration 0 to keep it running).")
+        console.print(f"Serving for {duration_s:g} s (--duration 0 to keep it running).")
     deadline = time.monotonic() + duration_s if duration_s > 0 else float("inf")
     try:
         while time.monotonic() < deadline:

@@ -19,6 +19,8 @@ sqlite3) are converted where they are caught, in one place per library, with
     │   ├── BatchTooLarge      413: the sender splits the batch
     │   └── RejectedBatch      the store refuses the data itself (malformed,
     │                          type conflict): it goes to the dead-letter file
+    ├── AgentError             the agent cannot go on (its sender thread ended):
+    │                          it exits 1 so that its unit restarts it
     ├── InstallError           `wattwise agent install` cannot proceed (not root,
     │                          a command failed, files in a place the unit hides)
     └── StoreError             the optimizer's telemetry store cannot answer
@@ -34,6 +36,17 @@ sqlite3) are converted where they are caught, in one place per library, with
 
 from __future__ import annotations
 
+import re
+
+_SECRET_KEY = re.compile(r"(token|password|passwd|secret|credential|api_?key|private_?key)s?$")
+"""A setting whose value may be a secret: its value is never repeated in a message."""
+
+
+def looks_secret(key: str) -> bool:
+    """Whether the dotted setting ``key`` may hold a secret itself (``*_file`` names a file)."""
+    last = next((part for part in reversed(key.split(".")) if not part.isdigit()), "")
+    return not last.endswith("_file") and bool(_SECRET_KEY.search(last.lower()))
+
 
 class WattwiseError(Exception):
     """Root of every error wattwise raises on purpose."""
@@ -43,14 +56,21 @@ class ConfigError(WattwiseError):
     """A configuration value is missing or not allowed.
 
     ``key`` is the dotted name of the setting, ``value`` what was given and
-    ``allowed`` a short description of what would be accepted.
+    ``allowed`` a short description of what would be accepted. The value of a
+    secret-looking key (``influx.token``, ``…password``) is never shown, unless
+    the caller vouches that ``value`` describes where a secret is (a file, a
+    variable's name) rather than being one (``describes_source``).
     """
 
-    def __init__(self, key: str, value: object, allowed: str) -> None:
+    def __init__(
+        self, key: str, value: object, allowed: str, *, describes_source: bool = False
+    ) -> None:
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{key}: {value!r} is not allowed; it must be {allowed}")
+        hidden = looks_secret(key) and not describes_source
+        shown = "the value (not shown: it may be a secret)" if hidden else repr(value)
+        super().__init__(f"{key}: {shown} is not allowed; it must be {allowed}")
 
 
 class SourceError(WattwiseError):
@@ -103,6 +123,10 @@ class BatchTooLarge(DeliveryError):
 
 class RejectedBatch(DeliveryError):
     """The store refused the data itself; retrying the same bytes cannot succeed."""
+
+
+class AgentError(WattwiseError):
+    """The running agent lost a part it cannot run without; it exits for its unit to restart it."""
 
 
 class InstallError(WattwiseError):

@@ -29,7 +29,8 @@ from wattwise.collector.sim.thermal import AirflowParams
 from wattwise.collector.sim.views import GpuView
 from wattwise.collector.sim.workload import WorkloadSpec
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "h100"
+DEFAULT_DATA_DIR = Path("tests/data/h100")
+"""The real H100 run, from the repository's root (where the docs run this module)."""
 INLET_C = 25.0
 """The data's inlet temperature is unknown; 25 °C is assumed (see GPU_AIR_PREHEAT_C)."""
 SAMPLE_S = 0.1
@@ -95,6 +96,17 @@ def load_phases(data_dir: Path) -> list[Phase]:
         rows = list(csv.DictReader(f))
     with (data_dir / "h100_phases.csv").open() as f:
         work = {r["phase"]: r for r in csv.DictReader(f)}
+    merged = phase_runs(rows)
+    phases = []
+    for i, group in enumerate(merged):
+        end_t = float(merged[i + 1][0]["t"]) if i + 1 < len(merged) else float(group[-1]["t"])
+        phases.append(_phase(group, end_t, work.get(group[-1]["phase"])))
+    return phases
+
+
+def phase_runs(rows: list[dict[str, str]]) -> list[list[dict[str, str]]]:
+    """The 10 Hz rows cut into runs of one phase, in order; a one-sample run (the sampler
+    catching a transition) joins the run that follows it, whose phase the run is named by."""
     groups = [list(g) for _, g in itertools.groupby(rows, key=lambda r: r["phase"])]
     merged: list[list[dict[str, str]]] = []
     pending: list[dict[str, str]] = []
@@ -104,11 +116,7 @@ def load_phases(data_dir: Path) -> list[Phase]:
             continue
         merged.append(pending + group)
         pending = []
-    phases = []
-    for i, group in enumerate(merged):
-        end_t = float(merged[i + 1][0]["t"]) if i + 1 < len(merged) else float(group[-1]["t"])
-        phases.append(_phase(group, end_t, work.get(group[-1]["phase"])))
-    return phases
+    return merged
 
 
 def _phase(rows: list[dict[str, str]], end_t: float, work: dict[str, str] | None) -> Phase:

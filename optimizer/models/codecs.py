@@ -16,7 +16,7 @@ import numpy as np
 from wattwise.optimizer.models.cap_response import CapResponseModel
 from wattwise.optimizer.models.common import ModelInfo
 from wattwise.optimizer.models.node_power import NodePowerCurves
-from wattwise.optimizer.models.power import PowerModel
+from wattwise.optimizer.models.power import GPM_COLUMNS, NVML_TERMS, PowerModel
 from wattwise.optimizer.models.priors import CapPrior
 from wattwise.optimizer.models.thermal import CoolingModel, GpuThermalModel, InletModel
 from wattwise.optimizer.models.workload import WorkloadProfile, WorkloadProfiles
@@ -46,8 +46,15 @@ def to_state(model: Model) -> tuple[Params, Arrays]:
             "top_clock_mhz": model.top_clock_mhz,
             "idle_power_w": model.idle_power_w,
             "envelope_w": list(model.envelope_w),
+            "gpm_inputs": list(model.gpm_inputs),
             "util_only_errors": dict(model.util_only_errors),
-        }, {"coef": model.coef, "util_only_coef": model.util_only_coef}
+            "boosting_errors": dict(model.boosting_errors),
+            "nvml_only_errors": dict(model.nvml_only_errors),
+        }, {
+            "coef": model.coef,
+            "nvml_coef": model.nvml_coef,
+            "util_only_coef": model.util_only_coef,
+        }
     if isinstance(model, CapResponseModel):
         prior = asdict(model.prior)
         return {"gpu_model": model.gpu_model, "source": model.voltage_floor_source, **prior}, {}
@@ -86,16 +93,36 @@ def to_state(model: Model) -> tuple[Params, Arrays]:
 
 def _power(p: Params, a: Arrays, info: ModelInfo) -> PowerModel:
     low, high = (float(v) for v in p["envelope_w"])
+    gpm = tuple(_strings(p["gpm_inputs"]))
+    unknown = set(gpm) - set(GPM_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown GPM inputs {sorted(unknown)}")
+    coef, nvml_coef = _floats(a["coef"]), _floats(a["nvml_coef"])
+    if coef.shape != (len(NVML_TERMS) + len(gpm),) or nvml_coef.shape != (len(NVML_TERMS),):
+        raise ValueError("coef must have one value per term and nvml_coef one per NVML term")
+    util_only = _floats(a["util_only_coef"])
+    if util_only.shape != (2,):
+        raise ValueError("util_only_coef must have an intercept and a slope")
     return PowerModel(
         gpu_model=str(p["gpu_model"]),
         top_clock_mhz=float(p["top_clock_mhz"]),
-        coef=_floats(a["coef"]),
-        util_only_coef=_floats(a["util_only_coef"]),
+        gpm_inputs=gpm,
+        coef=coef,
+        nvml_coef=nvml_coef,
+        util_only_coef=util_only,
         idle_power_w=float(p["idle_power_w"]),
         envelope_w=(low, high),
-        util_only_errors={str(k): float(v) for k, v in dict(p["util_only_errors"]).items()},
+        util_only_errors=_errors(p["util_only_errors"]),
+        boosting_errors=_errors(p["boosting_errors"]),
+        nvml_only_errors=_errors(p["nvml_only_errors"]),
         info=info,
     )
+
+
+def _errors(values: object) -> dict[str, float]:
+    if not isinstance(values, dict):
+        raise TypeError("expected a mapping of error names to numbers")
+    return {str(k): float(v) for k, v in values.items()}
 
 
 def _cap(p: Params, a: Arrays, info: ModelInfo) -> CapResponseModel:
@@ -205,7 +232,7 @@ def _profiles(p: Params, a: Arrays, info: ModelInfo) -> WorkloadProfiles:
 
 
 KINDS: Mapping[str, tuple[type, Callable[[Params, Arrays, ModelInfo], Any], tuple[str, ...]]] = {
-    "power": (PowerModel, _power, ("coef", "util_only_coef")),
+    "power": (PowerModel, _power, ("coef", "nvml_coef", "util_only_coef")),
     "cap_response": (CapResponseModel, _cap, ()),
     "gpu_thermal": (GpuThermalModel, _gpu_thermal, ()),
     "inlet": (InletModel, _inlet, ("offset_c",)),

@@ -176,11 +176,21 @@ def fold_of_groups(groups: Ints, folds: int, seed: int = 0) -> Ints:
     return (order % folds)[groups]
 
 
+MIN_CV_GROUPS = 2
+"""Cross-validation needs a group to train on besides the one held out."""
+
+
 def grouped_cv_predictions(fit: FitFn, groups: Ints, folds: int = 5) -> Floats:
     """Out-of-fold predictions for every row: each row predicted by a model that never saw
-    its group (a GPU, a job, or a block of time). NaN where a fold could not be fitted."""
-    fold = fold_of_groups(groups, max(2, min(folds, int(groups.max()) + 1)))
+    its group (a GPU, a job, or a block of time). All NaN with fewer than
+    :data:`MIN_CV_GROUPS` groups: a fold would train on nothing, and a model fitted on
+    nothing predicts 0 W, which reads as a 100 % error that was never measured."""
     out = np.full(groups.shape[0], np.nan)
+    present, dense = dense_unique(groups) if groups.size else (groups, groups)
+    if present.size < MIN_CV_GROUPS:
+        return out
+    # Dense codes: with at least as many groups as folds, every fold holds one and none all.
+    fold = fold_of_groups(dense, max(2, min(folds, present.size)))
     for k in np.unique(fold):
         test = fold == k
         predictor = fit(~test)

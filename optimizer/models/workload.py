@@ -121,7 +121,7 @@ def job_profiles(
         job_codes = label_codes[job_codes]
         kind = "class"
     unlabelled = np.flatnonzero(names == "")
-    job_row = _job_row_of_gpu_rows(jobs, gpus)
+    job_row = job_row_of_gpu_rows(jobs, gpus)
     held = np.flatnonzero(job_row >= 0)
     label = job_row[held]
     del job_row
@@ -196,7 +196,7 @@ def _profile_chunk(
     }
 
 
-def _job_row_of_gpu_rows(jobs: Series, gpus: Series) -> np.ndarray:
+def job_row_of_gpu_rows(jobs: Series, gpus: Series) -> np.ndarray:
     """For each ``gpu_series`` row, the ``job_series`` row of the same host, GPU and bucket
     (−1 where none), joined on integer codes: no concatenated copy of either frame's tags."""
     if len(jobs) == 0 or len(gpus) == 0:

@@ -80,7 +80,8 @@ def _one(
     current = zone.setpoint_c
     low = max(settings.min_setpoint_c, current - settings.max_step_c)
     high = min(settings.max_setpoint_c, current + settings.max_step_c)
-    target = float(np.clip(highest_safe, low, high))
+    # Rounded to 1e-9 °C: floor(x / 0.1) * 0.1 gives 20.900000000000002, not 20.9.
+    target = round(float(np.clip(highest_safe, low, high)), 9)
     delta = target - supply
     saving_share = 1.0 - math.exp(-gain * (target - current))
     cooling_w = zone.cooling_power_w if math.isfinite(zone.cooling_power_w) else 0.0

@@ -32,7 +32,9 @@ MAX_SCORE = 10
 ANNOTATION_CLASS = "wattwise.io/workload-class"
 ANNOTATION_POWER = "wattwise.io/expected-power-w"
 UNKNOWN_NODE = "wattwise has no telemetry for this node"
-_QUANTITY = re.compile(r"^([0-9]+)(m|k)?$")
+_QUANTITY = re.compile(r"^([0-9]{1,9})(m|k)?$")
+MAX_GPUS = 64
+"""A pod asking for more GPUs on one node than any node has is not a placement question."""
 
 
 class ExtenderRequestError(ValueError):
@@ -106,7 +108,11 @@ def _place(
         return None
     annotations = _mapping(_mapping(pod.get("metadata") or {}, "metadata").get("annotations") or {})
     power = annotations.get(ANNOTATION_POWER)
+    if gpus > MAX_GPUS:
+        raise ExtenderRequestError(f"{GPU_RESOURCE} {gpus} is more than {MAX_GPUS} on one node")
     try:
+        if power is not None and not isinstance(power, str):
+            raise ValueError(f"{ANNOTATION_POWER} must be a string, as every annotation")
         request = PlacementRequest(
             gpus=gpus,
             workload_class=annotations.get(ANNOTATION_CLASS),

@@ -6,6 +6,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 
+def changes_limit(current_limit_w: float, recommended_limit_w: float | None) -> bool:
+    """Whether a recommendation asks for a limit other than the one the GPU has now."""
+    return recommended_limit_w is not None and recommended_limit_w != current_limit_w
+
+
 @dataclass(frozen=True)
 class Evidence:
     window_start_ns: int

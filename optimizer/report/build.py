@@ -14,7 +14,11 @@ import numpy as np
 
 from wattwise.optimizer.models.common import column, tag
 from wattwise.optimizer.models.power import PowerModel
-from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
+from wattwise.optimizer.recommend.types import (
+    CapRecommendation,
+    CoolingRecommendation,
+    changes_limit,
+)
 from wattwise.optimizer.service.engine import Engine, Progress
 from wattwise.optimizer.telemetry import Floats, Ints, Series, ZoneState
 
@@ -55,10 +59,12 @@ class Summary:
     gpu_energy_kwh: float
     node_energy_kwh: float
     """NaN when no node reports ``node_power_w`` (no BMC configured)."""
-    mean_gpu_power_kw: float
+    fleet_gpu_power_kw: float
+    """All GPUs' power together, averaged over the window."""
     cap_saving_kw: float
     cooling_saving_kw: float
     recommended_caps: int
+    """GPUs whose recommended limit differs from the one they have."""
 
     @property
     def saving_kw(self) -> float:
@@ -128,7 +134,7 @@ def summarize(data: ReportData) -> Summary:
     power = fleet_power(data)
     node_w = power.node_w
     node_kwh = float(np.nansum(node_w)) * data.every_s / J_PER_KWH
-    recommended = [c for c in data.caps if c.recommended_limit_w is not None]
+    changes = [c for c in data.caps if changes_limit(c.current_limit_w, c.recommended_limit_w)]
     hosts, gpus = tag(data.gpus, "host"), tag(data.gpus, "gpu")
     gpu_ids = {(str(h), str(g)) for h, g in zip(hosts, gpus, strict=True)}
     return Summary(
@@ -136,10 +142,10 @@ def summarize(data: ReportData) -> Summary:
         host_count=len({str(h) for h in tag(data.hosts, "host")} | {h for h, _ in gpu_ids}),
         gpu_energy_kwh=gpu_energy_kwh(data),
         node_energy_kwh=node_kwh if np.isfinite(node_w).any() else float("nan"),
-        mean_gpu_power_kw=_mean_or_nan(power.gpu_w) / 1000.0,
-        cap_saving_kw=sum(c.saving_w for c in recommended) / 1000.0,
+        fleet_gpu_power_kw=_mean_or_nan(power.gpu_w) / 1000.0,
+        cap_saving_kw=sum(c.saving_w for c in changes) / 1000.0,
         cooling_saving_kw=sum(c.saving_w for c in data.cooling) / 1000.0,
-        recommended_caps=len(recommended),
+        recommended_caps=len(changes),
     )
 
 

@@ -17,12 +17,9 @@ from rich.progress import Progress
 
 from wattwise.clock import SystemClock
 from wattwise.errors import ConfigError
+from wattwise.optimizer.service.cli import command_config
 from wattwise.optimizer.service.engine import Engine
-from wattwise.optimizer.service.settings import (
-    DEFAULT_CONFIG_PATH,
-    OptimizerConfig,
-    load_optimizer_config,
-)
+from wattwise.optimizer.service.settings import DEFAULT_CONFIG_PATH, OptimizerConfig
 from wattwise.optimizer.store import open_store
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -53,7 +50,14 @@ def report_config(
         "shard.clusters": _split(clusters),
         "shard.zones": _split(zones),
     }
-    return load_optimizer_config(path, overrides, os.environ)
+    return command_config(path, overrides)
+
+
+def check_out(out: Path) -> None:
+    """Refuse a report path that cannot be written, before a minute of fitting."""
+    parent = out.parent
+    if out.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError("--out", str(out), "a file in an existing directory this user can write")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -78,9 +82,10 @@ def report_command(
 ) -> None:
     """Write a self-contained HTML report: fleet power and energy, power models, caps, cooling."""
     since_s = parse_duration_s(since)
+    check_out(out)
     config = report_config(config_path, store, since_s, clusters, zones, url)
     clock = SystemClock()
-    telemetry = open_store(config.store, clock)
+    telemetry = open_store(config.store, clock, must_exist=True)
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task("refit", total=1.0)

@@ -71,8 +71,11 @@ def _summary_table(s: Summary) -> str:
         ("GPUs / nodes reporting", f"{s.gpu_count} / {s.host_count}"),
         ("GPU energy over the window", f"{_num(s.gpu_energy_kwh, 1)} kWh"),
         ("Node energy over the window (BMC)", f"{_num(s.node_energy_kwh, 1)} kWh"),
-        ("Mean GPU power", f"{_num(s.mean_gpu_power_kw, 2)} kW"),
-        ("Power caps recommended", str(s.recommended_caps)),
+        (
+            "GPU power, all GPUs together (mean over the window)",
+            f"{_num(s.fleet_gpu_power_kw, 2)} kW ({_per_gpu_w(s)} per GPU)",
+        ),
+        ("Power limits to change", str(s.recommended_caps)),
         (
             "Potential saving (caps + cooling)",
             f"{_power(s.saving_kw)} ({_power(s.cap_saving_kw)} + "
@@ -117,19 +120,30 @@ def _models_section(data: ReportData) -> Section:
 
 
 def _model_caption(model: PowerModel) -> str:
-    e, base = model.info.errors, model.util_only_errors
+    e = model.info.errors
     head = (
-        f"{model.gpu_model}: dots are {model.info.samples} real bucket means coloured by SM "
-        "clock; lines are the fitted model at three SM clocks, uncapped."
+        f"{model.gpu_model}: dots are the {model.info.samples} bucket means the model was "
+        "fitted on, coloured by SM clock; lines are the power the model predicts at the top "
+        "clock (its demand held at the enforced limit, dashed above it) for work with little, "
+        "typical and much memory activity among the samples."
     )
     if "mae_w" not in e:
-        return f"{head} Too few samples to cross-validate the model's error."
+        return f"{head} Too little data to cross-validate the model's error."
     words = (
         f" On GPUs (or time blocks) the fit never saw, it is off by {e['mae_w']:.0f} W on "
         f"average ({e['mape_pct']:.1f} %), root-mean-square {e['rmse_w']:.0f} W"
     )
-    if "mae_w" in base:
-        words += f"; a line in utilization alone would be off by {base['mae_w']:.0f} W"
+    baselines = [
+        f"{name} {errors['mae_w']:.0f} W ({errors['mape_pct']:.1f} %)"
+        for name, errors in (
+            ("a line in utilization alone", model.util_only_errors),
+            ("gradient boosting on utilization, memory, clock and temperature",
+             model.boosting_errors),
+        )
+        if "mae_w" in errors
+    ]  # fmt: skip
+    if baselines:
+        words += "; fitted the same way, " + " and ".join(baselines)
     return f"{head}{words}."
 
 
@@ -145,11 +159,31 @@ def _caps_section(data: ReportData) -> Section:
     return Section("Recommended power caps", body + _refusals_table(data.caps))
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
 def refusal_counts(caps: tuple[CapRecommendation, ...]) -> Counter[str]:
-    """GPUs without a recommendation per reason, numbers generalised so alike reasons meet."""
+    """GPUs without a recommendation per reason. Reasons differing only in their numbers
+    are counted together, each number shown as its range across them:
+    ``only 1 busy samples (need 5)`` and ``only 3 …`` → ``only 1–3 busy samples (need 5)``."""
     prefix = "no recommendation: "
     reasons = [c.reason.removeprefix(prefix) for c in caps if c.recommended_limit_w is None]
-    return Counter(re.sub(r"\d+(\.\d+)?", "n", reason) for reason in reasons)
+    alike: dict[str, list[str]] = {}
+    for reason in reasons:
+        alike.setdefault(_NUMBER.sub("#", reason), []).append(reason)
+    return Counter({_with_ranges(template, found): len(found) for template, found in alike.items()})
+
+
+def _with_ranges(template: str, reasons: list[str]) -> str:
+    """``template`` with each ``#`` the number of ``reasons`` there, or their range."""
+    columns = zip(*(_NUMBER.findall(r) for r in reasons), strict=True)
+    filled = []
+    for column in columns:
+        values = sorted({float(v): v for v in column}.items())
+        low, high = values[0][1], values[-1][1]
+        filled.append(low if low == high else f"{low}–{high}")
+    pieces = template.split("#")
+    return "".join(p + (filled[i] if i < len(filled) else "") for i, p in enumerate(pieces))
 
 
 def _refusals_table(caps: tuple[CapRecommendation, ...]) -> str:
@@ -188,6 +222,12 @@ def _cooling_section(data: ReportData) -> Section:
         else ""
     )
     return Section("Cooling zones", _figure(svg, caption) + table)
+
+
+def _per_gpu_w(s: Summary) -> str:
+    if not s.gpu_count or not math.isfinite(s.fleet_gpu_power_kw):
+        return "n/a"
+    return f"{s.fleet_gpu_power_kw * 1000 / s.gpu_count:,.0f} W"
 
 
 def _num(value: float, digits: int) -> str:

@@ -27,8 +27,12 @@ MAX_SCATTER_POINTS = 4000
 """Enough to show the shape of a fleet-day without making the page heavy."""
 MAX_CAP_BARS = 48
 MAX_ZONES = 6
-CLOCK_SHARES = (0.5, 0.75, 1.0)
-"""SM clocks (share of the model's top clock) at which power curves are drawn."""
+CURVES = (
+    ("little memory activity (10th percentile)", 0.1, "tab:red"),
+    ("typical memory activity (median)", 0.5, "tab:purple"),
+    ("much memory activity (90th percentile)", 0.9, "tab:blue"),
+)
+"""Power curves drawn: label, quantile of the samples' memory-to-GPU utilization ratio."""
 
 _XML_PROLOGUE = re.compile(r"<\?xml.*?\?>\s*|<!DOCTYPE.*?>\s*", re.S)
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
@@ -86,7 +90,10 @@ def fleet_power_svg(data: ReportData) -> str | None:
 
 
 def power_model_svg(model: PowerModel, gpus: Series) -> str:
-    """``model``'s power curves against utilization over the model's real samples."""
+    """``model``'s power against utilization over the model's real samples, for work whose
+    memory activity per unit of utilization is low, typical and high among the samples: the
+    measured power it predicts and, dashed, the demand above the limit that the limit holds
+    back."""
     rows = take(gpus, tag(gpus, "model") == model.gpu_model)
     util, power = column(rows, "util_gpu_pct"), column(rows, "power_w")
     clock = column(rows, "sm_clock_mhz")
@@ -96,11 +103,15 @@ def power_model_svg(model: PowerModel, gpus: Series) -> str:
     top = model.top_clock_mhz
     dots = ax.scatter(util[shown], power[shown], c=clock[shown], s=8, alpha=0.5, vmin=0, vmax=top)
     fig.colorbar(dots, ax=ax, label="SM clock (MHz)")
-    for share in CLOCK_SHARES:
-        curve = _curve(model, rows, share * top)
-        color = dots.cmap(share)  # the colour scale runs from 0 to the top clock
-        ax.plot(curve.values["util_gpu_pct"], model.predict(curve), color=color, lw=2.5)
-        ax.plot([], [], color=color, lw=2.5, label=f"model at {share * top:.0f} MHz")
+    for label, quantile, color in CURVES:
+        curve = _curve(model, rows, quantile)
+        x = curve.values["util_gpu_pct"]
+        measured, demand = model.predict(curve), model.demand_w(curve)
+        ax.plot(x, measured, color=color, lw=2.5, label=label)
+        above = demand > measured
+        if above.any():
+            ax.plot(x[above], demand[above], color=color, lw=1.5, ls="--")
+    ax.plot([], [], color="grey", lw=1.5, ls="--", label="demand above the limit")
     ax.set_xlabel("GPU utilization (%)")
     ax.set_ylabel("power (W)")
     ax.legend(loc="upper left")
@@ -109,20 +120,36 @@ def power_model_svg(model: PowerModel, gpus: Series) -> str:
     return to_svg(fig, f"power-model-{_slug(model.gpu_model)}")
 
 
-def _curve(model: PowerModel, rows: Series, clock_mhz: float) -> Series:
-    """Uncapped inputs along utilization 0..100 %, memory activity in the samples' ratio."""
+def _curve(model: PowerModel, rows: Series, quantile: float) -> Series:
+    """Inputs along utilization 0..100 % at the top clock and the samples' median limit and
+    temperature; memory and GPM activities at the ``quantile`` of the busy samples' ratio of
+    memory utilization to utilization (GPM activities at their median ratio)."""
     util = np.linspace(0.0, 100.0, 51)
-    gpu_util, mem_util = column(rows, "util_gpu_pct"), column(rows, "util_mem_pct")
-    busy = np.isfinite(mem_util) & (gpu_util > 5.0)
-    ratio = float(np.median(mem_util[busy] / gpu_util[busy])) if busy.any() else 0.0
+    gpu_util = column(rows, "util_gpu_pct")
+    busy = gpu_util > 5.0
+
+    def ratio(name: str, q: float) -> float:
+        values = column(rows, name)[busy] / gpu_util[busy]
+        values = values[np.isfinite(values)]
+        return float(np.quantile(values, q)) if values.size else 0.0
+
     n = util.size
     values = {
         "util_gpu_pct": util,
-        "util_mem_pct": util * ratio,
-        "sm_clock_mhz": np.full(n, clock_mhz),
+        "util_mem_pct": util * ratio("util_mem_pct", quantile),
+        "sm_clock_mhz": np.full(n, model.top_clock_mhz),
         "capped_share": np.zeros(n),
+        "temp_c": np.full(n, _median(column(rows, "temp_c"))),
+        "enforced_limit_w": np.full(n, _median(column(rows, "enforced_limit_w"))),
     }
+    for name in model.gpm_inputs:
+        values[name] = util * ratio(name, 0.5)
     return Series(np.zeros(n, dtype=np.int64), {}, values)
+
+
+def _median(values: Floats) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else float("nan")
 
 
 def _error_title(model: PowerModel) -> str:

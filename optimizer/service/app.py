@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from wattwise.optimizer.service import placing
 from wattwise.optimizer.service.auth import BearerScope, Principal, TokenTable, check
-from wattwise.optimizer.service.bodies import json_body, parse_json_body
+from wattwise.optimizer.service.bodies import json_body, read_json, read_model
 from wattwise.optimizer.service.engine import Engine, Snapshot
 from wattwise.optimizer.service.errors import install_error_handlers
+from wattwise.optimizer.service.limits import BodyLimit
 from wattwise.optimizer.service.metrics import RequestMetrics, ServiceMetrics
 from wattwise.optimizer.service.queries import FilterQuery
 from wattwise.optimizer.service.schemas import (
@@ -34,7 +36,17 @@ from wattwise.optimizer.service.views import IndexedItems, SnapshotView, iso
 
 JSON = "application/json"
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 422, 503)
+    s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 413, 415, 422, 503)
+}
+EXTENDER_ARGS: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "description": "kube-scheduler ExtenderArgs"}
+            }
+        },
+    }
 }
 
 
@@ -78,11 +90,13 @@ def create_app(
         responses=ERRORS,
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=config.api.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     table = TokenTable(config.api.tokens)
     views = ViewCache(engine)
     engine.add_listener(views.rebuild)
     engine.add_listener(lambda s: _count(metrics, s))
+    metrics.watch_dropped(engine.telemetry.dropped)
     read = Depends(BearerScope(table, "read"))
     admin = Depends(BearerScope(table, "admin"))
     _open_routes(app, engine, config, metrics, read)
@@ -181,7 +195,7 @@ def _read_routes(
         # On the event loop, not the thread pool: a placement is ~0.2 ms of vectorised work,
         # and 40 pool threads taking turns at the GIL (5 ms slices) made each wait for the
         # others; in arrival order, one at a time, a request waits for the queue ahead.
-        body = parse_json_body(PlacementBody, await request.body())
+        body = await read_model(request, PlacementBody)
         if body.zone is not None:
             _check_shard(config, [], [body.zone])
         result = placing.place(engine, body, explain=explain)
@@ -194,6 +208,7 @@ def _read_routes(
         return {
             "fitted_at": iso(fitted.fitted_at_ns),
             "models": [placing.model_dict(info) for info in engine.stored_models()],
+            "dropped_values": placing.dropped_values(engine),
         }
 
 
@@ -204,6 +219,7 @@ def _admin_routes(app: FastAPI, engine: Engine, metrics: ServiceMetrics, admin: 
         return {
             "fitted_at": iso(fitted.fitted_at_ns),
             "models": [placing.model_dict(info) for info in fitted.infos],
+            "dropped_values": placing.dropped_values(engine),
         }
 
     @app.post("/v1/refresh", dependencies=[admin], response_model=RefreshOut, tags=["admin"])
@@ -216,10 +232,9 @@ def _admin_routes(app: FastAPI, engine: Engine, metrics: ServiceMetrics, admin: 
         }
 
 
-ExtenderArgs = Annotated[dict[str, Any], Body(description="kube-scheduler ExtenderArgs")]
-
-
 def _extender_routes(app: FastAPI, engine: Engine, table: TokenTable) -> None:
+    # The body is read after the token is checked (a route with a body parameter would
+    # have FastAPI read and parse it first), then parsed and answered off the event loop.
     extender = Depends(BearerScope(table, "extender"))
 
     async def path_token(token: str) -> Principal:
@@ -228,10 +243,23 @@ def _extender_routes(app: FastAPI, engine: Engine, table: TokenTable) -> None:
     by_path = Depends(path_token)
     for prefix, dependency in (("/v1/extender", extender), ("/v1/extender/k/{token}", by_path)):
 
-        @app.post(f"{prefix}/filter", dependencies=[dependency], tags=["kubernetes"])
-        def extender_filter(args: ExtenderArgs) -> dict[str, Any]:
-            return placing.extender_filter(engine, args)
+        @app.post(
+            f"{prefix}/filter",
+            dependencies=[dependency],
+            tags=["kubernetes"],
+            openapi_extra=EXTENDER_ARGS,
+        )
+        async def extender_filter(request: Request) -> JSONResponse:
+            args = await read_json(request)
+            return JSONResponse(await run_in_threadpool(placing.extender_filter, engine, args))
 
-        @app.post(f"{prefix}/prioritize", dependencies=[dependency], tags=["kubernetes"])
-        def extender_prioritize(args: ExtenderArgs) -> list[dict[str, Any]]:
-            return placing.extender_prioritize(engine, args)
+        @app.post(
+            f"{prefix}/prioritize",
+            dependencies=[dependency],
+            tags=["kubernetes"],
+            openapi_extra=EXTENDER_ARGS,
+        )
+        async def extender_prioritize(request: Request) -> JSONResponse:
+            args = await read_json(request)
+            result = await run_in_threadpool(placing.extender_prioritize, engine, args)
+            return JSONResponse(result)

@@ -107,13 +107,21 @@ class BearerScope(HTTPBearer):
         return check(self.table.lookup(bearer_token(request)), self.scope)
 
 
+def redact_paths(text: str) -> str:
+    """``text`` with every extender path token masked."""
+    return _PATH_TOKEN.sub(r"\1***", text)
+
+
 class RedactPathTokens(logging.Filter):
-    """Replace extender path tokens in log records (uvicorn's access log shows paths)."""
+    """Replace extender path tokens in log records: in the message, its arguments and the
+    text of an exception it carries (uvicorn's access and error logs show paths)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _PATH_TOKEN.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
-            )
-        record.msg = _PATH_TOKEN.sub(r"\1***", str(record.msg))
+            record.args = tuple(redact_paths(a) if isinstance(a, str) else a for a in record.args)
+        record.msg = redact_paths(str(record.msg))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_paths(record.exc_text)
         return True

@@ -1,8 +1,12 @@
 """``wattwise optimizer serve|init-db``, ``wattwise recommend caps|cooling|place`` and
-``wattwise models``: the service, and the same computations run once from the command line.
+``wattwise models [backtest]``: the service, and the same computations run once from the
+command line.
 
 The one-shot commands read the same configuration as ``serve`` (file, environment,
-flags), fit the models locally with a progress bar, and print a table or JSON.
+flags). They use the models the service keeps in its registry when there are any, and
+say so; otherwise, or with ``--refit``, they fit them here with a progress bar (and say
+that). They print a table or JSON. ``wattwise demo`` writes ``demo-data/optimizer.toml``,
+so ``--config demo-data/optimizer.toml`` points every command at the demo's data.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from wattwise.clock import SystemClock
 from wattwise.errors import ConfigError
 from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.service import printing
+from wattwise.optimizer.service.backtesting import SplitError, run_backtest
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.fitted import KeptModels
 from wattwise.optimizer.service.settings import (
@@ -33,6 +38,7 @@ from wattwise.optimizer.service.settings import (
 from wattwise.optimizer.service.views import clean, iso
 from wattwise.optimizer.store import open_store
 from wattwise.optimizer.store.initdb import init_db_command
+from wattwise.settings import OPTIMIZER_ENV_PREFIX
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="optimizer TOML file")]
 StoreOpt = Annotated[
@@ -45,6 +51,9 @@ UrlOpt = Annotated[
 ]
 ListOpt = Annotated[str | None, typer.Option(help="comma-separated; this instance's share")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table")]
+RefitOpt = Annotated[
+    bool, typer.Option("--refit", help="fit the models here instead of using the kept ones")
+]
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -69,25 +78,81 @@ def _config(
     return load_optimizer_config(path, overrides, os.environ)
 
 
+def command_config(path: Path, overrides: dict[str, Any]) -> OptimizerConfig:
+    """The settings of a one-shot command (``recommend``, ``models``, ``report``).
+
+    Without a configuration file nothing names a store, and the defaults would send
+    the command to an InfluxDB on localhost that is not there ("connection refused"):
+    refused here instead, saying what to write or which flag reads the demo's data.
+    """
+    store_given = overrides.get("store.kind") is not None or any(
+        name.startswith(f"{OPTIMIZER_ENV_PREFIX}STORE__") for name in os.environ
+    )
+    if not path.is_file() and not store_given:
+        raise ConfigError(
+            "--config",
+            str(path),
+            f"an optimizer configuration file: write {DEFAULT_CONFIG_PATH} from "
+            "deploy/optimizer.toml.example (store.kind = 'embedded' reads the embedded "
+            "store), or read the demo's data with --config demo-data/optimizer.toml",
+        )
+    return load_optimizer_config(path, overrides, os.environ)
+
+
 @contextmanager
 def _engine(config: OptimizerConfig) -> Iterator[Engine]:
-    store = open_store(config.store, SystemClock())
+    store = open_store(config.store, SystemClock(), must_exist=True)
     try:
         yield Engine(store, config, SystemClock())
     finally:
         store.close()
 
 
-def _fit_and_refresh(engine: Engine, quiet: bool) -> None:
+def ensure_models(engine: Engine, *, refit: bool, quiet: bool) -> None:
+    """Use the models the registry keeps, or fit them here; either way, say which."""
+    registry = engine.config.models.registry_dir
+    if engine.has_models and not refit:
+        fitted_ns = engine.fitted.fitted_at_ns
+        age_min = (SystemClock().time_ns() - fitted_ns) / 60e9
+        typer.echo(
+            f"Using the models kept in {registry}, fitted {iso(fitted_ns)} "
+            f"({age_min:,.0f} min ago); --refit fits them anew.",
+            err=True,
+        )
+        return
+    why = (
+        "as asked"
+        if refit
+        else "no registry is configured ([models] registry_dir)"
+        if registry is None
+        else f"none are kept in {registry} yet"
+    )
+    window_h = engine.config.models.window_s / 3600
+    typer.echo(f"Fitting the models on the last {window_h:g} h of telemetry ({why}).", err=True)
     with Progress(transient=True, disable=quiet) as bar:
         task = bar.add_task("refit", total=1.0)
+        engine.refit(lambda step, share: bar.update(task, completed=share, description=step))
 
-        def progress(step: str, share: float) -> None:
-            bar.update(task, completed=share, description=step)
 
-        engine.refit(progress)
-        bar.update(task, description="recommending")
-        engine.refresh()
+def _fit_and_refresh(engine: Engine, *, refit: bool, quiet: bool) -> None:
+    ensure_models(engine, refit=refit, quiet=quiet)
+    engine.refresh()
+
+
+def _one_shot(
+    path: Path,
+    store: str | None,
+    clusters: str | None,
+    zones: str | None,
+    url: str | None = None,
+) -> OptimizerConfig:
+    overrides = {
+        "store.kind": store,
+        "store.url": url,
+        "shard.clusters": _split(clusters),
+        "shard.zones": _split(zones),
+    }
+    return command_config(path, overrides)
 
 
 def serve(
@@ -124,14 +189,22 @@ def caps(
     url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="every GPU, not only the limits to change")
+    ] = False,
+    refit: RefitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Power caps per GPU: recommended limit, saving and slowdown."""
-    with _engine(_config(config_path, store, clusters, zones, url)) as engine:
-        _fit_and_refresh(engine, as_json)
+    """Power limits to change, largest saving first, and their total (--json: every GPU)."""
+    with _engine(_one_shot(config_path, store, clusters, zones, url)) as engine:
+        _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.caps]
-    columns = ("host", "gpu", "current_limit_w", "recommended_limit_w", "saving_pct")
-    _print(rows, (*columns, "slowdown_pct", "confidence", "reason"), as_json)
+    if as_json:
+        typer.echo(json.dumps(clean(rows), indent=2))
+        return
+    printing.print_caps(rows, show_all=show_all)
+    if not show_all:
+        typer.echo("(--all lists every GPU)")
 
 
 def cooling(
@@ -140,11 +213,12 @@ def cooling(
     url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
+    refit: RefitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Cooling setpoints per zone within inlet and GPU temperature limits."""
-    with _engine(_config(config_path, store, clusters, zones, url)) as engine:
-        _fit_and_refresh(engine, as_json)
+    with _engine(_one_shot(config_path, store, clusters, zones, url)) as engine:
+        _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.cooling]
     columns = ("cluster", "zone", "current_setpoint_c", "recommended_setpoint_c")
     _print(rows, (*columns, "predicted_max_inlet_c", "saving_w", "reason"), as_json)
@@ -161,9 +235,11 @@ def place(
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
     url: UrlOpt = None,
+    refit: RefitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Where to place a job; ends with a --nodelist a Slurm user can pass to sbatch."""
+    """The best node for a job and the sbatch --nodelist for it, then the alternatives;
+    exits 1 saying why when no node can take it."""
     try:
         # FastAPI's models load only for the commands that need them, so the
         # agent's process (same console script) does not carry them.
@@ -181,16 +257,16 @@ def place(
         )
     except ValueError as e:
         raise ConfigError("--gpus/--expected-power-w/--duration-s", str(e), "valid values") from e
-    with _engine(_config(config_path, store, None, None, url)) as engine:
-        _fit_and_refresh(engine, as_json)
+    with _engine(_one_shot(config_path, store, None, None, url)) as engine:
+        _fit_and_refresh(engine, refit=refit, quiet=as_json)
         result = placing.place(engine, body)
-    candidates: list[dict[str, object]] = result["candidates"]  # type: ignore[assignment]
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    columns = ("host", "gpus", "zone", "rack", "marginal_it_w", "marginal_cooling_w", "reason")
-    _print(candidates, columns, False)
-    typer.echo(f"--nodelist={result['nodelist']}")
+        typer.echo(json.dumps(clean(result), indent=2))
+        placed = bool(result["candidates"])
+    else:
+        placed = printing.print_placement(result, gpus)
+    if not placed:
+        raise typer.Exit(1)
 
 
 def build_recommend_app() -> typer.Typer:
@@ -203,6 +279,7 @@ def build_recommend_app() -> typer.Typer:
 
 
 def models_command(
+    ctx: typer.Context,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
     url: UrlOpt = None,
@@ -215,17 +292,75 @@ def models_command(
 ) -> None:
     """List the models the registry keeps with their accuracy; without a registry
     (``[models] registry_dir`` unset) or with ``--refit``, fit them on the configured window."""
-    config = _config(config_path, store, clusters, zones, url)
+    if ctx.invoked_subcommand is not None:
+        return
+    config = _one_shot(config_path, store, clusters, zones, url)
     if config.models.registry_dir is not None and not refit:
         infos = KeptModels(config.models.registry_dir, config.models.keep_versions).list()
     else:
-        with _engine(config) as engine, Progress(transient=True, disable=as_json) as bar:
-            task = bar.add_task("refit", total=1.0)
-            engine.refit(lambda s, x: bar.update(task, completed=x, description=s))
+        with _engine(config) as engine:
+            ensure_models(engine, refit=True, quiet=as_json)
             infos = engine.stored_models()
     rows = [_model_row(info) for info in infos]
     columns = ("kind", "scope", "version", "window", "samples", "accuracy", "notes")
     _print(rows, columns, as_json)
+
+
+MAX_WORKLOAD_ROWS = 20
+"""Workloads shown per GPU model in the table; ``--json`` lists every one."""
+
+
+def backtest_command(
+    split: Annotated[
+        str | None, typer.Option(help="fit before this time (ISO 8601 or Unix s), score after")
+    ] = None,
+    holdout: Annotated[
+        str | None, typer.Option(help="score the last share of the data's span (default 20%)")
+    ] = None,
+    every: Annotated[
+        int | None,
+        typer.Option(min=1, max=3600, help="bucket in seconds (default: the models' every_s)"),
+    ] = None,
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    store: StoreOpt = None,
+    url: UrlOpt = None,
+    clusters: ListOpt = None,
+    zones: ListOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit the power models on the telemetry before a split and score them after it."""
+    config = _one_shot(config_path, store, clusters, zones, url)
+    try:
+        result = run_backtest(config, SystemClock(), split=split, holdout=holdout, every_s=every)
+    except SplitError as e:
+        raise typer.BadParameter(str(e), param_hint=e.option) from e
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"fitted before {result['split']}, scored from it on, {result['every_s']} s buckets")
+    models: list[dict[str, Any]] = result["models"]  # type: ignore[assignment]
+    for row in models:
+        for name, errors in row["baselines"].items():
+            row[f"{name} %"] = errors.get("mape_pct")
+    columns = ("kind", "gpu_model", "samples", "train_samples", "mape_pct", "mae_w")
+    _print(models, (*columns, "util_only %", "boosting %", "note"), False)
+    for row in models:
+        workloads = row["workloads"][:MAX_WORKLOAD_ROWS]
+        typer.echo(f"{row['gpu_model']}, per {row['workloads_by']}:")
+        _print(workloads, ("workload", "samples", "measured_w", "predicted_w", "mape_pct"), False)
+        if len(row["workloads"]) > len(workloads):
+            typer.echo(f"… {len(row['workloads']) - len(workloads)} more (--json lists all)")
+
+
+def build_models_app() -> typer.Typer:
+    """``wattwise models``: list the models, or ``backtest`` them."""
+    app = typer.Typer(
+        invoke_without_command=True,
+        help="Each model with its accuracy; backtest on held-out telemetry.",
+    )
+    app.callback()(models_command)
+    app.command("backtest")(backtest_command)
+    return app
 
 
 def _model_row(info: ModelInfo) -> dict[str, object]:
@@ -241,17 +376,4 @@ def _print(rows: list[dict[str, object]], columns: tuple[str, ...], as_json: boo
     if as_json:
         typer.echo(json.dumps(clean(rows), indent=2))
         return
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console().print(table)
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if value is None:
-        return "-"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
+    Console().print(printing.table(rows, columns))

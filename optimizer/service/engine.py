@@ -4,6 +4,10 @@ recommendations), kept in memory for the API and written to the store for Grafan
 Both run on the scheduler's threads and on API requests. A refit replaces the
 fitted models in one assignment and a refresh the snapshot, so readers always
 see a whole, consistent set without taking a lock.
+
+Telemetry is read through :class:`~wattwise.optimizer.store.sanity.SaneTelemetry`
+(physically impossible values dropped and counted), and recommendations are
+checked by :mod:`.published` before they are published.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from wattwise.optimizer.recommend.placement_basis import placement_basis
 from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
 from wattwise.optimizer.service import lines
 from wattwise.optimizer.service.fitted import Fitted, KeptModels, load_or_none
+from wattwise.optimizer.service.published import checked_caps, checked_cooling
 from wattwise.optimizer.service.settings import OptimizerConfig
+from wattwise.optimizer.store.sanity import SaneTelemetry
 from wattwise.optimizer.telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
 
 log = logging.getLogger(__name__)
@@ -74,6 +80,7 @@ class Engine:
         listeners: Sequence[Listener] = (),
     ) -> None:
         self.store = store
+        self.telemetry = SaneTelemetry(store)
         self.config = config
         self.clock = clock
         self.scope = config.shard.scope()
@@ -148,10 +155,11 @@ class Engine:
         start_ns = now_ns - int(self.config.models.window_s * 1e9)
         every_s, scope = self.config.models.every_s, self.scope
         progress("reading telemetry", 0.0)
-        gpus = self.store.gpu_series(start_ns, now_ns, every_s=every_s, scope=scope)
-        hosts = self.store.host_series(start_ns, now_ns, every_s=every_s, scope=scope)
-        zones = self.store.zone_series(start_ns, now_ns, every_s=every_s, scope=scope)
-        jobs = self.store.job_series(start_ns, now_ns, every_s=every_s, scope=scope)
+        read = self.telemetry
+        gpus = read.gpu_series(start_ns, now_ns, every_s=every_s, scope=scope)
+        hosts = read.host_series(start_ns, now_ns, every_s=every_s, scope=scope)
+        zones = read.zone_series(start_ns, now_ns, every_s=every_s, scope=scope)
+        jobs = read.job_series(start_ns, now_ns, every_s=every_s, scope=scope)
         progress("fitting power models", 0.3)
         power = fit_power_models(gpus)
         progress("fitting cap-response models", 0.5)
@@ -194,22 +202,25 @@ class Engine:
 
     def _compute(self, fitted: Fitted) -> Snapshot:
         now_ns = self.clock.time_ns()
-        gpus = self.store.latest_gpus(self.scope)
-        hosts = self.store.latest_hosts(self.scope)
-        zones = self.store.latest_zones(self.scope)
+        read = self.telemetry
+        gpus = read.latest_gpus(self.scope)
+        hosts = read.latest_hosts(self.scope)
+        zones = read.latest_zones(self.scope)
         recent_s = self.config.recommend.recent_s
         start_ns = now_ns - int(recent_s * 1e9)
         every_s = self.config.models.every_s
-        series = self.store.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
+        series = read.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
         work = estimate_workloads(series, fitted.cap_response, recent_s=recent_s)
         unhealthy = self._unhealthy(gpus, now_ns)
-        caps = recommend_caps(gpus, work, self.config.caps, unhealthy)
+        caps = checked_caps(recommend_caps(gpus, work, self.config.caps, unhealthy))
         fits = ThermalFits(fitted.inlets, fitted.cooling, fitted.gpu_thermal)
-        cooling = recommend_cooling(zones, hosts, gpus, self.config.cooling, fits)
+        cooling = checked_cooling(
+            recommend_cooling(zones, hosts, gpus, self.config.cooling, fits), self.config.cooling
+        )
         # Busy means a job is on the GPU now: only the newest two buckets count, not
         # every job the GPU ran during the whole recent window.
         busy_since_ns = now_ns - 2 * every_s * 1_000_000_000
-        jobs = self.store.job_series(busy_since_ns, now_ns, every_s=every_s, scope=self.scope)
+        jobs = read.job_series(busy_since_ns, now_ns, every_s=every_s, scope=self.scope)
         busy = {
             (str(h), int(g)) for h, g in zip(_tags(jobs, "host"), _tags(jobs, "gpu"), strict=True)
         }
@@ -243,7 +254,7 @@ class Engine:
         """GPUs that should get no new work: pending or failed row remaps, recent fatal XIDs."""
         settings = self.config.health
         start_ns = now_ns - int(settings.xid_window_s * 1e9)
-        xids = self.store.xid_series(start_ns, now_ns, every_s=60, scope=self.scope)
+        xids = self.telemetry.xid_series(start_ns, now_ns, every_s=60, scope=self.scope)
         return unhealthy_gpus(gpus, xids, now_ns, settings)
 
     def _keep(self, fitted: Fitted) -> Fitted:

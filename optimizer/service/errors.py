@@ -14,8 +14,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from wattwise.errors import (
     Busy,
@@ -26,6 +27,7 @@ from wattwise.errors import (
     StoreQueryError,
     WattwiseError,
 )
+from wattwise.optimizer.service.auth import redact_paths
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ ERROR_OF_STATUS = {
     403: "forbidden",
     404: "not found",
     405: "method not allowed",
+    408: "request timeout",
     409: "busy",
     413: "too large",
     415: "unsupported media type",
@@ -58,6 +61,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(WattwiseError, _wattwise_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -90,12 +94,21 @@ async def _wattwise_error(request: Request, exc: Exception) -> JSONResponse:
     for kind, status, error in STATUS_OF:
         if isinstance(exc, kind):
             return JSONResponse(error_body(error, str(exc)), status_code=status)
-    log.error("request %s failed: %s", request.url.path, exc)
+    log.error("request %s failed: %s", redact_paths(request.url.path), exc)
     return JSONResponse(error_body("optimizer error", str(exc)), status_code=500)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    # The client closed the connection (or was timed out) before its body arrived:
+    # nobody is left to answer, and nothing failed here.
+    log.info(
+        "request %s: the client went away before its body arrived", redact_paths(request.url.path)
+    )
+    return Response(status_code=400)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("request %s failed unexpectedly", request.url.path, exc_info=exc)
+    log.exception("request %s failed unexpectedly", redact_paths(request.url.path), exc_info=exc)
     return JSONResponse(
         error_body("internal error", "the optimizer failed; its log says why"), status_code=500
     )

@@ -7,8 +7,11 @@ never by raw path, so neither path tokens nor random paths become labels.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -51,8 +54,27 @@ class ServiceMetrics:
             "wattwise_webhook_deliveries", "webhook deliveries", ["result"], registry=r
         )
 
+    def watch_dropped(self, dropped: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        """Export the telemetry values the engine dropped as impossible, read at each scrape."""
+        self.registry.register(_DroppedValues(dropped))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _DroppedValues(Collector):
+    def __init__(self, dropped: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "wattwise_optimizer_dropped_values",
+            "telemetry values dropped as physically impossible",
+            labels=["measurement", "field"],
+        )
+        for (measurement, field), count in sorted(self._dropped().items()):
+            family.add_metric([measurement, field], count)
+        yield family
 
 
 class RequestMetrics:

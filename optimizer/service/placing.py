@@ -20,6 +20,7 @@ from wattwise.optimizer.recommend.kube import extender_prioritize as kube_priori
 from wattwise.optimizer.recommend.placement import recommend_placement
 from wattwise.optimizer.recommend.slurm import nodelist
 from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.service.published import checked_placement
 from wattwise.optimizer.service.schemas import PlacementBody
 from wattwise.optimizer.service.views import clean
 
@@ -30,15 +31,25 @@ def model_dict(info: ModelInfo) -> dict[str, object]:
     return out
 
 
+def dropped_values(engine: Engine) -> dict[str, int]:
+    """Telemetry values dropped as physically impossible since start, by ``measurement.field``."""
+    return {f"{m}.{f}": n for (m, f), n in sorted(engine.telemetry.dropped().items())}
+
+
 def place(engine: Engine, body: PlacementBody, *, explain: bool = True) -> dict[str, object]:
     snapshot = engine.snapshot
-    result = recommend_placement(
-        body, snapshot.fleet, engine.config.placement, engine.fitted.profiles, explain=explain
+    result = checked_placement(
+        recommend_placement(
+            body, snapshot.fleet, engine.config.placement, engine.fitted.profiles, explain=explain
+        )
     )
+    # The job runs on one host: Slurm gets the best candidate's, never the whole ranking
+    # (--nodelist with ten hosts would allocate ten nodes to a 1-GPU job).
+    best = [c.host for c in result.candidates[:1]]
     return {
         "candidates": [c.as_dict() for c in result.candidates],
         "rejected": result.rejected,
-        "nodelist": nodelist(c.host for c in result.candidates),
+        "nodelist": nodelist(best),
     }
 
 

@@ -40,7 +40,9 @@ class PlacementCandidateOut(BaseModel):
 class PlacementOut(BaseModel):
     candidates: list[PlacementCandidateOut]
     rejected: dict[str, str]
-    nodelist: str = Field(description="the candidates' hosts as a Slurm --nodelist value")
+    nodelist: str = Field(
+        description="the best candidate's host as a Slurm --nodelist value ('' when none)"
+    )
 
 
 class ItemsOut(BaseModel):
@@ -65,6 +67,11 @@ class ModelOut(BaseModel):
 class ModelsOut(BaseModel):
     fitted_at: str
     models: list[ModelOut]
+    dropped_values: dict[str, int] = Field(
+        default_factory=dict,
+        description="telemetry values dropped as physically impossible since start, "
+        "by measurement.field",
+    )
 
 
 class RefreshOut(BaseModel):

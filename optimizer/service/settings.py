@@ -1,6 +1,6 @@
 """Optimizer settings: frozen pydantic models built by :func:`load_optimizer_config`.
 
-Precedence, highest first: command-line flags, ``WATTWISE_<SECTION>__<KEY>``
+Precedence, highest first: command-line flags, ``WATTWISE_OPTIMIZER_<SECTION>__<KEY>``
 environment variables, the TOML file, the defaults below (the same rules as
 the agent's :mod:`wattwise.agent.config`). API tokens are configured as the
 SHA-256 of the token, never the token; the webhook secret comes from a file.
@@ -19,7 +19,7 @@ from wattwise.optimizer.recommend.health import HealthSettings
 from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
 from wattwise.optimizer.store.settings import StoreSettings
 from wattwise.optimizer.telemetry import Scope
-from wattwise.settings import load_settings
+from wattwise.settings import OPTIMIZER_ENV_PREFIX, check_http_url, load_settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/wattwise/optimizer.toml")
 Scopes = Literal["read", "admin", "extender"]
@@ -60,6 +60,12 @@ class ApiSettings(_Section):
     )
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    max_body_bytes: int = Field(
+        8 << 20, ge=1024, le=256 << 20, description="larger request bodies are refused (413)"
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="a request must arrive whole this soon (else 408)"
+    )
 
 
 class ModelSettings(_Section):
@@ -83,8 +89,9 @@ class WebhookTarget(_Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("a URL starting with http:// or https://")
+        # Deliveries are signed with webhooks.secret_file; a password in the URL would be
+        # in every log line that names the target.
+        check_http_url("webhooks.targets.url", value, password_key="webhooks.secret_file")
         return value
 
 
@@ -136,6 +143,7 @@ def load_optimizer_config(
         path,
         overrides,
         env,
+        env_prefix=OPTIMIZER_ENV_PREFIX,
         require_file=require_file,
         example="deploy/optimizer.toml.example",
     )

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import httpx
 
 from wattwise.clock import Clock
+from wattwise.common.http import deadline_client
 from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
 from wattwise.optimizer.service.engine import Snapshot
 from wattwise.optimizer.service.settings import WebhookSettings, WebhookTarget
@@ -112,7 +113,7 @@ class TargetWorker:
         self._outcome = outcome
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=settings.queue_size)
         self._stop = threading.Event()
-        self._client = httpx.Client(timeout=settings.timeout_s)
+        self._client = deadline_client("", timeout_s=settings.timeout_s, total_s=settings.timeout_s)
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
         self._thread.start()
 

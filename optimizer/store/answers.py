@@ -1,14 +1,26 @@
 """What an InfluxDB ``/query`` answer means: HTTP statuses, JSON documents (one per
-chunk when streamed), errors and truncation, as :class:`~wattwise.errors.StoreError`s."""
+chunk when streamed), errors and truncation, as :class:`~wattwise.errors.StoreError`s.
+
+An answer that is not shaped like a query result (``[1,2,3]``, a series without
+``values``, rows of the wrong length, a retention policy without a name) is the
+store refusing the query, never an empty fleet and never a ``KeyError``: reads
+interpret answers inside :func:`malformed_answers`.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
 from wattwise.errors import StoreAuthError, StoreQueryError, StoreUnavailable
+
+
+class MalformedAnswer(StoreQueryError):
+    """The store answered something that is not a query result."""
 
 
 def raise_for_status(response: httpx.Response, url: str) -> None:
@@ -32,7 +44,11 @@ def json_document(text: str, url: str) -> Any:
 
 def checked(body: Any, url: str) -> list[dict[str, Any]]:
     """The results of one answer (or chunk of one), raising the first error among them."""
-    results: list[dict[str, Any]] = (body.get("results") if isinstance(body, dict) else None) or []
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        raise StoreQueryError(f"{url}: {body['error']}")
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise MalformedAnswer(f"{url}: the answer is not an InfluxDB query result: {_shown(body)}")
     for result in results:
         if "error" in result:
             raise StoreQueryError(f"{url}: {result['error']}")
@@ -49,6 +65,21 @@ def refuse_cut_short(results: list[dict[str, Any]], url: str) -> None:
 
 def series_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [series for result in results for series in result.get("series") or []]
+
+
+@contextmanager
+def malformed_answers(url: str) -> Iterator[None]:
+    """A part of an answer missing or of the wrong type is a StoreQueryError saying so."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise MalformedAnswer(
+            f"{url}: the answer is not an InfluxDB query result ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _shown(body: Any) -> str:
+    return json.dumps(body)[:200]
 
 
 def error_text(response: httpx.Response) -> str:

@@ -10,6 +10,8 @@ When ``init-db`` gave the database a finite default retention policy and a
 1-minute downsampled one (``rp_1m``), windows that start before the raw
 data's retention are read from the downsampled policy.
 
+Every query ends within ``deadline_s`` however slowly the store answers (a
+refit must not hold its lock forever on a server dripping bytes).
 Reads stream the answer a chunk at a time (:meth:`InfluxStore._read`) so that no
 single parse holds the GIL for long. httpx errors and HTTP statuses become
 :class:`~wattwise.errors.StoreError` subclasses in
@@ -28,6 +30,7 @@ from typing import Any
 import httpx
 
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.http import deadline_client
 from wattwise.common.influx import InfluxTransport
 from wattwise.common.secrets import Secret
 from wattwise.errors import (
@@ -37,8 +40,10 @@ from wattwise.errors import (
 )
 from wattwise.optimizer.store import influxql
 from wattwise.optimizer.store.answers import (
+    MalformedAnswer,
     checked,
     json_document,
+    malformed_answers,
     raise_for_status,
     refuse_cut_short,
     series_of,
@@ -74,6 +79,7 @@ class InfluxStore(AggregatingStore):
         token: Secret | None = None,
         org: str | None = None,
         timeout_s: float = 10.0,
+        deadline_s: float = 120.0,
         ca_file: Path | None = None,
         verify: bool = True,
         clock: Clock | None = None,
@@ -96,11 +102,13 @@ class InfluxStore(AggregatingStore):
             headers["Authorization"] = f"Token {token.reveal()}"
         elif username:
             auth = httpx.BasicAuth(username, password.reveal() if password else "")
-        self._client = httpx.Client(
-            base_url=self.url,
+        self.deadline_s = deadline_s
+        self._client = deadline_client(
+            self.url,
             headers=headers,
             auth=auth,
-            timeout=timeout_s,
+            timeout_s=timeout_s,
+            total_s=deadline_s,
             verify=tls(verify, ca_file),
         )
         self._transport = InfluxTransport(
@@ -138,15 +146,16 @@ class InfluxStore(AggregatingStore):
         )
         builder = SeriesBuilder(spec)
         rows: list[Row] = []
-        for results in self._read(q):
-            for series in series_of(results):
-                tags = series.get("tags") or {}
-                key = tuple(str(tags.get(tag, "")) for tag in spec.tags)
-                rows.extend((key, int(time_ns), values) for time_ns, *values in series["values"])
-            if len(rows) >= self.chunk_rows:
-                builder.add(rows)
-                rows = []
-        builder.add(rows)
+        with malformed_answers(self.url):
+            for results in self._read(q):
+                for series in series_of(results):
+                    tags = series.get("tags") or {}
+                    key = tuple(str(tags.get(tag, "")) for tag in spec.tags)
+                    rows.extend(_rows(key, series["values"], len(spec.columns)))
+                if len(rows) >= self.chunk_rows:
+                    builder.add(rows)
+                    rows = []
+            builder.add(rows)
         return builder.series()
 
     def _latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
@@ -158,11 +167,12 @@ class InfluxStore(AggregatingStore):
             filters=scope_filters(scope, spec.tags),
         )
         latest: list[Latest] = []
-        for series in self._read_series(q):
-            tags = {tag: str(value) for tag, value in (series.get("tags") or {}).items()}
-            for row in series.get("values") or []:
-                fields = dict(zip(series["columns"], row, strict=True))
-                latest.append((tags, int(fields.pop("time")), fields))
+        with malformed_answers(self.url):
+            for series in self._read_series(q):
+                tags = {tag: str(value) for tag, value in (series.get("tags") or {}).items()}
+                for row in series.get("values") or []:
+                    fields = dict(zip(series["columns"], row, strict=True))
+                    latest.append((tags, int(fields.pop("time")), fields))
         return sort_latest(latest)
 
     def reads_downsampled(self, start_ns: int) -> bool:
@@ -176,23 +186,26 @@ class InfluxStore(AggregatingStore):
 
     def _find_raw_retention_ns(self) -> int | None:
         """The raw policy's duration if a downsampled policy exists beside it, else None."""
+        q = f"SHOW RETENTION POLICIES ON {influxql.ident(self.database)}"
         try:
-            q = f"SHOW RETENTION POLICIES ON {influxql.ident(self.database)}"
             found = list(self._read_series(q))
+        except MalformedAnswer:
+            raise
         except StoreQueryError:
             return None  # servers without SHOW RETENTION POLICIES keep one policy
         policies: dict[str, dict[str, Any]] = {}
-        for series in found:
-            for row in series.get("values") or []:
-                policy = dict(zip(series["columns"], row, strict=True))
-                policies[str(policy["name"])] = policy
-        if self.retention_policy is not None:
-            raw = policies.get(self.retention_policy)
-        else:
-            raw = next((p for p in policies.values() if p.get("default")), None)
-        if raw is None or self._downsampled_rp not in policies:
-            return None
-        return parse_duration_ns(str(raw["duration"])) or None
+        with malformed_answers(self.url):
+            for series in found:
+                for row in series.get("values") or []:
+                    policy = dict(zip(series["columns"], row, strict=True))
+                    policies[str(policy["name"])] = policy
+            if self.retention_policy is not None:
+                raw = policies.get(self.retention_policy)
+            else:
+                raw = next((p for p in policies.values() if p.get("default")), None)
+            if raw is None or self._downsampled_rp not in policies:
+                return None
+            return parse_duration_ns(str(raw["duration"])) or None
 
     def execute(self, statement: str) -> list[dict[str, Any]]:
         """POST a statement that changes the server (CREATE, ALTER, DROP, SELECT … INTO)."""
@@ -246,8 +259,11 @@ class InfluxStore(AggregatingStore):
         try:
             yield
         except httpx.TimeoutException as e:
-            raise StoreUnavailable(f"{self.url}: query timed out") from e
-        except httpx.TransportError as e:
+            raise StoreUnavailable(
+                f"{self.url}: no whole answer within the query deadline of {self.deadline_s:g} s "
+                f"or a read timeout ({type(e).__name__})"
+            ) from e
+        except httpx.HTTPError as e:
             raise StoreUnavailable(f"{self.url}: {type(e).__name__}: {e}") from e
 
     # -- writes ----------------------------------------------------------------
@@ -262,6 +278,16 @@ class InfluxStore(AggregatingStore):
 
     def __repr__(self) -> str:
         return f"InfluxStore({self.url!r}, database={self.database!r})"
+
+
+def _rows(key: tuple[str, ...], values: list[Any], width: int) -> list[Row]:
+    """One series' rows; each must be a time and ``width`` values."""
+    rows: list[Row] = []
+    for time_ns, *row in values:
+        if len(row) != width:
+            raise ValueError(f"a row of {len(row)} values where {width} were asked for")
+        rows.append((key, int(time_ns), row))
+    return rows
 
 
 def parse_duration_ns(text: str) -> int:

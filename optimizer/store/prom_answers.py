@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ import httpx
 import numpy as np
 
 from wattwise.errors import StoreAuthError, StoreQueryError, StoreUnavailable
+from wattwise.optimizer.store.answers import MalformedAnswer
 from wattwise.optimizer.telemetry import Floats
 
 _METRIC = '{"metric":'
@@ -34,6 +37,18 @@ class Answer:
     labels: dict[str, str]
     time_s: Floats
     values: Floats
+
+
+@contextmanager
+def malformed_answers(url: str) -> Iterator[None]:
+    """A part of an answer missing or of the wrong type (label values that are not a list,
+    a count that is not a number) is the store refusing the query, never a ``KeyError``."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise MalformedAnswer(
+            f"{url}: the answer is not a Prometheus query result ({type(e).__name__}: {e})"
+        ) from e
 
 
 def raise_for_status(response: httpx.Response, url: str) -> None:

@@ -35,6 +35,7 @@ import httpx
 import numpy as np
 
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.http import deadline_client
 from wattwise.common.influx import InfluxTransport
 from wattwise.common.secrets import Secret
 from wattwise.errors import ConfigError, StoreUnavailable
@@ -49,7 +50,13 @@ from wattwise.optimizer.store.frames import (
     sort_latest,
 )
 from wattwise.optimizer.store.influx import tls
-from wattwise.optimizer.store.prom_answers import Answer, json_data, raise_for_status, series_of
+from wattwise.optimizer.store.prom_answers import (
+    Answer,
+    json_data,
+    malformed_answers,
+    raise_for_status,
+    series_of,
+)
 from wattwise.optimizer.store.vocabulary import (
     Measurement,
     Source,
@@ -99,6 +106,7 @@ class PrometheusStore(AggregatingStore):
         vocabulary: str = "wattwise",
         clock: Clock | None = None,
         timeout_s: float = 30.0,
+        deadline_s: float = 120.0,
         username: str | None = None,
         password: Secret | None = None,
         token: Secret | None = None,
@@ -133,11 +141,13 @@ class PrometheusStore(AggregatingStore):
             auth = httpx.BasicAuth(username, password.reveal() if password else "")
         if tenant:
             headers["X-Scope-OrgID"] = tenant  # Mimir, Cortex, Thanos receive
-        self._client = httpx.Client(
-            base_url=self.url,
+        # every query ends by its deadline, however slowly the store answers
+        self._client = deadline_client(
+            self.url,
             headers=headers,
             auth=auth,
-            timeout=timeout_s,
+            timeout_s=timeout_s,
+            total_s=deadline_s,
             verify=tls(verify, ca_file),
         )
         self._pool = ThreadPoolExecutor(max(1, parallel_queries), "wattwise-promql")
@@ -170,6 +180,12 @@ class PrometheusStore(AggregatingStore):
         return self._vocabulary
 
     def _series(
+        self, spec: SeriesSpec, start_ns: int, end_ns: int, every_s: int, scope: Scope
+    ) -> Series:
+        with malformed_answers(self.url):
+            return self._read_series(spec, start_ns, end_ns, every_s, scope)
+
+    def _read_series(
         self, spec: SeriesSpec, start_ns: int, end_ns: int, every_s: int, scope: Scope
     ) -> Series:
         vocabulary = self.vocabulary
@@ -213,6 +229,10 @@ class PrometheusStore(AggregatingStore):
         return assembler.series()
 
     def _latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
+        with malformed_answers(self.url):
+            return self._read_latest(spec, scope)
+
+    def _read_latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
         vocabulary = self.vocabulary
         measurement = vocabulary.measurement(spec.measurement, spec.tags)
         filters = self._filters(spec, scope)
@@ -286,9 +306,11 @@ class PrometheusStore(AggregatingStore):
         """Matchers per group of hosts, with the series each group holds at a time.
 
         Hosts come from ``/api/v1/label/<host>/values`` of the GPUs' power series and of
-        the measurement's own first column; not of a measurement with one series per job,
-        whose day of series exceeds the stores' series limits. Each host's series alive at
-        once come from ``count by`` host at the window's end. Hosts are packed into groups
+        the measurement's own first column, and each host's series alive at once from a
+        ``count by`` host at the window's end; for a measurement with one series per job,
+        both come from the GPUs instead (a host runs at most a job per GPU at once), since
+        VictoriaMetrics indexes series per day and a fleet's day of jobs is more than it
+        lets one query touch. Hosts are packed into groups
         of at most ``max_series_per_query`` series and :data:`MAX_HOST_CHARS` of names.
         """
         vocabulary = self.vocabulary
@@ -297,7 +319,9 @@ class PrometheusStore(AggregatingStore):
             return [(base, self._max_series)]
         own = promql.selector(primary.metric, [*base, *primary.matchers])
         power = vocabulary.sources("gpu", "power_w")[0]
-        listed = [promql.selector(power.metric, base)] + ([] if "job" in spec.tags else [own])
+        gpus = promql.selector(power.metric, base)
+        per_job = "job" in spec.tags  # a day of these is too many series to ask about at once
+        listed = [gpus] if per_job else [gpus, own]
         params = [
             *(("match[]", selector) for selector in listed),
             ("start", _seconds(start_s)),
@@ -305,7 +329,8 @@ class PrometheusStore(AggregatingStore):
         ]
         found = json_data(self._get(f"/api/v1/label/{label}/values", params).text, self.url)
         per_host = dict.fromkeys((str(h) for h in found or []), 1)
-        for answer in self._instant(f"count by ({label}) ({own})", end_s):
+        # a host's jobs at once are at most its GPUs
+        for answer in self._instant(f"count by ({label}) ({gpus if per_job else own})", end_s):
             host = answer.labels.get(label, "")
             per_host[host] = max(per_host.get(host, 1), int(answer.values[0]))
         if sum(per_host.values()) <= self._max_series:

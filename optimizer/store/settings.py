@@ -14,6 +14,7 @@ from wattwise.optimizer.store.embedded import EmbeddedSqliteStore
 from wattwise.optimizer.store.influx import DOWNSAMPLED_RP, InfluxStore
 from wattwise.optimizer.store.prometheus import Place, PrometheusStore
 from wattwise.optimizer.telemetry import TelemetryStore
+from wattwise.settings import check_http_url
 
 
 class HostPlace(BaseModel):
@@ -51,7 +52,10 @@ class StoreSettings(BaseModel):
     ca_file: Path | None = None
     verify_tls: bool = True
     embedded_path: Path = Path("/var/lib/wattwise/wattwise.sqlite")
-    timeout_s: float = Field(10.0, gt=0, le=600)
+    timeout_s: float = Field(10.0, gt=0, le=600, description="each network operation")
+    query_deadline_s: float = Field(
+        120.0, gt=0, le=3600, description="a whole query, however slowly the store answers"
+    )
     vocabulary: Literal["wattwise", "dcgm"] = "wattwise"
     write_url: str = ""
     tenant: str = ""
@@ -64,22 +68,34 @@ class StoreSettings(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> StoreSettings:
         # ConfigError rather than ValueError, so the message names the exact key
-        remote = self.kind in ("influx", "prometheus")
-        if remote and not self.url.startswith(("http://", "https://")):
-            raise ConfigError("store.url", self.url, "a URL starting with http:// or https://")
+        if self.kind in ("influx", "prometheus"):
+            check_http_url("store.url", self.url, password_key="store.password_file")
         if self.password_file and self.token_file:
             raise ConfigError("store.token_file", str(self.token_file), "unset with password_file")
-        if self.write_url and not self.write_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                "store.write_url", self.write_url, "a URL starting with http:// or https://"
-            )
+        if self.write_url:
+            check_http_url("store.write_url", self.write_url, password_key="store.password_file")
         return self
 
 
-def open_store(settings: StoreSettings, clock: Clock) -> TelemetryStore:
-    """The store ``settings`` describe, ready to read; the caller closes it."""
+def open_store(
+    settings: StoreSettings, clock: Clock, *, must_exist: bool = False
+) -> TelemetryStore:
+    """The store ``settings`` describe, ready to read; the caller closes it.
+
+    ``must_exist``: an embedded store that is not there is a configuration error, not
+    a new empty file (commands that only read would print empty results from it).
+    """
     if settings.kind == "embedded":
-        return EmbeddedSqliteStore(settings.embedded_path)
+        path = settings.embedded_path
+        if must_exist and not path.is_file():
+            raise ConfigError(
+                "store.embedded_path",
+                str(path),
+                "an embedded store that exists: the agent with store.kind = 'embedded' "
+                "writes one, and `wattwise demo` writes demo-data/wattwise.sqlite "
+                "(read it with --config demo-data/optimizer.toml)",
+            )
+        return EmbeddedSqliteStore(path)
     password = read_secret(None, settings.password_file, setting="store.password_file")
     token = read_secret(None, settings.token_file, setting="store.token_file")
     if settings.kind == "prometheus":
@@ -88,6 +104,7 @@ def open_store(settings: StoreSettings, clock: Clock) -> TelemetryStore:
             vocabulary=settings.vocabulary,
             clock=clock,
             timeout_s=settings.timeout_s,
+            deadline_s=settings.query_deadline_s,
             username=settings.username or None,
             password=password,
             token=token,
@@ -111,6 +128,7 @@ def open_store(settings: StoreSettings, clock: Clock) -> TelemetryStore:
         token=token,
         org=settings.org or None,
         timeout_s=settings.timeout_s,
+        deadline_s=settings.query_deadline_s,
         ca_file=settings.ca_file,
         verify=settings.verify_tls,
         clock=clock,

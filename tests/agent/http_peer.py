@@ -53,12 +53,15 @@ def http_peer(answers: list[Answer], *, tls: ssl.SSLContext | None = None) -> It
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.do_POST()
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with lock:
                 requests.append(
                     Request(
-                        "POST",
+                        self.command,
                         self.path,
                         {k.lower(): v for k, v in self.headers.items()},
                         body,

@@ -18,7 +18,10 @@ def test_flags_override_env_which_overrides_file(tmp_path: Path) -> None:
         '[influx]\nurl = "http://file:8086"\ndatabase = "fromfile"\n'
         "[agent]\ngpu_interval_s = 5.0\nhost_interval_s = 20.0\n",
     )
-    env = {"WATTWISE_INFLUX__DATABASE": "fromenv", "WATTWISE_AGENT__GPU_INTERVAL_S": "3"}
+    env = {
+        "WATTWISE_AGENT_INFLUX__DATABASE": "fromenv",
+        "WATTWISE_AGENT_AGENT__GPU_INTERVAL_S": "3",
+    }
     config = load_config(path, {"agent.gpu_interval_s": 2.0, "influx.url": None}, env)
     assert config.agent.gpu_interval_s == 2.0  # flag beats env and file
     assert config.influx.database == "fromenv"  # env beats file
@@ -28,7 +31,7 @@ def test_flags_override_env_which_overrides_file(tmp_path: Path) -> None:
 
 def test_nested_labels_from_file_and_env(tmp_path: Path) -> None:
     path = write(tmp_path, '[influx]\nurl = "http://x:8086"\n[agent.labels]\ncluster = "c1"\n')
-    config = load_config(path, env={"WATTWISE_AGENT__LABELS__ZONE": "z2"})
+    config = load_config(path, env={"WATTWISE_AGENT_AGENT__LABELS__ZONE": "z2"})
     assert config.agent.labels == {"cluster": "c1", "zone": "z2"}
 
 

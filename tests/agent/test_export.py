@@ -82,8 +82,9 @@ def test_the_loop_shows_the_export_readings_with_the_node_labels() -> None:
     sink: list[bytes] = []
 
     class Sink:
-        def append(self, lines: Sequence[bytes]) -> None:
+        def append(self, lines: Sequence[bytes]) -> bool:
             sink.extend(lines)
+            return True
 
     loop = TickLoop(
         [Schedule(fleet.gpu_source(), 1.0)],

@@ -28,8 +28,9 @@ class ListSink:
     def __init__(self) -> None:
         self.lines: list[bytes] = []
 
-    def append(self, lines: Sequence[bytes]) -> None:
+    def append(self, lines: Sequence[bytes]) -> bool:
         self.lines.extend(lines)
+        return True
 
 
 def simple_encode(r: Reading) -> bytes:

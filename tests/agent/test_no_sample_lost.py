@@ -21,11 +21,11 @@ def start_agent(tmp_path: Path, url: str, log_name: str) -> tuple[subprocess.Pop
     env = {
         **os.environ,
         "WATTWISE_LOG_LEVEL": "DEBUG",
-        "WATTWISE_AGENT__HOST": "e2e-agent",
-        "WATTWISE_AGENT__HOST_INTERVAL_S": "1",
-        "WATTWISE_WAL__SYNC": "always",
-        "WATTWISE_SENDER__BACKOFF_INITIAL_S": "0.1",
-        "WATTWISE_SENDER__BACKOFF_MAX_S": "0.5",
+        "WATTWISE_AGENT_AGENT__HOST": "e2e-agent",
+        "WATTWISE_AGENT_AGENT__HOST_INTERVAL_S": "1",
+        "WATTWISE_AGENT_WAL__SYNC": "always",
+        "WATTWISE_AGENT_SENDER__BACKOFF_INITIAL_S": "0.1",
+        "WATTWISE_AGENT_SENDER__BACKOFF_MAX_S": "0.5",
     }
     argv = [
         sys.executable, "-m", "wattwise", "agent", "run",

@@ -5,7 +5,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,7 +13,8 @@ import pytest
 
 from tests.agent.http_peer import Answer, http_peer
 from tests.influxd import InfluxServer
-from wattwise.agent.sender import DEAD_LETTER_FILE, Sender
+from wattwise.agent.dead_letter import DEAD_LETTER_FILE
+from wattwise.agent.sender import Sender
 from wattwise.agent.wal import Wal
 from wattwise.clock import Clock, ManualClock, SystemClock
 from wattwise.common.influx import InfluxTransport
@@ -248,3 +249,113 @@ def test_ten_minute_backlog_of_64_gpus_is_delivered_whole(
     # How fast is measured by bench/backlog_drain.py, not asserted here.
     assert sender.flush(timeout_s=300)
     assert count(influxd, "send_drain") == 38_400
+
+
+def run_until(sender: Sender, done: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    """Run the sender on its own thread, as the agent does, until ``done`` or the timeout."""
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop,), name="wattwise-sender")
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    return done()
+
+
+@pytest.mark.parametrize(
+    "retry_after", ["inf", "1e10", "86400", "Fri, 31 Dec 9999 23:59:59 GMT", "nan"]
+)
+def test_retry_after_of_a_day_or_forever_waits_at_most_the_backoff_maximum(
+    tmp_path: Path, retry_after: str
+) -> None:
+    # Retry-After: inf used to kill the sender thread (OverflowError in its wait) while
+    # sampling went on; 86400 stalled delivery for a day.
+    answers = [Answer(503, {"Retry-After": retry_after}), Answer(204)]
+    with http_peer(answers) as peer:
+        transport = InfluxTransport(peer.url, database="db")
+        wal, sender = make_sender(tmp_path, transport, SystemClock(), backoff_max_s=0.2)
+        wal.append(gpu_lines(30))
+        assert run_until(sender, lambda: wal.stats().queue_lines == 0)
+    assert [r.lines() for r in peer.requests] == [gpu_lines(30), gpu_lines(30)]
+
+
+class FailsOnce:
+    """The real transport, after one exception no delivery rule expects (a bug's stand-in)."""
+
+    name = "fails-once"
+
+    def __init__(self, inner: InfluxTransport) -> None:
+        self.inner = inner
+        self.failed = False
+
+    def write(self, lines: Sequence[bytes]) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("unexpected")
+        self.inner.write(lines)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_unexpected_exception_is_logged_counted_and_the_sender_goes_on(
+    tmp_path: Path, influxd: InfluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    influxd.create_database("send_unexpected")
+    transport = FailsOnce(InfluxTransport(influxd.url, database="send_unexpected"))
+    wal, sender = make_sender(tmp_path, transport, SystemClock(), backoff_max_s=0.2)  # type: ignore[arg-type]
+    wal.append(gpu_lines(25))
+    with caplog.at_level(logging.ERROR):
+        assert run_until(sender, lambda: count(influxd, "send_unexpected") == 25)
+    assert sender.stats().sender_errors_total == 1
+    assert "unexpected error" in caplog.text and "RuntimeError" in caplog.text
+
+
+REFUSED = Answer(400, {"Content-Type": "application/json"}, b'{"error":"bad request"}')
+
+
+def test_proxy_refusing_everything_holds_the_data_after_three_whole_batches(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A broken proxy answering 400 to everything sent all data to the dead-letter file.
+    answers = [REFUSED]
+    with http_peer(answers) as peer, caplog.at_level(logging.ERROR):
+        transport = InfluxTransport(peer.url, database="db")
+        wal, sender = make_sender(tmp_path, transport, batch_max_lines=10)
+        wal.append(gpu_lines(50))
+        for _ in range(6):
+            sender.send_once()
+        assert sender.stats().rejecting_all
+        assert len(dead_letters(tmp_path)) == 20  # two batches, before the pattern showed
+        assert wal.stats().queue_lines == 30
+        assert caplog.text.count("refused every line of 3 batches") == 1
+        answers.append(Answer(204))  # the proxy is fixed
+        assert sender.flush(timeout_s=60)
+    assert not sender.stats().rejecting_all
+    delivered = [line for r in peer.requests if r.lines() != [b""] for line in r.lines()]
+    assert set(gpu_lines(50)[20:]) <= set(delivered)
+    assert len(dead_letters(tmp_path)) == 20 and wal.stats().queue_lines == 0
+
+
+def test_full_dead_letter_file_holds_refused_lines_in_the_wal_until_moved_away(
+    tmp_path: Path, influxd: InfluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    influxd.create_database("send_dead_full")
+    transport = InfluxTransport(influxd.url, database="send_dead_full")
+    wal, sender = make_sender(tmp_path, transport, batch_max_lines=10, dead_letter_max_bytes=400)
+    bad = [b"gpu,host=a power_w=oops%d!! %d" % (i, T0) for i in range(4)]
+    for i, line in enumerate(bad):
+        wal.append([*gpu_lines(9, start=i * 9), line])
+    with caplog.at_level(logging.ERROR):
+        for _ in range(4):
+            sender.send_once()
+    kept = dead_letters(tmp_path)
+    assert 0 < len(kept) < 4 and wal.stats().queue_lines > 0
+    assert "dead-letter file" in caplog.text and "is full" in caplog.text
+    (tmp_path / "dead" / DEAD_LETTER_FILE).rename(tmp_path / "dead" / "moved.jsonl")
+    assert sender.flush(timeout_s=60)
+    assert len(kept) + len(dead_letters(tmp_path)) == 4
+    assert count(influxd, "send_dead_full") == 36

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.http_peer import Answer, http_peer
+from tests.drip import drip_server
 from tests.influxd import InfluxServer, free_port
 from wattwise.clock import ManualClock
 from wattwise.common.influx import InfluxTransport, classify_response
@@ -212,3 +214,32 @@ def test_tls_server_unknown_to_the_system_trust_store_is_refused(pki: Path) -> N
         with pytest.raises(TransientDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
             transport.write(GOOD)
     assert peer.requests == []
+
+
+@pytest.mark.parametrize(
+    "header", ["inf", "nan", "1e400", "-5", "Fri, 31 Dec 9999 23:59:59 GMT", "soon"]
+)
+def test_retry_after_that_is_no_finite_wait_is_never_passed_on_as_one(header: str) -> None:
+    with http_peer([Answer(503, {"Retry-After": header})]) as peer:
+        transport = InfluxTransport(peer.url, database="db")
+        with pytest.raises(TransientDeliveryError) as caught:
+            transport.write(GOOD)
+    wait = caught.value.retry_after_s
+    assert wait is None or (math.isfinite(wait) and wait >= 0)
+
+
+def test_server_dripping_its_answer_is_abandoned_at_the_timeout_as_transient() -> None:
+    with drip_server(interval_s=0.2) as server:
+        transport = InfluxTransport(server.url, database="db", timeout_s=1.0)
+        with pytest.raises(TransientDeliveryError, match=r"no answer within 1 s"):
+            transport.write(GOOD)
+        transport.close()
+    assert server.requests  # the request got there; only the answer never ended
+
+
+def test_answer_that_cannot_be_decoded_is_transient_not_an_escaping_httpx_error() -> None:
+    broken = Answer(204, {"Content-Encoding": "gzip"}, b"this is not gzip")
+    with http_peer([Answer(200, {"Content-Encoding": "gzip"}, b"not gzip either"), broken]) as peer:
+        transport = InfluxTransport(peer.url, database="db")
+        with pytest.raises(TransientDeliveryError, match="DecodingError"):
+            transport.write(GOOD)

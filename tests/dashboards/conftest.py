@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.dashboards.fleet_data import FleetData, write_fleet
 from tests.influxd import InfluxServer
-
-from .fleet_data import FleetData, write_fleet
 
 
 @pytest.fixture(scope="session")

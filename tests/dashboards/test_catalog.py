@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROVISIONING_DIR
+from tests.dashboards.fleet_data import FleetData
 from tests.influxd import InfluxServer
 from wattwise.dashboards.build import write_all
 from wattwise.dashboards.check import DASHBOARDS_DIR, dashboard_files
 from wattwise.dashboards.influxql import substitute
 from wattwise.dashboards.lint import iter_panels
 from wattwise.dashboards.provisioning import load
-
-from .fleet_data import FleetData
 
 MAY_BE_EMPTY = {("fleet", "Power-capped / thermally throttled GPUs", "B")}
 """(dashboard, panel, refId) that are empty while no GPU is thermally throttled

@@ -5,12 +5,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.dashboards.grafana_peer import GrafanaState, grafana_peer
 from wattwise.dashboards.check import DASHBOARDS_DIR, dashboard_files
 from wattwise.dashboards.cli import build_dashboards_app
 from wattwise.dashboards.push import PushSettings, push_dashboards, read_token
 from wattwise.errors import AuthError, ConfigError, DeliveryError
-
-from .grafana_peer import GrafanaState, grafana_peer
 
 SITE_DS = {"id": 7, "uid": "site-influx-uid", "name": "Site Influx", "type": "influxdb"}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,9 +82,11 @@ class NodeSandbox:
 
 
 def base_python() -> str:
-    """The interpreter the test's virtualenv was made from (``home`` in pyvenv.cfg)."""
-    for line in (REPO / ".venv" / "pyvenv.cfg").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "executable":
-            return value.strip()
-    return "python3"
+    """The interpreter the running tests' virtualenv was made from, or this one outside one."""
+    config = Path(sys.prefix) / "pyvenv.cfg"
+    if config.is_file():
+        for line in config.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "executable":
+                return value.strip()
+    return sys.executable

@@ -60,10 +60,13 @@ def ansible(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str
     )
 
 
-def check_run(tmp_path: Path, inventory: Path) -> subprocess.CompletedProcess[str]:
+def check_run(
+    tmp_path: Path, inventory: Path, wheel: Path | None
+) -> subprocess.CompletedProcess[str]:
     vault, password = encrypted_vault(tmp_path)
     args = ["-i", str(inventory), str(PLAYBOOK), "--check", "--diff"]
     args += ["-e", f"@{vault}", "--vault-password-file", str(password)]
+    args += ["-e", f"wattwise_wheel={wheel or ''}"]
     return ansible("ansible-playbook", *args, cwd=tmp_path)
 
 
@@ -73,11 +76,14 @@ def test_playbook_passes_syntax_check(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_check_mode_on_this_machine_succeeds_and_changes_nothing(tmp_path: Path) -> None:
-    done = check_run(tmp_path, localhost_inventory(tmp_path / "inventory.yml"))
+def test_check_mode_on_this_machine_succeeds_and_changes_nothing(
+    tmp_path: Path, wheel: Path
+) -> None:
+    done = check_run(tmp_path, localhost_inventory(tmp_path / "inventory.yml"), wheel)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     assert "failed=0" in done.stdout
-    # What a real run would change on a fresh node…
+    # What a real run would change on a fresh node: the agent's wheel, copied and installed…
+    assert "changed: [localhost]" in done.stdout.split("Copy the agent's wheel")[1]
     assert "changed: [localhost]" in done.stdout.split("Install wattwise into")[1]
     assert 'labels = { cluster = "c1", zone = "z1", rack = "r07" }' in done.stdout
     assert 'token_file = "/run/credentials/wattwise-agent.service/influx-token"' in done.stdout
@@ -89,9 +95,15 @@ def test_check_mode_on_this_machine_succeeds_and_changes_nothing(tmp_path: Path)
 
 def test_check_mode_refuses_a_host_without_its_rack_label(tmp_path: Path) -> None:
     inventory = localhost_inventory(tmp_path / "inventory.yml", wattwise_rack="")
-    done = check_run(tmp_path, inventory)
+    done = check_run(tmp_path, inventory, None)
     assert done.returncode != 0
     assert "the labels wattwise_cluster/zone/rack per host" in done.stdout
+
+
+def test_check_mode_without_a_wheel_says_to_build_one(tmp_path: Path) -> None:
+    done = check_run(tmp_path, localhost_inventory(tmp_path / "inventory.yml"), None)
+    assert done.returncode != 0
+    assert "no wattwise wheel: run `make wheel` in the repository" in done.stdout
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])

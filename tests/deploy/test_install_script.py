@@ -7,6 +7,7 @@ time; everything else is fast.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -30,15 +31,6 @@ labels = { cluster = "c1", zone = "z1", rack = "r01" }
 url = "http://influxdb.example:8086"
 database = "wattwise"
 """
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    pip = [str(REPO / ".venv" / "bin" / "pip"), "wheel", "--no-deps", "-q", "-w", str(out)]
-    subprocess.run([*pip, str(REPO)], check=True, capture_output=True, timeout=120)
-    (built,) = out.glob("wattwise-*.whl")
-    return built
 
 
 def mode(path: Path) -> int:
@@ -71,6 +63,7 @@ def test_install_twice_then_uninstall_keeps_the_wal_until_purge(
     # The skeleton names no store: enabled for boot, not started into a config error.
     assert node.systemctl_calls() == ["daemon-reload", "enable wattwise-agent.service"]
     assert "edit /etc/wattwise/agent.toml" in first.stdout
+    assert_the_agent_alone_was_installed(node)
 
     unit_mtime = node.changed(UNIT).stat().st_mtime_ns
     record = next(node.changed("/opt/wattwise/lib").glob("python3*/site-packages/wattwise-*"))
@@ -117,6 +110,54 @@ def test_install_twice_then_uninstall_keeps_the_wal_until_purge(
     assert not segment.exists()
     assert not node.changed("/etc/wattwise").exists()
     assert not passwd_has_user(node)
+
+
+def assert_the_agent_alone_was_installed(node: NodeSandbox) -> None:
+    """A fresh virtualenv with the wheel and no extra: the agent runs, nothing else is there."""
+    (site,) = node.changed("/opt/wattwise/lib").glob("python3*/site-packages")
+    installed = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+    assert {"wattwise", "psutil", "httpx", "pydantic", "nvidia_ml_py"} <= installed
+    assert not {"numpy", "scipy", "scikit_learn", "matplotlib", "fastapi", "uvicorn"} & installed
+    python = str(node.changed("/opt/wattwise/bin/python"))
+    probe = [python, "-m", "wattwise", "agent", "probe", "--source", "nvml", "--json"]
+    probed = subprocess.run(
+        [*probe, "--config", "/dev/null"], capture_output=True, text=True, timeout=60
+    )
+    assert probed.returncode == 0, probed.stderr
+    assert '"source": "host"' in probed.stdout
+    recommend = subprocess.run(
+        [python, "-m", "wattwise", "recommend", "caps"], capture_output=True, text=True, timeout=60
+    )
+    assert recommend.returncode == 1
+    assert "needs wattwise's 'optimizer' extra" in recommend.stderr
+
+
+def test_without_from_it_installs_the_wheel_make_wheel_built(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / "deploy").mkdir(parents=True)
+    script = checkout / "deploy" / "install-agent.sh"
+    shutil.copy(INSTALL_SCRIPT, script)
+    argv = ["bash", str(script), "--dry-run"]
+    env = {**os.environ, "WATTWISE_PREFIX": str(tmp_path / "prefix")}
+    none = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    assert none.returncode != 0
+    assert "no wheel to install: run 'make wheel'" in none.stderr
+    (checkout / "dist").mkdir()
+    for version in ("0.1.0", "0.10.0", "0.9.1"):
+        (checkout / "dist" / f"wattwise-{version}-py3-none-any.whl").touch()
+    found = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    assert found.returncode == 0, found.stderr
+    assert f"pip install --quiet {checkout}/dist/wattwise-0.10.0-py3-none-any.whl" in found.stdout
+
+
+def test_a_dry_run_purge_says_what_it_would_do_not_that_it_did(tmp_path: Path) -> None:
+    # Regression: the dry run ended with "done: purged the write-ahead log, …".
+    node = NodeSandbox.create(tmp_path)
+    done = node.run("--uninstall", "--purge", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "done:" not in done.stdout
+    assert "would purge the write-ahead log" in done.stdout
+    assert not any((tmp_path / "upper").rglob("*/*"))
 
 
 def test_dry_run_prints_the_steps_and_changes_nothing(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ def test_agent_sees_host_processes_and_gpus_only_on_gpu_nodes() -> None:
     env = {e["name"]: e.get("value") for e in agent["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
     assert env["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
-    assert "WATTWISE_AGENT__HOST" in env
+    assert "WATTWISE_AGENT_AGENT__HOST" in env
 
 
 def test_agent_runs_unprivileged_with_the_wal_on_the_host() -> None:
@@ -87,7 +87,9 @@ def test_agent_config_is_accepted_and_its_secret_is_mounted(tmp_path: Path) -> N
     configmap = resource("ConfigMap", "wattwise-agent")
     config_file = tmp_path / "agent.toml"
     config_file.write_text(configmap["data"]["agent.toml"])
-    config = load_config(config_file, None, {"WATTWISE_AGENT__HOST": "gpu-a01"}, require_file=True)
+    config = load_config(
+        config_file, None, {"WATTWISE_AGENT_AGENT__HOST": "gpu-a01"}, require_file=True
+    )
     assert config.agent.host == "gpu-a01"
     assert config.wal.dir == Path("/var/lib/wattwise/wal")
     pod = resource("DaemonSet", "wattwise-agent")["spec"]["template"]["spec"]
@@ -133,3 +135,24 @@ def test_optimizer_config_is_accepted_and_probed_where_it_answers(tmp_path: Path
     )
     assert container["readinessProbe"]["httpGet"]["path"] in get_routes
     assert container["livenessProbe"]["httpGet"]["path"] in get_routes
+
+
+def _dockerfile_stages() -> dict[str, str]:
+    """Each ``FROM … AS name`` stage of deploy/Dockerfile and its instructions."""
+    text = (REPO / "deploy" / "Dockerfile").read_text()
+    parts = re.split(r"^FROM \S+ AS (\S+)\n", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_the_daemonset_runs_the_image_of_the_agent_alone() -> None:
+    # Regression: one image with every dependency (~330 MB) went onto every GPU node.
+    pod = resource("DaemonSet", "wattwise-agent")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"].split(":")[0] == "wattwise-agent"
+    stages = _dockerfile_stages()
+    installs = re.findall(r"pip install [^\n]*", stages["agent"])
+    assert installs == ["pip install --no-cache-dir /dist/wattwise-*.whl \\"]  # no extra
+    assert "[optimizer]" in stages["optimizer"]
+    optimizer = resource("Deployment", "wattwise-optimizer")["spec"]["template"]["spec"]
+    assert optimizer["containers"][0]["image"].split(":")[0] == "wattwise-optimizer"
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert {i["name"] for i in kustomization["images"]} == {"wattwise-agent", "wattwise-optimizer"}

@@ -71,7 +71,9 @@ class EmbeddedStore:
 
     name = "embedded"
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_s: float = 5.0, wal_limit_bytes: int = 64 << 20
+    ) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._series_ids: dict[SeriesKey, int] = {}
@@ -82,6 +84,10 @@ class EmbeddedStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+            # A reader mid-query stops checkpoints from reusing the WAL, which then grows
+            # with every write (2.4 GB in minutes under a refit); once a checkpoint does
+            # reset it, this cuts the file back instead of keeping its high-water mark.
+            self._db.execute(f"PRAGMA journal_size_limit = {int(wal_limit_bytes)}")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as e:
             raise TransientDeliveryError(f"embedded store {path}: cannot open: {e}") from e

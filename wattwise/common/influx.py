@@ -14,9 +14,16 @@ Responses and httpx errors become :mod:`wattwise.errors` in one place,
                       is an operator's fix, and the data must wait for it
 413                   :class:`BatchTooLarge`; the sender splits the batch
 429, 503              :class:`TransientDeliveryError` with ``Retry-After``
+                      (seconds or an HTTP date; a value that is not a finite
+                      number of seconds is ignored, and the sender caps it)
 other 5xx, timeouts,  :class:`TransientDeliveryError`
-connection errors
+connection errors,
+undecodable answers
 ====================  ==================================================
+
+``timeout_s`` bounds the whole request, not only each read: a server that
+answers a byte at a time is abandoned when it runs out (see
+:mod:`wattwise.common.http`).
 
 Credentials travel only in the ``Authorization`` header, never in the URL,
 so they cannot appear in httpx's error messages, and they are never part of
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import ssl
 from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
@@ -36,6 +44,7 @@ from typing import Literal
 import httpx
 
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.http import deadline_client
 from wattwise.common.secrets import Secret
 from wattwise.errors import (
     AuthError,
@@ -86,11 +95,13 @@ class InfluxTransport:
             auth = httpx.BasicAuth(username, password.reveal() if password else "")
         if api == "v2" and token:
             headers["Authorization"] = f"Token {token.reveal()}"
-        self._client = httpx.Client(
-            base_url=self._url,
+        self._timeout_s = timeout_s
+        self._client = deadline_client(
+            self._url,
             headers=headers,
             auth=auth,
-            timeout=timeout_s,
+            timeout_s=timeout_s,
+            total_s=timeout_s,
             verify=_tls_context(verify, ca_file, client_cert, client_key),
         )
 
@@ -102,8 +113,11 @@ class InfluxTransport:
         try:
             response = self._client.post(self._path, params=self._params, content=body)
         except httpx.TimeoutException as e:
-            raise TransientDeliveryError(f"{self.name}: timed out ({type(e).__name__})") from e
-        except httpx.TransportError as e:
+            raise TransientDeliveryError(
+                f"{self.name}: no answer within {self._timeout_s:g} s ({type(e).__name__})"
+            ) from e
+        except httpx.HTTPError as e:
+            # Connection errors, and answers httpx cannot decode (a broken proxy's gzip).
             raise TransientDeliveryError(f"{self.name}: {type(e).__name__}: {e}") from e
         classify_response(
             response.status_code, response.headers, response.text, self._clock, where=self.name
@@ -198,11 +212,11 @@ def _retry_after_s(value: str | None, clock: Clock) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - clock.time_ns() / 1e9)
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - clock.time_ns() / 1e9
+        except (TypeError, ValueError, OverflowError):
+            return None
+    # "inf" and "nan" parse as floats; no wait can be computed from them.
+    return max(0.0, seconds) if math.isfinite(seconds) else None

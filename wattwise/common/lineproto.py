@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from wattwise.collector.base import FieldValue, Reading
-from wattwise.collector.schema import MEASUREMENTS
+from wattwise.collector.schema import MEASUREMENTS, NODE_LABELS, OPTIMIZER_WRITTEN
 from wattwise.errors import EncodeError
 
 MIN_TIME_NS = -(2**63) + 2
@@ -107,6 +107,34 @@ def _field_key(measurement: str, key: str) -> tuple[str, int]:
         raise EncodeError(f"{context}: field key {key!r} starts with a tab (InfluxDB skips it)")
     escaped = key.translate(_KEY_ESCAPES)
     return escaped + "=", len(escaped.encode())
+
+
+def check_label(key: str, value: str) -> None:
+    """Raise :class:`EncodeError` unless ``key=value`` can tag every line a node writes.
+
+    For the node's labels and host name, checked when the configuration is loaded:
+    found only when encoding, every line of the node would be refused, every tick.
+    Besides the encoder's own rules, a label may not take the name of a field (InfluxQL
+    could no longer tell them apart) or of a tag the sources set (theirs would win).
+    """
+    context = f"label {key!r}"
+    _check_name("tag key", key, context)
+    if key in RESERVED_KEYS:
+        raise EncodeError(f"{context}: {key!r} is reserved by InfluxDB")
+    if key in _FIELD_NAMES:
+        raise EncodeError(f"{context}: {key!r} is the name of a field")
+    if key in _SOURCE_TAGS:
+        raise EncodeError(f"{context}: {key!r} is a tag the sources set themselves")
+    if value:
+        _check_name("value", value, context)
+
+
+_NODE_WRITTEN = [spec for name, spec in MEASUREMENTS.items() if name not in OPTIMIZER_WRITTEN]
+_FIELD_NAMES = frozenset(key for spec in _NODE_WRITTEN for key in spec.fields)
+_SOURCE_TAGS = frozenset(
+    key for spec in _NODE_WRITTEN for key in spec.tags if key not in (*NODE_LABELS, "host")
+)
+"""Tags a source sets on its readings (``host`` is the node's own name)."""
 
 
 def _refuse(measurement: str, key: str, value: object, why: str) -> EncodeError:

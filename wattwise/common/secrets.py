@@ -68,13 +68,20 @@ def read_secret(
     the error never contains the secret itself.
     """
     if env_var and file:
-        raise ConfigError(setting, f"env {env_var} and file {file}", "only one of the two")
+        raise ConfigError(
+            setting, f"env {env_var} and file {file}", "only one of the two", describes_source=True
+        )
     if file is not None:
         return Secret(_read_secret_file(file, setting))
     if env_var:
         value = (os.environ if environ is None else environ).get(env_var, "").strip()
         if not value:
-            raise ConfigError(setting, f"env {env_var}", "a variable that is set and not empty")
+            raise ConfigError(
+                setting,
+                f"env {env_var}",
+                "a variable that is set and not empty",
+                describes_source=True,
+            )
         return Secret(value)
     return None
 
@@ -84,13 +91,20 @@ def _read_secret_file(file: Path, setting: str) -> str:
         mode = file.stat().st_mode
         if mode & stat.S_IROTH:
             raise ConfigError(
-                setting, str(file), f"a file not readable by every user (chmod 600 {file})"
+                setting,
+                str(file),
+                f"a file not readable by every user (chmod 600 {file})",
+                describes_source=True,
             )
         if mode & stat.S_IRGRP:
             log.warning("secret file %s is readable by its group; chmod 600 is safer", file)
         value = file.read_text().strip()
     except OSError as e:
-        raise ConfigError(setting, str(file), f"a readable file ({e.strerror})") from e
+        raise ConfigError(
+            setting, str(file), f"a readable file ({e.strerror})", describes_source=True
+        ) from e
     if not value:
-        raise ConfigError(setting, str(file), "a file holding the secret, not an empty one")
+        raise ConfigError(
+            setting, str(file), "a file holding the secret, not an empty one", describes_source=True
+        )
     return value

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import H100_DATA
 from wattwise.collector.sim.calibrate import (
     CLOCK_TOLERANCE,
-    DEFAULT_DATA_DIR,
     POWER_TOLERANCE,
     TEMP_TOLERANCE_C,
     Result,
@@ -17,7 +17,7 @@ from wattwise.collector.sim.calibrate import (
 
 @pytest.fixture(scope="module")
 def results() -> list[Result]:
-    return replay(load_phases(DEFAULT_DATA_DIR))
+    return replay(load_phases(H100_DATA))
 
 
 def test_every_phase_of_the_real_run_is_replayed(results: list[Result]) -> None:
@@ -50,6 +50,6 @@ def test_calibration_script_passes_and_prints_the_table(
     results: list[Result], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert failures(results) == []
-    assert main([]) == 0
+    assert main([str(H100_DATA)]) == 0
     out = capsys.readouterr().out
     assert "| matmul:8192:duty=1.00 |" in out

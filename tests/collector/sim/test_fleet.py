@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.collector.sim.conftest import COMPUTE_BOUND, MEMORY_BOUND
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
@@ -15,8 +16,6 @@ from wattwise.collector.sim.dvfs import REASON_SW_POWER_CAP
 from wattwise.collector.sim.spec import MAX_NODES_PER_RACK
 from wattwise.common.lineproto import encode
 from wattwise.errors import ConfigError
-
-from .conftest import COMPUTE_BOUND, MEMORY_BOUND
 
 
 def _run(seed: int, seconds: int = 30) -> list[object]:

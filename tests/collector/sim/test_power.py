@@ -7,12 +7,11 @@ from collections.abc import Sequence
 
 import pytest
 
+from tests.collector.sim.conftest import COMPUTE_BOUND
 from wattwise.clock import ManualClock
 from wattwise.collector.base import FieldValue, Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.spec import PowerSaving
-
-from .conftest import COMPUTE_BOUND
 
 SAVING = PowerSaving(suspend_after_s=60.0, standby_w=40.0, resume_s=30.0)
 BUSY, IDLE = "sim-r01-n01", "sim-r01-n02"

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.collector.sim.conftest import COMPUTE_BOUND, MEMORY_BOUND
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import SimFleet
 from wattwise.collector.sim.nodes import PSU_EFFICIENCY
-
-from .conftest import COMPUTE_BOUND, MEMORY_BOUND
 
 
 def test_at_power_limits_for_every_gpu_matches_the_one_gpu_answer(

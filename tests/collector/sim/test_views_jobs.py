@@ -1,11 +1,10 @@
 from __future__ import annotations
 
+from tests.collector.sim.conftest import COMPUTE_BOUND
 from wattwise.clock import ManualClock
 from wattwise.collector.schema import GPU_JOB
 from wattwise.collector.sim import SimFleet
 from wattwise.collector.sim.views import JobView
-
-from .conftest import COMPUTE_BOUND
 
 
 def test_job_readings_follow_the_schema_and_cover_only_gpus_with_jobs(

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.optimizer.evaluation.scenario_files import scenario_from_toml
 from wattwise.optimizer.evaluation.caps import DefaultCaps, OracleCaps, WattwiseCaps, judge_caps
 from wattwise.optimizer.evaluation.replica import run_policy, warm_replica
 from wattwise.optimizer.evaluation.results import ExperimentResult
-
-from .scenario_files import scenario_from_toml
 
 DECODE_SITE = """
 name = "decode-site"

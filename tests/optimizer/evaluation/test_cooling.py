@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.optimizer.evaluation.scenario_files import scenario_from_toml
 from wattwise.optimizer.evaluation.cooling import (
     MAX_RAMP_REFRESHES,
     WattwiseCooling,
@@ -15,8 +16,6 @@ from wattwise.optimizer.evaluation.cooling import (
 from wattwise.optimizer.evaluation.replica import Replica, run_for, warm_replica
 from wattwise.optimizer.evaluation.results import ExperimentResult
 from wattwise.optimizer.evaluation.scenario import Scenario
-
-from .scenario_files import scenario_from_toml
 
 SMALL_ROW = """
 name = "small-row"

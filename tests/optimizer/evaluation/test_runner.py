@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.optimizer.evaluation.scenario_files import scenario_from_toml
 from wattwise.errors import ConfigError
 from wattwise.optimizer.evaluation.report import markdown, to_json
 from wattwise.optimizer.evaluation.results import ScenarioResult
 from wattwise.optimizer.evaluation.runner import run_scenario
 from wattwise.optimizer.evaluation.scenario import Scenario, load_scenario
-
-from .scenario_files import scenario_from_toml
 
 TINY = """
 name = "tiny"

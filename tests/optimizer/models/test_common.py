@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Callable
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wattwise.optimizer.models.common import (
+    Bools,
+    error_summary,
     factorize,
     group_codes,
     group_ids,
+    grouped_cv_predictions,
     join_column,
     tag_codes,
 )
@@ -87,3 +91,29 @@ def test_tag_codes_code_run_heads_only_and_copy_no_tag_column() -> None:
     # the codes (8 B/row) and a run-start mask (1 B/row); coding every row as a head
     # copies both tag columns and factorizes them (several times more)
     assert peak_b < 12 * rows
+
+
+def _mean_fitter(values: np.ndarray) -> Callable[[Bools], Callable[[Bools], np.ndarray]]:
+    def fit(train: Bools) -> Callable[[Bools], np.ndarray]:
+        mean = float(values[train].mean()) if train.any() else 0.0
+        return lambda test: np.full(int(test.sum()), mean)
+
+    return fit
+
+
+def test_one_time_block_gives_no_cv_error_instead_of_mape_100() -> None:
+    # Regression: with one block every fold trained on nothing, predicted 0 W, and the
+    # error read "MAPE 100 %" -- a number nobody measured.
+    power = np.array([300.0, 310.0, 320.0])
+    predicted = grouped_cv_predictions(_mean_fitter(power), np.zeros(3, dtype=np.int64))
+    assert np.isnan(predicted).all()
+    assert error_summary(power, predicted, "w") == {}
+
+
+def test_two_sparse_groups_each_predicted_by_the_other() -> None:
+    # Block numbers with gaps (time blocks without rows) must still split into two folds.
+    power = np.array([300.0, 300.0, 500.0])
+    groups = np.array([3, 3, 40], dtype=np.int64)
+    for folds in (2, 5):
+        predicted = grouped_cv_predictions(_mean_fitter(power), groups, folds)
+        assert list(predicted) == [500.0, 500.0, 300.0]

@@ -10,11 +10,12 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.optimizer.h100 import MODEL, h100_series
+from tests.optimizer.h100 import MODEL, h100_phase_series, h100_series, with_sm_activity_stand_in
 from tests.optimizer.twin import record, walked_setpoint
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import FleetSpec, SimFleet
@@ -177,6 +178,60 @@ def test_json_with_unexpected_keys_or_types_is_refused(
     tamper(document)
     path.write_text(json.dumps(document))
     with pytest.raises(ModelFileError):
+        registry.latest("power", MODEL)
+
+
+def test_power_model_with_gpm_inputs_round_trips_and_predicts_the_same(tmp_path: Path) -> None:
+    series, phases = h100_phase_series(1.0)
+    series = with_sm_activity_stand_in(series, phases)
+    model = fit_power_models(series, block_s=10)[MODEL]
+    assert model.gpm_inputs == ("sm_active_pct",)
+    registry = ModelRegistry(tmp_path)
+    loaded = registry.latest("power", registry.save(model).scope)
+    _same(model, loaded)
+    assert isinstance(loaded, type(model))
+    np.testing.assert_array_equal(loaded.predict(series), model.predict(series))
+
+
+def test_power_model_stored_before_the_demand_form_is_refused(
+    tmp_path: Path, models: list[Model]
+) -> None:
+    # A model of the clock-and-capped-share form (7 terms, no NVML-only fit) is not a demand
+    # model: refused, so the optimizer waits for its first refit instead of misreading it.
+    registry, path = _stored(tmp_path, models)
+    document = json.loads(path.read_text())
+    for key in ("gpm_inputs", "boosting_errors", "nvml_only_errors"):
+        document["params"].pop(key)
+    path.write_text(json.dumps(document))
+    np.savez(path.with_suffix(".npz"), coef=np.zeros(7), util_only_coef=np.zeros(2))
+    with pytest.raises(ModelFileError, match="nvml_coef"):
+        registry.latest("power", MODEL)
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"coef": np.zeros(7), "nvml_coef": np.zeros(5), "util_only_coef": np.zeros(2)},
+        {"coef": np.zeros(5), "nvml_coef": np.zeros(4), "util_only_coef": np.zeros(2)},
+        {"coef": np.zeros(5), "nvml_coef": np.zeros(5), "util_only_coef": np.zeros(3)},
+    ],
+    ids=["coef-long", "nvml-short", "util-long"],
+)
+def test_power_arrays_of_the_wrong_length_are_refused(
+    tmp_path: Path, models: list[Model], arrays: dict[str, Any]
+) -> None:
+    registry, path = _stored(tmp_path, models)
+    np.savez(path.with_suffix(".npz"), **arrays)
+    with pytest.raises(ModelFileError, match="must have"):
+        registry.latest("power", MODEL)
+
+
+def test_unknown_gpm_input_is_refused(tmp_path: Path, models: list[Model]) -> None:
+    registry, path = _stored(tmp_path, models)
+    document = json.loads(path.read_text())
+    document["params"]["gpm_inputs"] = ["__import__"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ModelFileError, match="unknown GPM inputs"):
         registry.latest("power", MODEL)
 
 

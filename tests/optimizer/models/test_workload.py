@@ -6,7 +6,7 @@ import numpy as np
 
 from tests.optimizer.twin import walked_setpoint
 from wattwise.optimizer.models.cap_response import fit_cap_models
-from wattwise.optimizer.models.workload import _job_row_of_gpu_rows, job_profiles
+from wattwise.optimizer.models.workload import job_profiles, job_row_of_gpu_rows
 from wattwise.optimizer.telemetry import Series
 
 
@@ -74,4 +74,4 @@ def test_job_rows_join_on_host_gpu_and_bucket_and_ignore_hosts_the_gpus_never_re
 
     gpus = frame([("a", "0", 0), ("a", "0", 1), ("a", "1", 0), ("b", "0", 0), ("b", "0", 1)])
     jobs = frame([("zz", "0", 0), ("b", "0", 1), ("a", "1", 0), ("a", "0", 1)])
-    assert list(_job_row_of_gpu_rows(jobs, gpus)) == [-1, 3, 2, -1, 1]
+    assert list(job_row_of_gpu_rows(jobs, gpus)) == [-1, 3, 2, -1, 1]

@@ -63,6 +63,22 @@ def test_each_change_is_at_most_one_step(fleet_readings: tuple[SimFleet, list[Re
         assert abs(rec.recommended_setpoint_c - rec.current_setpoint_c) <= 1.0 + 1e-9
 
 
+@pytest.mark.parametrize("max_step_c", [0.3, 0.7, 1.1, 2.9, 20.0])
+def test_a_recommended_setpoint_is_written_without_float_noise(
+    fleet_readings: tuple[SimFleet, list[Reading]], max_step_c: float
+) -> None:
+    # Regression: the JSON said "recommended_setpoint_c": 20.900000000000002.
+    _, readings = fleet_readings
+    recs = recommend_cooling(
+        zone_states(readings),
+        host_states(readings),
+        gpu_states(readings),
+        CoolingSettings(max_step_c=max_step_c),
+    )
+    for rec in recs:
+        assert len(repr(rec.recommended_setpoint_c).partition(".")[2]) <= 9
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     setpoint=st.floats(18, 27),

@@ -53,3 +53,30 @@ def test_report_command_with_bad_since_fails_before_touching_the_store(tmp_path:
     result = CliRunner().invoke(_app(), ["--since", "a while", "--out", str(out)])
     assert isinstance(result.exception, ConfigError) and result.exception.key == "--since"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["missing-dir/report.html", "a-directory"])
+def test_report_to_a_path_it_cannot_write_fails_before_fitting(
+    twin: Twin, tmp_path: Path, where: str
+) -> None:
+    # Regression: `--out /missing/dir/x.html` ended in a traceback after a 15 s fit.
+    store = tmp_path / "wattwise.sqlite"
+    shutil.copy(twin.path, store)
+    config = tmp_path / "optimizer.toml"
+    config.write_text(f'[store]\nkind = "embedded"\nembedded_path = "{store}"\n')
+    (tmp_path / "a-directory").mkdir()
+    out = tmp_path / where
+    result = CliRunner().invoke(_app(), ["--config", str(config), "--out", str(out)])
+    # Without the check the fit ran and writing the page raised an OSError.
+    assert isinstance(result.exception, ConfigError) and result.exception.key == "--out"
+
+
+def test_report_on_a_missing_embedded_store_names_it_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "var" / "wattwise.sqlite"
+    config = tmp_path / "optimizer.toml"
+    config.write_text(f'[store]\nkind = "embedded"\nembedded_path = "{missing}"\n')
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(_app(), ["--config", str(config), "--out", str(out)])
+    assert isinstance(result.exception, ConfigError)
+    assert result.exception.key == "store.embedded_path"
+    assert not (tmp_path / "var").exists() and not out.exists()

@@ -33,6 +33,8 @@ def test_report_is_self_contained_and_every_plot_renders_in_chromium(
     assert "http://" not in page and "https://" not in page
     assert not RESOURCE_REFERENCE.search(page)
     assert "<script" not in page and "<link" not in page
+    # The page says nothing it cannot know: the store does not say its data is real.
+    assert " real " not in page and "need n)" not in page
 
     with chromium(tmp_path / "profile") as browser:
         browser.get(out.as_uri())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 import threading
@@ -44,25 +45,39 @@ def config(**overrides: object) -> OptimizerConfig:
     )
 
 
-def fill_store(path: Path, *, nodes: int = 8, gpus: int = 4, minutes: int = 12) -> ManualClock:
-    """A twin of ``nodes`` nodes (2 racks, 2 zones) read every 10 s into ``path``.
-
-    Returns a clock standing at the end of the data.
-    """
+def twin_lines(
+    *, nodes: int = 8, gpus: int = 4, minutes: int = 12
+) -> tuple[list[list[bytes]], ManualClock]:
+    """Line protocol of a twin of ``nodes`` nodes (2 racks, 2 zones) read every 10 s, one
+    batch per read, and a clock standing at the end of the data."""
     clock = ManualClock(start_ns=START_NS)
     spec = FleetSpec.uniform(
         nodes, gpus, racks=2, zones=2, seed=11, busy_share=0.5, idle_gap_mean_s=1e6
     )
     fleet = SimFleet(spec, clock)
     jobs = JobView(fleet)
-    store = EmbeddedSqliteStore(path)
+    batches = []
     try:
         for _ in range(minutes * 6):
             clock.advance(10.0)
-            store.write(encode_many([*fleet.read(), *jobs.read()]))
+            batches.append(encode_many([*fleet.read(), *jobs.read()]))
+    finally:
+        fleet.close()
+    return batches, clock
+
+
+def fill_store(path: Path, *, nodes: int = 8, gpus: int = 4, minutes: int = 12) -> ManualClock:
+    """The twin of :func:`twin_lines` written into an embedded store at ``path``.
+
+    Returns a clock standing at the end of the data.
+    """
+    batches, clock = twin_lines(nodes=nodes, gpus=gpus, minutes=minutes)
+    store = EmbeddedSqliteStore(path)
+    try:
+        for batch in batches:
+            store.write(batch)
     finally:
         store.close()
-        fleet.close()
     return clock
 
 
@@ -73,11 +88,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
+def serve(app: FastAPI, *, http: type[asyncio.Protocol] | str = "auto") -> Iterator[str]:
     """Run ``app`` under uvicorn on a free port in a thread; yield its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http=http
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
+from tests.optimizer.service.support import fill_store
 from tests.prometheus_peers import VictoriaMetricsServer
 from wattwise.clock import ManualClock
 from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.common.lineproto import encode_many
 from wattwise.errors import ConfigError
 from wattwise.optimizer.service.cli import build_optimizer_app, build_recommend_app, models_command
+from wattwise.optimizer.service.settings import load_optimizer_config
 
 
 @pytest.fixture
@@ -32,27 +37,111 @@ def config_file(twin_data: tuple[Path, int], tmp_path: Path) -> Path:
     return path
 
 
+def _recommend(*args: str) -> Result:
+    return CliRunner().invoke(build_recommend_app(), list(args))
+
+
 def test_recommend_caps_json_lists_every_gpu(config_file: Path) -> None:
-    result = CliRunner().invoke(
-        build_recommend_app(), ["caps", "--config", str(config_file), "--json"]
-    )
+    result = _recommend("caps", "--config", str(config_file), "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert len(rows) == 32 and {"host", "gpu", "recommended_limit_w"} <= rows[0].keys()
 
 
+def _table_hosts(text: str) -> list[str]:
+    return re.findall(r"^│ (sim-r\d+-n\d+) ", text, re.MULTILINE)
+
+
+def test_recommend_caps_shows_the_changes_largest_saving_first_then_the_total(
+    config_file: Path,
+) -> None:
+    # Regression: 2,261 lines for 256 GPUs at 80 columns, every GPU, in fleet order.
+    rows = json.loads(_recommend("caps", "--config", str(config_file), "--json").stdout)
+    changes = sorted(
+        (r for r in rows if r["recommended_limit_w"] not in (None, r["current_limit_w"])),
+        key=lambda r: -r["saving_w"],
+    )
+    assert 0 < len(changes) < len(rows)
+    shown = _recommend("caps", "--config", str(config_file))
+    assert shown.exit_code == 0, shown.output
+    assert _table_hosts(shown.stdout) == [r["host"] for r in changes]
+    total_w = sum(r["saving_w"] for r in changes)
+    assert f"{len(changes)} of 32 GPUs to change, saving {total_w:,.0f} W" in shown.stdout
+    every = _recommend("caps", "--config", str(config_file), "--all")
+    assert len(_table_hosts(every.stdout)) == 32
+
+
+def test_recommend_says_whether_it_fits_or_uses_the_kept_models(
+    config_file: Path, tmp_path: Path
+) -> None:
+    # Regression: every call refitted all nine models (~10 s) without a word.
+    fitted = _recommend("caps", "--config", str(config_file), "--json")
+    assert "Fitting the models on the last" in fitted.stderr
+    assert "no registry is configured" in fitted.stderr
+    registry = tmp_path / "models"
+    text = config_file.read_text()
+    config_file.write_text(text.replace("[models]\n", f'[models]\nregistry_dir = "{registry}"\n'))
+    first = _recommend("caps", "--config", str(config_file), "--json")
+    assert f"none are kept in {registry} yet" in first.stderr
+    versions = sorted(p.name for p in registry.rglob("v*.json"))
+    kept = _recommend("caps", "--config", str(config_file), "--json")
+    assert f"Using the models kept in {registry}" in kept.stderr
+    assert sorted(p.name for p in registry.rglob("v*.json")) == versions  # nothing refitted
+    assert json.loads(kept.stdout) == json.loads(first.stdout)
+    refitted = _recommend("caps", "--config", str(config_file), "--json", "--refit")
+    assert "Fitting the models" in refitted.stderr and "(as asked)" in refitted.stderr
+
+
 def test_recommend_cooling_table_shows_each_zone(config_file: Path) -> None:
-    result = CliRunner().invoke(build_recommend_app(), ["cooling", "--config", str(config_file)])
+    result = _recommend("cooling", "--config", str(config_file))
     assert result.exit_code == 0, result.output
-    assert "z1" in result.output and "z2" in result.output
+    assert "z1" in result.stdout and "z2" in result.stdout
 
 
-def test_recommend_place_ends_with_a_slurm_nodelist(config_file: Path) -> None:
+def test_recommend_place_gives_the_best_hosts_nodelist_and_the_rest_apart(
+    config_file: Path,
+) -> None:
+    # Regression: --nodelist named all ten candidates; Slurm would allocate ten nodes.
     args = ["place", "--gpus", "1", "--zone", "z2", "--config", str(config_file)]
-    result = CliRunner().invoke(build_recommend_app(), args)
+    result = _recommend(*args)
     assert result.exit_code == 0, result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("--nodelist=sim-r02-n")
+    hosts = _table_hosts(result.stdout)
+    assert len(hosts) > 1
+    lines = result.stdout.splitlines()
+    assert f"sbatch --nodelist={hosts[0]} …" in lines
+    assert f"Alternatives, best first: {', '.join(hosts[1:])}" in lines
+    placed = json.loads(_recommend(*args, "--json").stdout)
+    assert placed["nodelist"] == placed["candidates"][0]["host"] == hosts[0]
+
+
+def test_recommend_place_with_no_fitting_node_says_why_and_exits_1(config_file: Path) -> None:
+    result = _recommend("place", "--gpus", "64", "--config", str(config_file))
+    assert result.exit_code == 1
+    assert "No node can take a 64-GPU job now:" in result.stdout
+    assert "nodes: fewer than 64 free GPUs that fit the request" in result.stdout
+    assert "sbatch" not in result.stdout
+
+
+def test_read_only_commands_refuse_a_missing_embedded_store_and_create_nothing(
+    tmp_path: Path,
+) -> None:
+    # Regression: an empty SQLite file (directories included) and empty results, exit 0.
+    missing = tmp_path / "no" / "such" / "wattwise.sqlite"
+    path = tmp_path / "optimizer.toml"
+    path.write_text(f'[store]\nkind = "embedded"\nembedded_path = "{missing}"\n')
+    result = _recommend("caps", "--config", str(path))
+    assert isinstance(result.exception, ConfigError)
+    assert result.exception.key == "store.embedded_path" and str(missing) in str(result.exception)
+    assert not (tmp_path / "no").exists()
+
+
+def test_without_a_configuration_file_it_says_so_instead_of_connection_refused(
+    tmp_path: Path,
+) -> None:
+    result = _recommend("caps", "--config", str(tmp_path / "optimizer.toml"))
+    assert isinstance(result.exception, ConfigError)
+    assert result.exception.key == "--config"
+    assert "--config demo-data/optimizer.toml" in str(result.exception)
 
 
 def test_models_json_reports_each_models_accuracy(config_file: Path) -> None:
@@ -60,7 +149,7 @@ def test_models_json_reports_each_models_accuracy(config_file: Path) -> None:
     app.command()(models_command)
     result = CliRunner().invoke(app, ["--config", str(config_file), "--json"])
     assert result.exit_code == 0, result.output
-    power = next(m for m in json.loads(result.output) if m["kind"] == "power")
+    power = next(m for m in json.loads(result.stdout) if m["kind"] == "power")
     assert "mape_pct" in power["accuracy"]
 
 
@@ -78,8 +167,8 @@ def test_models_lists_what_the_registry_keeps_without_refitting(
     assert fitted.exit_code == 0, fitted.output
     listed = CliRunner().invoke(app, args)
     assert listed.exit_code == 0, listed.output
-    rows = json.loads(listed.output)
-    assert rows == json.loads(fitted.output)  # listing did not fit a second version
+    rows = json.loads(listed.stdout)
+    assert rows == json.loads(fitted.stdout)  # listing did not fit a second version
     assert {r["version"] for r in rows} == {1}
     power = next(r for r in rows if r["kind"] == "power")
     assert power["samples"] > 0 and "mape_pct" in power["errors"]
@@ -97,6 +186,57 @@ def test_unknown_store_kind_is_a_config_error_naming_the_key(tmp_path: Path) -> 
 def test_optimizer_app_has_serve_and_init_db() -> None:
     result = CliRunner().invoke(build_optimizer_app(), ["--help"])
     assert "serve" in result.output and "init-db" in result.output
+
+
+def test_models_on_a_short_recording_say_too_little_data_instead_of_mape_100(
+    tmp_path: Path,
+) -> None:
+    # Regression: two GPUs for five minutes are one 600 s block; cross-validation trained on
+    # nothing and the listing read "mape_pct 100".
+    store = tmp_path / "short.sqlite"
+    fill_store(store, nodes=2, gpus=1, minutes=5)
+    path = tmp_path / "optimizer.toml"
+    path.write_text(
+        f'[store]\nkind = "embedded"\nembedded_path = "{store}"\n[models]\nwindow_s = 1e9\n'
+    )
+    app = typer.Typer()
+    app.command()(models_command)
+    result = CliRunner().invoke(app, ["--config", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    power = next(m for m in json.loads(result.stdout) if m["kind"] == "power")
+    assert power["errors"] == {} and power["accuracy"] == "-"
+    assert "too little data for cross-validation: 1 block" in power["notes"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[store]\nurl = "http://admin:PW-s3cret@influx:8086"\n', "store.url"),
+        (
+            '[webhooks]\ntargets = [{ url = "https://hook:PW-s3cret@ops.example/wattwise" }]\n',
+            "webhooks.targets.url",
+        ),
+    ],
+)
+def test_credentials_in_an_optimizer_url_are_refused_and_never_echoed(
+    tmp_path: Path, toml: str, key: str
+) -> None:
+    path = tmp_path / "optimizer.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_optimizer_config(path, require_file=True)
+    assert caught.value.key == key and "PW-s3cret" not in str(caught.value)
+
+
+def test_optimizer_config_that_is_a_directory_exits_2_naming_it(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wattwise", "optimizer", "serve", "--config", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "configuration error: config:" in result.stderr and "not a directory" in result.stderr
 
 
 def test_commands_read_a_prometheus_store_given_on_the_command_line(tmp_path: Path) -> None:
@@ -121,6 +261,6 @@ def test_commands_read_a_prometheus_store_given_on_the_command_line(tmp_path: Pa
     finally:
         server.stop()
     assert caps.exit_code == 0, caps.output
-    assert len(json.loads(caps.output)) == 8
+    assert len(json.loads(caps.stdout)) == 8
     assert models.exit_code == 0, models.output
-    assert any(m["kind"] == "power" for m in json.loads(models.output))
+    assert any(m["kind"] == "power" for m in json.loads(models.stdout))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.drip import drip_server
 from tests.optimizer.service.support import config
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
@@ -17,6 +17,7 @@ from wattwise.common.lineproto import encode_many
 from wattwise.errors import NotReady, StoreUnavailable
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.store import EmbeddedSqliteStore
+from wattwise.optimizer.store.influx import InfluxStore
 from wattwise.optimizer.telemetry import Scope
 
 
@@ -95,26 +96,60 @@ def test_store_write_failure_keeps_the_recommendations(own_copy: tuple[Path, int
     assert engine.store_write_failures == 2  # the model lines and the recommendation lines
 
 
+class _WatchedLock:
+    """A lock that notes when someone had to wait for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waited = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        self.waited.set()
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def test_first_refresh_waits_for_a_refit_in_progress_instead_of_skipping(
     own_copy: tuple[Path, int],
 ) -> None:
     path, end_ns = own_copy
     store = EmbeddedSqliteStore(path)
     engine = Engine(store, config(), ManualClock(start_ns=end_ns))
-    refit_running = threading.Event()
+    lock = _WatchedLock()
+    engine._refit_lock = lock  # type: ignore[assignment]
+    refitting = threading.Event()
+    refits = []
 
-    def hold_refit_lock() -> None:
-        with engine._refit_lock:  # as the scheduler's first refit does
-            refit_running.set()
-            time.sleep(0.3)
+    def hold_until_refresh_waits(step: str, share: float) -> None:
+        # The scheduler's first refit is under way and stays so until the refresh waits.
+        refitting.set()
+        assert lock.waited.wait(30), "the refresh never waited for the refit"
 
-    holder = threading.Thread(target=hold_refit_lock)
+    def first_refit() -> None:
+        refits.append(engine.refit(hold_until_refresh_waits))
+
+    holder = threading.Thread(target=first_refit)
     holder.start()
-    refit_running.wait(5)
+    assert refitting.wait(30)
     snapshot = engine.refresh()  # raised Busy before, leaving the API empty for 5 minutes
     holder.join()
     store.close()
-    assert len(snapshot.caps) == 32 and engine.has_models
+    assert lock.waited.is_set()
+    assert len(snapshot.caps) == 32
+    # The refresh used the models of the refit it waited for rather than fitting its own.
+    assert refits and engine.fitted is refits[0]
 
 
 def _versions(registry: Path, kind: str) -> set[str]:
@@ -200,6 +235,20 @@ def test_unwritable_registry_still_installs_the_refit(
     fitted = engine.refit()
     store.close()
     assert engine.fitted is fitted and engine.registry_failures == 1
+
+
+def test_refit_against_a_store_dripping_its_answer_fails_and_frees_the_lock() -> None:
+    # The store answers a byte at a time: a refit used to wait forever holding its lock,
+    # so every later /v1/refit answered 409.
+    with drip_server(interval_s=0.05) as server:
+        store = InfluxStore(server.url, database="wattwise", timeout_s=5.0, deadline_s=1.0)
+        engine = Engine(store, config(), ManualClock())
+        with pytest.raises(StoreUnavailable, match="deadline"):
+            engine.refit()
+        with pytest.raises(StoreUnavailable, match="deadline"):
+            engine.refit()  # not Busy: the first one let go of the lock
+        store.close()
+    assert len(server.requests) >= 2
 
 
 def test_a_gpu_with_a_fatal_xid_or_a_pending_remap_gets_no_cap_and_no_job(

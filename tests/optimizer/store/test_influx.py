@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from tests.agent.http_peer import Answer, http_peer
 from tests.influxd import InfluxServer, free_port
 from tests.optimizer.store.conftest import END_NS
 from tests.optimizer.store.fleet_data import START_NS
@@ -79,3 +81,52 @@ def test_influxdb_durations_parse_to_nanoseconds() -> None:
     assert parse_duration_ns("168h0m0s") == 7 * 86_400 * 10**9
     assert parse_duration_ns("1h30m5s") == 5405 * 10**9
     assert parse_duration_ns("0s") == 0
+
+
+def query_answer(body: object) -> Answer:
+    return Answer(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+
+RP_COLUMNS = ["name", "duration", "shardGroupDuration", "replicaN", "default"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "read"),
+    [
+        # SHOW RETENTION POLICIES without the columns it always has: was a KeyError
+        (
+            [query_answer({"results": [{"series": [{"columns": ["x"], "values": [[1]]}]}]})],
+            "series",
+        ),
+        ([query_answer([1, 2, 3])], "latest"),  # was an empty fleet, ready with 0 items
+        ([query_answer([1, 2, 3])], "series"),
+        ([query_answer({"results": "none"})], "latest"),
+        ([query_answer({"results": [{"series": [{"columns": ["time"]}]}]})], "series"),
+        (
+            [
+                query_answer({"results": [{"series": [{"columns": RP_COLUMNS, "values": []}]}]}),
+                query_answer({"results": [{"series": [{"columns": ["time"], "values": [[1]]}]}]}),
+            ],
+            "series",
+        ),
+        (
+            [
+                query_answer(
+                    {"results": [{"series": [{"columns": ["time", "a"], "values": [[1]]}]}]}
+                )
+            ],
+            "latest",
+        ),
+    ],
+)
+def test_answer_that_is_not_a_query_result_is_the_store_refusing_the_query(
+    answers: list[Answer], read: str
+) -> None:
+    with http_peer(answers) as peer:
+        store = InfluxStore(peer.url, database="wattwise")
+        with pytest.raises(StoreQueryError, match="not an InfluxDB query result"):
+            if read == "latest":
+                store.latest_gpus(Scope())
+            else:
+                store.gpu_series(START_NS, END_NS, every_s=60, scope=Scope())
+        store.close()

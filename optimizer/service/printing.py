@@ -1,0 +1,158 @@
+"""What the one-shot commands and the demo print: tables sized for a terminal, totals, and
+commands to copy on lines of their own.
+
+Rows are the recommendations' JSON dicts (``as_dict()`` or the API's items), so the
+``wattwise recommend`` commands and ``wattwise demo`` print the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wattwise.optimizer.recommend.types import changes_limit
+
+Row = Mapping[str, Any]
+HOURS_PER_MONTH = 730.0
+
+CAP_COLUMNS = (
+    "host", "gpu", "current_limit_w", "recommended_limit_w", "saving_w", "slowdown_pct",
+    "confidence",
+)  # fmt: skip
+
+
+def is_cap_change(row: Row) -> bool:
+    """A recommendation to set a limit other than the one the GPU has now."""
+    return changes_limit(row["current_limit_w"], row.get("recommended_limit_w"))
+
+
+def cap_changes(rows: Sequence[Row]) -> list[Row]:
+    """The changes, largest saving first."""
+    return sorted((r for r in rows if is_cap_change(r)), key=lambda r: -_number(r["saving_w"]))
+
+
+def caps_total(rows: Sequence[Row]) -> str:
+    """One line: how many GPUs change, what they save, and what is left as it is."""
+    changes = cap_changes(rows)
+    saving_w = sum(_number(r["saving_w"]) for r in changes)
+    unchanged = sum(1 for r in rows if r.get("recommended_limit_w") is not None) - len(changes)
+    refused = sum(1 for r in rows if r.get("recommended_limit_w") is None)
+    return (
+        f"{len(changes)} of {len(rows)} GPUs to change, saving {_power(saving_w)} "
+        f"(≈ {saving_w * HOURS_PER_MONTH / 1e3:,.0f} kWh per month); "
+        f"{unchanged} already at their best limit, {refused} without a recommendation"
+    )
+
+
+def refusal_summary(rows: Sequence[Row], top: int = 3) -> str:
+    """The commonest reasons GPUs got no recommendation: ``21 × only 1 busy sample; …``."""
+    prefix = "no recommendation: "
+    reasons = Counter(
+        str(r["reason"]).removeprefix(prefix) for r in rows if r.get("recommended_limit_w") is None
+    )
+    return "; ".join(f"{n} × {reason}" for reason, n in reasons.most_common(top))
+
+
+def print_caps(
+    rows: Sequence[Row],
+    *,
+    show_all: bool,
+    limit: int | None = None,
+    console: Console | None = None,
+) -> None:
+    """The changes as a table, largest saving first (the first ``limit``), then the total;
+    ``show_all``: every GPU, the changes first."""
+    console = console or Console()
+    changes = cap_changes(rows)
+    if show_all:
+        shown = [*changes, *(r for r in rows if not is_cap_change(r))]
+    else:
+        shown = changes[:limit] if limit is not None else changes
+    if shown:
+        columns = (*CAP_COLUMNS, "reason") if show_all else CAP_COLUMNS
+        console.print(table(shown, columns))
+    if len(shown) < len(changes):
+        typer.echo(f"(the {len(shown)} largest of {len(changes)} changes)")
+    typer.echo(caps_total(rows))
+    if not show_all:
+        refused = refusal_summary(rows)
+        if refused:
+            typer.echo(f"  without a recommendation: {refused}")
+
+
+def print_placement(
+    result: Mapping[str, Any], gpus: int, *, console: Console | None = None
+) -> bool:
+    """The best node and the command to use it, then the ranked alternatives; or, when no
+    node can take the job, why each could not. Returns whether a node was found."""
+    console = console or Console()
+    candidates: list[Row] = result["candidates"]
+    if not candidates:
+        typer.echo(f"No node can take a {gpus}-GPU job now:")
+        for reason, n in Counter(result["rejected"].values()).most_common():
+            typer.echo(f"  {n} node{'s' if n != 1 else ''}: {reason}")
+        if not result["rejected"]:
+            typer.echo("  no node reported GPUs in the store's latest samples")
+        return False
+    columns = (
+        "host", "gpus", "zone", "rack", "marginal_it_w", "marginal_cooling_w",
+        "thermal_headroom_c",
+    )  # fmt: skip
+    console.print(table(candidates, columns))
+    best = candidates[0]
+    gpu_list = ",".join(str(g) for g in best["gpus"])
+    typer.echo(f"Best: {best['host']}, GPU {gpu_list}: {best['reason']}")
+    # On a line of its own and never wrapped, so it can be copied as it is.
+    typer.echo(f"sbatch --nodelist={result['nodelist']} …")
+    alternatives = [str(c["host"]) for c in candidates[1:]]
+    if alternatives:
+        typer.echo(f"Alternatives, best first: {', '.join(alternatives)}")
+    return True
+
+
+HEADERS = {
+    "gpu": "GPU",
+    "gpus": "GPUs",
+    "current_limit_w": "limit W",
+    "recommended_limit_w": "to W",
+    "saving_w": "saving W",
+    "slowdown_pct": "slowdown %",
+    "marginal_it_w": "IT W",
+    "marginal_cooling_w": "cooling W",
+    "thermal_headroom_c": "°C to slowdown",
+}
+"""Short column titles, so that a table of numbers fits 80 columns."""
+
+
+def table(rows: Sequence[Row], columns: Sequence[str]) -> Table:
+    out = Table()
+    for column in columns:
+        # Names are what an operator copies; they are never cut or wrapped.
+        out.add_column(HEADERS.get(column, column), no_wrap=column in ("host", "gpus"))
+    for row in rows:
+        out.add_row(*(cell(row.get(c)) for c in columns))
+    return out
+
+
+def cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if not math.isfinite(value) else f"{value:.1f}"
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
+
+
+def _power(watts: float) -> str:
+    return f"{watts / 1e3:,.1f} kW" if abs(watts) >= 1e3 else f"{watts:,.0f} W"

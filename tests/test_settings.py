@@ -1,0 +1,58 @@
+"""One settings loader for every component: each reads its own environment namespace."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from wattwise.agent.config import load_config
+from wattwise.errors import ConfigError
+from wattwise.optimizer.service.settings import load_optimizer_config
+
+AGENT_FILE = '[influx]\nurl = "http://influx:8086"\n'
+
+
+def test_agent_ignores_the_optimizers_variables(tmp_path: Path) -> None:
+    # Regression: WATTWISE_STORE__URL (an optimizer setting) made `agent check-config` exit 2.
+    path = tmp_path / "agent.toml"
+    path.write_text(AGENT_FILE)
+    env = {
+        "WATTWISE_OPTIMIZER_STORE__URL": "http://optimizer-store:8086",
+        "WATTWISE_OPTIMIZER_STORE__KIND": "embedded",
+        "WATTWISE_AGENT_INFLUX__DATABASE": "agentdb",
+    }
+    config = load_config(path, None, env)
+    assert config.store.kind == "influx"  # the optimizer's store.kind did not leak in
+    assert config.influx.database == "agentdb"
+
+
+def test_optimizer_ignores_the_agents_variables() -> None:
+    env = {
+        "WATTWISE_AGENT_STORE__KIND": "embedded",
+        "WATTWISE_AGENT_INFLUX__URL": "http://agent-influx:8086",
+        "WATTWISE_OPTIMIZER_STORE__URL": "http://optimizer-store:8086",
+    }
+    config = load_optimizer_config(None, None, env)
+    assert config.store.kind == "influx"
+    assert config.store.url == "http://optimizer-store:8086"
+
+
+def test_a_variable_without_a_component_is_ignored_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        config = load_optimizer_config(None, None, {"WATTWISE_STORE__URL": "http://old:8086"})
+    assert config.store.url == "http://127.0.0.1:8086"
+    assert "WATTWISE_STORE__URL is ignored" in caplog.text
+    assert "WATTWISE_OPTIMIZER_<SECTION>__<KEY>" in caplog.text
+
+
+def test_an_unknown_key_in_the_components_own_namespace_is_still_an_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(AGENT_FILE)
+    with pytest.raises(ConfigError, match=r"influx\.ulr"):
+        load_config(path, None, {"WATTWISE_AGENT_INFLUX__ULR": "http://typo:8086"})
