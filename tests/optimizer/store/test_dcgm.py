@@ -14,11 +14,18 @@ import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.influxd import InfluxServer
-from tests.prometheus_peers import PrometheusServer, ReplayExporter, dcgm_exposition
+from tests.prometheus_peers import (
+    PrometheusServer,
+    ReplayExporter,
+    VictoriaMetricsServer,
+    dcgm_exposition,
+)
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
@@ -212,3 +219,29 @@ def test_what_dcgm_exporter_lacks_is_missing_never_zero(
     assert {g.zone for g in gpus} == {"z2"} and len(gpus) == 16  # zones from the host map
     assert all(g.failed is False and g.max_limit_w == 700.0 for g in gpus)
     assert all(g.mem_total_bytes > 80e9 for g in gpus)  # from MiB
+
+
+@pytest.mark.parametrize("host_label", ["Hostname", "hostname"])
+def test_the_host_label_of_either_dcgm_exporter_release_is_found(
+    tmp_path: Path, fleet: Fleet, host_label: str
+) -> None:
+    """dcgm-exporter named its host label Hostname until its May 2026 release, hostname
+    since: the store asks /api/v1/labels which one the series carry."""
+    server = VictoriaMetricsServer(tmp_path)
+    server.start()
+    try:
+        last = [r for r in fleet.readings if r.time_ns == fleet.end_ns]
+        text = dcgm_exposition(last, hostname_label=host_label)
+        httpx.post(f"{server.url}/api/v1/import/prometheus", content=text).raise_for_status()
+        server.flush()
+        store = PrometheusStore(
+            server.url, vocabulary="dcgm", clock=ManualClock(start_ns=fleet.end_ns)
+        )
+        try:
+            gpus = store.latest_gpus(Scope())
+        finally:
+            store.close()
+    finally:
+        server.stop()
+    assert len(gpus) == 32
+    assert {g.host for g in gpus} == set(fleet.places)
