@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' servers
 
-from refit_stores import load, read_fleet  # beside this script
+from refit_stores import load, read_fleet, write_fleet  # beside this script
 
 from wattwise.optimizer.models.cap_power import phi_inverse
 from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models
@@ -231,29 +231,46 @@ def run(fleet: Fleet, gpus: int) -> dict[str, float]:
 
 
 def measured(gpus: int, store: TelemetryStore | None = None) -> tuple[dict[str, float], float]:
-    """Stage times and peak RSS (MiB) of the refit in a child forked once the data exists:
-    the child's peak counts the data it shares plus everything the refit allocates, and
-    not the generator's temporaries. With ``store``, the child reads the fleet from it."""
-    fleet = simulate(gpus)
+    """Stage times and peak RSS (MiB) of the refit in a forked child.
+
+    In memory, the child is forked once the data exists: its peak counts the data it
+    shares plus everything the refit allocates, and not the generator's temporaries.
+    With ``store``, nothing is simulated here (the caller wrote the fleet and let go of
+    it): the child's peak is what reading the store and refitting take."""
+    fleet = simulate(gpus) if store is None else None
     gc.collect()
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(read_end)
+        forked_kib = _rss_kib()  # the parent's pages it shares, resident from the start
         reads: dict[str, float] = {}
-        if store is not None:
-            del fleet.gpus, fleet.hosts, fleet.zones, fleet.jobs  # only what the store gives
-            gc.collect()
-            fleet = Fleet(**read_fleet(store, START_NS, START_NS + MINUTES * 60 * 10**9, reads))
+        if fleet is None:
+            assert store is not None
+            end_ns = START_NS + MINUTES * 60 * 10**9
+            fleet = Fleet(**read_fleet(store, START_NS, end_ns, reads))
         times = {**reads, **run(fleet, gpus)}
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        os.write(write_end, json.dumps({"times": times, "peak_kib": peak_kib}).encode())
+        result = {"times": times, "peak_kib": peak_kib, "forked_kib": forked_kib}
+        os.write(write_end, json.dumps(result).encode())
         os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end) as pipe:
         result = json.loads(pipe.read())
     os.waitpid(child, 0)
+    if store is not None:
+        above_mib = (result["peak_kib"] - result["forked_kib"]) / 1024
+        forked_mib = result["forked_kib"] / 1024
+        print(f"  of the peak, {above_mib:.0f} MiB above the {forked_mib:.0f} MiB the child "
+              "was forked with", flush=True)  # fmt: skip
     return result["times"], result["peak_kib"] / 1024
+
+
+def _rss_kib() -> int:
+    """This process's resident set now (ru_maxrss is the high-water mark only)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1])
 
 
 def main() -> None:
@@ -269,9 +286,10 @@ def main() -> None:
             report(f"{gpus} GPUs × {MINUTES} min", *measured(gpus))
         for kind in args.stores:
             end_ns = START_NS + MINUTES * 60 * 10**9
-            with load(kind, simulate(gpus), end_ns) as loaded:
-                print(f"{gpus} GPUs: {loaded.lines:,} lines written into {kind} in "
-                      f"{loaded.write_s:.0f} s", flush=True)  # fmt: skip
+            with load(kind, end_ns) as loaded:
+                written = write_fleet(loaded, simulate(gpus))  # the day is freed once written
+                print(f"{gpus} GPUs: {written.lines:,} lines written into {kind} in "
+                      f"{written.write_s:.0f} s", flush=True)  # fmt: skip
                 report(f"{gpus} GPUs × {MINUTES} min from {kind}", *measured(gpus, loaded.store))
 
 

@@ -33,10 +33,16 @@ MINUTE_NS = 60 * 10**9
 
 @dataclass
 class Loaded:
-    """A store filled with the fleet, and what writing it took."""
+    """A fresh store and the server behind it."""
 
     kind: str
+    url: str
     store: TelemetryStore
+    flush: Callable[[], None]
+
+
+@dataclass
+class Written:
     lines: int
     write_s: float
 
@@ -107,41 +113,58 @@ def _batches(items: Iterator[bytes]) -> Iterator[list[bytes]]:
         yield batch
 
 
+class _Influx(InfluxServer):
+    """influxd without its per-tag and per-database cardinality limits: a day of 10,000
+    GPUs has about 600,000 job ids, and 1.x refuses the 100,001st value of a tag."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        text = self._config.read_text()
+        unlimited = "[data]\n  max-values-per-tag = 0\n  max-series-per-database = 0\n"
+        self._config.write_text(text.replace("[data]\n", unlimited, 1))
+
+
 @contextmanager
-def load(kind: str, fleet: Any, end_ns: int) -> Iterator[Loaded]:
-    """A fresh ``kind`` store (``influx`` or ``victoria``) holding the fleet's day."""
+def load(kind: str, end_ns: int) -> Iterator[Loaded]:
+    """A fresh ``kind`` store (``influx`` or ``victoria``) in a temporary directory, read
+    with the clock at ``end_ns``."""
     with tempfile.TemporaryDirectory(prefix=f"wattwise-bench-{kind}-") as root:
-        server = InfluxServer(Path(root)) if kind == "influx" else VictoriaMetricsServer(Path(root))
+        server = _Influx(Path(root)) if kind == "influx" else VictoriaMetricsServer(Path(root))
         server.start()
         try:
-            if kind == "influx":
-                server.create_database("bench")  # type: ignore[union-attr]
-            started, written = time.perf_counter(), 0
-            with httpx.Client(timeout=600) as client:
-                for batch in lines(fleet.gpus, fleet.hosts, fleet.zones, fleet.jobs):
-                    body = gzip.compress(b"\n".join(batch), compresslevel=1)
-                    params = {"db": "bench", "precision": "ns"}
-                    headers = {"Content-Encoding": "gzip"}
-                    response = client.post(
-                        f"{server.url}/write", params=params, content=body, headers=headers
-                    )
-                    response.raise_for_status()
-                    written += len(batch)
-            if kind == "victoria":
-                server.flush()  # type: ignore[union-attr]
-            write_s = time.perf_counter() - started
             clock = ManualClock(start_ns=end_ns)
-            store: TelemetryStore = (
-                InfluxStore(server.url, database="bench", clock=clock)
-                if kind == "influx"
-                else PrometheusStore(server.url, clock=clock, sample_interval_s=60.0)
-            )
+            store: TelemetryStore
+            if isinstance(server, InfluxServer):
+                server.create_database("bench")
+                store = InfluxStore(server.url, database="bench", clock=clock)
+                flush: Callable[[], None] = lambda: None  # noqa: E731 - readable at once
+            else:
+                store = PrometheusStore(server.url, clock=clock, sample_interval_s=60.0)
+                flush = server.flush
             try:
-                yield Loaded(kind, store, written, write_s)
+                yield Loaded(kind, server.url, store, flush)
             finally:
                 store.close()
         finally:
             server.stop()
+
+
+def write_fleet(loaded: Loaded, fleet: Any) -> Written:
+    """The fleet's day written into the store as line protocol on ``/write``."""
+    started, written = time.perf_counter(), 0
+    with httpx.Client(timeout=600) as client:
+        for batch in lines(fleet.gpus, fleet.hosts, fleet.zones, fleet.jobs):
+            body = gzip.compress(b"\n".join(batch), compresslevel=1)
+            response = client.post(
+                f"{loaded.url}/write",
+                params={"db": "bench", "precision": "ns"},
+                content=body,
+                headers={"Content-Encoding": "gzip"},
+            )
+            response.raise_for_status()
+            written += len(batch)
+    loaded.flush()
+    return Written(written, time.perf_counter() - started)
 
 
 def read_fleet(

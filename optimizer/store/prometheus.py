@@ -24,9 +24,11 @@ them.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +152,8 @@ class PrometheusStore(AggregatingStore):
             total_s=deadline_s,
             verify=tls(verify, ca_file),
         )
-        self._pool = ThreadPoolExecutor(max(1, parallel_queries), "wattwise-promql")
+        self._parallel = max(1, parallel_queries)
+        self._pool = ThreadPoolExecutor(self._parallel, "wattwise-promql")
         self._writer = (
             InfluxTransport(
                 write_url.rstrip("/"),
@@ -218,7 +221,7 @@ class PrometheusStore(AggregatingStore):
         # The pool only fetches; answers are read here, on one thread: arrays made on
         # worker threads would spread over their malloc arenas and raise the peak, and
         # reading one holds the GIL either way.
-        texts = self._pool.map(lambda task: self._range(task[1], task[2]), tasks)
+        texts = self._fetched([(expression, window) for _, expression, window in tasks])
         for (index, _, _), text in zip(tasks, texts, strict=True):
             for answer in series_of(text, self.url):
                 tags = self._tags(measurement, answer.labels, spec.tags)
@@ -280,6 +283,19 @@ class PrometheusStore(AggregatingStore):
                 places[key] = {t: v for t, v in tags.items() if v}
 
     # -- queries -------------------------------------------------------------------
+
+    def _fetched(self, queries: list[tuple[str, _Window]]) -> Iterator[str]:
+        """The answers' texts in order, at most two per worker fetched ahead: the reader is
+        slower than the fetches, and answers piling up would hold gigabytes at 10,000 GPUs."""
+        ahead: deque[Future[str]] = deque()
+        pending = iter(queries)
+        for query in itertools.islice(pending, 2 * self._parallel):
+            ahead.append(self._pool.submit(self._range, *query))
+        while ahead:
+            text = ahead.popleft().result()
+            for query in itertools.islice(pending, 1):
+                ahead.append(self._pool.submit(self._range, *query))
+            yield text
 
     def _range(self, expression: str, window: _Window) -> str:
         """The text of one query_range answer (read by :func:`.prom_answers.series_of`)."""
