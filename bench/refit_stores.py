@@ -136,7 +136,11 @@ def load(kind: str, end_ns: int) -> Iterator[Loaded]:
             store: TelemetryStore
             if isinstance(server, InfluxServer):
                 server.create_database("bench")
-                store = InfluxStore(server.url, database="bench", clock=clock)
+                # one InfluxQL query reads the whole day: past the default 120 s deadline here,
+                # and influxd thinks longer than the default 10 s before its first chunk
+                store = InfluxStore(
+                    server.url, database="bench", clock=clock, timeout_s=600.0, deadline_s=3600.0
+                )
                 flush: Callable[[], None] = lambda: None  # noqa: E731 - readable at once
             else:
                 store = PrometheusStore(server.url, clock=clock, sample_interval_s=60.0)

@@ -36,18 +36,22 @@ class ColumnAssembler:
         parts.append((column, time_ns, values))
 
     def series(self) -> Series:
-        """The rows, filled into one table allocated once (parts are freed as they go in)."""
-        width = len(self.spec.columns)
+        """The rows, each column filled into one array allocated once (parts are freed as
+        they go in). Columns no answer had share one read-only array of NaN: a fleet
+        without GPM (before Hopper) would otherwise hold seven columns of nothing."""
         keys = sorted(self._parts)
         unions = [_union([t for _, t, _ in self._parts[key]]) for key in keys]
         counts = np.array([len(u) for u in unions], dtype=np.int64)
         starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if len(keys) else counts
-        # one row per column, so each column of the Series is a contiguous view, not a copy
-        table = np.full((width, int(counts.sum())), np.nan)
+        rows = int(counts.sum())
+        filled = {column for parts in self._parts.values() for column, _, _ in parts}
+        table = {column: np.full(rows, np.nan) for column in sorted(filled)}
         for key, union, start in zip(keys, unions, starts.tolist(), strict=True):
             for column, time_ns, values in self._parts.pop(key):
-                rows = np.searchsorted(union, time_ns) if time_ns is not union else slice(None)
-                table[column, start : start + len(union)][rows] = values
+                at = np.searchsorted(union, time_ns) if time_ns is not union else slice(None)
+                table[column][start : start + len(union)][at] = values
+        nothing = np.full(rows, np.nan)
+        nothing.flags.writeable = False
         per_row = np.repeat(np.arange(len(keys)), counts)
         return Series(
             time_ns=np.concatenate(unions) if unions else np.empty(0, dtype=np.int64),
@@ -55,7 +59,7 @@ class ColumnAssembler:
                 tag: _objects([key[i] for key in keys])[per_row]
                 for i, tag in enumerate(self.spec.tags)
             },
-            values={c.name: table[i] for i, c in enumerate(self.spec.columns)},
+            values={c.name: table.get(i, nothing) for i, c in enumerate(self.spec.columns)},
         )
 
 
