@@ -33,11 +33,13 @@ wheel: | $(BIN)/python
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
 
 # What the tests run for real, from Debian's packages: influxd (the store),
+# prometheus and victoria-metrics (the Prometheus-compatible stores),
 # shellcheck (the install scripts), systemd-analyze (the units), chromium and
 # its driver (the HTML report is opened in a real browser), curl (the API
 # examples of docs/api.md).
-SYSTEM_TOOLS := influxd:influxdb shellcheck:shellcheck systemd-analyze:systemd \
-	chromium:chromium chromedriver:chromium-driver curl:curl
+SYSTEM_TOOLS := influxd:influxdb prometheus:prometheus victoria-metrics:victoria-metrics \
+	shellcheck:shellcheck systemd-analyze:systemd chromium:chromium \
+	chromedriver:chromium-driver curl:curl
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \

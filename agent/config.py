@@ -155,6 +155,8 @@ class BmcSettings(_Section):
 
 class MetricsSettings(_Section):
     prometheus_port: int = Field(0, ge=0, le=65535)
+    prometheus_address: str = Field("127.0.0.1", min_length=1)
+    export_readings: bool = False
 
 
 class AgentConfig(_Section):

@@ -87,5 +87,7 @@ interval_s = 10.0
 timeout_s = 3.0           # 10 at most
 
 [metrics]
-prometheus_port = 0       # 0 = off; otherwise serves /metrics on 127.0.0.1
+prometheus_port = 0       # 0 = off; otherwise serves /metrics (self-metrics) on the address
+prometheus_address = "127.0.0.1"  # where /metrics listens (another address opens it up)
+export_readings = false   # true: /metrics also serves every reading (docs/prometheus.md)
 """

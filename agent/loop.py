@@ -67,13 +67,16 @@ class TickLoop:
         encode: Callable[[Reading], bytes | None],
         labels: Mapping[str, str] | None = None,
         extra_readings: Callable[[], Sequence[Reading]] | None = None,
+        observe: Callable[[Sequence[Reading]], None] | None = None,
     ) -> None:
+        """``observe`` sees each tick's readings with the node's labels on them."""
         self.schedules = list(schedules)
         self.sink = sink
         self.clock = clock
         self.encode = encode
         self.labels = {k: v for k, v in (labels or {}).items() if v}
         self.extra_readings = extra_readings
+        self.observe = observe
         self.stats = TickStats()
         self._throttle = LogThrottle(clock)
         now = clock.monotonic()
@@ -122,15 +125,15 @@ class TickLoop:
         return readings
 
     def _encode(self, readings: Sequence[Reading]) -> list[bytes]:
+        if self.labels:
+            readings = [
+                Reading(r.measurement, {**self.labels, **r.tags}, r.fields, r.time_ns)
+                for r in readings
+            ]
+        if self.observe is not None:
+            self.observe(readings)
         lines: list[bytes] = []
         for reading in readings:
-            if self.labels:
-                reading = Reading(
-                    reading.measurement,
-                    {**self.labels, **reading.tags},
-                    reading.fields,
-                    reading.time_ns,
-                )
             try:
                 line = self.encode(reading)
             except EncodeError as e:

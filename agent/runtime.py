@@ -24,6 +24,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, start_http_server
 
 from wattwise.agent.config import AgentConfig, SenderSettings
+from wattwise.agent.export import ReadingsExport
 from wattwise.agent.loop import Schedule, TickLoop
 from wattwise.agent.metrics import PrometheusCollector, SelfMetricsSource, StatsProvider
 from wattwise.agent.sender import Sender
@@ -57,6 +58,8 @@ class AgentRuntime:
         labels: dict[str, str] | None = None,
         self_metrics_interval_s: float = 10.0,
         prometheus_port: int = 0,
+        prometheus_address: str = "127.0.0.1",
+        export_readings: bool = False,
         request_timeout_s: float = 10.0,
         dead_letter_max_bytes: int = 64 << 20,
     ) -> None:
@@ -78,7 +81,15 @@ class AgentRuntime:
             dead_letter_max_bytes=dead_letter_max_bytes,
         )
         self.sender_failure: str | None = None
-        self.loop = TickLoop(list(schedules), wal, clock=clock, encode=encode, labels=labels)
+        self.export = ReadingsExport(clock) if export_readings else None
+        self.loop = TickLoop(
+            list(schedules),
+            wal,
+            clock=clock,
+            encode=encode,
+            labels=labels,
+            observe=self.export.observe if self.export is not None else None,
+        )
         self.stats = StatsProvider(
             lambda: self.loop.stats, wal.stats, self.sender.stats, self._sender_up
         )
@@ -86,6 +97,7 @@ class AgentRuntime:
             Schedule(SelfMetricsSource(self.stats, host=host, clock=clock), self_metrics_interval_s)
         )
         self.prometheus_port = prometheus_port
+        self.prometheus_address = prometheus_address
 
     @classmethod
     def from_config(
@@ -105,6 +117,8 @@ class AgentRuntime:
             labels=config.agent.labels,
             self_metrics_interval_s=config.agent.host_interval_s,
             prometheus_port=config.metrics.prometheus_port,
+            prometheus_address=config.metrics.prometheus_address,
+            export_readings=config.metrics.export_readings,
             request_timeout_s=config.influx.timeout_s,
             dead_letter_max_bytes=config.wal.dead_letter_max_bytes,
         )
@@ -135,8 +149,10 @@ class AgentRuntime:
     def _serve_metrics(self) -> None:
         registry = CollectorRegistry()
         registry.register(PrometheusCollector(self.stats))
+        if self.export is not None:
+            registry.register(self.export)
         try:
-            start_http_server(self.prometheus_port, addr="127.0.0.1", registry=registry)
+            start_http_server(self.prometheus_port, addr=self.prometheus_address, registry=registry)
         except OSError as e:
             raise ConfigError(
                 "metrics.prometheus_port", self.prometheus_port, f"a free port ({e.strerror})"

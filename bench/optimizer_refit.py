@@ -8,6 +8,12 @@ inlets over the supply with rack recirculation, cooling power over a COP), then
 times the refit (power, cap response, workloads, job profiles, thermal, node
 curves) and the recommendations (caps for all GPUs, cooling for all zones, one
 placement), and prints wall time per stage and the process's peak RSS.
+
+With ``--stores influx victoria`` the same day is written as line protocol into a
+real influxd and a real VictoriaMetrics (one at a time, each in a temporary
+directory; :mod:`refit_stores` beside this script), and the refit reads it back through the
+InfluxDB store and the Prometheus store instead of taking the Series in memory:
+the ``read`` stage is the four series reads and the latest states.
 """
 
 from __future__ import annotations
@@ -17,12 +23,18 @@ import gc
 import json
 import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' servers
+
+from refit_stores import load, read_fleet, write_fleet  # beside this script
 
 from wattwise.optimizer.models.cap_response import estimate_workloads, fit_cap_models
 from wattwise.optimizer.models.limit_response import ClockCurve
@@ -35,7 +47,7 @@ from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
 from wattwise.optimizer.recommend.fleet_view import FleetView
 from wattwise.optimizer.recommend.placement import PlacementRequest, recommend_placement
 from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
-from wattwise.optimizer.telemetry import GpuState, HostState, Series, ZoneState
+from wattwise.optimizer.telemetry import GpuState, HostState, Series, TelemetryStore, ZoneState
 
 MINUTES = 24 * 60
 GPUS_PER_NODE, NODES_PER_RACK, ZONES = 8, 8, 4
@@ -220,35 +232,73 @@ def run(fleet: Fleet, gpus: int) -> dict[str, float]:
     return times
 
 
-def measured(gpus: int) -> tuple[dict[str, float], float]:
-    """Stage times and peak RSS (MiB) of the refit in a child forked once the data exists:
-    the child's peak counts the data it shares plus everything the refit allocates, and
-    not the generator's temporaries."""
-    fleet = simulate(gpus)
+def measured(gpus: int, store: TelemetryStore | None = None) -> tuple[dict[str, float], float]:
+    """Stage times and peak RSS (MiB) of the refit in a forked child.
+
+    In memory, the child is forked once the data exists: its peak counts the data it
+    shares plus everything the refit allocates, and not the generator's temporaries.
+    With ``store``, nothing is simulated here (the caller wrote the fleet and let go of
+    it): the child's peak is what reading the store and refitting take."""
+    fleet = simulate(gpus) if store is None else None
     gc.collect()
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(read_end)
-        times = run(fleet, gpus)
+        forked_kib = _rss_kib()  # the parent's pages it shares, resident from the start
+        reads: dict[str, float] = {}
+        if fleet is None:
+            assert store is not None
+            end_ns = START_NS + MINUTES * 60 * 10**9
+            fleet = Fleet(**read_fleet(store, START_NS, end_ns, reads))
+        times = {**reads, **run(fleet, gpus)}
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        os.write(write_end, json.dumps({"times": times, "peak_kib": peak_kib}).encode())
+        result = {"times": times, "peak_kib": peak_kib, "forked_kib": forked_kib}
+        os.write(write_end, json.dumps(result).encode())
         os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end) as pipe:
         result = json.loads(pipe.read())
     os.waitpid(child, 0)
+    if store is not None:
+        above_mib = (result["peak_kib"] - result["forked_kib"]) / 1024
+        forked_mib = result["forked_kib"] / 1024
+        print(f"  of the peak, {above_mib:.0f} MiB above the {forked_mib:.0f} MiB the child "
+              "was forked with", flush=True)  # fmt: skip
     return result["times"], result["peak_kib"] / 1024
+
+
+def _rss_kib() -> int:
+    """This process's resident set now (ru_maxrss is the high-water mark only)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, nargs="+", default=[1000, 10000])
-    for gpus in parser.parse_args().gpus:
-        times, peak_mib = measured(gpus)
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in times.items())
-        print(f"{gpus} GPUs × {MINUTES} min: refit + recommendations {sum(times.values()):.1f} s, "
-              f"peak RSS {peak_mib:.0f} MiB (data included)\n  {stages}", flush=True)  # fmt: skip
+    parser.add_argument(
+        "--stores", nargs="*", choices=["influx", "victoria"], default=[],
+        help="write the day into these real stores and read it back (default: in memory)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    for gpus in args.gpus:
+        if not args.stores:
+            report(f"{gpus} GPUs × {MINUTES} min", *measured(gpus))
+        for kind in args.stores:
+            end_ns = START_NS + MINUTES * 60 * 10**9
+            with load(kind, end_ns) as loaded:
+                written = write_fleet(loaded, simulate(gpus))  # the day is freed once written
+                print(f"{gpus} GPUs: {written.lines:,} lines written into {kind} in "
+                      f"{written.write_s:.0f} s", flush=True)  # fmt: skip
+                report(f"{gpus} GPUs × {MINUTES} min from {kind}", *measured(gpus, loaded.store))
+
+
+def report(what: str, times: dict[str, float], peak_mib: float) -> None:
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in times.items())
+    print(f"{what}: read + refit + recommendations {sum(times.values()):.1f} s, "
+          f"peak RSS {peak_mib:.0f} MiB (data included)\n  {stages}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

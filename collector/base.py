@@ -52,11 +52,17 @@ class Source(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """A field of the schema: its line-protocol type, unit and meaning."""
+    """A field of the schema: its line-protocol type, unit and meaning.
+
+    ``counter`` is set on fields that hold an increase since the previous sample
+    (``energy_j``): the Prometheus export adds them up into the counter
+    ``<measurement>_<counter>_total`` instead of exposing one interval's increase.
+    """
 
     kind: type[float] | type[int] | type[str]
     unit: str
     meaning: str
+    counter: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ counted per function and GPU index so a test can check the read cadence.
 
 from __future__ import annotations
 
+import ctypes
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 import pynvml
 
+from wattwise.collector.gpm import GPM_FIELDS
 from wattwise.collector.nvml_api import (
     FI_ECC_DBE_VOL_TOTAL,
     FI_ECC_SBE_VOL_TOTAL,
@@ -26,6 +28,7 @@ from wattwise.collector.nvml_api import (
     FI_POWER_INSTANT,
     FI_TOTAL_ENERGY_CONSUMPTION,
 )
+from wattwise.collector.nvml_health import COUNT_FIELDS, VIOLATION_FIELDS
 
 H100_NAME = "NVIDIA H100 80GB HBM3"
 H100_MEM_BYTES = 81_559_379_968
@@ -57,6 +60,12 @@ class FakeGpu:
     field ids (``FI_MEMORY_TEMP``) that answer NOT_SUPPORTED. ``error`` is an
     NVML error code every call on this GPU raises (``NVML_ERROR_GPU_IS_LOST``
     for a GPU that fell off the bus); set it back to None and the GPU answers.
+
+    GPM metrics (``sm_active_pct`` …) are what the next sample reads; a GPU with
+    ``gpm_supported`` False is one before Hopper, and ``gpm_error`` is a code
+    every GPM call on it raises. ``health`` holds the health counters by schema
+    field name (``remapped_rows_pending``, violation counters in ns), and
+    :meth:`xid` raises an XID event.
     """
 
     uuid: str
@@ -90,6 +99,22 @@ class FakeGpu:
     graphics_processes: list[FakeProcess] = field(default_factory=list)
     unsupported: set[str | int] = field(default_factory=set)
     error: int | None = None
+    gpm_supported: bool = True
+    gpm_error: int | None = None
+    sm_active_pct: float = 0.0
+    sm_occupancy_pct: float = 0.0
+    dram_active_pct: float = 0.0
+    tensor_active_pct: float = 0.0
+    fp64_active_pct: float = 0.0
+    fp32_active_pct: float = 0.0
+    fp16_active_pct: float = 0.0
+    health: dict[str, int] = field(default_factory=lambda: dict(HEALTHY_H100))
+    nvlink_down: set[int] = field(default_factory=set)
+    xid_log: list[int] = field(default_factory=list)
+
+    def xid(self, code: int) -> None:
+        """The driver reports XID ``code`` on this GPU: an event for every set watching it."""
+        self.xid_log.append(code)
 
     def run(self, seconds: float) -> None:
         """Let the GPU draw its current power for ``seconds``: the energy counter advances."""
@@ -98,6 +123,25 @@ class FakeGpu:
     def reload_driver(self) -> None:
         """The driver was reloaded: the energy counter starts again near zero."""
         self.energy_mj = 0
+
+
+HEALTHY_H100: dict[str, int] = {
+    **dict.fromkeys(COUNT_FIELDS, 0),
+    **dict.fromkeys(VIOLATION_FIELDS, 0),
+    "nvlink_links": 18,
+}
+"""Health counters of an H100 SXM with no errors: 18 NVLink links, every count 0."""
+
+
+class _FakeSample(ctypes.Structure):
+    _fields_ = [("serial", ctypes.c_uint64)]
+
+
+@dataclass
+class _EventSet:
+    gpus: set[int] = field(default_factory=set)
+    seen: dict[int, int] = field(default_factory=dict)
+    freed: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,12 +154,17 @@ class FakeNvml:
     """Implements :class:`wattwise.collector.nvml_api.NvmlLibrary` over :class:`FakeGpu` s."""
 
     NVMLError = pynvml.NVMLError
+    c_nvmlGpmMetricsGet_t = pynvml.c_nvmlGpmMetricsGet_t
 
     def __init__(self, gpus: Sequence[FakeGpu], *, library_missing: bool = False) -> None:
         self.gpus = list(gpus)
         self.library_missing = library_missing
         self.calls: Counter[tuple[str, int | None]] = Counter()
         self.initialised = False
+        self._samples: list[_FakeSample] = []  # kept alive while NVML would hold them
+        self._sampled: dict[int, tuple[int, int, dict[int, float]]] = {}
+        self.samples_freed = 0
+        self.event_sets: list[_EventSet] = []
 
     @classmethod
     def h100s(cls, count: int) -> FakeNvml:
@@ -256,7 +305,102 @@ class FakeNvml:
         gpu = self._gpu("nvmlDeviceGetGraphicsRunningProcesses", handle)
         return [_process_info(p) for p in gpu.graphics_processes]
 
+    def nvmlDeviceGetNvLinkState(self, handle: object, link: int, /) -> int:
+        gpu = self._gpu("nvmlDeviceGetNvLinkState", handle)
+        if not 0 <= link < gpu.health.get("nvlink_links", 0):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        down = link in gpu.nvlink_down
+        return int(pynvml.NVML_FEATURE_DISABLED if down else pynvml.NVML_FEATURE_ENABLED)
+
+    # --- events ------------------------------------------------------------------
+
+    def nvmlEventSetCreate(self) -> object:
+        self._check_init()
+        self.event_sets.append(_EventSet())
+        return self.event_sets[-1]
+
+    def nvmlEventSetFree(self, event_set: object, /) -> None:
+        self._event_set(event_set).freed = True
+
+    def nvmlDeviceRegisterEvents(self, handle: object, types: int, event_set: object, /) -> None:
+        gpu = self._gpu("nvmlDeviceRegisterEvents", handle)
+        if types & ~pynvml.nvmlEventTypeAll:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        watched = self._event_set(event_set)
+        index = _index(handle)
+        watched.gpus.add(index)
+        watched.seen[index] = len(gpu.xid_log)  # events from now on, as the driver does
+
+    def nvmlEventSetWait_v2(self, event_set: object, timeout_ms: int, /) -> Any:
+        watched = self._event_set(event_set)
+        for index in sorted(watched.gpus):
+            log = self.gpus[index].xid_log
+            seen = watched.seen[index]
+            if seen < len(log):
+                watched.seen[index] = seen + 1
+                return pynvml.c_nvmlEventData_t(
+                    eventType=pynvml.nvmlEventTypeXidCriticalError, eventData=log[seen]
+                )
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+
+    # --- GPU performance monitoring ------------------------------------------------
+
+    def nvmlGpmQueryDeviceSupport(self, handle: object, /) -> Any:
+        gpu = self._gpu("nvmlGpmQueryDeviceSupport", handle)
+        return pynvml.c_nvmlGpmSupport_t(
+            version=pynvml.NVML_GPM_SUPPORT_VERSION, isSupportedDevice=int(gpu.gpm_supported)
+        )
+
+    def nvmlGpmSampleAlloc(self) -> object:
+        self._check_init()
+        sample = _FakeSample(serial=len(self._samples))
+        self._samples.append(sample)
+        return ctypes.cast(ctypes.pointer(sample), pynvml.c_nvmlGpmSample_t)
+
+    def nvmlGpmSampleFree(self, sample: object, /) -> None:
+        self._check_init()
+        self._sampled.pop(_serial(sample), None)
+        self.samples_freed += 1
+
+    def nvmlGpmSampleGet(self, handle: object, sample: object, /) -> object:
+        gpu = self._gpm_gpu("nvmlGpmSampleGet", handle)
+        values = {metric: getattr(gpu, name) for name, metric in GPM_FIELDS.items()}
+        taken = sum(n for (name, _), n in self.calls.items() if name == "nvmlGpmSampleGet")
+        self._sampled[_serial(sample)] = (_index(handle), taken, values)
+        return sample
+
+    def nvmlGpmMetricsGet(self, request: Any, /) -> Any:
+        self._check_init()
+        if request.version != pynvml.NVML_GPM_METRICS_GET_VERSION:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
+        first = self._sampled.get(_serial(request.sample1))
+        second = self._sampled.get(_serial(request.sample2))
+        if first is None or second is None or first[0] != second[0] or second[1] <= first[1]:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        self._gpm_gpu("nvmlGpmMetricsGet", _Handle(second[0]))
+        for metric in request.metrics[: request.numMetrics]:
+            value = second[2].get(metric.metricId)
+            metric.nvmlReturn = (
+                pynvml.NVML_SUCCESS if value is not None else (pynvml.NVML_ERROR_NOT_SUPPORTED)
+            )
+            metric.value = value if value is not None else 0.0
+        return request
+
     # --- internals ---------------------------------------------------------------
+
+    def _gpm_gpu(self, function: str, handle: object) -> FakeGpu:
+        gpu = self._gpu(function, handle)
+        if gpu.gpm_error is not None:
+            raise pynvml.NVMLError(gpu.gpm_error)
+        if not gpu.gpm_supported or gpu.mig_mode == 1:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return gpu
+
+    def _event_set(self, event_set: object) -> _EventSet:
+        self._check_init()
+        if not isinstance(event_set, _EventSet) or event_set.freed:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return event_set
 
     def _check_init(self) -> None:
         if not self.initialised:
@@ -285,6 +429,12 @@ def _index(handle: object) -> int:
     if not isinstance(handle, _Handle):
         raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
     return handle.index
+
+
+def _serial(sample: Any) -> int:
+    if not sample:  # a NULL sample pointer
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+    return int(ctypes.cast(sample, ctypes.POINTER(_FakeSample)).contents.serial)
 
 
 def _slot(handle: object) -> int | None:
@@ -324,13 +474,22 @@ _FIELDS: dict[int, tuple[str, int, str]] = {
 }
 
 
+_HEALTH_FIELDS = {fid: name for name, fid in {**COUNT_FIELDS, **VIOLATION_FIELDS}.items()}
+
+
 def _fill(entry: Any, gpu: FakeGpu, field_id: int) -> None:
     """Fill one c_nvmlFieldValue_t as the driver would, per-field status included."""
     known = _FIELDS.get(field_id)
-    if known is None or field_id in gpu.unsupported:
+    health = _HEALTH_FIELDS.get(field_id)
+    if (known is None and health is None) or field_id in gpu.unsupported:
         entry.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
         return
-    attribute, value_type, member = known
     entry.nvmlReturn = pynvml.NVML_SUCCESS
+    if health is not None:
+        entry.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+        entry.value.ullVal = gpu.health[health]
+        return
+    assert known is not None
+    attribute, value_type, member = known
     entry.valueType = value_type
     setattr(entry.value, member, getattr(gpu, attribute))

@@ -29,6 +29,7 @@ from typing import Literal
 
 from wattwise.clock import Clock
 from wattwise.collector.base import FieldValue, Reading
+from wattwise.collector.gpm import GPM_FIELDS, GpmSampler
 from wattwise.collector.jobs import GpuProcess
 from wattwise.collector.nvml_api import (
     CLOCK_MEM,
@@ -38,6 +39,7 @@ from wattwise.collector.nvml_api import (
     FI_ECC_DBE_VOL_TOTAL,
     FI_ECC_SBE_VOL_TOTAL,
     FI_MEMORY_TEMP,
+    FI_NVLINK_LINK_COUNT,
     FI_PCIE_COUNT_RX_BYTES,
     FI_PCIE_COUNT_TX_BYTES,
     FI_POWER_INSTANT,
@@ -50,6 +52,7 @@ from wattwise.collector.nvml_api import (
     field_value,
     used_memory_bytes,
 )
+from wattwise.collector.nvml_health import ViolationRates, XidWatch, count_fields, links_up
 from wattwise.errors import DeviceError, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,9 @@ class _Gpu:
     energy: CounterDelta = field(default_factory=CounterDelta)
     pcie_tx: CounterDelta = field(default_factory=CounterDelta)
     pcie_rx: CounterDelta = field(default_factory=CounterDelta)
+    violations: ViolationRates = field(default_factory=ViolationRates)
+    gpm: GpmSampler | None = None
+    xids: XidWatch | None = None
 
     @property
     def label(self) -> str:
@@ -151,6 +157,8 @@ class NvmlSource:
     def read(self) -> list[Reading]:
         readings: list[Reading] = []
         for gpu in self._gpus:
+            # Events first: the XID of a GPU that fell off the bus arrives as it goes.
+            readings.extend(self._xid_readings(gpu))
             if gpu.failed and not self._try_acquire(gpu):
                 readings.append(self._failed_reading(gpu))
                 continue
@@ -186,6 +194,8 @@ class NvmlSource:
         return processes
 
     def close(self) -> None:
+        for gpu in self._gpus:
+            self._release(gpu)
         try:
             self._nvml.nvmlShutdown()
         except self._nvml.NVMLError as e:
@@ -213,6 +223,7 @@ class NvmlSource:
         uuid = call_nvml(nv, dev, nv.nvmlDeviceGetUUID, handle) or ""
         if uuid != gpu.uuid:  # another board at this index: its counters are new too
             gpu.energy, gpu.pcie_tx, gpu.pcie_rx = CounterDelta(), CounterDelta(), CounterDelta()
+            gpu.violations = ViolationRates()
         limits = call_nvml(nv, dev, nv.nvmlDeviceGetPowerManagementLimitConstraints, handle)
         default_mw = call_nvml(nv, dev, nv.nvmlDeviceGetPowerManagementDefaultLimit, handle)
         slowdown = TEMPERATURE_THRESHOLD_SLOWDOWN
@@ -224,7 +235,18 @@ class NvmlSource:
             "slowdown_temp_c": _f(slowdown_c),
         }
         gpu.model = call_nvml(nv, dev, nv.nvmlDeviceGetName, handle) or ""
+        self._release(gpu)
+        gpu.gpm = GpmSampler(nv, dev) if GpmSampler.supported(nv, dev, handle) else None
+        gpu.xids = XidWatch(nv, dev, handle)
         gpu.uuid, gpu.handle = uuid, handle
+
+    def _release(self, gpu: _Gpu) -> None:
+        """Free what NVML allocated for this GPU (GPM samples, the event set)."""
+        if gpu.gpm is not None:
+            gpu.gpm.close()
+        if gpu.xids is not None:
+            gpu.xids.close()
+        gpu.gpm = gpu.xids = None
 
     def _mark_failed(self, gpu: _Gpu, error: DeviceError) -> None:
         self.device_errors_total += 1
@@ -263,13 +285,15 @@ class NvmlSource:
             "mig_mode": _i(mig[0]) if mig else None,
             "failed": 0,
         }
+        mig_on = bool(mig and mig[0] == 1)
+        fields |= gpu.gpm.read(h, mig_on) if gpu.gpm else dict.fromkeys(GPM_FIELDS)
         if energy_due and not self._energy_by_field:
             counter_mj = call_nvml(nv, dev, nv.nvmlDeviceGetTotalEnergyConsumption, h)
             fields |= self._energy_fields(gpu, counter_mj, now_s)
         if energy_due:
             gpu.next_energy_at_s = now_s + self._energy_every_s
         readings = [Reading("gpu", self._gpu_tags(gpu), fields, stamp_ns)]
-        if mig and mig[0] == 1:
+        if mig_on:
             readings.extend(self._read_mig(gpu, stamp_ns))
         gpu.power_w = power_w
         return readings
@@ -292,7 +316,7 @@ class NvmlSource:
     def _read_fields(
         self, gpu: _Gpu, now_s: float, energy_due: bool
     ) -> dict[str, FieldValue | None]:
-        """The batched field values: instant power, HBM temperature, ECC, PCIe, energy."""
+        """The batched field values: instant power, HBM temperature, ECC, PCIe, health, energy."""
         energy_field = energy_due and self._energy_by_field
         ids = TICK_FIELD_IDS + ((FI_TOTAL_ENERGY_CONSUMPTION,) if energy_field else ())
         nv, dev = self._nvml, gpu.label
@@ -305,7 +329,12 @@ class NvmlSource:
             "ecc_uncorrected_total": _i(values.get(FI_ECC_DBE_VOL_TOTAL)),
             "pcie_tx_bytes_per_s": _rate(gpu.pcie_tx, values.get(FI_PCIE_COUNT_TX_BYTES), now_s),
             "pcie_rx_bytes_per_s": _rate(gpu.pcie_rx, values.get(FI_PCIE_COUNT_RX_BYTES), now_s),
+            **count_fields(values),
+            **gpu.violations.shares_pct(values, now_s),
         }
+        if energy_due:  # one call per link: on the energy counter's slower cadence
+            links = _i(values.get(FI_NVLINK_LINK_COUNT))
+            fields["nvlink_links_up"] = links_up(nv, dev, gpu.handle, links)
         if energy_field:
             counter_mj = values.get(FI_TOTAL_ENERGY_CONSUMPTION)
             fields |= self._energy_fields(gpu, _i(counter_mj), now_s)
@@ -351,6 +380,19 @@ class NvmlSource:
             }
             readings.append(Reading("gpu_mig", tags, fields, stamp_ns))
         return readings
+
+    def _xid_readings(self, gpu: _Gpu) -> list[Reading]:
+        """One ``gpu_xid`` reading per XID code that arrived since the previous tick."""
+        if gpu.xids is None:
+            return []
+        codes = gpu.xids.drain()
+        stamp_ns = self._clock.time_ns()
+        for code in codes:
+            log.warning("%s (%s): XID %d", gpu.label, gpu.uuid, code)
+        return [
+            Reading("gpu_xid", {**self._gpu_tags(gpu), "xid": str(code)}, {"count": n}, stamp_ns)
+            for code, n in sorted(codes.items())
+        ]
 
     def _gpu_tags(self, gpu: _Gpu) -> dict[str, str]:
         return {**self._tags, "gpu": str(gpu.index), "uuid": gpu.uuid, "model": gpu.model}

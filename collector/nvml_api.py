@@ -38,6 +38,35 @@ FI_TOTAL_ENERGY_CONSUMPTION = 83
 FI_POWER_INSTANT = 186
 FI_PCIE_COUNT_TX_BYTES = 197
 FI_PCIE_COUNT_RX_BYTES = 198
+FI_ECC_SBE_AGG_TOTAL = 5
+FI_ECC_DBE_AGG_TOTAL = 6
+FI_RETIRED_SBE = 29
+FI_RETIRED_DBE = 30
+FI_RETIRED_PENDING = 31
+FI_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL = 38
+FI_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL = 45
+FI_NVLINK_REPLAY_ERROR_COUNT_TOTAL = 52
+FI_NVLINK_RECOVERY_ERROR_COUNT_TOTAL = 59
+FI_PERF_POLICY_POWER = 74
+FI_PERF_POLICY_THERMAL = 75
+FI_PERF_POLICY_BOARD_LIMIT = 77
+FI_NVLINK_LINK_COUNT = 91
+FI_PCIE_REPLAY_COUNTER = 94
+FI_REMAPPED_COR = 142
+FI_REMAPPED_UNC = 143
+FI_REMAPPED_PENDING = 144
+FI_REMAPPED_FAILURE = 145
+ERROR_TIMEOUT = 10
+FEATURE_ENABLED = 1
+EVENT_TYPE_XID_CRITICAL_ERROR = 0x8
+GPM_METRICS_GET_VERSION = 1
+GPM_METRIC_SM_UTIL = 2
+GPM_METRIC_SM_OCCUPANCY = 3
+GPM_METRIC_ANY_TENSOR_UTIL = 5
+GPM_METRIC_DRAM_BW_UTIL = 10
+GPM_METRIC_FP64_UTIL = 11
+GPM_METRIC_FP32_UTIL = 12
+GPM_METRIC_FP16_UTIL = 13
 # NVML_VALUE_NOT_AVAILABLE as an unsigned long long: "NVML cannot tell" (WDDM, MIG unprivileged).
 VALUE_NOT_AVAILABLE_ULL = 2**64 - 1
 
@@ -53,6 +82,24 @@ TICK_FIELD_IDS = (
     FI_ECC_DBE_VOL_TOTAL,
     FI_PCIE_COUNT_TX_BYTES,
     FI_PCIE_COUNT_RX_BYTES,
+    FI_ECC_SBE_AGG_TOTAL,
+    FI_ECC_DBE_AGG_TOTAL,
+    FI_RETIRED_SBE,
+    FI_RETIRED_DBE,
+    FI_RETIRED_PENDING,
+    FI_REMAPPED_COR,
+    FI_REMAPPED_UNC,
+    FI_REMAPPED_PENDING,
+    FI_REMAPPED_FAILURE,
+    FI_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL,
+    FI_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL,
+    FI_NVLINK_REPLAY_ERROR_COUNT_TOTAL,
+    FI_NVLINK_RECOVERY_ERROR_COUNT_TOTAL,
+    FI_NVLINK_LINK_COUNT,
+    FI_PCIE_REPLAY_COUNTER,
+    FI_PERF_POLICY_POWER,
+    FI_PERF_POLICY_THERMAL,
+    FI_PERF_POLICY_BOARD_LIMIT,
 )
 
 
@@ -111,6 +158,45 @@ class ProcessInfo(Protocol):
     def usedGpuMemory(self) -> int | None: ...
 
 
+class GpmSupport(Protocol):
+    """``nvmlGpmSupport_t``: whether the device has GPU Performance Monitoring."""
+
+    @property
+    def isSupportedDevice(self) -> int: ...
+
+
+class GpmMetric(Protocol):
+    """``nvmlGpmMetric_t``: one metric of a ``nvmlGpmMetricsGet`` request, with its status."""
+
+    metricId: int
+
+    @property
+    def nvmlReturn(self) -> int: ...
+    @property
+    def value(self) -> float: ...
+
+
+class GpmMetricsGet(Protocol):
+    """``nvmlGpmMetricsGet_t``: the metrics asked for between two samples."""
+
+    version: int
+    numMetrics: int
+    sample1: object
+    sample2: object
+
+    @property
+    def metrics(self) -> Sequence[GpmMetric]: ...
+
+
+class EventData(Protocol):
+    """``nvmlEventData_t``: for an XID event, ``eventData`` is the XID code."""
+
+    @property
+    def eventType(self) -> int: ...
+    @property
+    def eventData(self) -> int: ...
+
+
 class NvmlLibrary(Protocol):
     """Exactly the part of ``pynvml`` this source calls."""
 
@@ -143,6 +229,22 @@ class NvmlLibrary(Protocol):
     ) -> Sequence[FieldValueStruct]: ...
     def nvmlDeviceGetComputeRunningProcesses(self, handle: object, /) -> Sequence[ProcessInfo]: ...
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: object, /) -> Sequence[ProcessInfo]: ...
+    def nvmlDeviceGetNvLinkState(self, handle: object, link: int, /) -> int: ...
+    def nvmlEventSetCreate(self) -> object: ...
+    def nvmlEventSetFree(self, event_set: object, /) -> None: ...
+    def nvmlDeviceRegisterEvents(
+        self, handle: object, types: int, event_set: object, /
+    ) -> None: ...
+    def nvmlEventSetWait_v2(self, event_set: object, timeout_ms: int, /) -> EventData: ...
+    def nvmlGpmQueryDeviceSupport(self, handle: object, /) -> GpmSupport: ...
+    def nvmlGpmSampleAlloc(self) -> object: ...
+    def nvmlGpmSampleFree(self, sample: object, /) -> None: ...
+    def nvmlGpmSampleGet(self, handle: object, sample: object, /) -> object: ...
+    def nvmlGpmMetricsGet(self, request: GpmMetricsGet, /) -> GpmMetricsGet: ...
+    @property
+    def c_nvmlGpmMetricsGet_t(self) -> Callable[[], GpmMetricsGet]:
+        """The request structure's type (pynvml's ctypes struct)."""
+        ...
 
 
 def nvml_error(code: int, device: str, detail: str = "") -> DeviceError | None:

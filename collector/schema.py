@@ -23,6 +23,10 @@ def _i(unit: str, meaning: str) -> FieldSpec:
     return FieldSpec(int, unit, meaning)
 
 
+def _pct(meaning: str) -> FieldSpec:
+    return FieldSpec(float, "%", meaning)
+
+
 _NODE_TAGS = {
     "host": "node host name",
     "cluster": "cluster label of the node (configured)",
@@ -40,11 +44,13 @@ GPU = MeasurementSpec(
     fields={
         "power_w": _f("W", "board power, NVML's 1 s trailing average on Hopper"),
         "power_instant_w": _f("W", "instantaneous board power (field value POWER_INSTANT)"),
-        "energy_j": _f(
+        "energy_j": FieldSpec(
+            float,
             "J",
             "energy consumed since the previous energy_j sample of this GPU, from the "
             "energy counter (exact; driver-reload resets handled); present on the ticks "
             "the counter is read",
+            counter="energy_joules",
         ),
         "energy_interval_s": _f("s", "length of the interval energy_j covers"),
         "temp_c": _f("°C", "GPU die temperature"),
@@ -74,7 +80,96 @@ GPU = MeasurementSpec(
         ),
         "pcie_tx_bytes_per_s": _f("bytes/s", "PCIe transmit throughput"),
         "pcie_rx_bytes_per_s": _f("bytes/s", "PCIe receive throughput"),
+        "sm_active_pct": _pct(
+            "share of SM cycles with at least one warp resident, over the last tick "
+            "(GPM, Hopper and newer; DCGM_FI_PROF_SM_ACTIVE)"
+        ),
+        "sm_occupancy_pct": _pct(
+            "resident warps as a share of the SMs' maximum, over the last tick "
+            "(GPM; DCGM_FI_PROF_SM_OCCUPANCY)"
+        ),
+        "dram_active_pct": _pct(
+            "DRAM bandwidth used as a share of the maximum, over the last tick "
+            "(GPM; DCGM_FI_PROF_DRAM_ACTIVE)"
+        ),
+        "tensor_active_pct": _pct(
+            "share of cycles any tensor pipe was active, over the last tick "
+            "(GPM; DCGM_FI_PROF_PIPE_TENSOR_ACTIVE)"
+        ),
+        "fp64_active_pct": _pct(
+            "share of cycles the FP64 pipes were active (GPM; DCGM_FI_PROF_PIPE_FP64_ACTIVE)"
+        ),
+        "fp32_active_pct": _pct(
+            "share of cycles the FP32 pipes were active (GPM; DCGM_FI_PROF_PIPE_FP32_ACTIVE)"
+        ),
+        "fp16_active_pct": _pct(
+            "share of cycles the FP16 pipes were active (GPM; DCGM_FI_PROF_PIPE_FP16_ACTIVE)"
+        ),
+        "ecc_corrected_aggregate_total": _i(
+            "errors", "corrected ECC errors over the GPU's life (persistent)"
+        ),
+        "ecc_uncorrected_aggregate_total": _i(
+            "errors", "uncorrected ECC errors over the GPU's life (persistent)"
+        ),
+        "retired_pages_sbe": _i("pages", "pages retired for single-bit errors (before Ampere)"),
+        "retired_pages_dbe": _i("pages", "pages retired for double-bit errors (before Ampere)"),
+        "retired_pages_pending": _i("0/1", "1 when a page retirement waits for a reset"),
+        "remapped_rows_correctable": _i(
+            "rows", "memory rows remapped for correctable errors (Ampere and newer)"
+        ),
+        "remapped_rows_uncorrectable": _i(
+            "rows", "memory rows remapped for uncorrectable errors (Ampere and newer)"
+        ),
+        "remapped_rows_pending": _i(
+            "0/1", "1 when a row remapping waits for a GPU reset (after XID 63)"
+        ),
+        "remapped_rows_failed": _i(
+            "0/1", "1 when a row remapping failed (XID 64): the GPU needs replacing"
+        ),
+        "nvlink_crc_flit_errors_total": _i(
+            "errors", "NVLink flow-control CRC errors, all links, since driver load"
+        ),
+        "nvlink_crc_data_errors_total": _i(
+            "errors", "NVLink data CRC errors, all links, since driver load"
+        ),
+        "nvlink_replay_errors_total": _i("errors", "NVLink replays, all links, since driver load"),
+        "nvlink_recovery_errors_total": _i(
+            "errors", "NVLink link recoveries, all links, since driver load"
+        ),
+        "nvlink_links": _i("links", "NVLink links this GPU has"),
+        "nvlink_links_up": _i(
+            "links", "NVLink links active; read with the energy counter (every energy_every_s)"
+        ),
+        "pcie_replays_total": _i("replays", "PCIe replays (link-level retries) since driver load"),
+        "power_violation_pct": _pct(
+            "share of the last interval the clocks were held by the power policy "
+            "(NVML violation counter)"
+        ),
+        "thermal_violation_pct": _pct(
+            "share of the last interval the clocks were held by the thermal policy"
+        ),
+        "board_limit_violation_pct": _pct(
+            "share of the last interval the clocks were held by the board limit"
+        ),
         "failed": _i("0/1", "1 when this GPU could not be read this tick (lost or erroring)"),
+    },
+)
+
+GPU_XID = MeasurementSpec(
+    tags={
+        **_NODE_TAGS,
+        "gpu": "GPU index on the node",
+        "uuid": "GPU UUID",
+        "model": "GPU product name",
+        "xid": "XID code, e.g. 79 (see docs/schema.md#xid-codes for meanings)",
+    },
+    fields={
+        "count": FieldSpec(
+            int,
+            "events",
+            "XID events of this code on this GPU since the previous tick (NVML events)",
+            counter="errors",
+        ),
     },
 )
 
@@ -105,8 +200,11 @@ HOST = MeasurementSpec(
         "disk_write_bytes_per_s": _f("bytes/s", "write throughput of all disks"),
         "net_rx_bytes_per_s": _f("bytes/s", "received on all interfaces but loopback"),
         "net_tx_bytes_per_s": _f("bytes/s", "sent on all interfaces but loopback"),
-        "cpu_energy_j": _f(
-            "J", "CPU package energy since the previous sample, from RAPL (where readable)"
+        "cpu_energy_j": FieldSpec(
+            float,
+            "J",
+            "CPU package energy since the previous sample, from RAPL (where readable)",
+            counter="cpu_energy_joules",
         ),
         "cpu_power_w": _f("W", "cpu_energy_j divided by its interval"),
         "cpu_temp_c": _f("°C", "hottest CPU package temperature from hwmon"),
@@ -215,6 +313,7 @@ OPTIMIZER_WRITTEN = ("recommendation", "model")
 MEASUREMENTS: dict[str, MeasurementSpec] = {
     "gpu": GPU,
     "gpu_mig": GPU_MIG,
+    "gpu_xid": GPU_XID,
     "host": HOST,
     "cooling": COOLING,
     "gpu_job": GPU_JOB,

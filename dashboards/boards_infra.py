@@ -295,6 +295,31 @@ def node() -> Board:
         custom={"drawStyle": "bars", "fillOpacity": 60},
     )
     b.add(
+        TS,
+        "GPU memory used",
+        12,
+        8,
+        targets(
+            (_per_gpu("mem_used_bytes", "max"), f"{g} used"),
+            (_per_gpu("mem_total_bytes", "last"), f"{g} installed"),
+        ),
+        unit="bytes",
+        min=0,
+    )
+    b.add(
+        TS,
+        "PCIe throughput",
+        12,
+        8,
+        targets(
+            (_per_gpu("pcie_rx_bytes_per_s"), f"{g} received"),
+            (_per_gpu("pcie_tx_bytes_per_s"), f"{g} sent"),
+        ),
+        unit="Bps",
+        min=0,
+        description="Host-device traffic from NVML's PCIe byte counters, averaged per interval.",
+    )
+    b.add(
         "state-timeline",
         "Clock-event reasons",
         24,

@@ -1,7 +1,8 @@
-"""The seven wattwise dashboards, in the order an operator meets them."""
+"""The eight wattwise dashboards, in the order an operator meets them."""
 
 from __future__ import annotations
 
+from wattwise.dashboards.boards_health import gpu_health
 from wattwise.dashboards.boards_infra import fleet_overview, node
 from wattwise.dashboards.boards_ops import agent_health, models, recommendations
 from wattwise.dashboards.boards_work import cooling, jobs
@@ -12,6 +13,7 @@ def all_boards() -> list[Board]:
     return [
         fleet_overview(),
         node(),
+        gpu_health(),
         jobs(),
         cooling(),
         recommendations(),

@@ -29,6 +29,8 @@ COOLANT_TEMP_C: Range = (-20.0, 100.0)
 """Supply, return and setpoint of air or liquid cooling."""
 MEMORY_BYTES: Range = (0.0, 1e13)
 ENERGY_J: Range = (0.0, 1e12)
+EVENTS: Range = (0.0, 1e9)
+"""Events of one kind in one bucket (XIDs): a storm, not a billion."""
 TEMP_DIFFERENCE_C: Range = (-200.0, 200.0)
 
 

@@ -8,6 +8,7 @@ pulled as raw rows for a fleet. Missing values are ``NaN`` in float columns.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -28,13 +29,22 @@ GPU_SERIES_COLUMNS = (
     "power_limit_w",
     "enforced_limit_w",
     "temp_c",
+    "sm_active_pct",
+    "sm_occupancy_pct",
+    "dram_active_pct",
+    "tensor_active_pct",
+    "fp64_active_pct",
+    "fp32_active_pct",
+    "fp16_active_pct",
     "capped_share",
     "energy_j",
     "power_peak_w",
 )
 """Per GPU and time bucket: means, except ``capped_share`` (share of samples with
 clock-event reason 0x4, software power cap, 0..1), ``energy_j`` (sum) and ``power_peak_w``
-(the highest instantaneous power read in the bucket: the bursts a power limit acts on)."""
+(the highest instantaneous power read in the bucket: the bursts a power limit acts on). The
+seven ``*_active_pct``/``sm_occupancy_pct`` columns are GPM activity (Hopper and newer; NaN
+where a GPU does not measure it)."""
 
 HOST_SERIES_COLUMNS = ("inlet_temp_c", "node_power_w", "cpu_util_pct", "cpu_power_w")
 ZONE_SERIES_COLUMNS = (
@@ -100,6 +110,10 @@ class GpuState:
     mem_used_bytes: float
     mem_total_bytes: float
     failed: bool
+    remapped_rows_pending: float = math.nan
+    """1 while a row remapping waits for a GPU reset (XID 63); NaN where not reported."""
+    remapped_rows_failed: float = math.nan
+    """1 once a row remapping failed (XID 64): the GPU needs replacing."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,10 @@ class TelemetryStore(Protocol):
 
     def job_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
         """``gpu_job`` aggregated per job and GPU (tags host, gpu, job, scheduler, …)."""
+        ...
+
+    def xid_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        """``gpu_xid`` events per GPU and XID code (column ``count``, a sum)."""
         ...
 
     def latest_gpus(self, scope: Scope) -> list[GpuState]: ...

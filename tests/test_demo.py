@@ -7,12 +7,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.influxd import InfluxServer, free_port
+from tests.prometheus_peers import VictoriaMetricsServer
 from wattwise import demo as demo_module
 from wattwise.cli import main
 
@@ -124,3 +126,24 @@ def test_demo_with_a_rack_too_full_to_cool_exits_2_naming_the_option(tmp_path: P
     assert result.returncode == 2
     assert "--nodes-per-rack" in result.stderr and "less than or equal to 64" in result.stderr
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_demo_records_into_victoriametrics_and_serves_from_it(tmp_path: Path) -> None:
+    (tmp_path / "vm").mkdir()
+    server = VictoriaMetricsServer(tmp_path / "vm")
+    server.start()
+    try:
+        args = ("--racks", "2", "--nodes-per-rack", "2", "--gpus-per-node", "2", "--history", "12")
+        port = str(free_port())
+        done = run_demo(tmp_path / "demo", *args, "--duration", "1", "--port", port,
+                        "--prometheus-url", server.url)  # fmt: skip
+        found = server.query("count(gpu_power_w)", time.time())
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = " ".join(done.stdout.split())
+    assert "Recorded 12 minutes of history" in out
+    assert re.search(r"\d+ of 8 GPUs to change", out)
+    # the agent's line protocol, named as VictoriaMetrics names it; none went elsewhere
+    assert float(found[0]["value"][1]) == 8
+    assert not (tmp_path / "demo" / "wattwise.sqlite").exists()

@@ -75,6 +75,10 @@ NODE = "needs a GPU node's root and systemd (tests/deploy/test_install_script.py
 INFLUX2 = "the influx CLI of InfluxDB 2.x, not installed here (Debian ships InfluxDB 1.6)"
 BENCH = "a benchmark, run for its figures (docs/benchmarks.md), not by the test suite"
 GPU = "needs an NVIDIA GPU and driver (bench/nvml_tick.py --fake runs here)"
+PROMETHEUS = (
+    "names a site's Prometheus-compatible store; tests/optimizer/service/test_cli.py runs "
+    "recommend and models with --store prometheus --url against a real VictoriaMetrics"
+)
 ELSEWHERE = {
     # README.md
     "make demo": "installs the demo extra into .venv (a test must not change it) and runs "
@@ -91,8 +95,9 @@ ELSEWHERE = {
     "stopped: tests/agent/test_no_sample_lost.py runs it against a real influxd",
     "sudo wattwise agent install [--config FILE] [--dry-run]": NODE,
     "wattwise optimizer init-db --url URL …": "synopsis; docs/influxdb.md's full form runs here",
-    "wattwise optimizer serve [--config FILE] [--host H] [--port P] [--store influx|embedded] "
-    "[--clusters …] [--zones …]": "synopsis; serves until stopped, as this test's API does",
+    "wattwise optimizer serve [--config FILE] [--host H] [--port P] "
+    "[--store influx|embedded|prometheus] [--url URL] [--clusters …] [--zones …]": "synopsis; "
+    "serves until stopped, as this test's API does",
     "wattwise recommend caps [--all] [--refit] [--json]": "synopsis; its README example with "
     "--config demo-data/optimizer.toml runs here",
     "wattwise recommend cooling [--refit] [--json]": "synopsis; "
@@ -188,6 +193,28 @@ ELSEWHERE = {
     ),
     "wattwise optimizer serve --config … --zones z1,z2": "serves until stopped",
     "wattwise optimizer serve --config … --zones z3,z4": "serves until stopped",
+    # README.md, docs/grounding.md, docs/reliability.md (classified when the branches met)
+    "wattwise models backtest [--split TIME | --holdout 20%] [--every S] [--json]": "synopsis; "
+    "tests/optimizer/service/test_backtesting.py runs it",
+    ".venv/bin/python bench/power_model.py": BENCH,
+    ".venv/bin/python bench/power_model.py --json": BENCH,
+    ".venv/bin/python bench/power_model.py --without matmul:1024:duty=1.00": BENCH,
+    ".venv/bin/pytest tests/optimizer/models/test_power.py": "a part of this test suite",
+    "WATTWISE_FAULT_REPORT=faults.json .venv/bin/pytest -m faults": "the fault-injection part "
+    "of this test suite, which make test runs",
+    ".venv/bin/python -m tests.faults.report faults.json": "prints the report of a fault run "
+    "(tests/faults/conftest.py writes it)",
+    # docs/prometheus.md
+    "wattwise optimizer serve --store prometheus --url http://prometheus:9090": "serves a "
+    "site's Prometheus until stopped; tests/optimizer/store/test_dcgm.py reads a real one",
+    "wattwise recommend caps --store prometheus --url http://victoriametrics:8428": PROMETHEUS,
+    "wattwise models --store prometheus --url http://vmselect:8481/select/0/prometheus": (
+        PROMETHEUS
+    ),
+    "wattwise report --since 24h --out report.html --store prometheus --url "
+    "http://thanos-query:9090": PROMETHEUS,
+    "wattwise demo --prometheus-url http://127.0.0.1:8428": "needs a VictoriaMetrics on port "
+    "8428; tests/test_demo.py records into a real one started on a free port",
     # docs/evaluation.md
     'for s in scenarios/*.toml; do .venv/bin/wattwise eval "$s" --json; done': "replays every "
     "scenario, minutes each; tests/optimizer/evaluation/test_runner.py runs them smaller",

@@ -1,7 +1,9 @@
 """``wattwise demo``: the whole system on one machine, with no GPU and no InfluxDB.
 
 A simulated fleet is sampled by the agent into the embedded store (or a real
-InfluxDB with ``--influx-url``). To have something to learn from at once, the
+InfluxDB with ``--influx-url``, or a VictoriaMetrics with ``--prometheus-url``: the
+agent writes its line protocol to VictoriaMetrics' ``/write`` and the optimizer
+reads through the Prometheus query API). To have something to learn from at once, the
 agent first records ``--history`` of the fleet's past on a fast clock, through
 the same tick loop, WAL and sender as live samples. The optimizer fits its
 models on that past and computes the first recommendations as of its end, and
@@ -56,6 +58,7 @@ from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.settings import OptimizerConfig, load_optimizer_config
 from wattwise.optimizer.store import InfluxStore, open_store
 from wattwise.optimizer.store.initdb import init_db
+from wattwise.optimizer.telemetry import Scope
 
 PLACE_GPUS = 1
 """GPUs the demo's example job asks for."""
@@ -124,12 +127,16 @@ def demo(
         str | None, typer.Option(help="use this InfluxDB 1.x instead of the embedded store")
     ] = None,
     influx_db: Annotated[str, typer.Option(help="database for --influx-url")] = "wattwise",
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(help="record into this VictoriaMetrics (its /write) and read it back"),
+    ] = None,
 ) -> None:
     """Simulated fleet → agent → store → optimizer and API, with the first recommendations."""
     _check_port_free(port)  # before anything is written or started
     spec = FleetSpec.uniform(racks * nodes_per_rack, gpus_per_node, racks=racks, zones=2, seed=seed)
     with _components_quiet():
-        _run(spec, data_dir, history_min, duration_s, port, influx_url, influx_db)
+        _run(spec, data_dir, history_min, duration_s, port, influx_url, influx_db, prometheus_url)
 
 
 @contextmanager
@@ -154,10 +161,13 @@ def _run(
     port: int,
     influx_url: str | None,
     influx_db: str,
+    prometheus_url: str | None = None,
 ) -> None:
     console = Console()
     token = secrets.token_urlsafe(16)
-    config = _optimizer_config(data_dir, influx_url, influx_db, port, token, history_min)
+    config = _optimizer_config(
+        data_dir, influx_url, influx_db, port, token, history_min, prometheus_url
+    )
     if influx_url:
         _prepare_influx(config, console)
     _start_clean(data_dir, console)
@@ -165,10 +175,14 @@ def _run(
     # On a whole minute: every run samples the same grid, and buckets split it alike.
     start_ns = (time.time_ns() - int(history_min * 60e9)) // 60_000_000_000 * 60_000_000_000
     clock = CatchUpClock(start_ns)
-    runtime = _agent(SimFleet(spec, clock), clock, data_dir, influx_url, influx_db)
+    runtime = _agent(
+        SimFleet(spec, clock), clock, data_dir, influx_url or prometheus_url, influx_db
+    )
     console.print(f"[bold]Simulated fleet:[/] {_describe(spec)}")
     _record_history(runtime, clock, history_min * 60, console)
     engine = Engine(open_store(config.store, clock), config, clock)
+    if prometheus_url:
+        _until_searchable(engine, sum(node.gpus for node in spec.nodes))
     _fit_and_report(engine, history_min * 60, data_dir / "report.html", console)
     clock.go_live()
     stop = threading.Event()
@@ -325,12 +339,15 @@ def _optimizer_config(
     port: int,
     token: str,
     history_min: float,
+    prometheus_url: str | None = None,
 ) -> OptimizerConfig:
     store: dict[str, Any] = (
         {"kind": "influx", "url": influx_url, "database": influx_db}
         if influx_url
         else {"kind": "embedded", "embedded_path": str(data_dir / "wattwise.sqlite")}
     )
+    if prometheus_url:  # VictoriaMetrics: queried as Prometheus, written as InfluxDB
+        store = {"kind": "prometheus", "url": prometheus_url, "write_url": prometheus_url}
     digest = hashlib.sha256(token.encode()).hexdigest()
     return load_optimizer_config(None, {
         "store": store,
@@ -339,6 +356,14 @@ def _optimizer_config(
         "models.window_s": history_min * 60,
         "models.registry_dir": str(data_dir / "models"),
     })  # fmt: skip
+
+
+def _until_searchable(engine: Engine, gpus: int, timeout_s: float = 30.0) -> None:
+    """VictoriaMetrics makes what it took searchable within a second or so: wait for it,
+    or the first refit would find no history."""
+    deadline = time.monotonic() + timeout_s
+    while len(engine.store.latest_gpus(Scope())) < gpus and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _fit_and_report(engine: Engine, history_s: float, out: Path, console: Console) -> None:

@@ -18,6 +18,7 @@ from wattwise.clock import Clock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import dvfs, nodes, thermal, views
 from wattwise.collector.sim.dvfs import Floats, Ints
+from wattwise.collector.sim.faults import GpuFaults
 from wattwise.collector.sim.layout import Layout
 from wattwise.collector.sim.models import gpu_model
 from wattwise.collector.sim.power import PowerStates
@@ -75,6 +76,7 @@ class SimFleet:
         self.airflow_w_per_c = design_w / spec.cooling.design_delta_c
         self.energy_j = np.zeros(count)
         self.work = np.zeros(count)
+        self.faults = GpuFaults(count, spec.faults, spec.seed)
         self.cpu_energy_j = np.zeros(self.layout.node_count)
         self.cooling_energy_j = np.zeros(zones)
         self.node_energy_j = np.zeros(self.layout.node_count)
@@ -128,6 +130,7 @@ class SimFleet:
         self.work += self.work_rate * dt_s
         self._remember_power(dt_s)
         self._step_nodes_and_zones(dt_s)
+        self.faults.step(dt_s)
 
     def _solve(self, temp_c: np.ndarray) -> dvfs.OperatingPoint:
         up = self.power.up[self.layout.node_of_gpu]
@@ -258,6 +261,18 @@ class SimFleet:
         self.sync()
         kind = len(self.scheduler.workloads)
         self.jobs.start(index, kind, workload, workload.duty_max, length_s)
+
+    def raise_xid(self, host: str, gpu: int, code: int) -> None:
+        """The driver reports XID ``code`` on one GPU, with its consequence (see :mod:`.faults`)."""
+        index = self.gpu_index(host, gpu)
+        self.sync()
+        self.faults.raise_xid(index, code)
+
+    def reset_gpu(self, host: str, gpu: int) -> None:
+        """Reset one GPU: a pending row remapping takes effect, a lost GPU answers again."""
+        index = self.gpu_index(host, gpu)
+        self.sync()
+        self.faults.reset(index)
 
     def stop_job(self, host: str, gpu: int, idle_s: float = math.inf) -> None:
         """End the job on one GPU; it stays idle for ``idle_s``."""

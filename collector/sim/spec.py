@@ -6,6 +6,7 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from wattwise.collector.sim.faults import FaultSpec
 from wattwise.collector.sim.models import GPU_MODELS
 from wattwise.collector.sim.thermal import AirflowParams, CoolingParams
 from wattwise.collector.sim.truths import DEFAULT_TRUTH, TRUTHS
@@ -61,6 +62,9 @@ class FleetSpec(BaseModel):
     seed: int = 0
     airflow: AirflowParams = AirflowParams()
     cooling: CoolingParams = CoolingParams()
+    faults: FaultSpec = Field(
+        default_factory=FaultSpec, description="ECC errors and XIDs (none by default)"
+    )
     power_saving: PowerSaving | None = Field(
         None, description="node power saving of the site; None: nodes are never powered down"
     )

@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wattwise.collector.base import FieldValue, Reading
+from wattwise.collector.sim.faults import NVLINK_LINKS
 
 if TYPE_CHECKING:
     from wattwise.collector.sim.fleet import SimFleet
 
 DRIVER_RESERVED_BYTES = 512 * 1024**2
 """Device memory the driver holds on every GPU, job or not."""
+PCIE_RX_BYTES_PER_S, PCIE_TX_BYTES_PER_S = 2.0e9, 0.5e9
+"""PCIe traffic of a fully busy, fully memory-bound job (a tenth of a Gen5 x16 link)."""
 
 
 class _Since:
@@ -64,7 +67,7 @@ class GpuView:
 
     def read(self) -> Sequence[Reading]:
         self._fleet.sync()
-        return gpu_readings(self._fleet, self._energy)
+        return [*xid_readings(self._fleet), *gpu_readings(self._fleet, self._energy)]
 
     def close(self) -> None:
         """Nothing to release."""
@@ -154,11 +157,31 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
         "power_limit_w": fleet.limit_w.tolist(),
         "clock_event_reasons": op.reasons.tolist(),
     }
+    faults = fleet.faults
+    columns |= {
+        "ecc_corrected_total": faults.ecc_corrected.tolist(),
+        "ecc_uncorrected_total": faults.ecc_uncorrected.tolist(),
+        "remapped_rows_correctable": faults.remapped_correctable.tolist(),
+        "remapped_rows_uncorrectable": faults.remapped_uncorrectable.tolist(),
+        "remapped_rows_pending": faults.remap_pending.astype(np.int64).tolist(),
+        "remapped_rows_failed": faults.remap_failed.astype(np.int64).tolist(),
+        "ecc_corrected_aggregate_total": faults.ecc_corrected_aggregate.tolist(),
+        "ecc_uncorrected_aggregate_total": faults.ecc_uncorrected_aggregate.tolist(),
+        "nvlink_replay_errors_total": faults.nvlink_errors.tolist(),
+        "nvlink_links_up": (NVLINK_LINKS - faults.nvlink_links_down).tolist(),
+        # the job's input pipeline: host-to-device traffic grows with its memory-boundness
+        "pcie_rx_bytes_per_s": np.round(PCIE_RX_BYTES_PER_S * op.busy * jobs.memory).tolist(),
+        "pcie_tx_bytes_per_s": np.round(PCIE_TX_BYTES_PER_S * op.busy * jobs.memory).tolist(),
+    }
     mem_used = (jobs.mem_fraction * np.array(mem_total)).astype(np.int64) + DRIVER_RESERVED_BYTES
     used = np.minimum(mem_used, np.array(mem_total)).tolist()
+    lost = faults.lost.tolist()
     readings = []
     for i in np.flatnonzero(up).tolist():
         tags, model = fleet.layout.gpu_tags[i], fleet.models[i]
+        if lost[i]:  # fell off the bus: the NVML source reads nothing but the failure
+            readings.append(Reading("gpu", tags, {"failed": 1}, now_ns))
+            continue
         fields: dict[str, FieldValue | None] = {name: col[i] for name, col in columns.items()}
         fields.update(
             energy_j=energy_j[i],
@@ -171,6 +194,7 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
             min_limit_w=model.min_limit_w,
             max_limit_w=model.max_limit_w,
             default_limit_w=model.default_limit_w,
+            nvlink_links=NVLINK_LINKS,
             failed=0,
         )
         readings.append(Reading("gpu", tags, fields, now_ns))
@@ -190,6 +214,17 @@ def instant_power_w(fleet: SimFleet, now_ns: int) -> np.ndarray:
     index = np.arange(op.busy.shape[0])
     phase = ((now_ns // 1_000_000) * GOLDEN + index * PLASTIC) % 1.0
     return np.where(phase < op.busy, op.burst_power_w, np.minimum(op.static_power_w, op.power_w))
+
+
+def xid_readings(fleet: SimFleet) -> list[Reading]:
+    """One ``gpu_xid`` reading per GPU and XID code raised since the previous read."""
+    now_ns = fleet.clock.time_ns()
+    readings = []
+    for i, codes in fleet.faults.take_events():
+        for code in sorted(set(codes)):
+            tags = {**fleet.layout.gpu_tags[i], "xid": str(code)}
+            readings.append(Reading("gpu_xid", tags, {"count": codes.count(code)}, now_ns))
+    return readings
 
 
 def host_readings(fleet: SimFleet, cpu_energy: _Since) -> list[Reading]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from wattwise.optimizer.models.cap_predict import at_limits
 from wattwise.optimizer.models.cap_response import GpuWorkloads
+from wattwise.optimizer.recommend import health
 from wattwise.optimizer.recommend.gain import pick
 from wattwise.optimizer.recommend.settings import CapSettings
 from wattwise.optimizer.recommend.types import CapRecommendation, Evidence
@@ -42,18 +43,23 @@ def recommend_caps(
     *,
     jobs: Mapping[tuple[str, int], str] | None = None,
     other_w: Mapping[str, float] | None = None,
+    unhealthy: Mapping[tuple[str, int], str] | None = None,
 ) -> list[CapRecommendation]:
     """One recommendation (or a reasoned refusal) per GPU in ``gpus``.
 
     ``jobs`` maps (host, GPU) to the job running there; ``other_w`` maps a host to the
-    power its node draws besides its GPUs, per GPU (0 where unknown).
+    power its node draws besides its GPUs, per GPU (0 where unknown); an unhealthy GPU
+    (``unhealthy``, from :mod:`.health`) is refused with the reason.
     """
     index = {(str(h), str(g)): i for i, (h, g) in enumerate(zip(work.host, work.gpu, strict=True))}
     rows = [index.get((s.host, str(s.gpu)), -1) for s in gpus]
+    sick = {
+        i: why for i, s in enumerate(gpus) if (why := health.reason(unhealthy or {}, s.host, s.gpu))
+    }
     usable = [
         i
         for i, (s, r) in enumerate(zip(gpus, rows, strict=True))
-        if r >= 0 and _limits_ok(s) and not _idle_now(s)
+        if r >= 0 and _limits_ok(s) and not _idle_now(s) and i not in sick
     ]
     states = [gpus[i] for i in usable]
     sub = work.take(np.array([rows[i] for i in usable], dtype=np.int64))
@@ -63,7 +69,7 @@ def recommend_caps(
         if i in usable:
             out.append(chosen[usable.index(i)])
         else:
-            out.append(_refusal(state, settings, _why_not(state, rows[i])))
+            out.append(_refusal(state, settings, sick.get(i) or _why_not(state, rows[i])))
     return out
 
 

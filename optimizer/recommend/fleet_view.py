@@ -39,6 +39,8 @@ class FleetView:
     gpu_mem_total_bytes: Floats
     gpu_failed: np.ndarray
     gpu_has_job: np.ndarray
+    gpu_health: np.ndarray
+    """Why each GPU should get no new work ("" when healthy; see :mod:`.health`)."""
     gpu_temp_c: Floats
     gpu_power_w: Floats
     gpu_max_limit_w: Floats
@@ -87,8 +89,10 @@ class FleetView:
         inlets: Mapping[str, InletModel] | None = None,
         cooling: Mapping[str, CoolingModel] | None = None,
         busy: Collection[tuple[str, int]] = (),
+        unhealthy: Mapping[tuple[str, int], str] | None = None,
     ) -> FleetView:
-        """``busy``: (host, GPU) pairs a scheduler or ``gpu_job`` says hold a job."""
+        """``busy``: (host, GPU) pairs a scheduler or ``gpu_job`` says hold a job;
+        ``unhealthy``: (host, GPU) → why it should get no new work (:mod:`.health`)."""
         thermal = dict(gpu_thermal or {})
         host_of = {h.host: h for h in hosts}
         node_host = np.array(sorted({g.host for g in gpus}), dtype=object)
@@ -140,6 +144,9 @@ class FleetView:
             gpu_mem_total_bytes=np.array([g.mem_total_bytes for g in gpus]),
             gpu_failed=np.array([g.failed for g in gpus], dtype=np.bool_),
             gpu_has_job=np.array([(g.host, g.gpu) in busy_set for g in gpus], dtype=np.bool_),
+            gpu_health=np.array(
+                [(unhealthy or {}).get((g.host, g.gpu), "") for g in gpus], dtype=object
+            ),
             gpu_temp_c=np.array([g.temp_c for g in gpus]),
             gpu_power_w=gpu_power,
             gpu_max_limit_w=np.array([g.max_limit_w for g in gpus]),

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wattwise.optimizer.models.workload import WorkloadProfile
+from wattwise.optimizer.recommend import health
 from wattwise.optimizer.recommend.fleet_view import PSU_EFFICIENCY, FleetView
 from wattwise.optimizer.recommend.placement_basis import PlacementBasis, placement_basis
 from wattwise.optimizer.recommend.settings import PlacementSettings
@@ -93,7 +94,8 @@ def recommend_placement(
     candidates = _candidates(view, basis, best, scored, request.gpus, source)
     if not explain:
         return PlacementResult(candidates)
-    return PlacementResult(candidates, _rejections(view, checks))
+    rejected = health.annotated(_rejections(view, checks), basis.node_health_notes)
+    return PlacementResult(candidates, rejected)
 
 
 def _rejections(view: FleetView, checks: list[tuple[np.ndarray, str]]) -> dict[str, str]:

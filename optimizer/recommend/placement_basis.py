@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wattwise.optimizer.recommend import health
 from wattwise.optimizer.recommend.fleet_view import FleetView
 from wattwise.optimizer.recommend.settings import PlacementSettings
 from wattwise.optimizer.telemetry import Floats
@@ -35,7 +36,7 @@ class PlacementBasis:
     slot_gpu: np.ndarray
     """GPU row in the view of each slot, -1 for padding."""
     slot_free: np.ndarray
-    """Free by the settings' thresholds, not failed and not holding a job."""
+    """Free by the settings' thresholds, not failed, healthy and not holding a job."""
     slot_model: np.ndarray
     """Index into :attr:`model_names`; ``len(model_names)`` for padding."""
     slot_power_w: Floats
@@ -63,6 +64,8 @@ class PlacementBasis:
     node_has_curve: np.ndarray
     node_max_limit_w: Floats
     """The highest :attr:`slot_max_limit_w` of each node."""
+    node_health_notes: dict[str, str]
+    """Host → its unhealthy GPUs in words (only hosts that have any)."""
     node_of_host: dict[str, int]
     zone_of_name: dict[str, int]
     rack_of_name: dict[str, int]
@@ -111,6 +114,7 @@ def _build(view: FleetView, settings: PlacementSettings) -> PlacementBasis:
     free = (
         ~view.gpu_failed
         & ~view.gpu_has_job
+        & (view.gpu_health == "")
         & (np.nan_to_num(view.gpu_util_pct, nan=100.0) < settings.free_util_pct)
         & (view.gpu_mem_share <= settings.free_mem_share)
     )
@@ -142,6 +146,9 @@ def _build(view: FleetView, settings: PlacementSettings) -> PlacementBasis:
         node_curve_now_w=now,
         node_has_curve=has,
         node_max_limit_w=slot_max_limit_w.max(axis=1, initial=0.0),
+        node_health_notes=health.node_notes(
+            view.node_host, view.gpu_node, view.gpu_index, view.gpu_health
+        ),
         node_of_host={str(h): i for i, h in enumerate(view.node_host)},
         zone_of_name={str(z): i for i, z in enumerate(view.zone_names)},
         rack_of_name={str(r): i for i, r in enumerate(view.rack_names)},

@@ -1,4 +1,5 @@
-"""``wattwise report [--config FILE] [--store embedded|influx] [--since 24h] --out FILE``.
+"""``wattwise report [--config FILE] [--store embedded|influx|prometheus] [--url URL] [--since 24h]
+--out FILE``.
 
 Reads the same settings as ``wattwise optimizer serve``; the models are fitted on
 the report's window, so the curves drawn are fitted on the samples drawn.
@@ -35,10 +36,16 @@ def parse_duration_s(text: str, *, key: str = "--since") -> float:
 
 
 def report_config(
-    path: Path, store: str | None, since_s: float, clusters: str | None, zones: str | None
+    path: Path,
+    store: str | None,
+    since_s: float,
+    clusters: str | None,
+    zones: str | None,
+    url: str | None = None,
 ) -> OptimizerConfig:
     overrides = {
         "store.kind": store,
+        "store.url": url,
         "models.window_s": since_s,
         "shard.clusters": _split(clusters),
         "shard.zones": _split(zones),
@@ -64,7 +71,11 @@ def report_command(
         Path, typer.Option("--config", help="optimizer TOML file")
     ] = DEFAULT_CONFIG_PATH,
     store: Annotated[
-        Literal["influx", "embedded"] | None, typer.Option("--store", help="telemetry store")
+        Literal["influx", "embedded", "prometheus"] | None,
+        typer.Option("--store", help="telemetry store"),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="the store's URL: InfluxDB or a Prometheus query API")
     ] = None,
     clusters: Annotated[str | None, typer.Option(help="comma-separated clusters")] = None,
     zones: Annotated[str | None, typer.Option(help="comma-separated zones")] = None,
@@ -72,7 +83,7 @@ def report_command(
     """Write a self-contained HTML report: fleet power and energy, power models, caps, cooling."""
     since_s = parse_duration_s(since)
     check_out(out)
-    config = report_config(config_path, store, since_s, clusters, zones)
+    config = report_config(config_path, store, since_s, clusters, zones, url)
     clock = SystemClock()
     telemetry = open_store(config.store, clock, must_exist=True)
     try:

@@ -42,7 +42,12 @@ from wattwise.settings import OPTIMIZER_ENV_PREFIX
 
 ConfigOpt = Annotated[Path, typer.Option("--config", help="optimizer TOML file")]
 StoreOpt = Annotated[
-    Literal["influx", "embedded"] | None, typer.Option("--store", help="telemetry store")
+    Literal["influx", "embedded", "prometheus"] | None,
+    typer.Option("--store", help="telemetry store"),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(help="the store's URL: InfluxDB, or a Prometheus-compatible query API"),
 ]
 ListOpt = Annotated[str | None, typer.Option(help="comma-separated; this instance's share")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for scripts instead of a table")]
@@ -56,10 +61,16 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _config(
-    path: Path, store: str | None, clusters: str | None, zones: str | None, **extra: Any
+    path: Path,
+    store: str | None,
+    clusters: str | None,
+    zones: str | None,
+    url: str | None = None,
+    **extra: Any,
 ) -> OptimizerConfig:
     overrides = {
         "store.kind": store,
+        "store.url": url,
         "shard.clusters": _split(clusters),
         "shard.zones": _split(zones),
         **extra,
@@ -129,10 +140,15 @@ def _fit_and_refresh(engine: Engine, *, refit: bool, quiet: bool) -> None:
 
 
 def _one_shot(
-    path: Path, store: str | None, clusters: str | None, zones: str | None
+    path: Path,
+    store: str | None,
+    clusters: str | None,
+    zones: str | None,
+    url: str | None = None,
 ) -> OptimizerConfig:
     overrides = {
         "store.kind": store,
+        "store.url": url,
         "shard.clusters": _split(clusters),
         "shard.zones": _split(zones),
     }
@@ -144,6 +160,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
     port: Annotated[int | None, typer.Option(help="listen port")] = None,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     access_log: Annotated[
@@ -154,7 +171,7 @@ def serve(
     from wattwise.optimizer.service.server import run_server
 
     flags = {"api.host": host, "api.port": port, "api.access_log": access_log}
-    config = _config(config_path, store, clusters, zones, **flags)
+    config = _config(config_path, store, clusters, zones, url, **flags)
     run_server(config)
 
 
@@ -169,6 +186,7 @@ def build_optimizer_app() -> typer.Typer:
 def caps(
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     show_all: Annotated[
@@ -178,7 +196,7 @@ def caps(
     as_json: JsonOpt = False,
 ) -> None:
     """Power limits to change, largest saving first, and their total (--json: every GPU)."""
-    with _engine(_one_shot(config_path, store, clusters, zones)) as engine:
+    with _engine(_one_shot(config_path, store, clusters, zones, url)) as engine:
         _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.caps]
     if as_json:
@@ -192,13 +210,14 @@ def caps(
 def cooling(
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     refit: RefitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Cooling setpoints per zone within inlet and GPU temperature limits."""
-    with _engine(_one_shot(config_path, store, clusters, zones)) as engine:
+    with _engine(_one_shot(config_path, store, clusters, zones, url)) as engine:
         _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.cooling]
     columns = ("cluster", "zone", "current_setpoint_c", "recommended_setpoint_c")
@@ -215,6 +234,7 @@ def place(
     duration_s: Annotated[float | None, typer.Option()] = None,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     refit: RefitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -237,7 +257,7 @@ def place(
         )
     except ValueError as e:
         raise ConfigError("--gpus/--expected-power-w/--duration-s", str(e), "valid values") from e
-    with _engine(_one_shot(config_path, store, None, None)) as engine:
+    with _engine(_one_shot(config_path, store, None, None, url)) as engine:
         _fit_and_refresh(engine, refit=refit, quiet=as_json)
         result = placing.place(engine, body)
     if as_json:
@@ -262,6 +282,7 @@ def models_command(
     ctx: typer.Context,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     refit: Annotated[
@@ -273,7 +294,7 @@ def models_command(
     (``[models] registry_dir`` unset) or with ``--refit``, fit them on the configured window."""
     if ctx.invoked_subcommand is not None:
         return
-    config = _one_shot(config_path, store, clusters, zones)
+    config = _one_shot(config_path, store, clusters, zones, url)
     if config.models.registry_dir is not None and not refit:
         infos = KeptModels(config.models.registry_dir, config.models.keep_versions).list()
     else:
@@ -302,12 +323,13 @@ def backtest_command(
     ] = None,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
+    url: UrlOpt = None,
     clusters: ListOpt = None,
     zones: ListOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit the power models on the telemetry before a split and score them after it."""
-    config = _one_shot(config_path, store, clusters, zones)
+    config = _one_shot(config_path, store, clusters, zones, url)
     try:
         result = run_backtest(config, SystemClock(), split=split, holdout=holdout, every_s=every)
     except SplitError as e:

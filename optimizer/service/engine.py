@@ -33,6 +33,7 @@ from wattwise.optimizer.models.workload import WorkloadProfile, job_profiles, pr
 from wattwise.optimizer.recommend.caps import jobs_on_gpus, other_power_per_gpu, recommend_caps
 from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
 from wattwise.optimizer.recommend.fleet_view import FleetView
+from wattwise.optimizer.recommend.health import unhealthy_gpus
 from wattwise.optimizer.recommend.placement_basis import placement_basis
 from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
 from wattwise.optimizer.service import lines
@@ -210,6 +211,7 @@ class Engine:
         every_s = self.config.models.every_s
         series = read.gpu_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
         work = estimate_workloads(series, fitted.cap_response, recent_s=recent_s)
+        unhealthy = self._unhealthy(gpus, now_ns)
         # Busy means a job is on the GPU now: only the newest two buckets count, not
         # every job the GPU ran during the whole recent window.
         busy_since_ns = now_ns - 2 * every_s * 1_000_000_000
@@ -221,6 +223,7 @@ class Engine:
                 self.config.caps,
                 jobs=jobs_on_gpus(jobs),
                 other_w=other_power_per_gpu(gpus, hosts),
+                unhealthy=unhealthy,
             )
         )
         fits = ThermalFits(fitted.inlets, fitted.cooling, fitted.gpu_thermal)
@@ -239,6 +242,7 @@ class Engine:
             inlets=fitted.inlets,
             cooling=fitted.cooling,
             busy=busy,
+            unhealthy=unhealthy,
         )
         # Worked out here, off the event loop, rather than by the first placement request.
         placement_basis(fleet, self.config.placement)
@@ -254,6 +258,13 @@ class Engine:
             fleet,
             where,
         )
+
+    def _unhealthy(self, gpus: Sequence[GpuState], now_ns: int) -> dict[tuple[str, int], str]:
+        """GPUs that should get no new work: pending or failed row remaps, recent fatal XIDs."""
+        settings = self.config.health
+        start_ns = now_ns - int(settings.xid_window_s * 1e9)
+        xids = self.telemetry.xid_series(start_ns, now_ns, every_s=60, scope=self.scope)
+        return unhealthy_gpus(gpus, xids, now_ns, settings)
 
     def _keep(self, fitted: Fitted) -> Fitted:
         # A full disk must not cost the API its fresh models: serve them unsaved.

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from wattwise.optimizer.recommend.health import HealthSettings
 from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
 from wattwise.optimizer.store.settings import StoreSettings
 from wattwise.optimizer.telemetry import Scope
@@ -123,6 +124,7 @@ class OptimizerConfig(_Section):
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     caps: CapSettings = Field(default_factory=CapSettings)
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     cooling: CoolingSettings = Field(default_factory=CoolingSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     shard: ShardSettings = Field(default_factory=ShardSettings)

@@ -1,6 +1,7 @@
-"""The optimizer's telemetry stores: InfluxDB (InfluxQL) and the embedded SQLite file.
+"""The optimizer's telemetry stores: InfluxDB (InfluxQL), the embedded SQLite file, and
+Prometheus-compatible stores (Prometheus, VictoriaMetrics, Thanos, Mimir).
 
-Both implement :class:`~wattwise.optimizer.telemetry.TelemetryStore` and pass
+All implement :class:`~wattwise.optimizer.telemetry.TelemetryStore` and pass
 the same contract tests (``tests/optimizer/store/test_contract.py``).
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from wattwise.optimizer.store.embedded import EmbeddedSqliteStore
 from wattwise.optimizer.store.influx import InfluxStore
+from wattwise.optimizer.store.prometheus import PrometheusStore
 from wattwise.optimizer.store.settings import StoreSettings, open_store
 
-__all__ = ["EmbeddedSqliteStore", "InfluxStore", "StoreSettings", "open_store"]
+__all__ = ["EmbeddedSqliteStore", "InfluxStore", "PrometheusStore", "StoreSettings", "open_store"]

@@ -24,6 +24,7 @@ from wattwise.optimizer.store.frames import (
     GPU_SPEC,
     HOST_SPEC,
     JOB_SPEC,
+    XID_SPEC,
     ZONE_SPEC,
     Latest,
     SeriesSpec,
@@ -48,6 +49,9 @@ class AggregatingStore(ABC):
 
     def job_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
         return self._series(JOB_SPEC, start_ns, end_ns, _whole_seconds(every_s), scope)
+
+    def xid_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(XID_SPEC, start_ns, end_ns, _whole_seconds(every_s), scope)
 
     def latest_gpus(self, scope: Scope) -> list[GpuState]:
         return [gpu_state(*item) for item in self._latest(GPU_SPEC, scope)]

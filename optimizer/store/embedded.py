@@ -29,12 +29,7 @@ from wattwise.optimizer.store.base import AggregatingStore, writing
 from wattwise.optimizer.store.frames import (
     CAPPED_BIT,
     CHUNK_ROWS,
-    GPU_SPEC,
-    GPU_STATE_FIELDS,
-    HOST_SPEC,
-    HOST_STATE_FIELDS,
-    ZONE_SPEC,
-    ZONE_STATE_FIELDS,
+    STATE_FIELDS,
     Column,
     Latest,
     SeriesBuilder,
@@ -64,14 +59,6 @@ def _scope_sql(filters: dict[str, tuple[str, ...]]) -> tuple[str, list[object]]:
         sql += f" AND {_tag(tag)} IN ({', '.join('?' * len(values))})"
         params.extend(values)
     return sql, params
-
-
-_STATE_FIELDS = {
-    GPU_SPEC.measurement: GPU_STATE_FIELDS,
-    HOST_SPEC.measurement: HOST_STATE_FIELDS,
-    ZONE_SPEC.measurement: ZONE_STATE_FIELDS,
-}
-"""The fields a latest state is made of, per measurement."""
 
 
 class EmbeddedSqliteStore(AggregatingStore):
@@ -118,7 +105,7 @@ class EmbeddedSqliteStore(AggregatingStore):
 
     def _latest(self, spec: SeriesSpec, scope: Scope) -> list[Latest]:
         """Each series' newest sample (the state fields written at its newest timestamp)."""
-        fields = _STATE_FIELDS[spec.measurement]
+        fields = STATE_FIELDS[spec.measurement]
         scope_sql, scope_params = _scope_sql(scope_filters(scope, spec.tags))
         sql = (
             "SELECT s.id, s.tags_json, s.latest_ns, t.field, t.value FROM series s"

@@ -81,6 +81,11 @@ GPU_SPEC = SeriesSpec(
 )
 HOST_SPEC = SeriesSpec("host", _NODE_TAGS, _means(HOST_SERIES_COLUMNS))
 ZONE_SPEC = SeriesSpec("cooling", ("cluster", "zone"), _means(ZONE_SERIES_COLUMNS))
+XID_SPEC = SeriesSpec(
+    "gpu_xid",
+    ("host", "gpu", "uuid", "xid", "cluster", "zone", "rack"),
+    (Column("count", "count", "sum"),),
+)
 JOB_SPEC = SeriesSpec(
     "gpu_job",
     ("host", "gpu", "job", "scheduler", "cluster", "zone", "rack"),
@@ -102,6 +107,8 @@ GPU_STATE_FIELDS = (
     "mem_used_bytes",
     "mem_total_bytes",
     "failed",
+    "remapped_rows_pending",
+    "remapped_rows_failed",
 )
 HOST_STATE_FIELDS = ("inlet_temp_c", "node_power_w", "cpu_util_pct")
 ZONE_STATE_FIELDS = (
@@ -111,6 +118,13 @@ ZONE_STATE_FIELDS = (
     "cooling_power_w",
     "it_power_w",
 )
+
+STATE_FIELDS = {
+    GPU_SPEC.measurement: GPU_STATE_FIELDS,
+    HOST_SPEC.measurement: HOST_STATE_FIELDS,
+    ZONE_SPEC.measurement: ZONE_STATE_FIELDS,
+}
+"""The fields a latest state is made of, per measurement."""
 
 
 def scope_filters(scope: Scope, tags: Sequence[str]) -> dict[str, tuple[str, ...]]:

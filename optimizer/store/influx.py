@@ -109,7 +109,7 @@ class InfluxStore(AggregatingStore):
             auth=auth,
             timeout_s=timeout_s,
             total_s=deadline_s,
-            verify=_tls(verify, ca_file),
+            verify=tls(verify, ca_file),
         )
         self._transport = InfluxTransport(
             self.url,
@@ -300,7 +300,7 @@ def _bucket(database: str, retention_policy: str | None) -> str:
     return f"{database}/{retention_policy}" if retention_policy else database
 
 
-def _tls(verify: bool, ca_file: Path | None) -> ssl.SSLContext | bool:
+def tls(verify: bool, ca_file: Path | None) -> ssl.SSLContext | bool:
     if not verify:
         return False
     try:

@@ -49,8 +49,11 @@ def downsample_selects(database: str, *, raw_rp: str = RAW_RP) -> dict[str, str]
     """Continuous-query name → its ``SELECT … INTO … GROUP BY time(1m), *``."""
     selects = {}
     for measurement, spec in MEASUREMENTS.items():
+        # increases since the previous sample (energy, XID events) add up; the rest average
         sums = [
-            f"sum({ident(f)}) AS {ident('sum_' + f)}" for f in spec.fields if f.endswith("energy_j")
+            f"sum({ident(f)}) AS {ident('sum_' + f)}"
+            for f, field_spec in spec.fields.items()
+            if field_spec.counter
         ]
         sums += [f"max({ident(f)}) AS {ident('max_' + f)}" for f in spec.fields if f in PEAK_FIELDS]
         into = source(database, DOWNSAMPLED_RP, measurement)

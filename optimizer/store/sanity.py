@@ -43,6 +43,19 @@ FIELD_BOUNDS: dict[str, dict[str, b.Range]] = {
         **dict.fromkeys(("mem_used_bytes", "mem_total_bytes"), b.MEMORY_BYTES),
         "capped_share": b.SHARE,
         "energy_j": b.ENERGY_J,
+        **dict.fromkeys(
+            (
+                "sm_active_pct",
+                "sm_occupancy_pct",
+                "dram_active_pct",
+                "tensor_active_pct",
+                "fp64_active_pct",
+                "fp32_active_pct",
+                "fp16_active_pct",
+            ),
+            b.PERCENT,
+        ),
+        **dict.fromkeys(("remapped_rows_pending", "remapped_rows_failed"), b.SHARE),
     },
     "host": {
         "inlet_temp_c": b.AIR_TEMP_C,
@@ -55,6 +68,7 @@ FIELD_BOUNDS: dict[str, dict[str, b.Range]] = {
         **dict.fromkeys(("cooling_power_w", "it_power_w"), b.FACILITY_POWER_W),
     },
     "gpu_job": {"power_w": b.GPU_POWER_W, "used_mem_bytes": b.MEMORY_BYTES},
+    "gpu_xid": {"count": b.EVENTS},
 }
 """Every numeric column or state field the optimizer reads, by measurement."""
 
@@ -92,6 +106,11 @@ class SaneTelemetry:
     def job_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
         return self._series(
             "gpu_job", self.store.job_series(start_ns, end_ns, every_s=every_s, scope=scope)
+        )
+
+    def xid_series(self, start_ns: int, end_ns: int, *, every_s: int, scope: Scope) -> Series:
+        return self._series(
+            "gpu_xid", self.store.xid_series(start_ns, end_ns, every_s=every_s, scope=scope)
         )
 
     def latest_gpus(self, scope: Scope) -> list[GpuState]:

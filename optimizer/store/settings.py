@@ -12,8 +12,19 @@ from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError
 from wattwise.optimizer.store.embedded import EmbeddedSqliteStore
 from wattwise.optimizer.store.influx import DOWNSAMPLED_RP, InfluxStore
+from wattwise.optimizer.store.prometheus import Place, PrometheusStore
 from wattwise.optimizer.telemetry import TelemetryStore
 from wattwise.settings import check_http_url
+
+
+class HostPlace(BaseModel):
+    """Where one host stands (``[store.hosts.<host>]``), for series that do not say."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cluster: str = ""
+    zone: str = ""
+    rack: str = ""
 
 
 class StoreSettings(BaseModel):
@@ -22,11 +33,14 @@ class StoreSettings(BaseModel):
     InfluxDB 1.x: ``url``, ``database``, optionally ``rp``, ``username`` and
     ``password_file``. 2.x/3.x: ``url``, ``database`` (the DBRP mapping's or
     3.x database name), ``token_file`` and, for 2.x writes, ``org``.
+    Prometheus-compatible (``kind = "prometheus"``, docs/prometheus.md): ``url`` of
+    the query API's root, ``vocabulary``, optionally ``username``/``password_file``
+    (basic auth) or ``token_file`` (bearer), ``tenant``, ``write_url`` and ``hosts``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["influx", "embedded"] = "influx"
+    kind: Literal["influx", "embedded", "prometheus"] = "influx"
     url: str = "http://127.0.0.1:8086"
     database: str = "wattwise"
     rp: str = ""
@@ -42,14 +56,24 @@ class StoreSettings(BaseModel):
     query_deadline_s: float = Field(
         120.0, gt=0, le=3600, description="a whole query, however slowly the store answers"
     )
+    vocabulary: Literal["wattwise", "dcgm"] = "wattwise"
+    write_url: str = ""
+    tenant: str = ""
+    hosts: dict[str, HostPlace] = Field(default_factory=dict)
+    sample_interval_s: float = Field(1.0, gt=0, le=3600)
+    max_series_per_query: int = Field(2_000, ge=1, le=1_000_000)
+    max_points_per_query: int = Field(500_000, ge=1_000, le=50_000_000)
+    parallel_queries: int = Field(4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _check(self) -> StoreSettings:
         # ConfigError rather than ValueError, so the message names the exact key
-        if self.kind == "influx":
+        if self.kind in ("influx", "prometheus"):
             check_http_url("store.url", self.url, password_key="store.password_file")
         if self.password_file and self.token_file:
             raise ConfigError("store.token_file", str(self.token_file), "unset with password_file")
+        if self.write_url:
+            check_http_url("store.write_url", self.write_url, password_key="store.password_file")
         return self
 
 
@@ -74,6 +98,27 @@ def open_store(
         return EmbeddedSqliteStore(path)
     password = read_secret(None, settings.password_file, setting="store.password_file")
     token = read_secret(None, settings.token_file, setting="store.token_file")
+    if settings.kind == "prometheus":
+        return PrometheusStore(
+            settings.url,
+            vocabulary=settings.vocabulary,
+            clock=clock,
+            timeout_s=settings.timeout_s,
+            deadline_s=settings.query_deadline_s,
+            username=settings.username or None,
+            password=password,
+            token=token,
+            tenant=settings.tenant or None,
+            ca_file=settings.ca_file,
+            verify=settings.verify_tls,
+            write_url=settings.write_url or None,
+            write_database=settings.database,
+            hosts={h: Place(p.cluster, p.zone, p.rack) for h, p in settings.hosts.items()},
+            sample_interval_s=settings.sample_interval_s,
+            max_series_per_query=settings.max_series_per_query,
+            max_points_per_query=settings.max_points_per_query,
+            parallel_queries=settings.parallel_queries,
+        )
     return InfluxStore(
         settings.url,
         database=settings.database,

@@ -3,8 +3,10 @@
 1 cluster × 2 zones × 2 racks each × 2 nodes each × 2 GPUs: GPU readings every
 second, host, cooling, job and agent readings every 10 s, plus recommendation
 and model lines shaped per the schema. Planted on purpose so no panel can be
-empty: one GPU fails for the last minute, one GPU is capped to its minimum,
-one agent drops lines and one stops reporting half-way.
+empty: one GPU falls off the bus (XID 79) for the last minute, one GPU is capped
+to its minimum, one agent drops lines and one stops reporting half-way; the twin
+counts corrected ECC errors and raises a double-bit ECC error (XID 48, then 63),
+a failed row remap (64), an NVLink error (74) and an application error (13).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tests.influxd import InfluxServer
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.collector.sim.faults import FaultSpec
 from wattwise.collector.sim.views import JobView
 from wattwise.common.lineproto import encode_many
 
@@ -35,21 +38,35 @@ class FleetData:
     failed_gpu: tuple[str, str]
     silent_host: str
     dropping_host: str
+    faults: dict[str, tuple[str, str]]
+    """What was raised (``dbe``, ``remap_failed``, ``nvlink``, ``app``) → (host, GPU)."""
 
 
 def write_fleet(server: InfluxServer, db: str) -> FleetData:
     end_ns = time.time_ns() // S * S
     start_ns = end_ns - DURATION_S * S
     clock = ManualClock(start_ns=start_ns)
-    fleet = SimFleet(FleetSpec.uniform(8, 2, racks=4, zones=2, seed=7), clock)
+    faults = FaultSpec(corrected_ecc_per_gpu_hour=30.0)
+    fleet = SimFleet(FleetSpec.uniform(8, 2, racks=4, zones=2, seed=7, faults=faults), clock)
     hosts = tuple(t["host"] for t in fleet.layout.node_tags)
     failed = (hosts[1], "1")
+    # the panels are also checked for hosts[0] alone: it gets the fatal ones
+    raised = {
+        "dbe": ((hosts[0], "1"), 48, 200),
+        "remap_failed": ((hosts[0], "0"), 64, 300),
+        "app": ((hosts[4], "0"), 13, 400),
+        "nvlink": ((hosts[5], "1"), 74, 450),
+        "lost": (failed, 79, DURATION_S - 60),
+    }
     fleet.set_power_limit(hosts[0], 0, fleet.models[0].min_limit_w)
     gpus, nodes, jobs = fleet.gpu_source(), fleet.node_source(), JobView(fleet)
     lines: list[bytes] = []
     for tick in range(1, DURATION_S + 1):
         clock.advance(1.0)
-        readings = [_fail(r, failed, tick) for r in gpus.read()]
+        for (host, gpu), code, at in raised.values():
+            if tick == at:
+                fleet.raise_xid(host, int(gpu), code)
+        readings = list(gpus.read())
         if tick % SLOW_EVERY_S == 0:
             readings += [*nodes.read(), *jobs.read(), *_agents(fleet, hosts, tick)]
         lines += encode_many(readings)
@@ -58,15 +75,8 @@ def write_fleet(server: InfluxServer, db: str) -> FleetData:
     for i in range(0, len(lines), 5000):
         body = b"\n".join(lines[i : i + 5000])
         httpx.post(f"{server.url}/write", params={"db": db}, content=body).raise_for_status()
-    return FleetData(db, start_ns, end_ns, hosts, failed, hosts[-1], hosts[0])
-
-
-def _fail(reading: Reading, failed: tuple[str, str], tick: int) -> Reading:
-    """The NVML source's reading of a GPU it lost: failed=1 and nothing else."""
-    host, gpu = failed
-    if tick > DURATION_S - 60 and (reading.tags["host"], reading.tags["gpu"]) == (host, gpu):
-        return Reading("gpu", reading.tags, {"failed": 1}, reading.time_ns)
-    return reading
+    where = {name: place for name, (place, _, _) in raised.items() if name != "lost"}
+    return FleetData(db, start_ns, end_ns, hosts, failed, hosts[-1], hosts[0], where)
 
 
 def _agents(fleet: SimFleet, hosts: tuple[str, ...], tick: int) -> list[Reading]:

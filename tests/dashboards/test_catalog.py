@@ -7,6 +7,7 @@ fails here. The dashboards are also checked to be what the catalog generates.
 from __future__ import annotations
 
 import json
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -148,4 +149,58 @@ def test_alert_rack_power_sums_the_nodes_of_each_rack(
 def test_dashboard_files_are_what_the_catalog_generates(tmp_path: Path) -> None:
     for path in write_all(tmp_path):
         assert path.read_text() == (DASHBOARDS_DIR / path.name).read_text(), path.name
-    assert len(BOARDS) == 7
+    assert len(BOARDS) == 8
+
+
+def _firing(server: InfluxServer, data: FleetData, uid: str) -> set[tuple[str, ...]]:
+    """What the rule fires for, evaluated as Grafana does: the query's last non-null value
+    per series (B) against the threshold (C); each series as (host, GPU[, XID])."""
+    (rule,) = [r for r in RULES if r["uid"] == uid]
+    (condition,) = [d for d in rule["data"] if d["refId"] == rule["condition"]]
+    (evaluator,) = [c["evaluator"] for c in condition["model"]["conditions"]]
+    compare = {"gt": operator.gt, "lt": operator.lt}[evaluator["type"]]
+    (limit,) = evaluator["params"]
+    (query_data,) = [d for d in rule["data"] if d["datasourceUid"] != "__expr__"]
+    seconds = query_data["relativeTimeRange"]["from"]
+    query = substitute(
+        query_data["model"]["query"], {}, time_filter=f"time >= now() - {seconds}s", interval=""
+    )
+    fired = set()
+    for series in _run(server, query, data.db):
+        tags = series.get("tags", {})
+        values = [row[-1] for row in series["values"] if row[-1] is not None]
+        if values and compare(values[-1], limit):
+            fired.add(tuple(tags[t] for t in ("host", "gpu", "xid") if t in tags))
+    return fired
+
+
+def test_alert_fatal_xid_fires_per_gpu_and_code_but_not_for_application_errors(
+    influxd: InfluxServer, fleet_db: FleetData
+) -> None:
+    dbe, remap, nvlink = (fleet_db.faults[k] for k in ("dbe", "remap_failed", "nvlink"))
+    assert _firing(influxd, fleet_db, "wattwise-gpu-fatal-xid") == {
+        (*dbe, "48"),
+        (*dbe, "63"),  # the remap a double-bit error schedules
+        (*remap, "64"),
+        (*nvlink, "74"),
+        (*fleet_db.failed_gpu, "79"),
+    }  # XID 13 on fleet_db.faults["app"] is the application's: no alert
+
+
+def test_alert_uncorrectable_ecc_fires_for_the_gpu_with_a_double_bit_error(
+    influxd: InfluxServer, fleet_db: FleetData
+) -> None:
+    assert _firing(influxd, fleet_db, "wattwise-gpu-uncorrectable-ecc") == {fleet_db.faults["dbe"]}
+
+
+def test_alert_row_remap_failed_fires_for_that_gpu_only(
+    influxd: InfluxServer, fleet_db: FleetData
+) -> None:
+    fired = _firing(influxd, fleet_db, "wattwise-gpu-row-remap-failed")
+    assert fired == {fleet_db.faults["remap_failed"]}
+
+
+def test_alert_off_the_bus_fires_for_the_lost_gpu_only(
+    influxd: InfluxServer, fleet_db: FleetData
+) -> None:
+    assert _firing(influxd, fleet_db, "wattwise-gpu-off-the-bus") == {fleet_db.failed_gpu}

@@ -23,7 +23,7 @@ def test_push_creates_the_folder_and_maps_the_datasource_by_name() -> None:
     with grafana_peer(state) as url:
         settings = PushSettings(url=url, token="s3cret", folder="Energy", datasource="Site Influx")
         pushed = push_dashboards(dashboard_files(DASHBOARDS_DIR), settings)
-    assert len(pushed) == 7 and len(state.dashboards) == 7
+    assert len(pushed) == 8 and len(state.dashboards) == 8
     assert state.folders == [{"id": 1, "uid": "f1", "title": "Energy"}]
     for body in state.dashboards.values():
         assert body["folderUid"] == "f1" and body["overwrite"] is False
@@ -71,4 +71,4 @@ def test_cli_push_reads_the_token_from_the_environment() -> None:
             build_dashboards_app(), args, env={"WATTWISE_GRAFANA_TOKEN": "s3cret"}
         )
     assert result.exit_code == 0, result.output
-    assert len(state.dashboards) == 7 and "Fleet overview" in result.output
+    assert len(state.dashboards) == 8 and "Fleet overview" in result.output

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,10 @@ import typer
 from typer.testing import CliRunner, Result
 
 from tests.optimizer.service.support import fill_store
+from tests.prometheus_peers import VictoriaMetricsServer
+from wattwise.clock import ManualClock
+from wattwise.collector.sim import FleetSpec, SimFleet
+from wattwise.common.lineproto import encode_many
 from wattwise.errors import ConfigError
 from wattwise.optimizer.service.cli import build_optimizer_app, build_recommend_app, models_command
 from wattwise.optimizer.service.settings import load_optimizer_config
@@ -233,3 +238,30 @@ def test_optimizer_config_that_is_a_directory_exits_2_naming_it(tmp_path: Path) 
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "configuration error: config:" in result.stderr and "not a directory" in result.stderr
+
+
+def test_commands_read_a_prometheus_store_given_on_the_command_line(tmp_path: Path) -> None:
+    """``--store prometheus --url`` on a real VictoriaMetrics holding the last 15 minutes."""
+    server = VictoriaMetricsServer(tmp_path)
+    server.start()
+    try:
+        clock = ManualClock(start_ns=time.time_ns() - 15 * 60 * 1_000_000_000)
+        fleet = SimFleet(FleetSpec.uniform(4, 2, racks=2, zones=2, seed=5, busy_share=1.0), clock)
+        lines: list[bytes] = []
+        for _ in range(90):
+            clock.advance(10.0)
+            lines += encode_many(fleet.read())
+        server.write(lines)
+        path = tmp_path / "optimizer.toml"
+        path.write_text("[models]\nwindow_s = 1200\n[recommend]\nrecent_s = 900\n")
+        flags = ["--config", str(path), "--store", "prometheus", "--url", server.url, "--json"]
+        caps = CliRunner().invoke(build_recommend_app(), ["caps", *flags])
+        app = typer.Typer()
+        app.command()(models_command)
+        models = CliRunner().invoke(app, flags)
+    finally:
+        server.stop()
+    assert caps.exit_code == 0, caps.output
+    assert len(json.loads(caps.stdout)) == 8
+    assert models.exit_code == 0, models.output
+    assert any(m["kind"] == "power" for m in json.loads(models.stdout))

@@ -11,11 +11,14 @@ import pytest
 from tests.drip import drip_server
 from tests.optimizer.service.support import config
 from wattwise.clock import ManualClock
+from wattwise.collector.base import Reading
 from wattwise.common.embedded import EmbeddedStore
+from wattwise.common.lineproto import encode_many
 from wattwise.errors import NotReady, StoreUnavailable
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.store import EmbeddedSqliteStore
 from wattwise.optimizer.store.influx import InfluxStore
+from wattwise.optimizer.telemetry import Scope
 
 
 @pytest.fixture
@@ -246,3 +249,38 @@ def test_refit_against_a_store_dripping_its_answer_fails_and_frees_the_lock() ->
             engine.refit()  # not Busy: the first one let go of the lock
         store.close()
     assert len(server.requests) >= 2
+
+
+def test_a_gpu_with_a_fatal_xid_or_a_pending_remap_gets_no_cap_and_no_job(
+    own_copy: tuple[Path, int],
+) -> None:
+    """The store's gpu_xid events and the newest remapped_rows_pending reach caps and
+    placement through the engine."""
+    path, end_ns = own_copy
+    store = EmbeddedSqliteStore(path)
+    gpus = store.latest_gpus(Scope())
+    lost, remapping = gpus[0], gpus[5]
+    tags = {"host": lost.host, "gpu": str(lost.gpu), "uuid": lost.uuid, "xid": "79"}
+    xid = Reading("gpu_xid", {**tags, "zone": lost.zone}, {"count": 1}, end_ns - 120 * 10**9)
+    newest = next(
+        p
+        for p in EmbeddedStore(path).latest("gpu")
+        if (p.tags["host"], p.tags["gpu"]) == (remapping.host, str(remapping.gpu))
+    )
+    pending = Reading("gpu", newest.tags, {**newest.fields, "remapped_rows_pending": 1}, end_ns)
+    store.write(encode_many([xid, pending]))
+    engine = Engine(store, config(), ManualClock(start_ns=end_ns))
+    snapshot = engine.refresh()
+    store.close()
+    caps = {(c.host, c.gpu): c for c in snapshot.caps}
+    assert caps[(lost.host, lost.gpu)].reason == (
+        "no recommendation: GPU unhealthy: XID 79 (GPU has fallen off the bus) in the last 2 min"
+    )
+    assert "row remapping pending" in caps[(remapping.host, remapping.gpu)].reason
+    # the view placement reads carries both reasons, on those two GPUs only
+    assert sorted(h for h in snapshot.fleet.gpu_health.tolist() if h) == sorted(
+        [
+            "XID 79 (GPU has fallen off the bus) in the last 2 min",
+            "row remapping pending: drain and reset the GPU",
+        ]
+    )

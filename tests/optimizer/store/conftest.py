@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 
 from tests.influxd import InfluxServer
-from tests.optimizer.store.fleet_data import SECONDS, START_NS, fleet_lines
+from tests.optimizer.store.fleet_data import SECONDS, START_NS, fleet_lines, fleet_readings
+from tests.prometheus_peers import (
+    PrometheusServer,
+    ReplayExporter,
+    VictoriaMetricsServer,
+    exposition,
+)
 from wattwise.clock import ManualClock
-from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore
+from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore, PrometheusStore
 
 END_NS = START_NS + SECONDS * 1_000_000_000
 
@@ -44,5 +50,46 @@ def embedded_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def embedded_store(embedded_path: Path) -> Iterator[EmbeddedSqliteStore]:
     store = EmbeddedSqliteStore(embedded_path)
     _write_in_batches(store, fleet_lines())
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
+    """A real VictoriaMetrics of this module's own, fed the fleet's line protocol on /write."""
+    server = VictoriaMetricsServer(tmp_path_factory.mktemp("victoria-metrics"))
+    server.start()
+    server.write(fleet_lines())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def victoria_store(victoria: VictoriaMetricsServer) -> Iterator[PrometheusStore]:
+    store = PrometheusStore(
+        victoria.url, clock=ManualClock(start_ns=END_NS), write_url=victoria.url
+    )
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A real Prometheus of this module's own, which scrapes the fleet's three minutes,
+    timestamps and all, from an exporter served here."""
+    exporter = ReplayExporter(exposition(fleet_readings()))
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [exporter.address])
+    server.start()
+    try:
+        server.wait_for("gpu_power_w", START_NS / 1e9 + SECONDS - 1, 8)
+        yield server
+    finally:
+        server.stop()
+        exporter.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus_store(prometheus: PrometheusServer) -> Iterator[PrometheusStore]:
+    store = PrometheusStore(prometheus.url, clock=ManualClock(start_ns=END_NS))
     yield store
     store.close()

@@ -23,6 +23,20 @@ START_NS = 1_699_999_980 * 1_000_000_000  # a whole minute, so buckets are full
 SECONDS = 180
 CAPPED_HOST, CAPPED_GPU = "sim-r01-n01", 1
 GAP_HOST, GAP_GPU = "sim-r02-n02", 0  # its temp_c is missing during the first minute
+NO_GPM_HOST = "sim-r02-n01"  # its GPUs do not measure GPM activity (as before Hopper)
+REMAP_HOST, REMAP_GPU = "sim-r02-n02", 1  # a row remapping waits for a reset
+XIDS = ((40, "sim-r01-n02", "0", 13), (41, "sim-r01-n02", "0", 13), (100, "sim-r02-n01", "1", 79))
+"""(second, host, GPU, XID code) of the XID events the fleet reports."""
+GPM_SHARES = {
+    "sm_active_pct": 0.97,
+    "sm_occupancy_pct": 0.45,
+    "dram_active_pct": 0.7,
+    "tensor_active_pct": 0.6,
+    "fp64_active_pct": 0.01,
+    "fp32_active_pct": 0.15,
+    "fp16_active_pct": 0.05,
+}
+"""GPM activity planted as these shares of each sample's utilization."""
 JOBS = (("sim-r01-n02", "0", "slurm", "4711"), ("sim-r02-n01", "1", "kubernetes", "ml/train-0"))
 
 
@@ -40,6 +54,38 @@ def _job_readings(fleet_readings: list[Reading], time_ns: int) -> list[Reading]:
             "power_w": 300.0 + second,
         }
         out.append(Reading("gpu_job", tags, fields, time_ns))
+    return out
+
+
+def _with_gpm(reading: Reading) -> Reading:
+    """GPM activity on every GPU but those of :data:`NO_GPM_HOST`, where it is missing."""
+    util = reading.fields.get("util_gpu_pct")
+    if reading.measurement != "gpu" or reading.tags["host"] == NO_GPM_HOST:
+        return reading
+    if not isinstance(util, float):
+        return reading
+    gpm = {name: round(util * share, 3) for name, share in GPM_SHARES.items()}
+    return replace(reading, fields={**reading.fields, **gpm})
+
+
+def _with_health(reading: Reading) -> Reading:
+    if reading.measurement != "gpu":
+        return reading
+    pending = (reading.tags["host"], reading.tags["gpu"]) == (REMAP_HOST, str(REMAP_GPU))
+    health = {"remapped_rows_pending": int(pending), "remapped_rows_failed": 0}
+    return replace(reading, fields={**reading.fields, **health})
+
+
+def _xid_readings(tick: list[Reading], second: int, time_ns: int) -> list[Reading]:
+    out = []
+    for at, host, gpu, code in XIDS:
+        if at == second:
+            tags = next(
+                r.tags
+                for r in tick
+                if r.measurement == "gpu" and (r.tags["host"], r.tags["gpu"]) == (host, gpu)
+            )
+            out.append(Reading("gpu_xid", {**tags, "xid": str(code)}, {"count": 1}, time_ns))
     return out
 
 
@@ -63,8 +109,9 @@ def fleet_readings() -> tuple[Reading, ...]:
             fleet.set_power_limit(CAPPED_HOST, CAPPED_GPU, 200.0)  # sets 0x4 while busy
         if second == 150:
             fleet.set_power_limit(CAPPED_HOST, CAPPED_GPU, 700.0)
-        tick = [_with_gap(r) for r in fleet.read()]
+        tick = [_with_health(_with_gpm(_with_gap(r))) for r in fleet.read()]
         readings.extend(tick)
+        readings.extend(_xid_readings(tick, second, clock.time_ns()))
         if second % 10 == 0:
             readings.extend(_job_readings(tick, clock.time_ns()))
         clock.advance(1.0)

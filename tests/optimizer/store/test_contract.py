@@ -1,15 +1,19 @@
-"""The contract both telemetry stores meet, on the same simulated-fleet data.
+"""The contract every telemetry store meets, on the same simulated-fleet data.
 
-Each test runs against the InfluxDB store (a real influxd) and the embedded
-store (a real SQLite file), and compares the answer with what
-:mod:`tests.optimizer.store.fleet_data` computes from the written readings.
+Each test runs against the InfluxDB store (a real influxd), the embedded store (a
+real SQLite file), and the Prometheus store on a real Prometheus (which scraped the
+readings) and a real VictoriaMetrics (which took the agent's line protocol), and
+compares the answer with what :mod:`tests.optimizer.store.fleet_data` computes
+from the written readings.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,22 +25,26 @@ from tests.optimizer.store.fleet_data import (
     CAPPED_HOST,
     GAP_GPU,
     GAP_HOST,
+    GPM_SHARES,
+    NO_GPM_HOST,
     START_NS,
     fleet_readings,
     reference_latest,
     reference_series,
 )
+from tests.prometheus_peers import VictoriaMetricsServer
 from wattwise.collector.base import Reading
 from wattwise.common.embedded import EmbeddedStore
 from wattwise.common.lineproto import encode
 from wattwise.errors import ConfigError
-from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore
+from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore, PrometheusStore
 from wattwise.optimizer.store.frames import (
     GPU_SPEC,
     GPU_STATE_FIELDS,
     HOST_SPEC,
     HOST_STATE_FIELDS,
     JOB_SPEC,
+    XID_SPEC,
     ZONE_SPEC,
     ZONE_STATE_FIELDS,
     SeriesSpec,
@@ -59,10 +67,21 @@ ALL = Scope()
 class Contracted:
     store: TelemetryStore
     read_back: Callable[[str], list[dict[str, object]]]  # measurement → rows (tags + fields)
+    keeps_writes: bool = True
 
 
-@pytest.fixture(scope="module", params=["influx", "embedded"])
+STORES = ["influx", "embedded", "prometheus", "victoria"]
+
+
+@pytest.fixture(scope="module", params=STORES)
 def subject(request: pytest.FixtureRequest) -> Contracted:
+    if request.param == "prometheus":
+        # Prometheus has no write API: the store says so and keeps nothing
+        return Contracted(request.getfixturevalue("prometheus_store"), lambda m: [], False)
+    if request.param == "victoria":
+        victoria: VictoriaMetricsServer = request.getfixturevalue("victoria")
+        victoria_store: PrometheusStore = request.getfixturevalue("victoria_store")
+        return Contracted(victoria_store, lambda m: _victoria_rows(victoria, m))
     if request.param == "influx":
         server: InfluxServer = request.getfixturevalue("influxd")
         database: str = request.getfixturevalue("influx_db")
@@ -78,6 +97,18 @@ def subject(request: pytest.FixtureRequest) -> Contracted:
             reader.close()
 
     return Contracted(embedded, read_back)
+
+
+def _victoria_rows(server: VictoriaMetricsServer, measurement: str) -> list[dict[str, object]]:
+    """One row per series of ``measurement``: its labels and each field's newest value."""
+    server.flush()  # searchable now, not within the second VictoriaMetrics takes
+    rows: dict[tuple[tuple[str, str], ...], dict[str, object]] = {}
+    for found in server.query(f'{{__name__=~"{measurement}_.+"}}', END_NS / 1e9):
+        labels = dict(found["metric"])
+        field = labels.pop("__name__").removeprefix(f"{measurement}_")
+        row = rows.setdefault(tuple(sorted(labels.items())), dict(labels))
+        row[field] = float(found["value"][1])
+    return list(rows.values())
 
 
 def _as_dict(spec: SeriesSpec, series: Series) -> Frame:
@@ -104,6 +135,7 @@ READERS = [
     (HOST_SPEC, "host_series"),
     (ZONE_SPEC, "zone_series"),
     (JOB_SPEC, "job_series"),
+    (XID_SPEC, "xid_series"),
 ]
 
 
@@ -157,6 +189,21 @@ def test_a_missing_value_is_nan_not_zero(subject: Contracted) -> None:
     assert not np.isnan(series.values["power_w"][first_minute]).any()
     second_minute = (series.tags["gpu"] == str(GAP_GPU)) & (series.time_ns == START_NS + MINUTE_NS)
     assert (series.values["temp_c"][second_minute] > 20).all()
+
+
+def test_gpm_columns_are_the_means_of_the_activity_and_nan_where_unmeasured(
+    subject: Contracted,
+) -> None:
+    series = subject.store.gpu_series(START_NS, END_NS, every_s=60, scope=ALL)
+    unmeasured = series.tags["host"] == NO_GPM_HOST
+    assert unmeasured.any() and (~unmeasured).any()
+    for name, share in GPM_SHARES.items():
+        column = series.values[name]
+        assert np.isnan(column[unmeasured]).all(), name
+        # planted as a share of each sample's utilization: so are the means
+        expected = share * series.values["util_gpu_pct"][~unmeasured]
+        np.testing.assert_allclose(column[~unmeasured], expected, rtol=1e-3, atol=1e-2)
+    assert np.nanmax(series.values["sm_active_pct"]) > 50  # the data has busy GPUs
 
 
 def _capped_by_hand() -> dict[int, float]:
@@ -259,31 +306,51 @@ def test_latest_of_an_unknown_part_of_the_fleet_is_empty(subject: Contracted) ->
     assert subject.store.latest_zones(nowhere) == []
 
 
-def test_written_recommendations_read_back(subject: Contracted) -> None:
+def test_written_recommendations_read_back(
+    subject: Contracted, caplog: pytest.LogCaptureFixture
+) -> None:
     tags = {"kind": "power_cap", "cluster": "sim", "zone": "z1", "host": CAPPED_HOST, "gpu": "1"}
     fields = {"current_limit_w": 700.0, "recommended_limit_w": 450.0, "samples": 180}
     line = encode(Reading("recommendation", tags, fields, END_NS))
     assert line is not None
-    subject.store.write([line])
+    with caplog.at_level(logging.WARNING):
+        subject.store.write([line])
     rows = subject.read_back("recommendation")
+    if not subject.keeps_writes:
+        assert rows == []
+        assert "takes no line protocol" in caplog.text
+        return
     assert len(rows) == 1
     assert {k: rows[0][k] for k in (*tags, *fields)} == {**tags, **fields}
 
 
-def test_both_stores_give_identical_answers(
-    influx_store: InfluxStore, embedded_store: EmbeddedSqliteStore
+def _same_states(a: list[Any], b: list[Any]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        for name, value in vars(x).items():
+            other = getattr(y, name)
+            if isinstance(value, float):
+                assert other == pytest.approx(value, rel=1e-12, nan_ok=True), name
+            else:
+                assert other == value, name
+
+
+@pytest.mark.parametrize("other", ["embedded_store", "prometheus_store", "victoria_store"])
+def test_every_store_gives_the_answers_influxdb_gives(
+    influx_store: InfluxStore, other: str, request: pytest.FixtureRequest
 ) -> None:
+    store: TelemetryStore = request.getfixturevalue(other)
     for spec, method in READERS:
         a = getattr(influx_store, method)(START_NS, END_NS, every_s=60, scope=ALL)
-        b = getattr(embedded_store, method)(START_NS, END_NS, every_s=60, scope=ALL)
+        b = getattr(store, method)(START_NS, END_NS, every_s=60, scope=ALL)
         assert np.array_equal(a.time_ns, b.time_ns)
         for tag in spec.tags:
             assert list(a.tags[tag]) == list(b.tags[tag])
         for column in spec.columns:
             np.testing.assert_allclose(a.values[column.name], b.values[column.name], rtol=1e-9)
-    assert influx_store.latest_gpus(ALL) == embedded_store.latest_gpus(ALL)
-    assert influx_store.latest_hosts(ALL) == embedded_store.latest_hosts(ALL)
-    assert influx_store.latest_zones(ALL) == embedded_store.latest_zones(ALL)
+    _same_states(influx_store.latest_gpus(ALL), store.latest_gpus(ALL))
+    _same_states(influx_store.latest_hosts(ALL), store.latest_hosts(ALL))
+    _same_states(influx_store.latest_zones(ALL), store.latest_zones(ALL))
 
 
 def test_a_bucket_shorter_than_a_second_is_refused_naming_the_setting(
