@@ -230,6 +230,7 @@ class ReplayExporter:
 
 DCGM_FIELDS: dict[str, tuple[str, float]] = {
     "DCGM_FI_DEV_POWER_USAGE": ("power_w", 1.0),
+    "DCGM_FI_DEV_POWER_USAGE_INSTANT": ("power_instant_w", 1.0),
     "DCGM_FI_DEV_GPU_TEMP": ("temp_c", 1.0),
     "DCGM_FI_DEV_MEMORY_TEMP": ("mem_temp_c", 1.0),
     "DCGM_FI_DEV_SM_CLOCK": ("sm_clock_mhz", 1.0),

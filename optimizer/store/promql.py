@@ -29,6 +29,7 @@ RANGE_FUNCTIONS: dict[tuple[str, Form], str] = {
     ("mean", "gauge"): "avg_over_time({series}[{range}]{offset})",
     ("sum", "gauge"): "sum_over_time({series}[{range}]{offset})",
     ("sum", "counter"): "increase({series}[{range}]{offset})",
+    ("max", "gauge"): "max_over_time({series}[{range}]{offset})",
     ("capped_share", "gauge"): (
         "avg_over_time((floor({series} / {bit}) % 2)[{range}:{resolution}]{offset})"
     ),
