@@ -5,9 +5,9 @@
 FILE is a sweep in any of the three public formats (tests/data/public/README.md). Each
 workload is predicted from a fit on the file's other workloads and its own mean power at
 the top setting — what telemetry of an uncapped job gives — and compared with what was
-measured at every setting. The cap wattwise would recommend (the least energy among the
-settings whose cautious prediction passes the slowdown bound and the gain rule of
-optimizer/recommend/gain.py) is compared with the slowdown measured there.
+measured at every setting. The cap wattwise would recommend (optimizer/recommend/gain.py: the least
+energy among the settings whose cautious slowdown is within the bound and whose expected
+saving pays for the expected slowdown) is compared with the slowdown measured there.
 Figures are relative to the top limit or clock. Results: docs/grounding.md.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from wattwise.errors import ConfigError
 from wattwise.optimizer.models.sweep_fit import Check, leave_one_out
 from wattwise.optimizer.models.sweeps import load_sweeps
-from wattwise.optimizer.recommend.gain import pick
+from wattwise.optimizer.recommend.gain import pick_bounded
 
 SCORED_SLOWDOWN = 0.15
 """Points are scored where the measured slowdown is at most this (the issue's range)."""
@@ -52,11 +52,8 @@ def check_json(c: Check, bound: float, gain_ratio: float) -> dict[str, Any]:
             strict=True,
         )
     ]
+    k = recommended(c, bound, gain_ratio)
     slowdown = 1.0 / c.cautious.throughput_rel - 1.0
-    k = int(
-        pick(slowdown, 1.0 - c.cautious.energy_rel, slowdown_bound=bound, gain_ratio=gain_ratio)
-    )
-    k = max(k, 0)  # none passes: the top setting, unchanged
     return {
         "workload": s.workload,
         "gpu": s.gpu.name,
@@ -71,6 +68,19 @@ def check_json(c: Check, bound: float, gain_ratio: float) -> dict[str, Any]:
             "measured_slowdown_pct": _r(100.0 * (1.0 / s.throughput_rel[k] - 1.0)),
         },
     }
+
+
+def recommended(c: Check, bound: float, gain_ratio: float) -> int:
+    """The setting wattwise's rule picks (optimizer/recommend/gain.py), the top one when none
+    passes."""
+    k = pick_bounded(
+        1.0 / c.typical.throughput_rel - 1.0,
+        1.0 - c.typical.energy_rel,
+        1.0 / c.cautious.throughput_rel - 1.0,
+        slowdown_bound=bound,
+        gain_ratio=gain_ratio,
+    )
+    return max(int(k), 0)
 
 
 def summary(checks: list[Check], rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -68,6 +68,8 @@ class GpuModel:
     """Additional HBM temperature rise per W of memory power."""
     peak_tflops: float
     """Dense bf16 peak at the maximum clock, for reporting work in FLOP."""
+    gpm: bool = False
+    """Whether NVML's GPU Performance Monitoring reads its activities (Hopper and newer)."""
 
     def check_limit(self, watts: float) -> None:
         """Raise ConfigError if ``watts`` is outside the range this GPU accepts."""
@@ -107,6 +109,7 @@ H100_SXM = GpuModel(
     mem_temp_c_per_w=0.031,
     mem_temp_c_per_mem_w=0.069,
     peak_tflops=989.0,
+    gpm=True,
 )
 
 
@@ -141,6 +144,7 @@ A100_SXM = replace(
     slowdown_temp_c=89.0,
     idle_power_w=55.0,
     peak_tflops=312.0,
+    gpm=False,
     # Fitted to the published A100 SXM clock sweep (collector/sim/calibrate_sweep.py).
     knee_clock_rel=0.50,
     knee_voltage=0.434,
@@ -163,6 +167,7 @@ L40S = replace(
     slowdown_temp_c=88.0,
     idle_power_w=35.0,
     peak_tflops=362.0,
+    gpm=False,
 )
 
 GPU_MODELS: Mapping[str, GpuModel] = MappingProxyType(

@@ -156,6 +156,7 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
         "util_mem_pct": np.round(100.0 * op.busy * jobs.memory, 1).tolist(),
         "power_limit_w": fleet.limit_w.tolist(),
         "clock_event_reasons": op.reasons.tolist(),
+        **gpm_activities(fleet),
     }
     faults = fleet.faults
     columns |= {
@@ -199,6 +200,28 @@ def gpu_readings(fleet: SimFleet, energy: _Since) -> list[Reading]:
         )
         readings.append(Reading("gpu", tags, fields, now_ns))
     return readings
+
+
+TENSOR_SHARE = 0.8
+"""Share of its SMs' power a kernel spends in the tensor pipes (matmul-heavy work)."""
+
+
+def gpm_activities(fleet: SimFleet) -> dict[str, list[float | None]]:
+    """What GPM would read on the GPUs that have it (Hopper): SMs busy while kernels run,
+    DRAM bandwidth and the tensor pipes in proportion to the kernels' memory and SM
+    activity; missing (None) on the others."""
+    op, jobs = fleet.op, fleet.jobs
+    has = np.array([m.gpm for m in fleet.models])
+    values = {
+        "sm_active_pct": 100.0 * op.busy,
+        "sm_occupancy_pct": 100.0 * op.busy * (0.25 + 0.5 * jobs.compute),
+        "dram_active_pct": 100.0 * op.busy * jobs.memory,
+        "tensor_active_pct": 100.0 * op.busy * TENSOR_SHARE * jobs.compute,
+    }
+    return {
+        name: [round(float(v), 1) if h else None for v, h in zip(col, has, strict=True)]
+        for name, col in values.items()
+    }
 
 
 GOLDEN = 0.6180339887498949

@@ -16,9 +16,9 @@ demand is then ``gap + K_m·a_m + D`` while kernels run, a share ``u`` of the ti
 Memory-boundness μ (time per unit of work ``(1 − μ)/x + μ``) is read from the kernels'
 activities (:mod:`.boundness`): NVML's GPU Performance Monitoring where the GPU reports it
 (DRAM bandwidth and SM pipe activity), else memory utilization over GPU utilization and
-``D`` over the SMs' full power. Neither measures μ: the estimate carries a width
-(:data:`GPM_WIDTH`, :data:`NVML_WIDTH`), and caps are chosen for the low end of it
-(``boundness_low``), where a cap costs most time.
+``D`` over the SMs' full power. Neither measures μ: the share of time that follows the
+clock, ``1 − μ``, may be larger by a factor (:data:`GPM_SPREAD`, :data:`NVML_SPREAD`), and
+caps are chosen to hold the bound there (``boundness_low``), where a cap costs most time.
 
 Each GPU's work is taken since it last changed, at its newest load
 (:func:`estimate_workloads`, with the window chosen by :mod:`.work_window`).
@@ -49,11 +49,11 @@ CLOCK_STEP_MHZ = 15.0
 """NVIDIA GPUs move their SM clock in 15 MHz steps."""
 BUSY_MIN = 0.05
 """Buckets with less GPU utilization say nothing about the work."""
-NVML_WIDTH = 0.3
-"""How far below its NVML-based estimate μ may be: memory utilization counts time the memory
-controller was busy, not how much the work waits on it (the twin's and the real GPUs' spread
-of μ at equal activities)."""
-GPM_WIDTH = 0.1
+NVML_SPREAD = 2.0
+"""How much more clock-sensitive the work may be than its NVML-based estimate says: up to
+twice the share of its time that follows the clock, ``1 − μ`` (memory utilization counts
+time the memory controller was busy, not how much the work waits on it)."""
+GPM_SPREAD = 1.5
 """The same with DRAM bandwidth and SM pipe activity measured by GPM."""
 PIPE_COLUMNS = ("tensor_active_pct", "fp64_active_pct", "fp32_active_pct", "fp16_active_pct")
 VERSION = 2
@@ -276,8 +276,12 @@ def _aggregate(
     dynamic = mean(parts["dynamic"])
     d_var = np.maximum(mean(parts["dynamic"] ** 2) - dynamic**2, 0.0)
     measured = mean(parts["measured"].astype(np.float64)) >= 0.5
-    boundness = estimate_boundness(mean(parts["memory_activity"]), mean(parts["compute_activity"]))
-    width = np.where(measured, GPM_WIDTH, NVML_WIDTH)
+    memory_activity, compute_activity = (
+        mean(parts["memory_activity"]),
+        mean(parts["compute_activity"]),
+    )
+    boundness = estimate_boundness(memory_activity, compute_activity)
+    spread = np.where(measured, GPM_SPREAD, NVML_SPREAD)
     gap, memory = mean(parts["gap"]), mean(parts["memory"])
     start = np.full(groups, np.iinfo(np.int64).max)
     end = np.full(groups, np.iinfo(np.int64).min)
@@ -299,7 +303,7 @@ def _aggregate(
         burst_cautious_w=gap + memory + mean(parts["dynamic_cautious"]),
         memory_w=memory,
         boundness=boundness,
-        boundness_low=np.maximum(boundness - width, 0.0),
+        boundness_low=np.maximum(1.0 - (1.0 - boundness) * spread, 0.0),
         measured_activity=measured,
         variation=np.sqrt(d_var) / np.maximum(dynamic, 1.0),
         knee_clock_rel=mean(p["knee_clock_rel"]),

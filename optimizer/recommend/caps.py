@@ -4,8 +4,10 @@ within the bound and is paid for by its saving (:mod:`.gain`), predicted from re
 The GPUs of one job (the same Slurm job or pod in ``gpu_job``) get one limit: a synchronous
 job runs at its slowest GPU's pace, so its slowdown is the slowest GPU's and the others
 wait at their gap power. Every GPU's node keeps drawing its other power (CPUs, fans) for as
-long as the work takes; that counts against a cap's saving. Slowdowns are predicted at the
-low end of each work's memory-boundness range (:mod:`..models.cap_response`).
+long as the work takes; that counts against a cap's saving. The slowdown bound holds on the
+cautious prediction (the most clock-sensitive end of each work's memory-boundness range and
+the flattest plausible clock curve, :mod:`..models.cap_response`); the saving must pay for
+the expected slowdown. A recommendation reports both slowdowns.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from wattwise.optimizer.models.cap_predict import at_limits
 from wattwise.optimizer.models.cap_response import GpuWorkloads
 from wattwise.optimizer.recommend import health
-from wattwise.optimizer.recommend.gain import pick
+from wattwise.optimizer.recommend.gain import pick_bounded
 from wattwise.optimizer.recommend.settings import CapSettings
 from wattwise.optimizer.recommend.types import CapRecommendation, Evidence
 from wattwise.optimizer.telemetry import Floats, GpuState, HostState, Series
@@ -120,44 +122,65 @@ def _choose(
     grid = np.unique(np.concatenate([grid, high, current]))
     inside = (grid[None, :] >= low[:, None] - 1e-9) & (grid[None, :] <= high[:, None] + 1e-9)
     limits = np.clip(np.broadcast_to(grid, inside.shape), low[:, None], high[:, None])
-    pred = at_limits(w, limits, cautious=True)
-    ref = at_limits(w, high, cautious=True)
-    # Per GPU: wall time per unit of work relative to the same work at its top limit.
-    stretch = ref.throughput[:, None] / np.maximum(pred.throughput, 1e-9)
+    typical, cautious = _Outlook(w, limits, high), _Outlook(w, limits, high, cautious=True)
     other = np.array([other_w.get(s.host, 0.0) for s in states])
     out: list[CapRecommendation | None] = [None] * len(states)
     for group in _groups(states, jobs):
         m = np.array(group.members)
-        valid = inside[m].all(axis=0)
-        pace = stretch[m].max(axis=0)  # the job runs at its slowest GPU's pace
-        waiting = w.gap_w[m, None] * (pace[None, :] - stretch[m])
-        energy = (pred.power_w[m] * stretch[m] + waiting + other[m, None] * pace).sum(axis=0)
-        at_top = float((ref.power_w[m] + other[m]).sum())
-        best = _best(pace - 1.0, 1.0 - energy / at_top, valid, settings)
+        pace, energy, at_top = typical.job(m, w, other)
+        cautious_pace, _, _ = cautious.job(m, w, other)
+        worst = np.where(inside[m].all(axis=0), cautious_pace - 1.0, np.inf)
+        best = _best(pace - 1.0, 1.0 - energy / at_top, worst, settings)
         now = int(np.argmin(np.abs(grid - current[m].max())))
         # No lower limit pays for itself: the job is best served at its top limit.
         k = best if best >= 0 else int(np.argmin(np.abs(grid - high[m].min())))
+        power = typical.at.power_w
         for g in group.members:
             out[g] = _recommendation(
                 states[g], w, g, settings, limit_w=float(limits[g, k]),
                 slowdown=float(pace[k] - 1.0),
+                slowdown_worst=float(cautious_pace[k] - 1.0),
                 saving=float(1.0 - energy[k] / energy[now]),
-                saving_w=float(pred.power_w[g, now] - pred.power_w[g, k]),
-                hour_wh=float(pred.power_w[g, now] + other[g]),
+                saving_w=float(power[g, now] - power[g, k]),
+                hour_wh=float(power[g, now] + other[g]),
                 job=group.name if len(group.members) > 1 else None,
             )  # fmt: skip
     return [r for r in out if r is not None]
 
 
-def _best(slowdown: Floats, saving: Floats, valid: np.ndarray, settings: CapSettings) -> int:
-    """The chosen candidate, or -1 when no limit below the top is worth it."""
-    slowdown = np.where(valid, slowdown, np.inf)
+class _Outlook:
+    """Every GPU's work at every candidate limit, typical or cautious, and what a job of
+    some of those GPUs does there."""
+
+    def __init__(
+        self, w: GpuWorkloads, limits: Floats, high: Floats, *, cautious: bool = False
+    ) -> None:
+        self.at = at_limits(w, limits, cautious=cautious)
+        ref = at_limits(w, high, cautious=cautious)
+        self.top_w = ref.power_w
+        # Per GPU: wall time per unit of work relative to the same work at its top limit.
+        self.stretch = ref.throughput[:, None] / np.maximum(self.at.throughput, 1e-9)
+
+    def job(self, m: np.ndarray, w: GpuWorkloads, other: Floats) -> tuple[Floats, Floats, float]:
+        """The job's pace (its slowest GPU's), its energy per unit of work at each candidate
+        (GPUs that wait draw their gap power, the node its other power), and at the top."""
+        stretch = self.stretch[m]
+        pace = stretch.max(axis=0)
+        waiting = w.gap_w[m, None] * (pace[None, :] - stretch)
+        energy = (self.at.power_w[m] * stretch + waiting + other[m, None] * pace).sum(axis=0)
+        return pace, energy, float((self.top_w[m] + other[m]).sum())
+
+
+def _best(slowdown: Floats, saving: Floats, worst: Floats, settings: CapSettings) -> int:
+    """The chosen candidate, or -1 when no limit below the top is worth it (the bound is held
+    on the ``worst`` slowdown, the cautious one)."""
+    bound = settings.slowdown_bound
     if settings.objective == "cost":
         cost = settings.eta * (1.0 - saving) + (1.0 - settings.eta) * (1.0 + slowdown)
-        within = slowdown <= settings.slowdown_bound + 1e-9
+        within = worst <= bound + 1e-9
         return int(np.argmin(np.where(within, cost, np.inf))) if within.any() else -1
-    return int(pick(slowdown, saving, slowdown_bound=settings.slowdown_bound,
-                    gain_ratio=settings.gain_ratio))  # fmt: skip
+    k = pick_bounded(slowdown, saving, worst, slowdown_bound=bound, gain_ratio=settings.gain_ratio)
+    return int(k)
 
 
 def _recommendation(
@@ -168,6 +191,7 @@ def _recommendation(
     *,
     limit_w: float,
     slowdown: float,
+    slowdown_worst: float,
     saving: float,
     saving_w: float,
     hour_wh: float,
@@ -194,6 +218,7 @@ def _recommendation(
         boundness=float(w.boundness[k]),
         reason=_reason(w, k, target, current, job),
         saving_wh_per_job_hour=hour_wh * saving,
+        slowdown_worst_pct=100.0 * slowdown_worst,
     )
     if confidence < settings.min_confidence:
         return _refusal(state, settings, _low_confidence(w, k, settings, confidence), rec)

@@ -33,13 +33,16 @@ class CapRecommendation:
     saving_pct: float
     """Energy per unit of work saved against the current limit, in %."""
     slowdown_pct: float
-    """Against the same work at the GPU's maximum limit."""
+    """Expected, against the same work at the GPU's maximum limit."""
     objective: str
     confidence: float
     evidence: Evidence
     boundness: float | None
     """Estimated memory-boundness μ of the work (None when there is no estimate)."""
     reason: str
+    slowdown_worst_pct: float = 0.0
+    """The slowdown at the cautious end of what the work may be (μ and the clock curve): the
+    slowdown bound holds on it."""
     saving_wh_per_job_hour: float = 0.0
     """Energy the GPU's job would save per hour of its work at today's pace (Wh), the node's
     other power included: the saving per job, not watts times hours."""

@@ -45,6 +45,7 @@ def cap_readings(
             "saving_pct": _finite(rec.saving_pct),
             "saving_wh_per_job_hour": _finite(rec.saving_wh_per_job_hour),
             "slowdown_pct": _finite(rec.slowdown_pct),
+            "slowdown_worst_pct": _finite(rec.slowdown_worst_pct),
             "confidence": _finite(rec.confidence),
             "samples": rec.evidence.samples,
         }

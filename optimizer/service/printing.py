@@ -51,7 +51,7 @@ def caps_total(rows: Sequence[Row]) -> str:
         return f"0 of {len(rows)} GPUs to change; {rest}"
     wh = sum(_number(r.get("saving_wh_per_job_hour", 0.0)) for r in changes)
     pct = [_number(r["saving_pct"]) for r in changes]
-    slow = max(_number(r["slowdown_pct"]) for r in changes)
+    slow = max(_number(r.get("slowdown_worst_pct", r["slowdown_pct"])) for r in changes)
     return (
         f"{len(changes)} of {len(rows)} GPUs to change: their jobs use "
         f"{min(pct):.1f}–{max(pct):.1f} % less energy per unit of work "

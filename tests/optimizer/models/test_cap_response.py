@@ -56,17 +56,26 @@ def _true_slowdown(fleet: SimFleet, gpu: int, limit_w: float) -> float:
     return top / rate - 1.0
 
 
-@pytest.mark.parametrize("limit_w", [650.0, 550.0, 450.0])
-def test_cautious_slowdown_is_never_a_point_below_the_truth(twin: Twin, limit_w: float) -> None:
-    """Caps are chosen on the cautious prediction: it may promise more slowdown than comes,
-    never less (by more than a point), whatever the twin's truth."""
+CHOOSABLE = 0.05
+"""Caps are chosen where the cautious slowdown is at most the bound (5 %)."""
+
+
+def test_cautious_slowdown_is_never_a_point_below_the_truth(twin: Twin) -> None:
+    """Caps are chosen on the cautious prediction: wherever a cap could be chosen it may
+    promise more slowdown than comes, never less (by more than a point), whatever the
+    twin's truth."""
     fleet, work = twin
-    cautious = at_limits(work, np.full(len(work), limit_w), cautious=True)
     top = at_limits(work, np.full(len(work), 700.0), cautious=True)
-    for gpu in range(len(KINDS)):
-        k = _gpu_of(work, gpu)
-        predicted = top.throughput[k] / cautious.throughput[k] - 1.0
-        assert predicted >= _true_slowdown(fleet, gpu, limit_w) - 0.01, (gpu, limit_w)
+    checked = 0
+    for limit_w in (675.0, 650.0, 625.0, 550.0, 450.0, 425.0, 400.0):
+        cautious = at_limits(work, np.full(len(work), limit_w), cautious=True)
+        for gpu in range(len(KINDS)):
+            k = _gpu_of(work, gpu)
+            predicted = top.throughput[k] / cautious.throughput[k] - 1.0
+            if predicted <= CHOOSABLE:
+                checked += 1
+                assert predicted >= _true_slowdown(fleet, gpu, limit_w) - 0.01, (gpu, limit_w)
+    assert checked >= 10
 
 
 def test_demand_of_uncapped_work_is_what_its_kernels_draw(twin: Twin) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 from tests.optimizer.models.test_sweeps import PUBLIC
 from wattwise.optimizer.models.sweep_fit import Check, leave_one_out
 from wattwise.optimizer.models.sweeps import Sweep, load_sweeps
-from wattwise.optimizer.recommend.gain import pick
+from wattwise.optimizer.recommend.gain import pick_bounded
 
 
 def _errors(checks: list[Check]) -> tuple[np.ndarray, np.ndarray]:
@@ -32,12 +32,13 @@ def _least_energy_hits(checks: list[Check]) -> int:
 def _worst_underprediction(checks: list[Check]) -> float:
     worst = -np.inf
     for c in checks:
-        slowdown = 1 / c.cautious.throughput_rel - 1
-        k = max(
-            int(pick(slowdown, 1 - c.cautious.energy_rel, slowdown_bound=0.05, gain_ratio=1.0)), 0
-        )
+        worst_case = 1 / c.cautious.throughput_rel - 1
+        expected = 1 / c.typical.throughput_rel - 1
+        saving = 1 - c.typical.energy_rel
+        chosen = pick_bounded(expected, saving, worst_case, slowdown_bound=0.05, gain_ratio=1.0)
+        k = max(int(chosen), 0)
         measured = 1 / c.sweep.throughput_rel[k] - 1
-        worst = max(worst, measured - slowdown[k])
+        worst = max(worst, measured - worst_case[k])
     return float(worst)
 
 
