@@ -14,9 +14,11 @@ import numpy as np
 
 from wattwise.optimizer.telemetry import Floats
 
-MAX_BOUNDNESS = 0.9
-"""Above this a misjudged μ is costly: at μ_est → 1 the predicted slowdown vanishes and the
-cap goes to the lowest clock, where work that is really μ = 0.95 runs 24 % slower."""
+MAX_BOUNDNESS = 0.97
+"""At μ_est → 1 the predicted slowdown vanishes and the cap goes to the lowest clock. Caps
+are chosen on the cautious end of μ's range (:mod:`.cap_response`: the clock-following
+share ``1 − μ`` widened 1.5–2×), which keeps a misjudged μ near 1 from costing much; at 0.9
+memory-bound work (μ 0.95 on the twin) was kept from caps that cost it nothing."""
 ROOFLINE_SHARPNESS = 3.0
 """p of the soft roofline: how sharply a kernel's time switches from its SM time to its memory
 time. p = 2 blended them too softly: LLM decoding (HBM saturated, SMs 60 % active) came out

@@ -57,6 +57,7 @@ def at_limits(w: GpuWorkloads, limit_w: Floats, *, cautious: bool = False) -> At
         curve=type(curve)(knee, volts),  # type: ignore[arg-type]
         min_clock_rel=w.min_clock_rel[col],
         limit_w=limit[..., None],
+        idle_w=w.gap_w[col],
     )
     cycle = duty_cycled(r, w.gap_w[col[:-1]], w.util_gpu[col[:-1]])
     return AtLimit(

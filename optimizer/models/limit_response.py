@@ -90,10 +90,14 @@ def respond(
     min_clock_rel: Floats | float,
     limit_w: Floats | float,
     clock_cap_rel: Floats | float = 1.0,
+    idle_w: Floats | float | None = None,
 ) -> Response:
     """Run work described by ``demand_w`` (…, Q equal-work quantiles of demand at the top
     clock) under ``limit_w`` and a clock ceiling; every other argument broadcasts against
-    ``demand_w[..., :1]``. Returns means over the quantiles (shape ``demand_w.shape[:-1]``)."""
+    ``demand_w[..., :1]``. Returns means over the quantiles (shape ``demand_w.shape[:-1]``).
+
+    ``static_w`` does not scale with the clock; of it, all but ``idle_w`` (default: all of
+    it) is the work's own — memory traffic — and stops when the GPU stalls."""
     demand = np.asarray(demand_w, dtype=np.float64)
     limit = np.asarray(limit_w, dtype=np.float64)
     mu = np.asarray(boundness, dtype=np.float64)
@@ -104,10 +108,13 @@ def respond(
         share = np.where(dynamic > 0, (limit - base) / dynamic, 1.0)
     x = np.where(demand <= limit, 1.0, curve.phi_inverse(share))
     x = np.maximum(np.minimum(x, clock_cap_rel), min_clock_rel)
-    work_w = dynamic * curve.phi(x)
+    # Below the lowest clock the GPU runs part of the time: the work's power (its clock-
+    # dependent part and its memory traffic) only while it runs, the idle power always.
+    floor = base if idle_w is None else np.minimum(base, np.asarray(idle_w, dtype=np.float64))
+    work_w = base - floor + dynamic * curve.phi(x)
     with np.errstate(divide="ignore", invalid="ignore"):
-        running = np.where(work_w > 0, np.clip((limit - base) / work_w, 0.0, 1.0), 1.0)
-    power = base + work_w * running
+        running = np.where(work_w > 0, np.clip((limit - floor) / work_w, 0.0, 1.0), 1.0)
+    power = floor + work_w * running
     time = ((1.0 - mu) / np.maximum(x, 1e-6) + mu) / np.maximum(running, 1e-3)
     return Response(
         time_per_work=np.asarray(time.mean(axis=-1), dtype=np.float64),

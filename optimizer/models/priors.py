@@ -16,9 +16,10 @@ clock-dependent parts, nor how power falls with the clock above today's clock:
     (power ∝ f^1.3 near the top clock); cautious, the flattest curve that fits almost
     as well, knee 0.51, voltage 0.98.
   - A100, and the L40S for want of its own data: typical fitted by :mod:`.sweep_fit` to
-    the published A100 SXM clock sweep (knee 0.78, voltage 0.79: f^2.9 near the top);
-    cautious from the A100 PCIe power-limit sweeps (knee 0.48, voltage 0.66), the
-    flatter of the two published A100 fits.
+    the published A100 SXM clock sweep (knee 0.76, voltage 0.68); cautious from the
+    A100 PCIe power-limit sweeps (knee 0.64, voltage 0.70), the flatter of the two
+    published A100 fits; both under this prior's split of static and clock-dependent
+    power (:data:`A100_STATIC_SHARE`).
 
   ``tests/optimizer/models/test_priors.py`` refits the data and holds these numbers to it.
   The published A100 shape is far steeper than what the H100 shows: a prior taken from
@@ -34,8 +35,14 @@ from dataclasses import dataclass, replace
 
 from wattwise.optimizer.models.limit_response import ClockCurve
 
-A100_CURVE = (0.78, 0.79)
-A100_CAUTIOUS_CURVE = (0.48, 0.66)
+A100_CURVE = (0.76, 0.68)
+A100_CAUTIOUS_CURVE = (0.64, 0.70)
+A100_STATIC_SHARE = 0.3
+"""The A100's power that does not scale with the clock, as a share of the swept board's
+top limit, under which its curves are fitted: this prior's idle and context power and
+half its memory power (a training stage's memory activity). Total power never shows
+the split; fitted free, the sweeps put a fifth as much there and a steeper curve under
+it, which does not match what the cap response takes as static."""
 
 
 @dataclass(frozen=True)

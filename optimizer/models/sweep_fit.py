@@ -112,8 +112,15 @@ def predict_grid(sweep: Sweep, p: ResponseParams, boundness: Floats, spread: Flo
     )
 
 
-def fit(sweeps: Sequence[Sweep], start: ResponseParams | None = None) -> ResponseParams:
-    """Pooled least squares on relative throughput and energy of every sweep."""
+def fit(
+    sweeps: Sequence[Sweep],
+    start: ResponseParams | None = None,
+    *,
+    static_share: float | None = None,
+) -> ResponseParams:
+    """Pooled least squares on relative throughput and energy of every sweep; with
+    ``static_share``, the share of power that does not scale with the clock held there (total
+    power never shows its split: a caller with its own split fits the curve under it)."""
 
     def residuals(v: Floats) -> Floats:
         p = ResponseParams.of(v)
@@ -125,8 +132,11 @@ def fit(sweeps: Sequence[Sweep], start: ResponseParams | None = None) -> Respons
             parts += [(pred.energy_rel - s.energy_rel)[used]]
         return np.concatenate(parts)
 
-    x0 = np.clip((start.vector() if start else START), LOWER + 1e-6, UPPER - 1e-6)
-    result = least_squares(residuals, x0, bounds=(LOWER, UPPER), max_nfev=200, x_scale="jac")
+    low, high = LOWER.copy(), UPPER.copy()
+    if static_share is not None:
+        low[0], high[0] = static_share - 1e-6, static_share + 1e-6
+    x0 = np.clip((start.vector() if start else START), low + 1e-7, high - 1e-7)
+    result = least_squares(residuals, x0, bounds=(low, high), max_nfev=200, x_scale="jac")
     return ResponseParams.of(result.x)
 
 

@@ -12,7 +12,13 @@ import pytest
 from tests.conftest import H100_DATA, REPO
 from wattwise.optimizer.models.curve_fit import Run, fit_same_work
 from wattwise.optimizer.models.limit_response import ClockCurve
-from wattwise.optimizer.models.priors import A100_CAUTIOUS_CURVE, A100_CURVE, H100, prior_for
+from wattwise.optimizer.models.priors import (
+    A100_CAUTIOUS_CURVE,
+    A100_CURVE,
+    A100_STATIC_SHARE,
+    H100,
+    prior_for,
+)
 from wattwise.optimizer.models.sweep_fit import fit
 from wattwise.optimizer.models.sweeps import load_sweeps
 
@@ -63,8 +69,11 @@ def test_the_h100_is_flatter_than_the_published_a100_and_the_cautious_curve_flat
 
 
 def test_a100_curves_are_the_published_sweeps_fits() -> None:
-    sxm = fit(load_sweeps(PERSEUS / "stage_profile_gpt3-175b_a100_sxm_bf16.csv"))
-    pcie = fit(load_sweeps(PERSEUS / "A100_pcie_zeus_global.csv"))
+    share = A100_STATIC_SHARE
+    sxm = fit(
+        load_sweeps(PERSEUS / "stage_profile_gpt3-175b_a100_sxm_bf16.csv"), static_share=share
+    )
+    pcie = fit(load_sweeps(PERSEUS / "A100_pcie_zeus_global.csv"), static_share=share)
     assert (sxm.curve.knee_rel, sxm.curve.knee_voltage) == pytest.approx(A100_CURVE, abs=0.01)
     assert (pcie.curve.knee_rel, pcie.curve.knee_voltage) == pytest.approx(
         A100_CAUTIOUS_CURVE, abs=0.01
