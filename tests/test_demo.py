@@ -54,7 +54,7 @@ def test_demo_twice_starts_clean_and_prints_the_same_numbers(tmp_path: Path) -> 
     out = " ".join(second.stdout.split())  # rich wraps lines
     assert "2 racks × 2 nodes × 4 GPUs = 16 GPUs" in out
     assert "Recorded 12 minutes of history (1,965 lines delivered)" in out
-    assert re.search(r"\d+ of 16 GPUs to change, saving", out)
+    assert re.search(r"\d+ of 16 GPUs to change: their jobs use [\d.–]+ % less energy", out)
     assert "Cooling setpoints" in out
     assert "sbatch --nodelist=sim-r" in second.stdout or "No node can take" in out
     assert "/docs" not in out  # the API serves no docs page

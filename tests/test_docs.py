@@ -108,6 +108,8 @@ ELSEWHERE = {
     "wattwise report [--since 24h] --out report.html": "synopsis; docs/report.md's forms run here",
     "wattwise eval scenarios/NAME.toml [--json]": "synopsis; "
     "tests/optimizer/evaluation/test_runner.py replays the scenarios",
+    ".venv/bin/python -m wattwise.collector.sim.calibrate_sweep [FILE]": "a fit of minutes; "
+    "tests/collector/sim/test_calibrate_sweep.py checks the calibration it prints",
     "wattwise dashboards lint": "runs here in its docs/dashboards.md form",
     "wattwise dashboards push --url URL [--token-file F] [--folder NAME] [--overwrite]": "needs "
     "a Grafana (none installable here); tests/dashboards/test_push.py pushes to a Grafana API "

@@ -52,11 +52,19 @@ def caps_total(rows: Sequence[Row]) -> str:
     wh = sum(_number(r.get("saving_wh_per_job_hour", 0.0)) for r in changes)
     pct = [_number(r["saving_pct"]) for r in changes]
     slow = max(_number(r.get("slowdown_worst_pct", r["slowdown_pct"])) for r in changes)
-    return (
-        f"{len(changes)} of {len(rows)} GPUs to change: their jobs use "
-        f"{min(pct):.1f}–{max(pct):.1f} % less energy per unit of work "
-        f"({wh / 1e3:,.2f} kWh less per hour of their work), at most {slow:.1f} % slower; {rest}"
+    share = f"{min(pct):.1f}" if f"{min(pct):.1f}" == f"{max(pct):.1f}" else (
+        f"{min(pct):.1f}–{max(pct):.1f}"
     )
+    return (
+        f"{len(changes)} of {len(rows)} GPUs to change: their jobs use {share} % less energy "
+        f"per unit of work ({_energy(wh)} less per hour of their work), at most {slow:.1f} % "
+        f"slower; {rest}"
+    )
+
+
+def _energy(wh: float) -> str:
+    """Wh below a kWh, where two decimals of kWh would read 0.00."""
+    return f"{wh:,.0f} Wh" if wh < 1e3 else f"{wh / 1e3:,.2f} kWh"
 
 
 def refusal_summary(rows: Sequence[Row], top: int = 3) -> str:

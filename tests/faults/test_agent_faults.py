@@ -210,7 +210,9 @@ def prebuilt_wal(directory: Path, ticks: int = 40) -> list[list[bytes]]:
     """A WAL left by an earlier agent: ``ticks`` records of a simulated fleet's lines."""
     clock = ManualClock(start_ns=OLD_NS)
     fleet = SimFleet(FleetSpec.uniform(4, 4, seed=5), clock)
-    wal = Wal(directory, max_bytes=64 << 20, sync="none", clock=clock, segment_bytes=80 * 1024)
+    wal = Wal(
+        directory, max_bytes=64 << 20, sync="none", clock=clock, segment_bytes=160 * 1024
+    )  # ~9 records each
     records = []
     for _ in range(ticks):
         clock.advance(1.0)

@@ -54,16 +54,17 @@ def _caps(tmp_path: Path, seed: int) -> ExperimentResult:
 
 
 @pytest.mark.parametrize("seed", [23, 25])
-def test_decode_site_caps_save_within_a_point_of_the_oracle_and_none_overshoots(
+def test_decode_site_caps_save_a_third_of_the_oracle_and_none_overshoots(
     tmp_path: Path, seed: int
 ) -> None:
-    """Before the sharper roofline, the fitted-floor test and the newest-load estimate this
-    site sat 1.35 and 1.19 points behind the oracle (now 0.6), and seed 23 slowed one
-    GPU-period 6.1 %."""
+    """The oracle knows the twin's truth; wattwise bounds the slowdown on its cautious curve,
+    fitted on real GPUs, which is steeper than the twin's H100. That caution costs savings:
+    wattwise saves 3.2 and 2.6 % (limits down to 430 W, 1.7 % slower at most) where the
+    oracle saves 7.4 and 6.6 % (down to 385 W, 4.9 % slower). Before the grounded curves it
+    sat within a point of the oracle, because both shared the twin's physics."""
     result = _caps(tmp_path, seed)
     ours, oracle = result.policy("wattwise"), result.policy("oracle")
 
-    assert ours.saving_pct > 0.0
-    assert oracle.saving_pct - ours.saving_pct <= 1.0
+    assert ours.saving_pct > oracle.saving_pct / 3
     assert ours.detail["gpu_periods_over_bound"] == 0
-    assert ours.detail["worst_gpu_slowdown_pct"] <= 100 * 0.05 + 1.0
+    assert ours.detail["worst_gpu_slowdown_pct"] <= 100 * 0.05

@@ -46,13 +46,13 @@ def config(**overrides: object) -> OptimizerConfig:
 
 
 def twin_lines(
-    *, nodes: int = 8, gpus: int = 4, minutes: int = 12
+    *, nodes: int = 8, gpus: int = 4, minutes: int = 12, seed: int = 11, busy_share: float = 0.5
 ) -> tuple[list[list[bytes]], ManualClock]:
     """Line protocol of a twin of ``nodes`` nodes (2 racks, 2 zones) read every 10 s, one
     batch per read, and a clock standing at the end of the data."""
     clock = ManualClock(start_ns=START_NS)
     spec = FleetSpec.uniform(
-        nodes, gpus, racks=2, zones=2, seed=11, busy_share=0.5, idle_gap_mean_s=1e6
+        nodes, gpus, racks=2, zones=2, seed=seed, busy_share=busy_share, idle_gap_mean_s=1e6
     )
     fleet = SimFleet(spec, clock)
     jobs = JobView(fleet)
@@ -66,12 +66,22 @@ def twin_lines(
     return batches, clock
 
 
-def fill_store(path: Path, *, nodes: int = 8, gpus: int = 4, minutes: int = 12) -> ManualClock:
+def fill_store(
+    path: Path,
+    *,
+    nodes: int = 8,
+    gpus: int = 4,
+    minutes: int = 12,
+    seed: int = 11,
+    busy_share: float = 0.5,
+) -> ManualClock:
     """The twin of :func:`twin_lines` written into an embedded store at ``path``.
 
     Returns a clock standing at the end of the data.
     """
-    batches, clock = twin_lines(nodes=nodes, gpus=gpus, minutes=minutes)
+    batches, clock = twin_lines(
+        nodes=nodes, gpus=gpus, minutes=minutes, seed=seed, busy_share=busy_share
+    )
     store = EmbeddedSqliteStore(path)
     try:
         for batch in batches:

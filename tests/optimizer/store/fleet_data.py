@@ -58,10 +58,17 @@ def _job_readings(fleet_readings: list[Reading], time_ns: int) -> list[Reading]:
 
 
 def _with_gpm(reading: Reading) -> Reading:
-    """GPM activity on every GPU but those of :data:`NO_GPM_HOST`, where it is missing."""
-    util = reading.fields.get("util_gpu_pct")
-    if reading.measurement != "gpu" or reading.tags["host"] == NO_GPM_HOST:
+    """GPM activity on every GPU but those of :data:`NO_GPM_HOST`, where it is missing.
+
+    The twin's H100s report their own GPM activity; it is replaced by the planted
+    shares so the reference is simple, and dropped on the host that does not measure it.
+    """
+    if reading.measurement != "gpu":
         return reading
+    if reading.tags["host"] == NO_GPM_HOST:
+        fields = {k: v for k, v in reading.fields.items() if k not in GPM_SHARES}
+        return replace(reading, fields=fields)
+    util = reading.fields.get("util_gpu_pct")
     if not isinstance(util, float):
         return reading
     gpm = {name: round(util * share, 3) for name, share in GPM_SHARES.items()}

@@ -60,13 +60,19 @@ def _kubernetes(job: Reading) -> Reading:
     )
 
 
+PIPES = ("tensor_active_pct", "fp64_active_pct", "fp32_active_pct", "fp16_active_pct")
+
+
 def _with_gpm(reading: Reading) -> Reading:
-    """SM and DRAM activity planted as shares of the twin's utilization (it has no GPM)."""
+    """SM and DRAM activity planted as known shares of the twin's utilization, and no pipe
+    activity: a site whose dcgm-exporter exposes only SM and DRAM activity, read the same
+    from both stores."""
     util = reading.fields.get("util_gpu_pct")
     if reading.measurement != "gpu" or not isinstance(util, float):
         return reading
+    fields = {k: v for k, v in reading.fields.items() if k not in PIPES}
     gpm = {"sm_active_pct": 0.9 * util, "dram_active_pct": 0.6 * util}
-    return Reading("gpu", reading.tags, {**reading.fields, **gpm}, reading.time_ns)
+    return Reading("gpu", reading.tags, {**fields, **gpm}, reading.time_ns)
 
 
 def _with_pods(readings: list[Reading]) -> list[Reading]:
@@ -213,7 +219,7 @@ def test_what_dcgm_exporter_lacks_is_missing_never_zero(
     assert busy.any()
     ratio = series.values["sm_active_pct"][busy] / series.values["util_gpu_pct"][busy]
     assert ratio == pytest.approx(0.9, rel=0.02)
-    for name in ("tensor_active_pct", "fp64_active_pct", "fp32_active_pct", "fp16_active_pct"):
+    for name in PIPES:
         assert all(math.isnan(v) for v in series.values[name]), name  # not exposed: NaN
     gpus = store.latest_gpus(Scope(zones=("z2",)))
     assert {g.zone for g in gpus} == {"z2"} and len(gpus) == 16  # zones from the host map
