@@ -52,9 +52,8 @@ def caps_total(rows: Sequence[Row]) -> str:
     wh = sum(_number(r.get("saving_wh_per_job_hour", 0.0)) for r in changes)
     pct = [_number(r["saving_pct"]) for r in changes]
     slow = max(_number(r.get("slowdown_worst_pct", r["slowdown_pct"])) for r in changes)
-    share = f"{min(pct):.1f}" if f"{min(pct):.1f}" == f"{max(pct):.1f}" else (
-        f"{min(pct):.1f}–{max(pct):.1f}"
-    )
+    low, high = f"{min(pct):.1f}", f"{max(pct):.1f}"
+    share = low if low == high else f"{low}–{high}"
     return (
         f"{len(changes)} of {len(rows)} GPUs to change: their jobs use {share} % less energy "
         f"per unit of work ({_energy(wh)} less per hour of their work), at most {slow:.1f} % "
