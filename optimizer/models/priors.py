@@ -15,11 +15,14 @@ clock-dependent parts, nor how power falls with the clock above today's clock:
     cycles, held at five clocks (``tests/data/h100``): typical knee 0.49, voltage 0.92
     (power ∝ f^1.3 near the top clock); cautious, the flattest curve that fits almost
     as well, knee 0.51, voltage 0.98.
-  - A100, and the L40S for want of its own data: typical fitted by :mod:`.sweep_fit` to
-    the published A100 SXM clock sweep (knee 0.76, voltage 0.68); cautious from the
-    A100 PCIe power-limit sweeps (knee 0.64, voltage 0.70), the flatter of the two
-    published A100 fits; both under this prior's split of static and clock-dependent
-    power (:data:`A100_STATIC_SHARE`).
+  - A100: typical fitted by :mod:`.sweep_fit` to the published A100 SXM clock sweep
+    (knee 0.76, voltage 0.68); cautious from the A100 PCIe power-limit sweeps (knee 0.64,
+    voltage 0.70), the flatter of the two published A100 fits; both under this prior's
+    split of static and clock-dependent power (:data:`A100_STATIC_SHARE`).
+  - L40S, which has no published sweep: typical, the A40's clock sweep (the nearest
+    measured part: a 300 W PCIe board of the generation before, knee 0.65, voltage
+    0.77, same split); cautious, the flattest curve any measured GPU shows (the H100's
+    cautious one), since nothing bounds how flat its own is.
 
   ``tests/optimizer/models/test_priors.py`` refits the data and holds these numbers to it.
   The published A100 shape is far steeper than what the H100 shows: a prior taken from
@@ -37,6 +40,7 @@ from wattwise.optimizer.models.limit_response import ClockCurve
 
 A100_CURVE = (0.76, 0.68)
 A100_CAUTIOUS_CURVE = (0.64, 0.70)
+A40_CURVE = (0.65, 0.77)
 A100_STATIC_SHARE = 0.3
 """The A100's power that does not scale with the clock, as a share of the swept board's
 top limit, under which its curves are fitted: this prior's idle and context power and
@@ -91,7 +95,14 @@ H100 = CapPrior(
 )
 
 
-def _scaled(board_w: float, idle_w: float, top_mhz: float, min_mhz: float) -> CapPrior:
+def _scaled(
+    board_w: float,
+    idle_w: float,
+    top_mhz: float,
+    min_mhz: float,
+    curve: tuple[float, float],
+    cautious: tuple[float, float],
+) -> CapPrior:
     s = board_w / 700.0
     return replace(
         H100,
@@ -101,17 +112,21 @@ def _scaled(board_w: float, idle_w: float, top_mhz: float, min_mhz: float) -> Ca
         compute_w=H100.compute_w * s,
         top_clock_mhz=top_mhz,
         min_clock_mhz=min_mhz,
-        knee_clock_rel=A100_CURVE[0],
-        knee_voltage=A100_CURVE[1],
-        cautious_knee_clock_rel=A100_CAUTIOUS_CURVE[0],
-        cautious_knee_voltage=A100_CAUTIOUS_CURVE[1],
+        knee_clock_rel=curve[0],
+        knee_voltage=curve[1],
+        cautious_knee_clock_rel=cautious[0],
+        cautious_knee_voltage=cautious[1],
     )
+
+
+FLATTEST_MEASURED = (H100.cautious_knee_clock_rel, H100.cautious_knee_voltage)
+"""The cautious curve of a GPU without its own data: the flattest any measured GPU shows."""
 
 
 PRIORS: tuple[tuple[str, CapPrior], ...] = (
     ("H100", H100),
-    ("A100", _scaled(400.0, 55.0, 1410.0, 210.0)),
-    ("L40S", _scaled(350.0, 35.0, 2520.0, 210.0)),
+    ("A100", _scaled(400.0, 55.0, 1410.0, 210.0, A100_CURVE, A100_CAUTIOUS_CURVE)),
+    ("L40S", _scaled(350.0, 35.0, 2520.0, 210.0, A40_CURVE, FLATTEST_MEASURED)),
 )
 """Matched by substring of the product name NVML reports (``NVIDIA H100 80GB HBM3``)."""
 

@@ -13,10 +13,12 @@ from tests.conftest import H100_DATA, REPO
 from wattwise.optimizer.models.curve_fit import Run, fit_same_work
 from wattwise.optimizer.models.limit_response import ClockCurve
 from wattwise.optimizer.models.priors import (
+    A40_CURVE,
     A100_CAUTIOUS_CURVE,
     A100_CURVE,
     A100_STATIC_SHARE,
     H100,
+    PRIORS,
     prior_for,
 )
 from wattwise.optimizer.models.sweep_fit import fit
@@ -80,3 +82,23 @@ def test_a100_curves_are_the_published_sweeps_fits() -> None:
     )
     a100 = prior_for("NVIDIA A100-SXM4-80GB")
     assert a100 is not None and (a100.knee_clock_rel, a100.knee_voltage) == A100_CURVE
+
+
+def test_l40s_typical_curve_is_the_a40_sweeps_fit() -> None:
+    a40 = fit(
+        load_sweeps(PERSEUS / "stage_profile_gpt3-175b_a40_bf16.csv"),
+        static_share=A100_STATIC_SHARE,
+    )
+    assert (a40.curve.knee_rel, a40.curve.knee_voltage) == pytest.approx(A40_CURVE, abs=0.01)
+    l40s = prior_for("NVIDIA L40S")
+    assert l40s is not None and (l40s.knee_clock_rel, l40s.knee_voltage) == A40_CURVE
+
+
+def test_l40s_without_data_is_bounded_on_the_flattest_cautious_curve_measured() -> None:
+    """Regression: the L40S borrowed the A100's cautious curve, steeper than the H100's, so
+    caps on a flatter L40S slowed work 6.5 % where 5 % was promised."""
+    l40s = prior_for("NVIDIA L40S")
+    assert l40s is not None
+    at = np.array(0.85)
+    flattest = max(float(p.cautious_curve.phi(at)) for _, p in PRIORS)
+    assert float(l40s.cautious_curve.phi(at)) == flattest
