@@ -106,7 +106,7 @@ ELSEWHERE = {
     "[--json]": "synopsis; tests/optimizer/service/test_cli.py runs it",
     "wattwise models [--json]": "synopsis; tests/optimizer/service/test_cli.py runs it",
     "wattwise report [--since 24h] --out report.html": "synopsis; docs/report.md's forms run here",
-    "wattwise eval scenarios/NAME.toml [--json]": "synopsis; "
+    "wattwise eval scenarios/NAME.toml [--truth T] [--json] [--check]": "synopsis; "
     "tests/optimizer/evaluation/test_runner.py replays the scenarios",
     ".venv/bin/python -m wattwise.collector.sim.calibrate_sweep [FILE]": "a fit of minutes; "
     "tests/collector/sim/test_calibrate_sweep.py checks the calibration it prints",
@@ -201,6 +201,10 @@ ELSEWHERE = {
     ".venv/bin/python bench/power_model.py": BENCH,
     ".venv/bin/python bench/power_model.py --json": BENCH,
     ".venv/bin/python bench/power_model.py --without matmul:1024:duty=1.00": BENCH,
+    ".venv/bin/python bench/cap_sweeps.py "
+    "tests/data/public/perseus-sosp24/A100_pcie_zeus_global.csv": BENCH,
+    ".venv/bin/python bench/cap_sweeps.py "
+    "tests/data/public/zeus-nsdi23/summary_power_v100.csv --json": BENCH,
     ".venv/bin/pytest tests/optimizer/models/test_power.py": "a part of this test suite",
     "WATTWISE_FAULT_REPORT=faults.json .venv/bin/pytest -m faults": "the fault-injection part "
     "of this test suite, which make test runs",
