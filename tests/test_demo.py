@@ -17,6 +17,7 @@ from tests.influxd import InfluxServer, free_port
 from tests.prometheus_peers import VictoriaMetricsServer
 from wattwise import demo as demo_module
 from wattwise.cli import main
+from wattwise.collector.sim import FleetSpec, SimFleet
 
 SMALL = ("--racks", "2", "--nodes-per-rack", "2", "--gpus-per-node", "4", "--history", "12")
 
@@ -147,3 +148,27 @@ def test_demo_records_into_victoriametrics_and_serves_from_it(tmp_path: Path) ->
     # the agent's line protocol, named as VictoriaMetrics names it; none went elsewhere
     assert float(found[0]["value"][1]) == 8
     assert not (tmp_path / "demo" / "wattwise.sqlite").exists()
+
+
+def test_demo_records_the_minutes_its_fitting_took_so_live_samples_follow_without_a_hole(
+    tmp_path: Path,
+) -> None:
+    """Regression: the past ended on a whole minute, the models took a while to fit, and the
+    first live sample could land a bucket later; the missing minute read as every GPU's
+    work having changed, and `recommend caps` on the demo's data right after said
+    "235 × only 1 busy sample of the 5 needed"."""
+    behind_s = 150.0
+    clock = demo_module.CatchUpClock(time.time_ns() - int(behind_s * 1e9))
+    spec = FleetSpec.uniform(1, 2, seed=1)
+    fleet = SimFleet(spec, clock)
+    runtime = demo_module._agent(fleet, clock, tmp_path, None, "wattwise")
+    try:
+        demo_module._catch_up(runtime, clock)
+        lag_s = (time.time_ns() - clock.time_ns()) / 1e9
+        delivered = runtime.sender.stats().sent_lines_total
+    finally:
+        runtime.shutdown()
+        fleet.close()
+    assert 0.0 <= lag_s < demo_module.HISTORY_STEP_S
+    # every 10 s step of the 150 s was read and delivered (2 GPUs each)
+    assert delivered >= 2 * behind_s / demo_module.HISTORY_STEP_S

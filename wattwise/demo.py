@@ -184,6 +184,7 @@ def _run(
     if prometheus_url:
         _until_searchable(engine, sum(node.gpus for node in spec.nodes))
     _fit_and_report(engine, history_min * 60, data_dir / "report.html", console)
+    _catch_up(runtime, clock)
     clock.go_live()
     stop = threading.Event()
     agent = threading.Thread(target=runtime.run, args=(stop,), name="wattwise-agent")
@@ -330,6 +331,17 @@ def _record_history(
         f"Recorded {history_s / 60:.0f} minutes of history "
         f"({runtime.sender.stats().sent_lines_total:,} lines delivered)."
     )
+
+
+def _catch_up(runtime: AgentRuntime, clock: CatchUpClock) -> None:
+    """Record the seconds that passed since the past ended (its start was rounded down to a
+    minute, and the models took a while to fit), so the live samples follow without a
+    hole: a missing minute reads as the GPUs' work having changed, and left every GPU
+    one busy sample when a command ran on the demo's data right after."""
+    while clock.time_ns() + HISTORY_STEP_S * 1e9 <= time.time_ns():
+        runtime.loop.tick()
+        clock.advance(HISTORY_STEP_S)
+    runtime.sender.flush(timeout_s=600)
 
 
 def _optimizer_config(
