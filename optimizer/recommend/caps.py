@@ -65,14 +65,13 @@ def recommend_caps(
     ]
     states = [gpus[i] for i in usable]
     sub = work.take(np.array([rows[i] for i in usable], dtype=np.int64))
-    chosen = _choose(states, sub, settings, jobs or {}, other_w or {})
-    out = []
-    for i, state in enumerate(gpus):
-        if i in usable:
-            out.append(chosen[usable.index(i)])
-        else:
-            out.append(_refusal(state, settings, sick.get(i) or _why_not(state, rows[i])))
-    return out
+    chosen = dict(
+        zip(usable, _choose(states, sub, settings, jobs or {}, other_w or {}), strict=True)
+    )
+    return [
+        chosen[i] if i in chosen else _refusal(s, settings, sick.get(i) or _why_not(s, rows[i]))
+        for i, s in enumerate(gpus)
+    ]
 
 
 def _limits_ok(s: GpuState) -> bool:
@@ -199,14 +198,13 @@ def _recommendation(
 ) -> CapRecommendation:
     """``hour_wh``: what the GPU and its share of the node draw in an hour of the work now."""
     current = _current_limit(state)
-    target = limit_w
     confidence = _confidence(w, k, settings)
     rec = CapRecommendation(
         host=state.host,
         gpu=state.gpu,
         model=state.model,
         current_limit_w=current,
-        recommended_limit_w=float(target),
+        recommended_limit_w=limit_w,
         min_limit_w=float(state.min_limit_w),
         max_limit_w=float(state.max_limit_w),
         saving_w=saving_w,
@@ -216,7 +214,7 @@ def _recommendation(
         confidence=confidence,
         evidence=Evidence(int(w.window_start_ns[k]), int(w.window_end_ns[k]), int(w.samples[k])),
         boundness=float(w.boundness[k]),
-        reason=_reason(w, k, target, current, job),
+        reason=_reason(w, k, limit_w, current, job),
         saving_wh_per_job_hour=hour_wh * saving,
         slowdown_worst_pct=100.0 * slowdown_worst,
     )
