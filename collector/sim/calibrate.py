@@ -272,7 +272,8 @@ def table(results: list[Result]) -> str:
 
 def main(argv: list[str]) -> int:
     data_dir = Path(argv[0]) if argv else DEFAULT_DATA_DIR
-    results = replay(load_phases(data_dir))
+    phases = load_phases(data_dir)
+    results = replay(phases)
     print(table(results))
     cooldown = [r for r in results if r.phase.name == "cooldown"]
     for r in cooldown:
@@ -289,7 +290,6 @@ def main(argv: list[str]) -> int:
         "cooldown; (info) is reported only"
     )
     problems = failures(results)
-    phases = load_phases(data_dir)
     for truth in TRUTHS:
         if truth != DEFAULT_TRUTH:
             power, clock = worst_errors(replay(phases, truth))
