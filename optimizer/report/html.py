@@ -14,6 +14,7 @@ from wattwise.optimizer.models.power import PowerModel
 from wattwise.optimizer.recommend.types import CapRecommendation, changes_limit
 from wattwise.optimizer.report import plots
 from wattwise.optimizer.report.build import ReportData, Summary, summarize
+from wattwise.optimizer.service.printing import energy_text
 
 NO_FLEET_DATA = "No GPU or node power was reported in this window."
 NO_MODELS = "No power model could be fitted: no GPU samples in the training window."
@@ -78,7 +79,7 @@ def _summary_table(s: Summary) -> str:
         (
             "Power limits to change (others keep theirs)",
             f"{s.recommended_caps} GPUs: their jobs "
-            f"{_num(s.cap_saving_kwh_per_job_hour, 2)} kWh less per hour of their work",
+            f"{energy_text(s.cap_saving_kwh_per_job_hour * 1e3)} less per hour of their work",
         ),
         (
             "Cooling setpoints: potential saving",
@@ -158,7 +159,7 @@ def _caps_section(data: ReportData) -> Section:
         "Top: the GPUs' current and recommended power limits. Bottom: each recommendation's "
         "predicted energy saving per unit of work against the slowdown it would cost. "
         f"{len(changes)} GPUs change (the others keep their limit): their jobs would use "
-        f"{wh / 1000:.2f} kWh less per hour of their work."
+        f"{energy_text(wh)} less per hour of their work."
     )
     body = _empty(NO_CAPS) if svg is None else _figure(svg, caption)
     return Section("Recommended power caps", body + _refusals_table(data.caps))

@@ -19,7 +19,6 @@ from rich.table import Table
 from wattwise.optimizer.recommend.types import changes_limit
 
 Row = Mapping[str, Any]
-HOURS_PER_MONTH = 730.0
 
 CAP_COLUMNS = (
     "host", "gpu", "current_limit_w", "recommended_limit_w", "saving_pct", "slowdown_pct",
@@ -56,12 +55,12 @@ def caps_total(rows: Sequence[Row]) -> str:
     share = low if low == high else f"{low}–{high}"
     return (
         f"{len(changes)} of {len(rows)} GPUs to change: their jobs use {share} % less energy "
-        f"per unit of work ({_energy(wh)} less per hour of their work), at most {slow:.1f} % "
+        f"per unit of work ({energy_text(wh)} less per hour of their work), at most {slow:.1f} % "
         f"slower; {rest}"
     )
 
 
-def _energy(wh: float) -> str:
+def energy_text(wh: float) -> str:
     """Wh below a kWh, where two decimals of kWh would read 0.00."""
     return f"{wh:,.0f} Wh" if wh < 1e3 else f"{wh / 1e3:,.2f} kWh"
 

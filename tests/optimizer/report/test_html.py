@@ -58,4 +58,6 @@ def test_the_summary_calls_the_fleets_gpu_power_a_total_and_gives_it_per_gpu() -
     assert "Mean GPU power" not in table
     assert "GPU power, all GPUs together (mean over the window)" in table
     assert "136.58 kW (534 W per GPU)" in table
-    assert "59 GPUs: their jobs 0.30 kWh less per hour of their work" in table
+    assert "59 GPUs: their jobs 300 Wh less per hour of their work" in table
+    bigger = _summary_table(replace(summary, cap_saving_kwh_per_job_hour=2.5))
+    assert "59 GPUs: their jobs 2.50 kWh less per hour of their work" in bigger
