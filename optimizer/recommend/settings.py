@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class CapSettings(BaseModel):
@@ -61,3 +62,72 @@ class CoolingSettings(BaseModel):
     max_step_c: float = Field(1.0, gt=0, description="largest change per recommendation")
     inlet_margin_c: float = Field(0.5, ge=0, description="kept below max_inlet_c")
     cop_gain_per_c: float = Field(0.035, ge=0, description="used when the fit has no spread")
+
+
+PriorityClass = Literal["protected", "normal", "best_effort"]
+PRIORITY_WEIGHTS: dict[str, float] = {"protected": 1e6, "normal": 1.0, "best_effort": 1e-3}
+"""How much a unit of lost work weighs by class: a protected job gives up watts only when
+every other job of the scope is at its minimum limit, a best-effort one before any normal
+job does (six and three orders of magnitude are wider than any two jobs' losses differ)."""
+
+
+class PriorityRule(BaseModel):
+    """Jobs (by Slurm job id or pod, shell-style patterns) or hosts (a partition is a set of
+    nodes) whose work is weighed as ``priority`` when a power budget takes watts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    priority: PriorityClass
+    jobs: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+
+
+class BudgetSettings(BaseModel):
+    """Power limits at the power supplies (node power) of racks, zones (rows) and the site,
+    and how a plan that holds them is made."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rack_w: dict[str, float] = Field(
+        default_factory=dict, description="rack → the power its nodes may draw (W)"
+    )
+    zone_w: dict[str, float] = Field(
+        default_factory=dict, description="zone or row → the power its nodes may draw (W)"
+    )
+    site_w: float | None = Field(None, gt=0, description="the whole site's nodes (W)")
+    step_w: float = Field(10.0, gt=0, description="granularity of planned limits")
+    margin_share: float = Field(
+        0.02, ge=0, lt=0.5, description="share of each limit kept free for what no model sees"
+    )
+    plan_above_share: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="a scope is planned once its predicted peak reaches this share of its "
+        "limit: below it, default limits stay",
+    )
+    peak_quantile: float = Field(
+        0.99, gt=0.5, le=1, description="the predicted peak is this quantile of the interval"
+    )
+    priorities: tuple[PriorityRule, ...] = Field(
+        default=(), description="first matching rule wins; unmatched work is normal"
+    )
+    events_file: Path | None = Field(
+        None, description="where timed power events are kept across restarts"
+    )
+
+    @field_validator("rack_w", "zone_w")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if not v > 0]
+        if bad:
+            raise ValueError(f"limits must be > 0 W ({', '.join(sorted(bad))})")
+        return value
+
+    def configured(self) -> dict[str, float]:
+        """Scope → limit (W) as configured: ``site``, ``zone:<name>``, ``rack:<name>``."""
+        out = {f"rack:{k}": v for k, v in self.rack_w.items()}
+        out.update({f"zone:{k}": v for k, v in self.zone_w.items()})
+        if self.site_w is not None:
+            out["site"] = self.site_w
+        return out
