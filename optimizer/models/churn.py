@@ -26,6 +26,11 @@ class Churn:
     end_per_s: float
     start_per_s: float
 
+    def change_probability(self, busy: np.ndarray, interval_s: float) -> np.ndarray:
+        """Per GPU: the probability its work changes within the next ``interval_s``."""
+        hazard = np.where(busy, self.end_per_s, self.start_per_s) * interval_s
+        return np.asarray(1.0 - np.exp(-hazard), dtype=np.float64)
+
     def unplanned_share(self, busy: np.ndarray, interval_s: float) -> np.ndarray:
         """Per GPU: expected share of the next ``interval_s`` run by work that starts in it."""
         hazard = np.where(busy, self.end_per_s, self.start_per_s) * interval_s

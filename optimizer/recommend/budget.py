@@ -3,10 +3,12 @@ interval, taken from the work that loses least.
 
 A scope is planned when its predicted peak reaches ``plan_above_share`` of its limit. Its
 predicted peak is, at the power supplies, the nodes' other power at its high quantile
-(:mod:`..models.node_other`) plus every GPU at the top of its power distribution: a busy
-GPU's bursts (the highest instantaneous power its work reached, at today's limit), an
-idle GPU as the busy GPUs of its model burst (a job may start there), each no higher than
-its limit, which the GPU holds within a second.
+(:mod:`..models.node_other`) plus every GPU at the top of its power distribution over
+seconds — what the supplies and the breaker answer to, not the kernels' millisecond
+bursts: a busy GPU's work at its default limit, its mean (kernels and gaps as its
+utilization has them, :mod:`..models.cap_predict`) plus :data:`PEAK_SPREAD`; an idle GPU
+as the busy GPUs of its model (a job may start there); each no higher than its limit,
+which the GPU holds within a second.
 
 A planned scope's caps must hold its limit whatever work starts during the interval, so
 they are chosen to fit with every GPU *at* its cap: ``other + slope·Σ caps ≤ (1 −
@@ -21,6 +23,7 @@ says so and names the jobs to pause or move, least important first.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +42,10 @@ from wattwise.optimizer.telemetry import Floats, GpuState
 
 LEVELS = ("rack", "zone", "site")
 RESPONSE_POINTS = 9
+CHURN_Z = 2.33
+"""The reserve for changing work covers its 99th percentile (normal approximation)."""
+PEAK_SPREAD = 0.05
+"""A second's power above the work's mean: duty and batch sizes vary from one to the next."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,27 @@ class Setup:
     planned: np.ndarray
     pace: Floats
     problem: Problem
+    reserve_w: Floats
+    """Per scope: GPU watts kept for work that changes during the interval."""
+    slope: float
+    """Watts at the supplies per GPU watt."""
+
+    def cap_room_w(self, margin_share: float) -> tuple[Floats, ...]:
+        """Per level, per scope: what its GPUs' limits may add up to if every GPU drew its
+        limit (inf where the scope is not planned), as :attr:`Problem.room_w` is laid out."""
+        rooms = []
+        for level in LEVELS:
+            mine = [i for i, s in enumerate(self.scopes) if s.kind == level]
+            room = np.array(
+                [
+                    ((1.0 - margin_share) * self.scopes[i].limit_w - self.other_w[i]) / self.slope
+                    if self.planned[i]
+                    else np.inf
+                    for i in mine
+                ]
+            )
+            rooms.append(room)
+        return tuple(rooms)
 
 
 def setup_budgets(
@@ -79,12 +107,25 @@ def setup_budgets(
     loss, pace = _unit_losses(fleet, rate, unplanned)
     members = _members(fleet, scopes)
     other = np.array([_other_w(fleet, m, nodes) for m in members])
-    before = other + nodes.slope * np.array(
-        [np.minimum(fleet.peak_w[m], fleet.current_w[m]).sum() for m in members]
-    )
+    changes = (churn or Churn(0.0, 0.0)).change_probability(busy, interval_s)
+    if settings.hold == "always":
+        draw, reserve = None, np.zeros(len(scopes))
+        counted = np.minimum(fleet.peak_w, fleet.current_w)
+    else:
+        draw = _expected_draw(fleet, limits, changes)
+        reserve = np.array([_churn_reserve(fleet, changes, m) for m in members])
+        counted = _expected_draw(fleet, fleet.current_w[:, None], changes)[:, 0]
+    before = other + nodes.slope * (np.array([counted[m].sum() for m in members]) + reserve)
     planned = before >= settings.plan_above_share * np.array([s.limit_w for s in scopes])
     problem = _problem(fleet, limits, loss, scopes, members, other, planned, nodes, settings)
-    return Setup(fleet, scopes, members, other, before, planned, pace, problem)
+    problem = dataclasses.replace(
+        problem,
+        draw_w=draw,
+        room_w=_less_reserve(problem, scopes, reserve),
+    )
+    return Setup(
+        fleet, scopes, members, other, before, planned, pace, problem, reserve, nodes.slope
+    )
 
 
 def plan_budgets(
@@ -113,7 +154,15 @@ def plan_budgets(
         scope_of_gpu=problem.scope_of_gpu,
     )
     feasible = _feasible_by_scope(solution.feasible, scopes)
-    scope_rows = (scopes, setup.members, setup.other_w, setup.before_w, setup.planned, feasible)
+    rows = np.arange(len(fleet.states))
+    drawn = problem.counted_w[rows, solution.choice[fleet.unit]]
+    after = [
+        float(o + nodes.slope * (drawn[m].sum() + r))
+        for m, o, r in zip(setup.members, setup.other_w, setup.reserve_w, strict=True)
+    ]
+    scope_rows = (
+        scopes, setup.members, setup.other_w, setup.before_w, after, setup.planned, feasible,
+    )  # fmt: skip
     return [
         plan_of(
             fleet,
@@ -122,12 +171,13 @@ def plan_budgets(
             m,
             other=float(o),
             before=float(b),
+            after=a,
             planned=bool(p),
             feasible=f,
             nodes=nodes,
             settings=settings,
         )
-        for scope, m, o, b, p, f in zip(*scope_rows, strict=True)
+        for scope, m, o, b, a, p, f in zip(*scope_rows, strict=True)
     ]
 
 
@@ -144,9 +194,13 @@ def _fleet(
     low = np.array([s.min_limit_w for s in states])
     default = np.array([_default(s) for s in states])
     util = np.where(busy, work.util_gpu[rows], 0.0)
-    burst = np.where(busy, work.burst_w[rows], np.nan)
+    mean = np.full(len(states), np.nan)
+    if busy.any():
+        at_default = at_limits(work.take(rows[busy]), default[busy]).power_w
+        mean[busy] = at_default * (1.0 + PEAK_SPREAD)
     models = np.array([s.model for s in states], dtype=object)
-    peak = np.where(busy, burst, _typical_busy_peak(models, burst, default))
+    typical = _typical_busy_peak(models, mean, default)
+    peak = np.where(busy, mean, typical)
     power = np.array([s.power_w for s in states])
     idle_w = _typical_idle(models, np.where(busy, np.nan, power), low)
     names = [jobs.get((s.host, s.gpu)) or f"{s.host}/{s.gpu}" for s in states]
@@ -160,6 +214,7 @@ def _fleet(
         util=util,
         peak_w=peak,
         idle_w=idle_w,
+        typical_w=typical,
         unit=np.asarray(unit, dtype=np.int64),
         unit_names=[str(n) for n in unit_names],
         weight=np.array([PRIORITY_WEIGHTS[p] for p in priority]),
@@ -180,7 +235,7 @@ def _current(s: GpuState) -> float:
 
 
 def _typical_busy_peak(models: np.ndarray, burst: Floats, default: Floats) -> Floats:
-    """Per GPU: the median burst of the busy GPUs of its model (its default limit if none)."""
+    """Per GPU: the median peak of the busy GPUs of its model (its default limit if none)."""
     out = default.copy()
     for model in set(models.tolist()):
         same = models == model
@@ -324,6 +379,34 @@ def _problem(
         scope_of_gpu.append(of_gpu)
         rooms.append(room)
     return Problem(limits, fleet.unit, loss, tuple(scope_of_gpu), tuple(rooms))
+
+
+def _expected_draw(fleet: Fleet, limits: Floats, changes: Floats) -> Floats:
+    """(G, K): each GPU's draw at each candidate, its work now or (with the probability its
+    work changes in the interval) the next work, as its model's busy GPUs draw."""
+    own = np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)[:, None]
+    q = changes[:, None]
+    mixed = (1.0 - q) * np.minimum(limits, own) + q * np.minimum(limits, fleet.typical_w[:, None])
+    return np.asarray(mixed, dtype=np.float64)
+
+
+def _churn_reserve(fleet: Fleet, changes: Floats, members: np.ndarray) -> float:
+    """Watts kept for changes of work drawing more than expected: :data:`CHURN_Z` standard
+    deviations of the scope's sum, each GPU's work changing independently."""
+    own = np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)[members]
+    jump = np.minimum(fleet.typical_w[members], fleet.default_w[members]) - own
+    q = changes[members]
+    return float(CHURN_Z * np.sqrt(np.sum(q * (1.0 - q) * jump * jump)))
+
+
+def _less_reserve(
+    problem: Problem, scopes: Sequence[BudgetScope], reserve: Floats
+) -> tuple[Floats, ...]:
+    rooms = []
+    for level, room in zip(LEVELS, problem.room_w, strict=True):
+        mine = reserve[[i for i, s in enumerate(scopes) if s.kind == level]]
+        rooms.append(np.asarray(room - mine, dtype=np.float64))
+    return tuple(rooms)
 
 
 def _feasible_by_scope(

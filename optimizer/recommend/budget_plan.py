@@ -24,9 +24,11 @@ class Fleet:
     util: Floats
     """Share of the time the GPU's kernels run now (0 for idle GPUs)."""
     peak_w: Floats
-    """Uncapped bursts of its work (an idle GPU's: its model's busy GPUs')."""
+    """Its work's highest second, uncapped (an idle GPU's: its model's busy GPUs')."""
     idle_w: Floats
     """What it would draw with its job paused."""
+    typical_w: Floats
+    """What the busy GPUs of its model draw at their highest second (the next job's draw)."""
     unit: Ints
     unit_names: list[str]
     weight: Floats
@@ -52,6 +54,7 @@ def plan_of(
     *,
     other: float,
     before: float,
+    after: float,
     planned: bool,
     feasible: bool,
     nodes: NodeOther,
@@ -59,7 +62,6 @@ def plan_of(
 ) -> BudgetPlan:
     limit = outcome.limit_w[members]
     default = fleet.default_w[members]
-    after = other + nodes.slope * float(np.minimum(fleet.peak_w[members], limit).sum())
     guaranteed = other + nodes.slope * float(limit.sum())
     util = fleet.util[members]
     lost = util * (1.0 - 1.0 / outcome.pace[members])
@@ -82,7 +84,7 @@ def plan_of(
         pause=pause,
         applied_share=applied,
         reason=_reason(
-            scope, before, planned, feasible, caps, lost_pct, guaranteed, pause, settings
+            scope, before, after, planned, feasible, caps, lost_pct, guaranteed, pause, settings
         ),
     )
 
@@ -145,6 +147,7 @@ def _pause(
 def _reason(
     scope: BudgetScope,
     before: float,
+    after: float,
     planned: bool,
     feasible: bool,
     caps: tuple[BudgetCap, ...],
@@ -169,6 +172,6 @@ def _reason(
         )
     return (
         f"{source}predicted peak {before_kw:.1f} kW would reach the {limit_kw:.1f} kW limit: "
-        f"{len(caps)} GPUs capped, {lost_pct:.1f} % of the work lost; the caps hold "
-        f"{guaranteed / 1000.0:.1f} kW at most whatever work starts"
+        f"{len(caps)} GPUs capped, {lost_pct:.1f} % of the work lost, predicted peak "
+        f"{after / 1000.0:.1f} kW ({guaranteed / 1000.0:.1f} kW if every GPU drew its cap)"
     )

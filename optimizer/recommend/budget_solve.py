@@ -44,7 +44,14 @@ class Problem:
     scope_of_gpu: tuple[Ints, ...]
     """Per level, bottom-up: (G,) the scope of each GPU at that level, −1 for none."""
     room_w: tuple[Floats, ...]
-    """Per level: (S,) the most its GPUs' limits may add up to (inf: unconstrained)."""
+    """Per level: (S,) the most its GPUs' draws may add up to (inf: unconstrained)."""
+    draw_w: Floats | None = None
+    """(G, K): what each GPU counts against its scopes at each candidate; None: the limit
+    itself (the GPU may draw up to its limit)."""
+
+    @property
+    def counted_w(self) -> Floats:
+        return self.limits_w if self.draw_w is None else self.draw_w
 
 
 @dataclass(frozen=True)
@@ -65,19 +72,22 @@ class _Pricer:
         self.order = np.argsort(p.unit_of_gpu, kind="stable")
         units = p.unit_of_gpu[self.order]
         self.starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
-        self.sorted_limits = p.limits_w[self.order]
+        self.sorted_draw = p.counted_w[self.order]
         self.rows = np.arange(len(p.unit_of_gpu))
         # Ties go to the highest limit: reversing the columns makes argmin pick it.
         self.reversed_loss = p.loss[:, ::-1]
         self.k = p.loss.shape[1]
 
     def choose(self, price: Floats) -> Ints:
-        charge = np.add.reduceat(self.sorted_limits * price[self.order, None], self.starts, axis=0)
+        charge = np.add.reduceat(self.sorted_draw * price[self.order, None], self.starts, axis=0)
         cost = self.reversed_loss + charge[:, ::-1]
         return np.asarray(self.k - 1 - np.argmin(cost, axis=1), dtype=np.int64)
 
     def limits(self, choice: Ints) -> Floats:
         return np.asarray(self.p.limits_w[self.rows, choice[self.p.unit_of_gpu]], dtype=np.float64)
+
+    def draws(self, choice: Ints) -> Floats:
+        return np.asarray(self.p.counted_w[self.rows, choice[self.p.unit_of_gpu]], dtype=np.float64)
 
 
 def solve(p: Problem) -> Solution:
@@ -97,7 +107,7 @@ def _fill(p: Problem, pricer: _Pricer, choice: Ints) -> Ints:
     """Spend what room the prices left: step units up one candidate at a time, the most loss
     saved per watt first, while every scope they are in still fits. Prices move whole
     groups of alike units together and can leave a step's worth of room in each scope."""
-    slack = [room - _sums(p, level, pricer.limits(choice)) for level, room in enumerate(p.room_w)]
+    slack = [room - _sums(p, level, pricer.draws(choice)) for level, room in enumerate(p.room_w)]
     members = np.split(pricer.order, pricer.starts[1:])
     choice = choice.copy()
     for _ in range(FILL_PASSES):
@@ -109,7 +119,7 @@ def _fill(p: Problem, pricer: _Pricer, choice: Ints) -> Ints:
             if gain[u] <= 0 or up[u] == choice[u]:
                 continue
             gpus = members[u]
-            extra = p.limits_w[gpus, up[u]] - p.limits_w[gpus, choice[u]]
+            extra = p.counted_w[gpus, up[u]] - p.counted_w[gpus, choice[u]]
             need = [np.bincount(sc[gpus][sc[gpus] >= 0], extra[sc[gpus] >= 0], len(sl))
                     for sc, sl in zip(p.scope_of_gpu, slack, strict=True)]  # fmt: skip
             if all(np.all(n <= sl + 1e-6) for n, sl in zip(need, slack, strict=True)):
@@ -147,7 +157,7 @@ def _sums(p: Problem, level: int, limits: Floats) -> Floats:
 
 
 def _fits_at_minimum(p: Problem, level: int) -> np.ndarray:
-    return np.asarray(_sums(p, level, p.limits_w[:, 0]) <= p.room_w[level] + 1e-6)
+    return np.asarray(_sums(p, level, p.counted_w[:, 0]) <= p.room_w[level] + 1e-6)
 
 
 def _bisect_level(
@@ -159,7 +169,7 @@ def _bisect_level(
     mine = prices[level].copy()
     mine[:] = 0.0
     trial = [*prices[:level], mine, *prices[level + 1 :]]
-    over = _sums(p, level, pricer.limits(pricer.choose(_gpu_price(p, trial)))) > room + 1e-6
+    over = _sums(p, level, pricer.draws(pricer.choose(_gpu_price(p, trial)))) > room + 1e-6
     if not over.any():
         return mine
     low = np.where(over, np.log(PRICE_RANGE[0]), -np.inf)
@@ -167,7 +177,7 @@ def _bisect_level(
     for _ in range(BISECTION_STEPS):
         mid = 0.5 * (low + high)
         trial[level] = np.where(over, np.exp(mid), 0.0)
-        sums = _sums(p, level, pricer.limits(pricer.choose(_gpu_price(p, trial))))
+        sums = _sums(p, level, pricer.draws(pricer.choose(_gpu_price(p, trial))))
         fits = sums <= room + 1e-6
         high = np.where(over & fits, mid, high)
         low = np.where(over & ~fits, mid, low)

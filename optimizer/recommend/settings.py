@@ -106,6 +106,12 @@ class BudgetSettings(BaseModel):
         description="a scope is planned once its predicted peak reaches this share of its "
         "limit: below it, default limits stay",
     )
+    hold: Literal["predicted", "always"] = Field(
+        "predicted",
+        description="predicted: caps hold the limit at the interval's predicted peak, the "
+        "work on each GPU changing as often as it has; always: whatever work starts, every "
+        "GPU counted at its cap (safe without any prediction, costs more work)",
+    )
     peak_quantile: float = Field(
         0.99, gt=0.5, le=1, description="the predicted peak is this quantile of the interval"
     )

@@ -66,12 +66,15 @@ def test_a_scope_well_under_its_limit_keeps_default_limits(twin: Twin) -> None:
     assert "default limits hold it" in plan.reason
 
 
-def test_planned_caps_hold_the_limit_with_every_gpu_at_its_cap(twin: Twin) -> None:
+@pytest.mark.parametrize("hold", ["predicted", "always"])
+def test_planned_caps_hold_the_limit_on_the_twin(twin: Twin, hold: str) -> None:
     limit = 0.8 * _node_power_w(twin)
-    plan = twin.plan(limit)
+    plan = twin.plan(limit, hold=hold)
     assert plan.planned and plan.feasible and plan.caps
-    assert plan.guaranteed_max_w <= 0.98 * limit + 1e-6
+    assert plan.predicted_peak_after_w <= 0.98 * limit + 1e-6
     assert plan.predicted_peak_after_w < plan.predicted_peak_before_w
+    if hold == "always":
+        assert plan.guaranteed_max_w <= 0.98 * limit + 1e-6
     caps = _limits(plan)
     # Cap the real twin and let it run: its node, read at the power supplies, stays under.
     copy = Twin()
@@ -138,6 +141,15 @@ def test_a_cap_is_applied_once_the_gpu_enforces_it(twin: Twin) -> None:
     again = plan_budgets(enforced, twin.work, scopes, twin.nodes, BudgetSettings())[0]
     applied = {c.gpu: c.applied for c in again.caps}
     assert applied.get(first.gpu) is True
+
+
+def test_holding_the_limit_whatever_starts_costs_more_work_than_the_predicted_peak(
+    twin: Twin,
+) -> None:
+    limit = 0.8 * _node_power_w(twin)
+    predicted, always = twin.plan(limit), twin.plan(limit, hold="always")
+    assert always.work_lost_pct > predicted.work_lost_pct
+    assert always.guaranteed_max_w < predicted.guaranteed_max_w
 
 
 def test_node_power_is_planned_with_the_fitted_supply_loss(twin: Twin) -> None:
