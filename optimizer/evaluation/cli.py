@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from wattwise.collector.sim.truths import TRUTHS, check_truth
 from wattwise.optimizer.evaluation.report import tables, to_json
 from wattwise.optimizer.evaluation.results import ScenarioResult
-from wattwise.optimizer.evaluation.runner import STEPS, run_scenario
+from wattwise.optimizer.evaluation.runner import run_scenario, steps
 from wattwise.optimizer.evaluation.scenario import Scenario, load_scenario
 
 
@@ -52,7 +52,7 @@ def _run(chosen: Scenario) -> ScenarioResult:
         disable=not stderr.is_terminal,
     ) as bar:
         name = f"{chosen.name} ({chosen.truth})"
-        task = bar.add_task(f"evaluating {name}", total=STEPS)
+        task = bar.add_task(f"evaluating {name}", total=steps(chosen))
 
         def step(label: str) -> None:
             bar.update(task, advance=1, description=f"{name}: {label}")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from wattwise.optimizer.evaluation.budget import run_budget
 from wattwise.optimizer.evaluation.caps import (
     DefaultCaps,
     OracleCaps,
@@ -43,9 +44,14 @@ from wattwise.optimizer.evaluation.scenario import PlacementJob, Scenario
 
 Progress = Callable[[str], None]
 """Called with a short label after each step of the evaluation finishes."""
-STEPS = 20
-"""Steps reported through Progress: 4 caps runs, the wattwise cooling ramp, 2 + 6 cooling
-runs, 6 placement runs, and one per warm-up."""
+STEPS_OF = {"caps": 4, "placement": 6, "cooling": 9, "budget": 6}
+"""Steps each experiment reports through Progress: 4 caps runs; 5 placement runs and its
+warm-up; the wattwise cooling ramp and 2 + 6 cooling runs; 6 budget runs."""
+
+
+def steps(scenario: Scenario) -> int:
+    """Steps reported through Progress for ``scenario`` (one more for the warm-up)."""
+    return 1 + sum(STEPS_OF[name] for name in scenario.chosen_experiments)
 
 
 def run_scenario(scenario: Scenario, progress: Progress | None = None) -> ScenarioResult:
@@ -54,11 +60,13 @@ def run_scenario(scenario: Scenario, progress: Progress | None = None) -> Scenar
     started = time.perf_counter()
     base = warm_replica(scenario)
     tell("warm-up")
-    experiments = (
-        _caps(base, scenario, tell),
-        _placement(scenario, tell),
-        run_cooling(base, scenario, tell),
-    )
+    run: dict[str, Callable[[], ExperimentResult]] = {
+        "caps": lambda: _caps(base, scenario, tell),
+        "placement": lambda: _placement(scenario, tell),
+        "cooling": lambda: run_cooling(base, scenario, tell),
+        "budget": lambda: run_budget(base, scenario, tell),
+    }
+    experiments = tuple(run[name]() for name in scenario.chosen_experiments)
     return ScenarioResult(
         scenario=scenario.name,
         description=scenario.description,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -23,6 +23,7 @@ from wattwise.collector.sim.spec import MAX_NODES_PER_RACK, PowerSaving
 from wattwise.collector.sim.thermal import AirflowParams
 from wattwise.collector.sim.truths import DEFAULT_TRUTH, TRUTHS
 from wattwise.errors import ConfigError
+from wattwise.optimizer.recommend.budget_types import scope_kind, scope_name
 
 _DEFAULTS = {w.name: w for w in DEFAULT_WORKLOADS}
 
@@ -92,6 +93,38 @@ class PlacementScenario(BaseModel):
         return tuple(int(s) for s in rng.choice(self.gpus_per_job, size=self.jobs))
 
 
+class BudgetEvent(BaseModel):
+    """A timed limit on one scope, in seconds from when the policies start acting."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: str = Field(description="site, zone:<name> or rack:<name>")
+    limit_w: float = Field(gt=0)
+    start_s: float = Field(ge=0)
+    end_s: float = Field(gt=0)
+    reason: str = "demand response"
+
+    @model_validator(mode="after")
+    def _check(self) -> BudgetEvent:
+        scope_kind(self.scope)
+        if self.end_s <= self.start_s:
+            raise ValueError("end_s must come after start_s")
+        return self
+
+
+class BudgetScenario(BaseModel):
+    """Power limits besides the racks' ``budget_w``: zones, the site, and timed events."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    zone_w: dict[str, float] = Field(default_factory=dict)
+    site_w: float | None = Field(None, gt=0)
+    events: tuple[BudgetEvent, ...] = ()
+
+
+Experiment = Literal["caps", "placement", "cooling", "budget"]
+
+
 @dataclass(frozen=True)
 class PlacementJob:
     """One job the placement policies place: how many GPUs, and of which model if it cares."""
@@ -125,6 +158,14 @@ class Scenario(BaseModel):
         None, description="the site's node power saving, in the twins of every experiment"
     )
     placement: PlacementScenario = PlacementScenario()
+    budget: BudgetScenario | None = Field(
+        None, description="zone, site and timed limits; with it the budget experiment runs"
+    )
+    experiments: tuple[Experiment, ...] | None = Field(
+        None,
+        description="experiments to run; default caps, placement and cooling, and budget "
+        "where the scenario has a [budget] section",
+    )
     truth: str = Field(
         DEFAULT_TRUTH,
         description="the twin's truth (collector/sim/truths.py); `wattwise eval` runs every one",
@@ -160,10 +201,32 @@ class Scenario(BaseModel):
                     f"placement gpu_model {wanted!r} matches no rack's GPUs "
                     f"({', '.join(sorted(products))})"
                 )
+        if "budget" in (self.experiments or ()) and self.budget is None:
+            raise ValueError("the budget experiment needs a [budget] section")
+        if self.budget is not None:
+            self._check_budget(self.budget)
         for step in ("warmup_s", "settle_s", "duration_s", "refresh_s", "read_every_s"):
             if getattr(self, step) % 0.25:
                 raise ValueError(f"{step} must be a multiple of the twin's 0.25 s step")
         return self
+
+    def _check_budget(self, budget: BudgetScenario) -> None:
+        racks = {r.name for r in self.racks}
+        unknown = set(budget.zone_w) - set(self.zones)
+        if unknown:
+            raise ValueError(f"budget.zone_w names unknown zones {sorted(unknown)}")
+        for event in budget.events:
+            kind, name = scope_kind(event.scope), scope_name(event.scope)
+            known = racks if kind == "rack" else set(self.zones) if kind == "zone" else {""}
+            if name not in known:
+                raise ValueError(f"budget event scope {event.scope!r} names no {kind} here")
+
+    @property
+    def chosen_experiments(self) -> tuple[Experiment, ...]:
+        if self.experiments is not None:
+            return self.experiments
+        budget: tuple[Experiment, ...] = ("budget",) if self.budget is not None else ()
+        return ("caps", "placement", "cooling", *budget)
 
     @property
     def zones(self) -> tuple[str, ...]:

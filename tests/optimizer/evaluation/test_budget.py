@@ -1,0 +1,98 @@
+"""The budget experiment on a small oversubscribed twin with a site demand-response event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.optimizer.evaluation.scenario_files import scenario_from_toml
+from wattwise.errors import ConfigError
+from wattwise.optimizer.evaluation.results import ExperimentResult
+from wattwise.optimizer.evaluation.runner import run_scenario, steps
+from wattwise.optimizer.evaluation.scenario import Scenario
+
+SMALL = """
+name = "small-budget"
+seed = 5
+busy_share = 0.9
+warmup_s = 600
+settle_s = 120
+duration_s = 720
+refresh_s = 120
+read_every_s = 15
+experiments = ["budget"]
+
+[[racks]]
+name = "r01"
+zone = "z1"
+nodes = 2
+budget_w = 20000
+
+[[racks]]
+name = "r02"
+zone = "z1"
+nodes = 2
+budget_w = 20000
+
+[budget]
+site_w = 30000
+
+[[budget.events]]
+scope = "site"
+limit_w = 17000
+start_s = 240
+end_s = 480
+"""
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    return scenario_from_toml(tmp_path_factory.mktemp("budget"), "small-budget", SMALL)
+
+
+@pytest.fixture(scope="module")
+def budget(small: Scenario) -> ExperimentResult:
+    told: list[str] = []
+    result = run_scenario(small, told.append)
+    assert len(told) == steps(small) == 7
+    (experiment,) = result.experiments
+    return experiment
+
+
+def test_no_caps_goes_over_and_every_planning_policy_holds_every_limit(
+    budget: ExperimentResult,
+) -> None:
+    assert budget.policy("no caps").detail["over_samples"] > 0
+    for name in ("wattwise", "uniform cap", "proportional", "oracle"):
+        assert budget.policy(name).detail["over_samples"] == 0, name
+
+
+def test_the_event_is_met_within_a_refresh_and_its_end_restores_default_limits(
+    budget: ExperimentResult,
+) -> None:
+    ours = budget.policy("wattwise").detail
+    assert ours["event_samples"] > 0 and ours["event_over_samples"] == 0
+    assert ours["after_event_samples"] > 0 and ours["after_event_capped_samples"] == 0
+    assert budget.policy("no caps").detail["event_over_samples"] > 0
+
+
+def test_holding_limits_costs_work_and_the_oracle_loses_least(budget: ExperimentResult) -> None:
+    lost = {p.policy: p.detail["work_lost_pct"] for p in budget.policies}
+    assert lost["no caps"] == 0.0
+    assert lost["uniform cap"] > 0.0
+    assert lost["oracle"] <= min(lost["uniform cap"], lost["proportional"], lost["wattwise"])
+    names = [t.name for t in budget.targets]
+    assert any("1.2x the oracle" in n for n in names) and any("event met" in n for n in names)
+
+
+def test_a_budget_event_on_an_unknown_scope_is_a_config_error(tmp_path: Path) -> None:
+    bad = SMALL.replace('scope = "site"', 'scope = "rack:r99"')
+    with pytest.raises(ConfigError, match="r99"):
+        scenario_from_toml(tmp_path, "bad", bad)
+
+
+def test_the_budget_experiment_needs_a_budget_section(tmp_path: Path) -> None:
+    text = SMALL.split("[budget]")[0]
+    with pytest.raises(ConfigError, match="budget"):
+        scenario_from_toml(tmp_path, "no-budget", text)
