@@ -1,4 +1,4 @@
-"""``wattwise agent …``: run, probe, check-config, install."""
+"""``wattwise agent …``: run, probe, check-config, install, apply-power-plan."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wattwise.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from wattwise.agent.power_state import DEFAULT_STATE_FILE
 from wattwise.agent.preflight import check_runtime
 from wattwise.agent.sources import ProbeOutcome
 from wattwise.collector.base import Reading
@@ -129,6 +130,72 @@ def install(
     install_agent(config, dry_run=dry_run, echo=typer.echo)
 
 
+def apply_power_plan(
+    optimizer_url: Annotated[
+        str, typer.Option(help="the optimizer's API, e.g. https://optimizer:8000")
+    ],
+    token_file: Annotated[
+        Path, typer.Option(help="file holding an API token with the read scope (chmod 600)")
+    ],
+    once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print what would be set; change nothing")
+    ] = False,
+    interval_s: Annotated[
+        float, typer.Option(metavar="SECONDS", help="how often to ask for the plan")
+    ] = 60.0,
+    silent_after_s: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="defaults back after this long without a plan"),
+    ] = 600.0,
+    state_file: Annotated[
+        Path, typer.Option(help="what this applier changed, to undo after a crash")
+    ] = DEFAULT_STATE_FILE,
+    host: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="this node's name in the plans (default: its host name)"),
+    ] = None,
+    timeout_s: Annotated[
+        float, typer.Option(metavar="SECONDS", help="for each request to the optimizer")
+    ] = 10.0,
+    ca_file: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="CA bundle the optimizer's certificate is checked against"),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="do not check the optimizer's certificate")
+    ] = False,
+) -> None:
+    """Apply the optimizer's power budgets to this node's GPUs (root; opt-in).
+
+    Each GPU gets the lowest limit any plan gives it; GPUs no plan caps any more, and
+    all of them when the optimizer is silent or the command stops, go back to their
+    default limits. docs/power-budgets.md has the rules.
+    """
+    from wattwise.agent.power_command import ApplierOptions
+    from wattwise.agent.power_command import apply_power_plan as apply
+
+    options = ApplierOptions(
+        optimizer_url=optimizer_url,
+        token_file=token_file,
+        once=once,
+        dry_run=dry_run,
+        interval_s=interval_s,
+        silent_after_s=silent_after_s,
+        state_file=state_file,
+        host=host or "",
+        timeout_s=timeout_s,
+        ca_file=ca_file,
+        insecure=insecure,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    status = apply(options, stop=stop, echo=typer.echo)
+    if status:
+        raise typer.Exit(status)
+
+
 def _print_probe(results: list[ProbeOutcome]) -> None:
     console = Console()
     for outcome in results:
@@ -157,4 +224,5 @@ def build_agent_app() -> typer.Typer:
     app.command()(probe)
     app.command("check-config")(check_config)
     app.command()(install)
+    app.command("apply-power-plan")(apply_power_plan)
     return app

@@ -66,6 +66,10 @@ class FakeGpu:
     every GPM call on it raises. ``health`` holds the health counters by schema
     field name (``remapped_rows_pending``, violation counters in ns), and
     :meth:`xid` raises an XID event.
+
+    ``nvmlDeviceSetPowerManagementLimit`` sets ``power_limit_mw`` and
+    ``enforced_limit_mw`` together (no other limiter is modelled); a test stands for
+    an operator's ``nvidia-smi -pl`` by changing them itself.
     """
 
     uuid: str
@@ -156,9 +160,13 @@ class FakeNvml:
     NVMLError = pynvml.NVMLError
     c_nvmlGpmMetricsGet_t = pynvml.c_nvmlGpmMetricsGet_t
 
-    def __init__(self, gpus: Sequence[FakeGpu], *, library_missing: bool = False) -> None:
+    def __init__(
+        self, gpus: Sequence[FakeGpu], *, library_missing: bool = False, root: bool = True
+    ) -> None:
         self.gpus = list(gpus)
         self.library_missing = library_missing
+        self.root = root
+        """Whether the caller may change power limits (False: NO_PERMISSION, as for a user)."""
         self.calls: Counter[tuple[str, int | None]] = Counter()
         self.initialised = False
         self._samples: list[_FakeSample] = []  # kept alive while NVML would hold them
@@ -264,6 +272,17 @@ class FakeNvml:
 
     def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: object, /) -> int:
         return self._gpu("nvmlDeviceGetPowerManagementDefaultLimit", handle).default_limit_mw
+
+    def nvmlDeviceSetPowerManagementLimit(self, handle: object, limit_mw: int, /) -> None:
+        """As the driver does: root only, within the constraints; both getters then show it."""
+        gpu = self._gpu("nvmlDeviceSetPowerManagementLimit", handle)
+        if _slot(handle) is not None:  # a MIG device has no power limit of its own
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if not self.root:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+        if not gpu.min_limit_mw <= limit_mw <= gpu.max_limit_mw:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        gpu.power_limit_mw = gpu.enforced_limit_mw = int(limit_mw)
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: object, /) -> int:
         return self._gpu("nvmlDeviceGetCurrentClocksEventReasons", handle).clock_event_reasons

@@ -44,6 +44,8 @@ RUN = {
     "systemd-analyze security --offline=true deploy/systemd/wattwise-agent.service",
     # docs/operations.md
     "systemd-analyze security --offline=true deploy/systemd/wattwise-optimizer.service",
+    # docs/power-budgets.md
+    "systemd-analyze security --offline=true deploy/systemd/wattwise-power-plan.service",
     # docs/api.md
     "token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
     'printf %s "$token" | sha256sum',
@@ -186,6 +188,23 @@ ELSEWHERE = {
     "sudo install -m 0600 /dev/stdin /etc/wattwise/optimizer-webhook-secret <<< "
     '"$WEBHOOK_SECRET"': NODE,
     "sudo systemctl daemon-reload && sudo systemctl enable --now wattwise-optimizer": NODE,
+    # docs/power-budgets.md
+    "wattwise agent apply-power-plan --optimizer-url URL --token-file F [--once] [--dry-run] "
+    "[--interval-s 60] [--silent-after-s 600] [--state-file P] [--host NAME] [--timeout-s 10] "
+    "[--ca-file PEM | --insecure]": "synopsis; changes GPU power limits as root: "
+    "tests/agent/test_power_command.py runs it against the fake NVML and a real HTTP server",
+    "sudo install -m 0644 deploy/systemd/wattwise-power-plan.service /etc/systemd/system/": NODE,
+    'sudo install -m 0600 /dev/stdin /etc/wattwise/power-plan-token <<< "$READ_TOKEN"': NODE,
+    "sudoedit /etc/wattwise/power-plan.env": "an editor, interactive",
+    "sudo /opt/wattwise/bin/wattwise agent apply-power-plan --optimizer-url "
+    "https://optimizer.example:8000 --token-file /etc/wattwise/power-plan-token --once "
+    "--dry-run": GPU + "; tests/agent/test_power_command.py runs the dry run on the fake NVML",
+    "sudo systemctl daemon-reload && sudo systemctl enable --now wattwise-power-plan": NODE,
+    "journalctl -u wattwise-power-plan -f": NODE,
+    "sudo install -m 0755 deploy/power-plan/apply-with-nvidia-smi.sh /usr/local/sbin/": NODE,
+    "sudo WATTWISE_OPTIMIZER_URL=https://optimizer.example:8000 "
+    "WATTWISE_TOKEN_FILE=/etc/wattwise/power-plan-token /usr/local/sbin/apply-with-nvidia-smi.sh "
+    "--dry-run": GPU + "; tests/deploy/test_power_plan_script.py runs it on a fake nvidia-smi",
     # docs/scaling.md
     "wattwise optimizer serve --config /etc/wattwise/optimizer.toml --clusters east --port 8000": (
         "serves until stopped; tests/optimizer/service/test_app.py serves shards"

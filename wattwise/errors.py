@@ -23,11 +23,17 @@ sqlite3) are converted where they are caught, in one place per library, with
     │                          it exits 1 so that its unit restarts it
     ├── InstallError           `wattwise agent install` cannot proceed (not root,
     │                          a command failed, files in a place the unit hides)
-    └── StoreError             the optimizer's telemetry store cannot answer
-        ├── StoreUnavailable   unreachable, timed out, 5xx: ask again later
-        ├── StoreAuthError     401/403: the credentials or their permissions are wrong
-        └── StoreQueryError    the store refused the query (no such database, bad query)
-    └── ModelFileError         a stored model is unreadable or refused (tampered,
+    ├── PowerPlanError         `wattwise agent apply-power-plan` cannot get or apply a plan
+    │   ├── PlanUnavailable    the optimizer gave no plan (unreachable, timed out, 5xx,
+    │   │                      not a plan): after silent_after_s the limits roll back
+    │   ├── PlanAuthError      401/403: the token is wrong or lacks the read scope
+    │   └── PowerLimitError    NVML refused to read or set one GPU's power limit (not
+    │                          root, out of range, unsupported, lost); the others go on
+    ├── StoreError             the optimizer's telemetry store cannot answer
+    │   ├── StoreUnavailable   unreachable, timed out, 5xx: ask again later
+    │   ├── StoreAuthError     401/403: the credentials or their permissions are wrong
+    │   └── StoreQueryError    the store refused the query (no such database, bad query)
+    ├── ModelFileError         a stored model is unreadable or refused (tampered,
     │                          wrong types, object arrays): it is never executed
     └── OptimizerError         the optimizer service cannot answer this request now
         ├── NotReady           no recommendations yet (first refit or refresh pending)
@@ -131,6 +137,28 @@ class AgentError(WattwiseError):
 
 class InstallError(WattwiseError):
     """Installing the agent as a service failed or cannot be done as asked."""
+
+
+class PowerPlanError(WattwiseError):
+    """The power-plan applier cannot get a plan from the optimizer or apply it."""
+
+
+class PlanUnavailable(PowerPlanError):
+    """The optimizer did not answer with a plan; the same request may succeed later."""
+
+
+class PlanAuthError(PowerPlanError):
+    """The optimizer refused the applier's token (401/403)."""
+
+
+class PowerLimitError(PowerPlanError):
+    """NVML refused to read or set a GPU's power limit (``gpu`` None: NVML as a whole, such
+    as counting the GPUs); ``code`` is NVML's return code."""
+
+    def __init__(self, gpu: int | None, message: str, code: int | None = None) -> None:
+        self.gpu = gpu
+        self.code = code
+        super().__init__(message if gpu is None else f"gpu{gpu}: {message}")
 
 
 class StoreError(WattwiseError):

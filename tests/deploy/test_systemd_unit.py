@@ -177,3 +177,90 @@ def test_agent_libraries_work_without_write_execute_memory_or_netlink() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "agent libraries ok"
+
+
+# deploy/systemd/wattwise-power-plan.service: the opt-in power-plan applier, as root.
+POWER_PLAN_UNIT_NAME = "wattwise-power-plan.service"
+POWER_PLAN_UNIT = REPO / "deploy" / "systemd" / POWER_PLAN_UNIT_NAME
+POWER_BUDGETS_DOC = REPO / "docs" / "power-budgets.md"
+
+
+def test_power_plan_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    root = install_unit(tmp_path, POWER_PLAN_UNIT.read_text(), POWER_PLAN_UNIT_NAME)
+    done = verify(root, POWER_PLAN_UNIT_NAME)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    typo = POWER_PLAN_UNIT.read_text().replace("CapabilityBoundingSet=", "CapabilitySet=")
+    done = verify(install_unit(tmp_path, typo, POWER_PLAN_UNIT_NAME), POWER_PLAN_UNIT_NAME)
+    assert "Unknown key 'CapabilitySet'" in done.stderr
+
+
+def test_power_plan_unit_says_why_for_every_directive() -> None:
+    lines = POWER_PLAN_UNIT.read_text().splitlines()
+    uncommented = [
+        line
+        for previous, line in itertools.pairwise(lines)
+        if line and not line.startswith(("#", "[")) and not previous.startswith("#")
+    ]
+    assert uncommented == []
+
+
+def test_power_plan_unit_exposure_stays_at_or_below_the_documented_score(tmp_path: Path) -> None:
+    documented = re.search(
+        rf"Overall exposure level for {re.escape(POWER_PLAN_UNIT_NAME)}: ([0-9.]+)",
+        POWER_BUDGETS_DOC.read_text(),
+    )
+    assert documented, "docs/power-budgets.md must record the exposure score"
+    root = install_unit(tmp_path, POWER_PLAN_UNIT.read_text(), POWER_PLAN_UNIT_NAME)
+    assert exposure(root, POWER_PLAN_UNIT_NAME) <= float(documented.group(1))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("EnvironmentFile", "/etc/wattwise/power-plan.env"),
+        ("StateDirectory", "wattwise-power-plan"),
+        ("LoadCredential", "optimizer-token:/etc/wattwise/power-plan-token"),
+        ("CapabilityBoundingSet", "CAP_SYS_ADMIN"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("DevicePolicy", "closed"),
+        ("DeviceAllow", "char-nvidia* rw"),
+        ("RestartPreventExitStatus", "2"),
+    ],
+)
+def test_power_plan_unit_sets(key: str, value: str) -> None:
+    assert directives(POWER_PLAN_UNIT.read_text()).get(key) == [value]
+
+
+def test_power_plan_unit_runs_as_root_apart_from_the_agents_state() -> None:
+    found = directives(POWER_PLAN_UNIT.read_text())
+    # NVML changes a limit only for CAP_SYS_ADMIN; a shared StateDirectory=wattwise would
+    # be handed to root by systemd and lock the agent's user out of its WAL.
+    assert "User" not in found and "DynamicUser" not in found
+    assert found["StateDirectory"] != directives(SHIPPED_UNIT.read_text())["StateDirectory"]
+
+
+def test_power_plan_unit_runs_the_command_with_options_that_exist() -> None:
+    from wattwise.cli import build_cli
+
+    (exec_start,) = directives(POWER_PLAN_UNIT.read_text())["ExecStart"]
+    words = exec_start.split()
+    assert words[:3] == ["/opt/wattwise/bin/wattwise", "agent", "apply-power-plan"]
+    group = build_cli()
+    ctx = group.make_context("wattwise", ["agent"], resilient_parsing=True)
+    agent = group.get_command(ctx, "agent")
+    command = agent.get_command(ctx, "apply-power-plan")
+    options = {name for param in command.params for name in param.opts}
+    assert {w for w in words if w.startswith("--")} <= options
+    assert "--state-file" in words and "/var/lib/wattwise-power-plan/state.json" in words
+
+
+def test_power_plan_unit_is_opt_in_no_installer_sets_it_up() -> None:
+    installers = [
+        REPO / "agent" / "install.py",
+        REPO / "deploy" / "install-agent.sh",
+        *(REPO / "deploy" / "ansible").rglob("*.y*ml"),
+        *(REPO / "deploy" / "k8s").rglob("*.y*ml"),
+    ]
+    assert [p for p in installers if "power-plan" in p.read_text()] == []

@@ -1,0 +1,177 @@
+"""This node's part of the optimizer's power-budget plans, and the limit each GPU gets.
+
+:class:`PlanClient` asks ``GET /v1/recommendations/power-budget?host=<this node>``
+with a bearer token; httpx errors and HTTP statuses become
+:class:`~wattwise.errors.PlanUnavailable` or :class:`~wattwise.errors.PlanAuthError`
+in one place, :meth:`PlanClient.fetch`. :func:`parse_plan` keeps the caps of this
+host only (an optimizer that ignores ``?host=`` cannot make a node take another's
+caps), and :func:`decide` gives each local GPU the LOWEST limit any plan gives it (a
+GPU of a capped rack inside a capped site is in both plans), clamped to the GPU's
+range. A GPU no plan caps gets no target: it belongs at its default limit. A cap for
+a GPU index this node does not have is refused. docs/power-budgets.md has the rules.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from wattwise.agent.power_limits import GpuLimits
+from wattwise.common.http import deadline_client
+from wattwise.common.secrets import Secret
+from wattwise.errors import ConfigError, PlanAuthError, PlanUnavailable
+
+PLAN_PATH = "/v1/recommendations/power-budget"
+
+
+@dataclass(frozen=True)
+class PlannedCap:
+    """One cap of one plan for a GPU of this host."""
+
+    scope: str
+    gpu: int
+    limit_w: float
+
+
+@dataclass(frozen=True)
+class Target:
+    """The limit a GPU gets: the lowest planned one (``planned_w``) clamped to its range."""
+
+    gpu: int
+    limit_w: float
+    planned_w: float
+    scopes: tuple[str, ...]
+    """The plans that asked for ``planned_w``."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    targets: dict[int, Target]
+    refused: tuple[PlannedCap, ...]
+    """Caps for GPU indices this node does not have."""
+
+
+class PlanSource(Protocol):
+    """Where the applier gets this host's caps."""
+
+    def fetch(self) -> list[PlannedCap]:
+        """Every cap of every plan for this host; PowerPlanError if there is no answer."""
+        ...
+
+
+class PlanClient:
+    """The optimizer's power-budget endpoint, asked for one host's caps."""
+
+    def __init__(
+        self,
+        url: str,
+        token: Secret,
+        host: str,
+        *,
+        timeout_s: float = 10.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.host = host
+        self.timeout_s = timeout_s
+        self._client = deadline_client(
+            self.url,
+            timeout_s=timeout_s,
+            total_s=timeout_s,
+            verify=verify,
+            headers={"Authorization": f"Bearer {token.reveal()}"},
+        )
+
+    def fetch(self) -> list[PlannedCap]:
+        where = f"the optimizer at {self.url}"
+        try:
+            response = self._client.get(PLAN_PATH, params={"host": self.host})
+            body = response.json() if response.status_code == 200 else None
+        except httpx.TimeoutException as e:
+            raise PlanUnavailable(f"{where} did not answer within {self.timeout_s:g} s") from e
+        except httpx.HTTPError as e:
+            raise PlanUnavailable(f"cannot reach {where}: {e}") from e
+        except ValueError as e:  # the body is not JSON
+            raise PlanUnavailable(f"{where} answered with something not JSON: {e}") from e
+        status = response.status_code
+        if status in (401, 403):
+            raise PlanAuthError(
+                f"{where} refused the token (HTTP {status}): check the token file and that "
+                "its token has the read scope"
+            )
+        if status == 404:
+            raise PlanUnavailable(f"{where} has no {PLAN_PATH} (HTTP 404): is it up to date?")
+        if status != 200:
+            raise PlanUnavailable(f"{where} answered HTTP {status}: {response.text[:200]}")
+        try:
+            return parse_plan(body, self.host)
+        except ValueError as e:
+            raise PlanUnavailable(f"{where} answered with no power-budget plan: {e}") from e
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def parse_plan(body: object, host: str) -> list[PlannedCap]:
+    """The caps for ``host`` in an answer of the endpoint; ValueError if it is not one."""
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        raise ValueError("no list of items")
+    caps = []
+    for item in body["items"]:
+        if not isinstance(item, dict) or not isinstance(item.get("caps"), list):
+            raise ValueError("an item without a list of caps")
+        scope = str(item.get("scope", "?"))
+        for cap in item["caps"]:
+            if not isinstance(cap, dict):
+                raise ValueError(f"a cap of {scope} is not an object")
+            if cap.get("host") != host:
+                continue
+            gpu, limit = cap.get("gpu"), cap.get("planned_limit_w")
+            if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
+                raise ValueError(f"a cap of {scope} has no GPU index: {gpu!r}")
+            if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
+                raise ValueError(f"{scope} gpu{gpu}: no planned_limit_w: {limit!r}")
+            caps.append(PlannedCap(scope, gpu, float(limit)))
+    return caps
+
+
+def decide(caps: Sequence[PlannedCap], gpus: Mapping[int, GpuLimits]) -> Decision:
+    """Each GPU's target: the lowest planned limit over all plans, clamped to its range."""
+    lowest: dict[int, list[PlannedCap]] = {}
+    refused = []
+    for cap in caps:
+        if cap.gpu not in gpus:
+            refused.append(cap)
+            continue
+        held = lowest.setdefault(cap.gpu, [cap])
+        if cap.limit_w < held[0].limit_w:
+            lowest[cap.gpu] = [cap]
+        elif cap.limit_w == held[0].limit_w and cap is not held[0]:
+            held.append(cap)
+    targets = {}
+    for gpu, chosen in sorted(lowest.items()):
+        planned = chosen[0].limit_w
+        limits = gpus[gpu]
+        clamped = min(max(planned, limits.min_w), limits.max_w)
+        scopes = tuple(sorted({c.scope for c in chosen}))
+        targets[gpu] = Target(gpu, clamped, planned, scopes)
+    return Decision(targets, tuple(refused))
+
+
+def tls_verify(ca_file: Path | None, insecure: bool) -> ssl.SSLContext | bool:
+    """What httpx verifies the optimizer's certificate with (``--ca-file``, ``--insecure``)."""
+    if insecure:
+        if ca_file is not None:
+            raise ConfigError("--insecure", True, "not given together with --ca-file")
+        return False
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("--ca-file", str(ca_file), f"a readable PEM file ({e})") from e
