@@ -19,6 +19,7 @@ import numpy as np
 
 from wattwise.collector.sim import nodes as twin_nodes
 from wattwise.collector.sim.dvfs import Floats
+from wattwise.collector.sim.workload import DUTY_JITTER
 from wattwise.optimizer.evaluation.budget_watch import Watch, scopes_at
 from wattwise.optimizer.evaluation.caps import _apply, _limits
 from wattwise.optimizer.evaluation.replica import Replica
@@ -30,7 +31,7 @@ from wattwise.optimizer.models.cap_response import (
 )
 from wattwise.optimizer.models.churn import Churn, fit_churn
 from wattwise.optimizer.models.node_other import NodeOther, fit_node_other
-from wattwise.optimizer.recommend.budget import Setup, plan_budgets, setup_budgets
+from wattwise.optimizer.recommend.budget import RESERVE_Z, Setup, plan_budgets, setup_budgets
 from wattwise.optimizer.recommend.budget_solve import Problem, solve
 from wattwise.optimizer.recommend.budget_types import BudgetScope
 from wattwise.optimizer.recommend.settings import BudgetSettings
@@ -205,8 +206,9 @@ def _inputs(
 class OracleBudget(BudgetPolicy):
     """The least true loss of work under wattwise's rules, planned on the twin's truth: each
     GPU's true work rate and power under every limit, which jobs truly end or start within
-    the interval (the next job counted at the hungriest busy GPU of its model), and the
-    nodes' true other power and supply loss."""
+    the interval (the next job, not drawn yet, counted as its model's busy GPUs draw, with
+    their spread in the reserve), the twin's true jitter, and the nodes' true other power
+    and supply loss."""
 
     def limits(self, replica: Replica, scopes: list[BudgetScope]) -> Floats:
         fleet = replica.fleet
@@ -216,11 +218,12 @@ class OracleBudget(BudgetPolicy):
         rate, power = fleet.truth.at_power_limits(grid)
         rate = np.asarray(rate, dtype=np.float64)
         loss = _expected_true_loss(replica, np.maximum(rate[:, -1:] - rate, 0.0), self.interval_s)
-        draw = _true_draw(replica, grid, np.asarray(power, dtype=np.float64), self.interval_s)
+        power = np.asarray(power, dtype=np.float64)
+        draw, spread = _true_draw(replica, power, self.interval_s)
         slope = 1.0 / twin_nodes.PSU_EFFICIENCY
         now = np.argmin(np.abs(grid - fleet.limit_w[:, None]), axis=1)
         counted_now = draw[np.arange(len(grid)), now]
-        levels, rooms = _true_rooms(replica, scopes, counted_now, slope, self.settings)
+        levels, rooms = _true_rooms(replica, scopes, counted_now, spread, slope, self.settings)
         problem = Problem(grid, np.arange(len(grid)), loss, levels, rooms, draw_w=draw)
         return solve(problem).limit_w
 
@@ -238,16 +241,18 @@ def _expected_true_loss(replica: Replica, loss: Floats, interval_s: float) -> Fl
     )
 
 
-def _true_draw(replica: Replica, grid: Floats, power: Floats, interval_s: float) -> Floats:
-    """(G, K): the most each GPU truly draws in the interval at each candidate: its job's
-    power, or where work truly starts within the interval, the hungriest busy GPU's of its
-    model at that limit."""
+def _true_draw(replica: Replica, power: Floats, interval_s: float) -> tuple[Floats, Floats]:
+    """(G, K): each GPU's true draw at each candidate — its job's, or where work truly
+    changes within the interval, what its model's busy GPUs draw there on average — and
+    (G,) the variance of that draw: the next job's spread over the model's busy GPUs (at
+    the default limit), and each second's jitter of the twin's duty."""
     jobs = replica.fleet.jobs
     changes = jobs.remaining_s < interval_s
-    hungriest = _by_model(replica, power, jobs.has_job, lambda a, axis: np.max(a, axis=axis))
-    return np.asarray(
-        np.where(changes[:, None], np.maximum(power, hungriest), power), dtype=np.float64
-    )
+    mean = _by_model(replica, power, jobs.has_job, np.mean)
+    spread = _by_model(replica, power[:, -1:], jobs.has_job, np.var)[:, 0]
+    draw = np.where(changes[:, None], mean, power)
+    jitter = (DUTY_JITTER * draw[:, -1]) ** 2
+    return np.asarray(draw, dtype=np.float64), np.where(changes, spread, 0.0) + jitter
 
 
 def _by_model(
@@ -267,9 +272,13 @@ def _true_rooms(
     replica: Replica,
     scopes: list[BudgetScope],
     counted_now: Floats,
+    variance: Floats,
     slope: float,
     settings: BudgetSettings,
 ) -> tuple[tuple[np.ndarray, ...], tuple[Floats, ...]]:
+    """Per level, each GPU's scope and each scope's room for its GPUs' draws: its limit
+    less its nodes' true other power and the reserve wattwise's rules keep (the 99th
+    percentile of the draw's spread), where its true peak reaches the planning share."""
     fleet, lay = replica.fleet, replica.fleet.layout
     gpu_w = np.bincount(lay.node_of_gpu, weights=fleet.op.power_w, minlength=lay.node_count)
     gpus = np.bincount(lay.node_of_gpu, minlength=lay.node_count)
@@ -292,9 +301,11 @@ def _true_rooms(
             m = codes == names.index(scope.name)
             of_gpu[m] = j
             other = float(other_node[np.unique(lay.node_of_gpu[m])].sum())
-            before = other + slope * float(counted_now[m].sum())
+            reserve = RESERVE_Z * float(np.sqrt(variance[m].sum()))
+            before = other + slope * (float(counted_now[m].sum()) + reserve)
             if before >= settings.plan_above_share * scope.limit_w:
-                room[j] = ((1.0 - settings.margin_share) * scope.limit_w - other) / slope
+                usable = (1.0 - settings.margin_share) * scope.limit_w - other
+                room[j] = usable / slope - reserve
         levels.append(of_gpu)
         rooms.append(room)
     return tuple(levels), tuple(rooms)

@@ -17,6 +17,9 @@ from wattwise.optimizer.models.common import column, tag_codes
 from wattwise.optimizer.telemetry import Series
 
 BUSY_MIN = 0.05
+STEP_PCT = 10.0
+"""A step this large in a busy GPU's utilization (or memory utilization) from one bucket to
+the next is other work: one job's buckets vary by a few points."""
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,24 @@ class Churn:
 
 
 def fit_churn(series: Series) -> Churn:
-    """From a ``gpu`` series: transitions between consecutive buckets of each GPU."""
+    """From a ``gpu`` series: transitions between consecutive buckets of each GPU (a busy
+    GPU's work ends when it goes idle or steps to other work)."""
     if not len(series):
         return Churn(0.0, 0.0)
     ids = tag_codes(series, ("host", "gpu"))
     order = np.lexsort((series.time_ns, ids))
     ids, time_ns = ids[order], series.time_ns[order]
-    busy = np.nan_to_num(column(series, "util_gpu_pct")[order], nan=0.0) / 100.0 >= BUSY_MIN
+    util = np.nan_to_num(column(series, "util_gpu_pct")[order], nan=0.0)
+    memory = np.nan_to_num(column(series, "util_mem_pct")[order], nan=0.0)
+    busy = util / 100.0 >= BUSY_MIN
     same = ids[1:] == ids[:-1]
     step_s = np.diff(time_ns) / 1e9
     was_busy, now_busy = busy[:-1][same], busy[1:][same]
     step_s = step_s[same]
+    # One job ending and the next starting within a bucket leaves no idle bucket between
+    # them, only a step in how busy the GPU's kernels and memory are.
+    stepped = (np.abs(np.diff(util)) >= STEP_PCT) | (np.abs(np.diff(memory)) >= STEP_PCT)
     busy_s, idle_s = float(step_s[was_busy].sum()), float(step_s[~was_busy].sum())
-    ended = float(np.sum(was_busy & ~now_busy))
+    ended = float(np.sum(was_busy & (~now_busy | stepped[same])))
     started = float(np.sum(~was_busy & now_busy))
     return Churn(ended / busy_s if busy_s > 0 else 0.0, started / idle_s if idle_s > 0 else 0.0)

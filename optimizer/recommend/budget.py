@@ -6,7 +6,7 @@ predicted peak is, at the power supplies, the nodes' other power at its high qua
 (:mod:`..models.node_other`) plus every GPU at the top of its power distribution over
 seconds — what the supplies and the breaker answer to, not the kernels' millisecond
 bursts: a busy GPU's work at its default limit, its mean (kernels and gaps as its
-utilization has them, :mod:`..models.cap_predict`) plus :data:`PEAK_SPREAD`; an idle GPU
+utilization has them, :mod:`..models.cap_predict`), with a reserve for its spread; an idle GPU
 as the busy GPUs of its model (a job may start there); each no higher than its limit,
 which the GPU holds within a second.
 
@@ -38,14 +38,15 @@ from wattwise.optimizer.recommend.budget_plan import Fleet, Outcome, plan_of
 from wattwise.optimizer.recommend.budget_solve import Problem, solve
 from wattwise.optimizer.recommend.budget_types import BudgetPlan, BudgetScope
 from wattwise.optimizer.recommend.settings import PRIORITY_WEIGHTS, BudgetSettings
-from wattwise.optimizer.telemetry import Floats, GpuState
+from wattwise.optimizer.telemetry import Floats, GpuState, Ints
 
 LEVELS = ("rack", "zone", "site")
 RESPONSE_POINTS = 9
-CHURN_Z = 2.33
-"""The reserve for changing work covers its 99th percentile (normal approximation)."""
+RESERVE_Z = 2.33
+"""The reserve covers the 99th percentile of the scope's draw (normal approximation)."""
 PEAK_SPREAD = 0.05
-"""A second's power above the work's mean: duty and batch sizes vary from one to the next."""
+"""One standard deviation of a job's power from second to second, relative to its mean:
+duty and batch sizes vary from one second to the next."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,6 @@ class Setup:
     planned: np.ndarray
     pace: Floats
     problem: Problem
-    reserve_w: Floats
-    """Per scope: GPU watts kept for work that changes during the interval."""
     slope: float
     """Watts at the supplies per GPU watt."""
 
@@ -108,24 +107,19 @@ def setup_budgets(
     members = _members(fleet, scopes)
     other = np.array([_other_w(fleet, m, nodes) for m in members])
     changes = (churn or Churn(0.0, 0.0)).change_probability(busy, interval_s)
+    everywhere = np.ones(len(scopes), dtype=np.bool_)
+    problem = _problem(fleet, limits, loss, scopes, members, other, everywhere, nodes, settings)
     if settings.hold == "always":
-        draw, reserve = None, np.zeros(len(scopes))
         counted = np.minimum(fleet.peak_w, fleet.current_w)
     else:
-        draw = _expected_draw(fleet, limits, changes)
-        reserve = np.array([_churn_reserve(fleet, changes, m) for m in members])
-        counted = _expected_draw(fleet, fleet.current_w[:, None], changes)[:, 0]
-    before = other + nodes.slope * (np.array([counted[m].sum() for m in members]) + reserve)
+        reserve = _reserve_per_gpu(fleet, changes, problem.scope_of_gpu)
+        draw = _counted_draw(fleet, limits, changes, reserve)
+        problem = dataclasses.replace(problem, draw_w=draw)
+        counted = _counted_draw(fleet, fleet.current_w[:, None], changes, reserve)[:, 0]
+    before = other + nodes.slope * np.array([counted[m].sum() for m in members])
     planned = before >= settings.plan_above_share * np.array([s.limit_w for s in scopes])
-    problem = _problem(fleet, limits, loss, scopes, members, other, planned, nodes, settings)
-    problem = dataclasses.replace(
-        problem,
-        draw_w=draw,
-        room_w=_less_reserve(problem, scopes, reserve),
-    )
-    return Setup(
-        fleet, scopes, members, other, before, planned, pace, problem, reserve, nodes.slope
-    )
+    problem = dataclasses.replace(problem, room_w=_unplanned_free(problem, scopes, planned))
+    return Setup(fleet, scopes, members, other, before, planned, pace, problem, nodes.slope)
 
 
 def plan_budgets(
@@ -157,8 +151,8 @@ def plan_budgets(
     rows = np.arange(len(fleet.states))
     drawn = problem.counted_w[rows, solution.choice[fleet.unit]]
     after = [
-        float(o + nodes.slope * (drawn[m].sum() + r))
-        for m, o, r in zip(setup.members, setup.other_w, setup.reserve_w, strict=True)
+        float(o + nodes.slope * drawn[m].sum())
+        for m, o in zip(setup.members, setup.other_w, strict=True)
     ]
     scope_rows = (
         scopes, setup.members, setup.other_w, setup.before_w, after, setup.planned, feasible,
@@ -197,7 +191,7 @@ def _fleet(
     mean = np.full(len(states), np.nan)
     if busy.any():
         at_default = at_limits(work.take(rows[busy]), default[busy]).power_w
-        mean[busy] = at_default * (1.0 + PEAK_SPREAD)
+        mean[busy] = at_default
     models = np.array([s.model for s in states], dtype=object)
     typical = _typical_busy_peak(models, mean, default)
     peak = np.where(busy, mean, typical)
@@ -234,14 +228,14 @@ def _current(s: GpuState) -> float:
     return _default(s)
 
 
-def _typical_busy_peak(models: np.ndarray, burst: Floats, default: Floats) -> Floats:
-    """Per GPU: the median peak of the busy GPUs of its model (its default limit if none)."""
+def _typical_busy_peak(models: np.ndarray, peak: Floats, default: Floats) -> Floats:
+    """Per GPU: the mean peak of the busy GPUs of its model (its default limit if none)."""
     out = default.copy()
     for model in set(models.tolist()):
         same = models == model
-        seen = burst[same & np.isfinite(burst)]
+        seen = peak[same & np.isfinite(peak)]
         if seen.size:
-            out[same] = float(np.median(seen))
+            out[same] = float(np.mean(seen))
     return out
 
 
@@ -381,31 +375,47 @@ def _problem(
     return Problem(limits, fleet.unit, loss, tuple(scope_of_gpu), tuple(rooms))
 
 
-def _expected_draw(fleet: Fleet, limits: Floats, changes: Floats) -> Floats:
-    """(G, K): each GPU's draw at each candidate, its work now or (with the probability its
-    work changes in the interval) the next work, as its model's busy GPUs draw."""
-    own = np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)[:, None]
-    q = changes[:, None]
-    mixed = (1.0 - q) * np.minimum(limits, own) + q * np.minimum(limits, fleet.typical_w[:, None])
-    return np.asarray(mixed, dtype=np.float64)
+def _counted_draw(fleet: Fleet, limits: Floats, changes: Floats, reserve: Floats) -> Floats:
+    """(G, K): what each GPU counts against its scopes at each candidate: its work's draw
+    now, and where other work may start in the interval (with the probability work has
+    changed there) what its model's busy GPUs draw more than that, plus its share of the
+    scope's reserve — never more than the candidate limit, which the GPU holds. A change to
+    work that draws less is not counted: the scope's peak comes before it."""
+    own = np.minimum(limits, np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)[:, None])
+    more = np.maximum(np.minimum(limits, fleet.typical_w[:, None]) - own, 0.0)
+    return np.asarray(
+        np.minimum(own + changes[:, None] * more + reserve[:, None], limits), dtype=np.float64
+    )
 
 
-def _churn_reserve(fleet: Fleet, changes: Floats, members: np.ndarray) -> float:
-    """Watts kept for changes of work drawing more than expected: :data:`CHURN_Z` standard
-    deviations of the scope's sum, each GPU's work changing independently."""
-    own = np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)[members]
-    jump = np.minimum(fleet.typical_w[members], fleet.default_w[members]) - own
-    q = changes[members]
-    return float(CHURN_Z * np.sqrt(np.sum(q * (1.0 - q) * jump * jump)))
+def _reserve_per_gpu(fleet: Fleet, changes: Floats, scope_of_gpu: tuple[Ints, ...]) -> Floats:
+    """Each GPU's share of the watts its scopes keep above their expected draw:
+    :data:`RESERVE_Z` standard deviations of the scope's sum, from work that changes (each
+    GPU's independently) and from each job's seconds above its mean (:data:`PEAK_SPREAD`;
+    a job's GPUs move together, jobs independently). A scope's reserve is shared in
+    proportion to each GPU's variance; a GPU keeps its largest share over its scopes (a
+    rack pools fewer GPUs than the site, so its shares are larger)."""
+    own = np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)
+    jump = np.maximum(np.minimum(fleet.typical_w, fleet.default_w) - own, 0.0)
+    job_w = np.bincount(fleet.unit, weights=own, minlength=len(fleet.unit_names))
+    variance = changes * (1.0 - changes) * jump**2 + PEAK_SPREAD**2 * job_w[fleet.unit] * own
+    out = np.zeros(len(own))
+    for scope in scope_of_gpu:
+        inside = scope >= 0
+        pooled = np.bincount(scope[inside], weights=variance[inside])
+        share = RESERVE_Z * variance[inside] / np.sqrt(np.maximum(pooled[scope[inside]], 1e-12))
+        out[inside] = np.maximum(out[inside], share)
+    return out
 
 
-def _less_reserve(
-    problem: Problem, scopes: Sequence[BudgetScope], reserve: Floats
+def _unplanned_free(
+    problem: Problem, scopes: Sequence[BudgetScope], planned: np.ndarray
 ) -> tuple[Floats, ...]:
+    """The rooms with those of unplanned scopes lifted: their limits bind nobody."""
     rooms = []
     for level, room in zip(LEVELS, problem.room_w, strict=True):
-        mine = reserve[[i for i, s in enumerate(scopes) if s.kind == level]]
-        rooms.append(np.asarray(room - mine, dtype=np.float64))
+        mine = planned[[i for i, s in enumerate(scopes) if s.kind == level]]
+        rooms.append(np.asarray(np.where(mine, room, np.inf), dtype=np.float64))
     return tuple(rooms)
 
 

@@ -28,7 +28,7 @@ class Fleet:
     idle_w: Floats
     """What it would draw with its job paused."""
     typical_w: Floats
-    """What the busy GPUs of its model draw at their highest second (the next job's draw)."""
+    """What the busy GPUs of its model draw on average (the next job's draw)."""
     unit: Ints
     unit_names: list[str]
     weight: Floats
