@@ -307,7 +307,23 @@ MODEL = MeasurementSpec(
     },
 )
 
-OPTIMIZER_WRITTEN = ("recommendation", "model")
+POWER_EVENT = MeasurementSpec(
+    tags={
+        "scope": "site, zone:<name> or rack:<name>",
+        "event": "the event's id (as the API names it)",
+    },
+    fields={
+        "limit_w": _f("W", "the scope's power limit while the event lasts"),
+        "start_ns": _i("ns", "when the event starts (also the point's time)"),
+        "end_ns": _i("ns", "when it ends, or was cancelled if that came first"),
+        "end_ms": _i("ms", "end_ns in epoch milliseconds, the end of Grafana's region"),
+        "reason": FieldSpec(str, "text", "why, as the operator gave it"),
+        "text": FieldSpec(str, "text", "one line for Grafana's annotation"),
+        "cancelled": _i("0/1", "1 once the event was cancelled"),
+    },
+)
+
+OPTIMIZER_WRITTEN = ("recommendation", "model", "power_event")
 """Measurements the optimizer writes; every other one comes from the nodes."""
 
 MEASUREMENTS: dict[str, MeasurementSpec] = {
@@ -320,4 +336,5 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
     "agent": AGENT,
     "recommendation": RECOMMENDATION,
     "model": MODEL,
+    "power_event": POWER_EVENT,
 }

@@ -15,6 +15,7 @@ from wattwise.dashboards.build import (
     Board,
     Json,
     custom_variable,
+    power_event_annotation,
     targets,
 )
 
@@ -91,6 +92,7 @@ def fleet_overview() -> Board:
         "IT power, energy and GPU states of the fleet.",
         ["fleet"],
     )
+    b.annotations.append(power_event_annotation())
     b.variables.append(custom_variable("group_by", "Group power by", ["rack", "zone", "cluster"]))
     node_power = fleet_sum("host", "node_power_w", HOST_FILTER, '"host"')
     gpu_power = fleet_sum("gpu", "power_w", GPU_FILTER, '"host", "gpu"')

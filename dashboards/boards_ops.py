@@ -10,6 +10,7 @@ from wattwise.dashboards.build import (
     ZONE_FILTER,
     ZONE_WHERE,
     Board,
+    power_event_annotation,
     targets,
 )
 
@@ -39,6 +40,7 @@ def recommendations() -> Board:
         "What wattwise recommends and what it would save.",
         ["optimizer"],
     )
+    b.annotations.append(power_event_annotation())
     b.add(
         "stat",
         "Potential savings now",

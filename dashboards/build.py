@@ -118,6 +118,7 @@ class Board:
         self.uid, self.title, self.description, self.tags = uid, title, description, tags
         self.panels: list[Json] = []
         self.variables = label_variables()
+        self.annotations: list[Json] = [_builtin_annotation()]
         self._x = self._y = self._line_h = 0
 
     def row(self, title: str) -> None:
@@ -181,7 +182,7 @@ class Board:
             "schemaVersion": SCHEMA_VERSION,
             "version": 1,
             "links": [],
-            "annotations": {"list": [_builtin_annotation()]},
+            "annotations": {"list": self.annotations},
             "templating": {"list": self.variables},
             "panels": self.panels,
         }
@@ -196,6 +197,37 @@ def _builtin_annotation() -> Json:
         "iconColor": "rgba(0, 211, 255, 1)",
         "name": "Annotations & Alerts",
         "type": "dashboard",
+    }
+
+
+POWER_EVENT_QUERY = (
+    'SELECT "text", "scope", "end_ms" FROM "power_event" WHERE $timeFilter'
+    ' AND "scope" =~ /^(site|zone:$zone|rack:$rack)$/'
+)
+"""Power events of the site, and of the zones and racks chosen above, from their start."""
+
+
+def power_event_annotation() -> Json:
+    """Timed power events (``POST /v1/power-events``) as regions from their start to their
+    end, or to their cancellation: the ``power_event`` measurement the optimizer writes."""
+    columns = {"textColumn": "text", "tagsColumn": "scope", "timeEndColumn": "end_ms"}
+    return {
+        "datasource": DATASOURCE,
+        "enable": True,
+        "hide": False,
+        "iconColor": "rgba(255, 152, 48, 1)",
+        "name": "Power events",
+        # Grafana 9 reads the query and its columns here; 10 and 11 from the target.
+        "query": POWER_EVENT_QUERY,
+        **columns,
+        "target": {
+            "refId": "Anno",
+            "query": POWER_EVENT_QUERY,
+            "rawQuery": True,
+            "resultFormat": "table",
+            "fromAnnotations": True,
+            **columns,
+        },
     }
 
 

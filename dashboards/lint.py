@@ -174,6 +174,10 @@ def _queries(board: Json, variables: dict[str, Json]) -> list[str]:
                 f"{where}: {p}"
                 for p in check_query(t.get("query", ""), values, t.get("resultFormat") == "table")
             ]
+    for annotation in board["annotations"]["list"]:
+        if annotation.get("query"):
+            where = f"annotation {annotation.get('name')!r}"
+            problems += [f"{where}: {p}" for p in check_query(annotation["query"], values, True)]
     for name, v in variables.items():
         if v.get("type") == "query":
             problems += [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -21,6 +22,7 @@ from wattwise.optimizer.service.engine import Engine, Snapshot
 from wattwise.optimizer.service.errors import install_error_handlers
 from wattwise.optimizer.service.limits import BodyLimit
 from wattwise.optimizer.service.metrics import RequestMetrics, ServiceMetrics
+from wattwise.optimizer.service.power_events import EventBook, store_writer
 from wattwise.optimizer.service.queries import FilterQuery
 from wattwise.optimizer.service.schemas import (
     ErrorOut,
@@ -29,12 +31,22 @@ from wattwise.optimizer.service.schemas import (
     ModelsOut,
     PlacementBody,
     PlacementOut,
+    PowerEventBody,
+    PowerEventOut,
+    PowerEventsOut,
     RefreshOut,
 )
 from wattwise.optimizer.service.settings import OptimizerConfig
-from wattwise.optimizer.service.views import IndexedItems, SnapshotView, iso
+from wattwise.optimizer.service.views import (
+    BudgetItems,
+    IndexedItems,
+    SnapshotView,
+    event_dict,
+    iso,
+)
 
 JSON = "application/json"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 413, 415, 422, 503)
 }
@@ -75,11 +87,26 @@ class ViewCache:
         return view
 
 
+def event_book(engine: Engine) -> EventBook:
+    """The power events the engine plans with and the API manages: the engine's book, or,
+    for an engine built without one, a new book kept in memory that both then share."""
+    if isinstance(engine.events, EventBook):
+        return engine.events
+    if engine.events is not None:
+        raise TypeError("the engine plans with events the API cannot manage: give it an EventBook")
+    book = EventBook(None, engine.clock, store_writer(engine.store))
+    engine.events = book
+    return book
+
+
 def create_app(
     engine: Engine, config: OptimizerConfig, *, metrics: ServiceMetrics | None = None
 ) -> FastAPI:
-    """The API for ``engine`` under ``config``; serve it with uvicorn."""
+    """The API for ``engine`` under ``config``; serve it with uvicorn. Power events are
+    kept in the engine's :class:`EventBook` (``optimizer serve`` gives it one on
+    ``budgets.events_file``; without one they are kept in memory only)."""
     metrics = metrics or ServiceMetrics()
+    book = event_book(engine)
     app = FastAPI(
         title="wattwise optimizer",
         version="1",
@@ -102,6 +129,7 @@ def create_app(
     _open_routes(app, engine, config, metrics, read)
     _read_routes(app, engine, config, views, read)
     _admin_routes(app, engine, metrics, admin)
+    _event_routes(app, engine, book, read, admin)
     _extender_routes(app, engine, table)
     return app
 
@@ -109,6 +137,7 @@ def create_app(
 def _count(metrics: ServiceMetrics, snapshot: Snapshot) -> None:
     metrics.recommendations.labels("power_cap").set(len(snapshot.caps))
     metrics.recommendations.labels("cooling").set(len(snapshot.cooling))
+    metrics.recommendations.labels("power_budget").set(len(snapshot.budget))
 
 
 def _open_routes(
@@ -155,6 +184,7 @@ def _read_routes(
 ) -> None:
     caps_query = FilterQuery(("cluster", "zone", "host"))
     cooling_query = FilterQuery(("cluster", "zone"))
+    budget_query = FilterQuery(("scope", "host"))
 
     @app.get(
         "/v1/recommendations/power-caps",
@@ -176,8 +206,21 @@ def _read_routes(
     async def cooling(request: Request) -> Response:
         return _read(cooling_query.parse(request), lambda view: view.cooling)
 
+    @app.get(
+        "/v1/recommendations/power-budget",
+        dependencies=[read],
+        response_model=ItemsOut,
+        tags=["recommendations"],
+        openapi_extra=budget_query.openapi(),
+    )
+    async def power_budget(request: Request) -> Response:
+        """One plan per power budget in force; ``host`` keeps the plans that cap that
+        host, each with that host's caps only."""
+        return _read(budget_query.parse(request), lambda view: view.budget)
+
     def _read(
-        filters: dict[str, list[str]], items: Callable[[SnapshotView], IndexedItems]
+        filters: dict[str, list[str]],
+        items: Callable[[SnapshotView], IndexedItems | BudgetItems],
     ) -> Response:
         _check_shard(config, filters.get("cluster", ()), filters.get("zone", ()))
         view = views.get()
@@ -229,7 +272,66 @@ def _admin_routes(app: FastAPI, engine: Engine, metrics: ServiceMetrics, admin: 
             "computed_at": iso(snap.computed_at_ns),
             "power_caps": len(snap.caps),
             "cooling": len(snap.cooling),
+            "power_budget": len(snap.budget),
         }
+
+
+def _event_routes(app: FastAPI, engine: Engine, book: EventBook, read: Any, admin: Any) -> None:
+    # Adding and cancelling write and fsync the events file and write to the store: off
+    # the event loop. Listing and getting read memory only.
+    def answer(event: Any, status: int = 200) -> JSONResponse:
+        return JSONResponse(event_dict(event, engine.clock.time_ns()), status_code=status)
+
+    @app.post(
+        "/v1/power-events",
+        dependencies=[admin],
+        response_model=PowerEventOut,
+        status_code=201,
+        tags=["power budgets"],
+        openapi_extra=json_body(PowerEventBody),
+    )
+    async def add_power_event(request: Request) -> JSONResponse:
+        """Limit a scope's power for a window (201 with the event)."""
+        body = await read_model(request, PowerEventBody)
+        event = await run_in_threadpool(
+            book.add, body.scope, body.limit_w, _ns(body.start), _ns(body.end), body.reason
+        )
+        return answer(event, 201)
+
+    @app.get(
+        "/v1/power-events",
+        dependencies=[read],
+        response_model=PowerEventsOut,
+        tags=["power budgets"],
+    )
+    async def list_power_events(all: bool = False) -> JSONResponse:
+        """Scheduled and active events by start; ``all=true`` adds the ended and cancelled."""
+        now_ns = engine.clock.time_ns()
+        items = [event_dict(e, now_ns) for e in book.list(include_ended=all)]
+        return JSONResponse({"count": len(items), "items": items})
+
+    @app.get(
+        "/v1/power-events/{event_id}",
+        dependencies=[read],
+        response_model=PowerEventOut,
+        tags=["power budgets"],
+    )
+    async def get_power_event(event_id: str) -> JSONResponse:
+        return answer(book.get(event_id))
+
+    @app.delete(
+        "/v1/power-events/{event_id}",
+        dependencies=[admin],
+        response_model=PowerEventOut,
+        tags=["power budgets"],
+    )
+    async def cancel_power_event(event_id: str) -> JSONResponse:
+        """End the event now (409 once it ended or was cancelled)."""
+        return answer(await run_in_threadpool(book.cancel, event_id))
+
+
+def _ns(when: datetime) -> int:
+    return (when - EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _extender_routes(app: FastAPI, engine: Engine, table: TokenTable) -> None:

@@ -1,4 +1,4 @@
-"""``wattwise optimizer serve|init-db``, ``wattwise recommend caps|cooling|place`` and
+"""``wattwise optimizer serve|init-db``, ``wattwise recommend caps|cooling|place|budget`` and
 ``wattwise models [backtest]``: the service, and the same computations run once from the
 command line.
 
@@ -30,6 +30,7 @@ from wattwise.optimizer.service import printing
 from wattwise.optimizer.service.backtesting import SplitError, run_backtest
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.fitted import KeptModels
+from wattwise.optimizer.service.power_events import EventBook
 from wattwise.optimizer.service.settings import (
     DEFAULT_CONFIG_PATH,
     OptimizerConfig,
@@ -100,10 +101,14 @@ def command_config(path: Path, overrides: dict[str, Any]) -> OptimizerConfig:
 
 
 @contextmanager
-def _engine(config: OptimizerConfig) -> Iterator[Engine]:
-    store = open_store(config.store, SystemClock(), must_exist=True)
+def _engine(config: OptimizerConfig, *, events: bool = False) -> Iterator[Engine]:
+    """An engine on the configured store; ``events``: planning with the power events the
+    service keeps in ``budgets.events_file`` (read here, never written)."""
+    clock = SystemClock()
+    store = open_store(config.store, clock, must_exist=True)
     try:
-        yield Engine(store, config, SystemClock())
+        book = EventBook(config.budgets.events_file, clock) if events else None
+        yield Engine(store, config, clock, events=book)
     finally:
         store.close()
 
@@ -269,12 +274,39 @@ def place(
         raise typer.Exit(1)
 
 
+def budget(
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="site, zone:NAME or rack:NAME; repeat for more (default: every one)"),
+    ] = None,
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    store: StoreOpt = None,
+    url: UrlOpt = None,
+    clusters: ListOpt = None,
+    zones: ListOpt = None,
+    refit: RefitOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Power budgets in force ([budgets] limits and the service's power events): what each
+    scope would draw at its peak before and after the planned caps, and what they cost."""
+    with _engine(_one_shot(config_path, store, clusters, zones, url), events=True) as engine:
+        _fit_and_refresh(engine, refit=refit, quiet=as_json)
+        plans = engine.snapshot.budget
+    wanted = set(scope or ())
+    rows = [p.as_dict() for p in plans if not wanted or p.scope in wanted]
+    if as_json:
+        typer.echo(json.dumps(clean(rows), indent=2))
+        return
+    printing.print_budget(rows, in_force=[p.scope for p in plans])
+
+
 def build_recommend_app() -> typer.Typer:
-    """``wattwise recommend``: ``caps``, ``cooling`` and ``place``."""
+    """``wattwise recommend``: ``caps``, ``cooling``, ``place`` and ``budget``."""
     app = typer.Typer(no_args_is_help=True, help="Recommendations computed here and now.")
     app.command()(caps)
     app.command()(cooling)
     app.command()(place)
+    app.command()(budget)
     return app
 
 

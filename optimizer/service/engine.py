@@ -22,14 +22,19 @@ from wattwise.collector.base import Reading
 from wattwise.errors import Busy, ModelFileError, NotReady, StoreError
 from wattwise.optimizer.models.cap_response import (
     CapResponseModel,
+    GpuWorkloads,
     estimate_workloads,
     fit_cap_models,
 )
+from wattwise.optimizer.models.churn import fit_churn
 from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.models.node_other import fit_node_other
 from wattwise.optimizer.models.node_power import fit_node_power_curves
 from wattwise.optimizer.models.power import fit_power_models
 from wattwise.optimizer.models.thermal import fit_cooling_models, fit_gpu_thermal, fit_inlet_models
 from wattwise.optimizer.models.workload import WorkloadProfile, job_profiles, profile_set
+from wattwise.optimizer.recommend.budget import plan_budgets
+from wattwise.optimizer.recommend.budget_types import ActiveEvents, BudgetPlan, scopes_in_force
 from wattwise.optimizer.recommend.caps import jobs_on_gpus, other_power_per_gpu, recommend_caps
 from wattwise.optimizer.recommend.cooling import ThermalFits, recommend_cooling
 from wattwise.optimizer.recommend.fleet_view import FleetView
@@ -63,6 +68,8 @@ class Snapshot:
     """The arrays placement and the scheduler extender score nodes on."""
     where: dict[str, lines.Location] = field(default_factory=dict)
     """Host → (cluster, zone, rack)."""
+    budget: tuple[BudgetPlan, ...] = ()
+    """One plan per power budget in force (configured or a timed event)."""
 
 
 Listener = Callable[[Snapshot], None]
@@ -78,8 +85,11 @@ class Engine:
         clock: Clock,
         *,
         listeners: Sequence[Listener] = (),
+        events: ActiveEvents | None = None,
     ) -> None:
         self.store = store
+        self.events = events
+        """Timed power events (:mod:`.power_events`); without them only configured budgets."""
         self.telemetry = SaneTelemetry(store)
         self.config = config
         self.clock = clock
@@ -246,6 +256,7 @@ class Engine:
         )
         # Worked out here, off the event loop, rather than by the first placement request.
         placement_basis(fleet, self.config.placement)
+        budget = self._budget(gpus, work, series, jobs_on_gpus(jobs), now_ns)
         where = {h.host: (h.cluster, h.zone, h.rack) for h in hosts}
         where.update({g.host: (g.cluster, g.zone, g.rack) for g in gpus if g.host not in where})
         return Snapshot(
@@ -257,6 +268,36 @@ class Engine:
             tuple(zones),
             fleet,
             where,
+            tuple(budget),
+        )
+
+    def _budget(
+        self,
+        gpus: Sequence[GpuState],
+        work: GpuWorkloads,
+        series: Series,
+        jobs: dict[tuple[str, int], str],
+        now_ns: int,
+    ) -> list[BudgetPlan]:
+        """Plans for every budget in force: the configured ones and timed events."""
+        settings = self.config.budgets
+        events = self.events.active(now_ns) if self.events is not None else []
+        scopes = scopes_in_force(settings.configured(), events)
+        if not scopes:
+            return []
+        start_ns = now_ns - int(self.config.recommend.recent_s * 1e9)
+        every_s = self.config.models.every_s
+        hosts = self.telemetry.host_series(start_ns, now_ns, every_s=every_s, scope=self.scope)
+        nodes = fit_node_other(series, hosts, quantile=settings.peak_quantile)
+        return plan_budgets(
+            gpus,
+            work,
+            scopes,
+            nodes,
+            settings,
+            jobs=jobs,
+            churn=fit_churn(series),
+            interval_s=self.config.recommend.refresh_interval_s,
         )
 
     def _unhealthy(self, gpus: Sequence[GpuState], now_ns: int) -> dict[tuple[str, int], str]:

@@ -1,9 +1,10 @@
 """The one mapping from errors to HTTP answers: ``{"error": …, "detail": …}`` JSON, always.
 
-Bad input (malformed JSON, wrong types, values out of range) is a 4xx; the
-store being down or the first refresh pending is a 503; a refit already
-running is a 409. Endpoints raise and let this module answer, so no endpoint
-carries its own try/except.
+Bad input (malformed JSON, wrong types, values out of range, a power event
+that ends in the past) is a 4xx; the store being down, the first refresh
+pending or the events file unwritable is a 503; a refit already running, or
+cancelling a power event that is over, is a 409. Endpoints raise and let this
+module answer, so no endpoint carries its own try/except.
 """
 
 from __future__ import annotations
@@ -28,11 +29,21 @@ from wattwise.errors import (
     WattwiseError,
 )
 from wattwise.optimizer.service.auth import redact_paths
+from wattwise.optimizer.service.power_events import (
+    EventConflict,
+    EventsNotSaved,
+    InvalidEvent,
+    UnknownEvent,
+)
 
 log = logging.getLogger(__name__)
 
 STATUS_OF: tuple[tuple[type[WattwiseError], int, str], ...] = (
     (ConfigError, 400, "invalid setting"),
+    (InvalidEvent, 422, "invalid request"),
+    (UnknownEvent, 404, "not found"),
+    (EventConflict, 409, "conflict"),
+    (EventsNotSaved, 503, "events not saved"),
     (Busy, 409, "busy"),
     (NotReady, 503, "not ready"),
     (StoreAuthError, 502, "store refused the optimizer's credentials"),
@@ -93,9 +104,16 @@ def _describe(problems: Sequence[dict[str, Any]]) -> list[str]:
 async def _wattwise_error(request: Request, exc: Exception) -> JSONResponse:
     for kind, status, error in STATUS_OF:
         if isinstance(exc, kind):
-            return JSONResponse(error_body(error, str(exc)), status_code=status)
+            return JSONResponse(error_body(error, _detail(exc)), status_code=status)
     log.error("request %s failed: %s", redact_paths(request.url.path), exc)
     return JSONResponse(error_body("optimizer error", str(exc)), status_code=500)
+
+
+def _detail(exc: Exception) -> object:
+    # A refused value is located as a body that breaks the schema is: ["body.end: …"].
+    if isinstance(exc, InvalidEvent):
+        return [f"body.{exc.field}: {exc.problem}"]
+    return str(exc)
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:

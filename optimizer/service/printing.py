@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import typer
 from rich.console import Console
@@ -131,6 +131,55 @@ def print_placement(
     return True
 
 
+BUDGET_COLUMNS = (
+    "scope", "limit", "peak before", "peak after", "planned", "feasible", "work lost %",
+    "capped GPUs", "applied",
+)  # fmt: skip
+
+
+def budget_row(row: Row) -> dict[str, str]:
+    """A plan's line of the ``recommend budget`` table, from its JSON dict."""
+    event = row.get("event_id")
+    share = row.get("applied_share")
+    return {
+        "scope": f"{row['scope']} (event)" if event else str(row["scope"]),
+        "limit": _watts(row.get("limit_w")),
+        "peak before": _watts(row.get("predicted_peak_before_w")),
+        "peak after": _watts(row.get("predicted_peak_after_w")),
+        "planned": "yes" if row.get("planned") else "no",
+        "feasible": "yes" if row.get("feasible") else "NO",
+        "work lost %": cell(row.get("work_lost_pct")),
+        "capped GPUs": str(len(row.get("caps") or ())),
+        "applied": f"{100 * share:.0f} %" if _finite(share) else "-",
+    }
+
+
+def print_budget(
+    rows: Sequence[Row], *, in_force: Sequence[str], console: Console | None = None
+) -> None:
+    """A line per plan, then why each scope is planned as it is (and what an infeasible one
+    should pause); says so when no budget (or none asked for) is in force."""
+    if not rows:
+        if in_force:
+            typer.echo(
+                f"None of those scopes has a budget in force; in force: {', '.join(in_force)}"
+            )
+        else:
+            typer.echo(
+                "No power budget in force: set [budgets] rack_w, zone_w or site_w, or add a "
+                "power event (POST /v1/power-events)."
+            )
+        return
+    (console or Console()).print(table([budget_row(r) for r in rows], BUDGET_COLUMNS))
+    for row in rows:
+        reason = str(row.get("reason") or "")
+        if reason:
+            typer.echo(f"{row['scope']}: {reason}")
+        pause = [str(p) for p in row.get("pause") or ()]
+        if not row.get("feasible") and pause and not all(p in reason for p in pause):
+            typer.echo(f"{row['scope']}: pause or move, least important first: {', '.join(pause)}")
+
+
 HEADERS = {
     "gpu": "GPU",
     "gpus": "GPUs",
@@ -149,7 +198,7 @@ def table(rows: Sequence[Row], columns: Sequence[str]) -> Table:
     out = Table()
     for column in columns:
         # Names are what an operator copies; they are never cut or wrapped.
-        out.add_column(HEADERS.get(column, column), no_wrap=column in ("host", "gpus"))
+        out.add_column(HEADERS.get(column, column), no_wrap=column in ("host", "gpus", "scope"))
     for row in rows:
         out.add_row(*(cell(row.get(c)) for c in columns))
     return out
@@ -167,6 +216,14 @@ def cell(value: object) -> str:
 
 def _number(value: object) -> float:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
+
+
+def _finite(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _watts(value: object) -> str:
+    return _power(float(value)) if _finite(value) else "-"
 
 
 def _power(watts: float) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from wattwise.optimizer.recommend.budget_types import SCOPE_PATTERN
 from wattwise.optimizer.recommend.placement import PlacementRequest
+from wattwise.optimizer.service.power_events import MAX_REASON_CHARS
 
 
 class PlacementBody(PlacementRequest):
@@ -78,6 +80,42 @@ class RefreshOut(BaseModel):
     computed_at: str
     power_caps: int
     cooling: int
+    power_budget: int = Field(description="power budgets planned (one per scope in force)")
+
+
+class PowerEventBody(BaseModel):
+    """A scope's power limit for a window: a demand-response event, a feed under maintenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: str = Field(
+        max_length=200,
+        pattern=SCOPE_PATTERN.pattern,
+        description="site, zone:<name> or rack:<name>",
+    )
+    limit_w: float = Field(
+        gt=0, le=1e10, allow_inf_nan=False, description="what the scope's nodes may draw (W)"
+    )
+    start: AwareDatetime = Field(description="ISO 8601 with its offset, e.g. 2024-05-02T14:00Z")
+    end: AwareDatetime = Field(description="after start and in the future")
+    reason: str = Field("", max_length=MAX_REASON_CHARS)
+
+
+class PowerEventOut(BaseModel):
+    id: str
+    scope: str
+    limit_w: float
+    start: str
+    end: str
+    reason: str
+    state: str = Field(description="scheduled, active, ended or cancelled")
+    created_at: str
+    cancelled_at: str | None
+
+
+class PowerEventsOut(BaseModel):
+    count: int
+    items: list[PowerEventOut]
 
 
 class HealthOut(BaseModel):

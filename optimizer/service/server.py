@@ -16,6 +16,7 @@ from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.latency import GcPauses
 from wattwise.optimizer.service.limits import deadline_protocol
 from wattwise.optimizer.service.metrics import ServiceMetrics
+from wattwise.optimizer.service.power_events import open_event_book, store_writer
 from wattwise.optimizer.service.scheduler import build_scheduler
 from wattwise.optimizer.service.settings import OptimizerConfig, WebhookSettings
 from wattwise.optimizer.service.webhooks import WebhookNotifier
@@ -58,7 +59,9 @@ def run_server(config: OptimizerConfig) -> None:
     clock = SystemClock()
     store = open_store(config.store, clock)
     metrics = ServiceMetrics()
-    engine = Engine(store, config, clock)
+    # Timed power events: kept in budgets.events_file across restarts (in memory without).
+    events = open_event_book(config.budgets.events_file, clock, store_writer(store))
+    engine = Engine(store, config, clock, events=events)
     notifier = None
     if config.webhooks.targets:
         secret = webhook_secret(config.webhooks)

@@ -16,7 +16,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wattwise.optimizer.recommend.health import HealthSettings
-from wattwise.optimizer.recommend.settings import CapSettings, CoolingSettings, PlacementSettings
+from wattwise.optimizer.recommend.settings import (
+    BudgetSettings,
+    CapSettings,
+    CoolingSettings,
+    PlacementSettings,
+)
 from wattwise.optimizer.store.settings import StoreSettings
 from wattwise.optimizer.telemetry import Scope
 from wattwise.settings import OPTIMIZER_ENV_PREFIX, check_http_url, load_settings
@@ -33,8 +38,9 @@ class _Section(BaseModel):
 class ApiToken(_Section):
     """One client: the SHA-256 (hex) of its bearer token and what it may do.
 
-    ``read``: recommendations, models, placement, metrics. ``admin``: refit and
-    refresh (and everything ``read`` may). ``extender``: only the Kubernetes
+    ``read``: recommendations, power events, models, placement, metrics. ``admin``:
+    refit, refresh, and adding or cancelling power events (and everything ``read``
+    may). ``extender``: only the Kubernetes
     scheduler-extender endpoints, as a bearer token or in the URL path.
     """
 
@@ -84,7 +90,11 @@ class RecommendSettings(_Section):
 
 class WebhookTarget(_Section):
     url: str
-    events: tuple[Literal["power_cap", "cooling"], ...] = ("power_cap", "cooling")
+    events: tuple[Literal["power_cap", "cooling", "power_budget"], ...] = (
+        "power_cap",
+        "cooling",
+        "power_budget",
+    )
 
     @field_validator("url")
     @classmethod
@@ -126,6 +136,7 @@ class OptimizerConfig(_Section):
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     cooling: CoolingSettings = Field(default_factory=CoolingSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     shard: ShardSettings = Field(default_factory=ShardSettings)
 

@@ -2,8 +2,11 @@
 
 Material: a GPU's recommended cap differs by at least ``cap_change_w`` from
 what was last sent, a zone's setpoint by at least ``setpoint_change_c``, or a
-recommendation appeared or went away. Changes are compared with what was
-last *sent*, so slow drift is reported once it adds up.
+recommendation appeared or went away. A power budget's plan changes materially
+when it appears or goes away, becomes planned or unplanned, feasible or
+infeasible, comes under another event, or any of its GPUs' planned limits
+moves by at least ``cap_change_w``. Changes are compared with what was last
+*sent*, so slow drift is reported once it adds up.
 
 Each target has its own worker thread and bounded queue: a dead or slow
 receiver only delays its own deliveries, never the optimizer or other
@@ -28,6 +31,7 @@ import httpx
 
 from wattwise.clock import Clock
 from wattwise.common.http import deadline_client
+from wattwise.optimizer.recommend.budget_types import BudgetPlan
 from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
 from wattwise.optimizer.service.engine import Snapshot
 from wattwise.optimizer.service.settings import WebhookSettings, WebhookTarget
@@ -53,9 +57,11 @@ class ChangeTracker:
     def __post_init__(self) -> None:
         self._caps: dict[tuple[str, int], CapRecommendation] = {}
         self._cooling: dict[tuple[str, str], CoolingRecommendation] = {}
+        self._budget: dict[str, BudgetPlan] = {}
 
     def changes(self, snapshot: Snapshot) -> dict[str, object]:
-        """The ``power_cap`` and ``cooling`` changes since the last call (empty if none)."""
+        """The ``power_cap``, ``cooling`` and ``power_budget`` changes since the last call
+        (empty if none)."""
         caps = {(c.host, c.gpu): c for c in snapshot.caps if c.recommended_limit_w is not None}
         cooling = {(c.cluster, c.zone): c for c in snapshot.cooling}
         changed_caps = [c for k, c in caps.items() if self._cap_moved(self._caps.get(k), c)]
@@ -79,7 +85,36 @@ class ChangeTracker:
         self._caps.update({(c.host, c.gpu): c for c in changed_caps})
         self._cooling = {k: self._cooling.get(k, c) for k, c in cooling.items()}
         self._cooling.update({(c.cluster, c.zone): c for c in changed_cooling})
+        budget = self._budget_changes(snapshot.budget)
+        if budget:
+            out["power_budget"] = budget
         return out
+
+    def _budget_changes(self, plans: tuple[BudgetPlan, ...]) -> dict[str, object]:
+        now = {p.scope: p for p in plans}
+        changed = [p for s, p in now.items() if self._plan_moved(self._budget.get(s), p)]
+        gone = [{"scope": s} for s in sorted(self._budget.keys() - now.keys())]
+        self._budget = {s: self._budget.get(s, p) for s, p in now.items()}
+        self._budget.update({p.scope: p for p in changed})
+        if not changed and not gone:
+            return {}
+        return {"changed": [p.as_dict() for p in changed], "removed": gone}
+
+    def _plan_moved(self, old: BudgetPlan | None, new: BudgetPlan) -> bool:
+        if old is None:
+            return True
+        if (old.planned, old.feasible, old.event_id) != (new.planned, new.feasible, new.event_id):
+            return True
+        # A GPU missing from a plan's caps stays at its default limit.
+        before = {(c.host, c.gpu): c for c in old.caps}
+        after = {(c.host, c.gpu): c for c in new.caps}
+        for key in before.keys() | after.keys():
+            default = (before.get(key) or after[key]).default_limit_w
+            old_w = before[key].planned_limit_w if key in before else default
+            new_w = after[key].planned_limit_w if key in after else default
+            if abs(new_w - old_w) >= self.cap_change_w:
+                return True
+        return False
 
     def _cap_moved(self, old: CapRecommendation | None, new: CapRecommendation) -> bool:
         if old is None or old.recommended_limit_w is None or new.recommended_limit_w is None:

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import json
 import operator
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import PROVISIONING_DIR
-from tests.dashboards.fleet_data import FleetData
+from tests.dashboards.fleet_data import FleetData, S
 from tests.influxd import InfluxServer
+from wattwise.clock import ManualClock
 from wattwise.dashboards.build import write_all
 from wattwise.dashboards.check import DASHBOARDS_DIR, dashboard_files
 from wattwise.dashboards.influxql import substitute
 from wattwise.dashboards.lint import iter_panels
 from wattwise.dashboards.provisioning import load
+from wattwise.optimizer.service.power_events import EventBook, store_writer
+from wattwise.optimizer.store import InfluxStore
 
 MAY_BE_EMPTY = {("fleet", "Power-capped / thermally throttled GPUs", "B")}
 """(dashboard, panel, refId) that are empty while no GPU is thermally throttled
@@ -204,3 +209,47 @@ def test_alert_off_the_bus_fires_for_the_lost_gpu_only(
     influxd: InfluxServer, fleet_db: FleetData
 ) -> None:
     assert _firing(influxd, fleet_db, "wattwise-gpu-off-the-bus") == {fleet_db.failed_gpu}
+
+
+def test_power_event_annotation_draws_each_event_once_as_it_ran(influxd: InfluxServer) -> None:
+    """Events added and cancelled through the optimizer's book, written to a real influxd
+    by the optimizer's store, read back by the dashboards' annotation query as Grafana
+    sends it (``epoch=ms``): one region per event, ending where the event really ended."""
+    db = "power_events"
+    influxd.create_database(db)
+    now_ns = time.time_ns() // S * S
+    clock = ManualClock(start_ns=now_ns)
+    store = InfluxStore(influxd.url, database=db)
+    book = EventBook(None, clock, store_writer(store))
+    kept = book.add("rack:r01", 30_000.0, now_ns - 3600 * S, now_ns + 3600 * S, "feed B")
+    cut = book.add("site", 9e5, now_ns - 1800 * S, now_ns + 7200 * S, "")
+    clock.advance(60.0)
+    book.cancel(cut.id)
+    book.add("rack:r02", 30_000.0, now_ns - 600 * S, now_ns + 600 * S, "other rack")
+    store.close()
+    (annotation,) = [a for a in BOARDS["fleet"]["annotations"]["list"] if "query" in a]
+    assert annotation["target"]["query"] == annotation["query"]
+    query = substitute(
+        annotation["query"],
+        {"zone": ".*", "rack": "(r01)"},  # Grafana's regex form of one chosen rack
+        time_filter="time > now() - 6h",
+        interval="",
+    )
+    response = httpx.get(
+        f"{influxd.url}/query", params={"q": query, "db": db, "epoch": "ms"}, timeout=30
+    )
+    (series,) = response.json()["results"][0]["series"]
+    columns = series["columns"]
+    assert {annotation["textColumn"], annotation["tagsColumn"], annotation["timeEndColumn"]} <= set(
+        columns
+    )
+    rows = sorted(
+        (dict(zip(columns, values, strict=True)) for values in series["values"]),
+        key=lambda r: r["time"],
+    )
+    assert [(r["scope"], r["time"], r["end_ms"]) for r in rows] == [
+        ("rack:r01", kept.start_ns // 10**6, kept.end_ns // 10**6),
+        ("site", cut.start_ns // 10**6, (now_ns + 60 * S) // 10**6),
+    ]
+    assert rows[0]["text"] == "rack:r01 limited to 30,000 W: feed B"
+    assert rows[1]["text"].endswith("(cancelled)")

@@ -154,3 +154,15 @@ def test_cli_lint_exits_1_with_one_line_per_problem(tmp_path: Path) -> None:
 def test_cli_lint_passes_the_shipped_dashboards() -> None:
     result = CliRunner().invoke(build_dashboards_app(), ["lint"])
     assert result.exit_code == 0 and "8 dashboards OK" in result.output
+
+
+def test_an_annotation_query_is_checked_like_a_panels(tmp_path: Path) -> None:
+    board = json.loads((DASHBOARDS_DIR / "fleet.json").read_text())
+    (annotation,) = [a for a in board["annotations"]["list"] if "query" in a]
+    annotation["query"] = annotation["query"].replace('"end_ms"', '"end_msec"')
+    (tmp_path / "fleet.json").write_text(json.dumps(board))
+    problems = lint_all(tmp_path, PROVISIONING_DIR)
+    assert problems == [
+        f"{tmp_path / 'fleet.json'}: annotation 'Power events': unknown field 'end_msec' "
+        "in power_event"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import sys
@@ -22,9 +23,12 @@ from tests.optimizer.service.support import (
     serve,
 )
 from wattwise.clock import ManualClock
+from wattwise.common.embedded import EmbeddedStore
 from wattwise.optimizer.service.app import ViewCache, create_app
 from wattwise.optimizer.service.auth import RedactPathTokens
 from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.service.power_events import EventBook
+from wattwise.optimizer.service.views import iso
 from wattwise.optimizer.store import EmbeddedSqliteStore, InfluxStore
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -38,6 +42,16 @@ PROTECTED = [
     ("POST", "/v1/refit"),
     ("POST", "/v1/refresh"),
     ("POST", "/v1/extender/filter"),
+    ("GET", "/v1/recommendations/power-budget"),
+    ("GET", "/v1/power-events"),
+    ("GET", "/v1/power-events/0123"),
+    ("POST", "/v1/power-events"),
+    ("DELETE", "/v1/power-events/0123"),
+]
+ADMIN_ONLY = [
+    ("POST", "/v1/refresh"),
+    ("POST", "/v1/power-events"),
+    ("DELETE", "/v1/power-events/0"),
 ]
 
 
@@ -62,8 +76,9 @@ def test_wrong_token_or_scheme_is_401(client: httpx.Client, header: str) -> None
     assert "detail" in response.json()
 
 
-def test_read_token_on_admin_endpoint_is_403(client: httpx.Client) -> None:
-    response = client.post("/v1/refresh", headers=READ)
+@pytest.mark.parametrize(("method", "path"), ADMIN_ONLY)
+def test_read_token_on_admin_endpoint_is_403(client: httpx.Client, method: str, path: str) -> None:
+    response = client.request(method, path, headers=READ)
     assert response.status_code == 403
     assert "admin" in response.json()["detail"]
 
@@ -214,9 +229,13 @@ def test_wrong_query_type_and_unknown_path_are_json_4xx(client: httpx.Client) ->
     assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method not allowed"
 
 
-def test_metrics_are_prometheus_text_from_a_private_registry(client: httpx.Client) -> None:
+def test_metrics_are_prometheus_text_from_a_private_registry(
+    client: httpx.Client, engine: Engine
+) -> None:
     client.get("/v1/recommendations/power-caps", headers=READ)
     text = client.get("/metrics", headers=READ).text
+    plans = float(len(engine.snapshot.budget))
+    assert f'wattwise_optimizer_recommendations{{kind="power_budget"}} {plans}' in text
     assert (
         'wattwise_api_requests_total{route="/v1/recommendations/power-caps",status="200"}' in text
     )
@@ -236,6 +255,9 @@ def test_openapi_document_lists_the_v1_endpoints(client: httpx.Client) -> None:
         "/v1/refresh",
         "/v1/extender/filter",
         "/v1/extender/prioritize",
+        "/v1/recommendations/power-budget",
+        "/v1/power-events",
+        "/v1/power-events/{event_id}",
         "/healthz",
     ):
         assert path in paths
@@ -450,3 +472,210 @@ def test_store_answering_junk_is_a_502_saying_what_was_wrong_not_an_empty_fleet(
     assert refresh.json()["error"] == "store refused the query"
     assert "not an InfluxDB query result" in refresh.json()["detail"]
     assert caps.status_code == 503 and health["ready"] is False
+
+
+def _at(engine: Engine, minutes: float) -> str:
+    """The engine's time plus ``minutes`` as the API takes it (UTC, ``Z``)."""
+    return iso(engine.clock.time_ns() + int(minutes * 60e9))
+
+
+def _event_body(engine: Engine, **changes: object) -> dict[str, object]:
+    body = {
+        "scope": "rack:r01",
+        "limit_w": 1000.0,
+        "start": _at(engine, -1),
+        "end": _at(engine, 60),
+        "reason": "feed B maintenance",
+    }
+    return {**body, **changes}
+
+
+def test_power_event_added_is_listed_kept_in_the_store_planned_and_cancelled(
+    client: httpx.Client, engine: Engine, twin_data: tuple[Path, int]
+) -> None:
+    added = client.post("/v1/power-events", headers=ADMIN, json=_event_body(engine))
+    assert added.status_code == 201, added.text
+    event = added.json()
+    assert event["scope"] == "rack:r01" and event["limit_w"] == 1000.0
+    assert event["start"] == _at(engine, -1) and event["end"] == _at(engine, 60)
+    assert event["state"] == "active" and event["cancelled_at"] is None
+    assert event["reason"] == "feed B maintenance" and len(event["id"]) == 32
+    assert client.get(f"/v1/power-events/{event['id']}", headers=READ).json() == event
+    listed = client.get("/v1/power-events", headers=READ).json()
+    assert event in listed["items"] and listed["count"] == len(listed["items"])
+    # The planner sees the events the API manages, and Grafana the store's point.
+    assert isinstance(engine.events, EventBook)
+    assert [e.id for e in engine.events.active(engine.clock.time_ns())] == [event["id"]]
+    (point,) = [
+        p
+        for p in EmbeddedStore(twin_data[0]).latest("power_event")
+        if p.tags["event"] == event["id"]
+    ]
+    assert point.tags["scope"] == "rack:r01" and point.fields["limit_w"] == 1000.0
+    assert point.fields["cancelled"] == 0
+
+    refresh = client.post("/v1/refresh", headers=ADMIN).json()
+    assert refresh["power_budget"] == len(engine.snapshot.budget)
+    budget = client.get(
+        "/v1/recommendations/power-budget", headers=READ, params={"scope": "rack:r01"}
+    ).json()
+    assert budget["count"] == 1
+    (plan,) = budget["items"]
+    assert plan["scope"] == "rack:r01" and plan["event_id"] == event["id"]
+    assert plan["limit_w"] == 1000.0
+
+    cancelled = client.delete(f"/v1/power-events/{event['id']}", headers=ADMIN)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["state"] == "cancelled" and cancelled.json()["cancelled_at"]
+    again = client.delete(f"/v1/power-events/{event['id']}", headers=ADMIN)
+    assert again.status_code == 409 and again.json()["error"] == "conflict"
+    assert "cancelled" in again.json()["detail"]
+    ids = [e["id"] for e in client.get("/v1/power-events", headers=READ).json()["items"]]
+    assert event["id"] not in ids
+    every = client.get("/v1/power-events", headers=READ, params={"all": "true"}).json()
+    assert event["id"] in [e["id"] for e in every["items"]]
+    client.post("/v1/refresh", headers=ADMIN)
+    after = client.get(
+        "/v1/recommendations/power-budget", headers=READ, params={"scope": "rack:r01"}
+    ).json()
+    assert after["count"] == 0  # no budget is configured for rack:r01: the plan went
+
+
+def test_power_budget_plans_filter_by_host_to_that_hosts_caps(
+    client: httpx.Client, engine: Engine
+) -> None:
+    body = _event_body(engine, scope="zone:z1", limit_w=7500.0)
+    event = client.post("/v1/power-events", headers=ADMIN, json=body).json()
+    try:
+        client.post("/v1/refresh", headers=ADMIN)
+        every = client.get("/v1/recommendations/power-budget", headers=READ).json()
+        (plan,) = [p for p in every["items"] if p["scope"] == "zone:z1"]
+        assert plan["planned"] is True and plan["feasible"] is True, plan["reason"]
+        assert len({c["host"] for c in plan["caps"]}) > 1, plan["reason"]
+        host = plan["caps"][0]["host"]
+        mine = client.get(
+            "/v1/recommendations/power-budget", headers=READ, params={"host": host}
+        ).json()
+        (only,) = [p for p in mine["items"] if p["scope"] == "zone:z1"]
+        assert only["caps"] == [c for c in plan["caps"] if c["host"] == host]
+        assert {k: v for k, v in only.items() if k != "caps"} == {
+            k: v for k, v in plan.items() if k != "caps"
+        }
+        none = client.get(
+            "/v1/recommendations/power-budget", headers=READ, params={"host": "nope"}
+        ).json()
+        assert none["count"] == 0 and none["items"] == []
+    finally:
+        client.delete(f"/v1/power-events/{event['id']}", headers=ADMIN)
+        client.post("/v1/refresh", headers=ADMIN)
+
+
+def test_unknown_power_event_is_a_json_404(client: httpx.Client) -> None:
+    for method in ("GET", "DELETE"):
+        response = client.request(
+            method, "/v1/power-events/" + "0" * 32, headers=ADMIN if method == "DELETE" else READ
+        )
+        assert response.status_code == 404 and response.json()["error"] == "not found"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"scope": "row 3"}, "scope", "pattern"),
+        ({"scope": "rack:"}, "scope", "pattern"),
+        ({"limit_w": 0}, "limit_w", "greater than 0"),
+        ({"limit_w": "500"}, "limit_w", "number"),
+        ({"start": "2024-05-02T10:00:00"}, "start", "timezone"),
+        ({"end": "tomorrow"}, "end", "datetime"),
+        ({"end": 1714644000}, "end", "datetime"),
+        ({"reason": 5}, "reason", "string"),
+        ({"extra": 1}, "extra", "not permitted"),
+        ({"scope": None}, "scope", "string"),
+    ],
+)
+def test_bad_power_event_bodies_are_422_naming_the_field(
+    client: httpx.Client, engine: Engine, changes: dict[str, object], field: str, words: str
+) -> None:
+    response = client.post("/v1/power-events", headers=ADMIN, json=_event_body(engine, **changes))
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid request"
+    assert any(d.startswith(f"body.{field}:") and words in d for d in body["detail"]), body
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "words"),
+    [
+        (10, 5, "after start"),
+        (-120, -60, "in the past"),
+        (0, 400 * 24 * 60, "days ahead"),
+    ],
+)
+def test_power_event_times_that_make_no_window_are_422_naming_end(
+    client: httpx.Client, engine: Engine, start: int, end: int, words: str
+) -> None:
+    body = _event_body(engine, start=_at(engine, start), end=_at(engine, end))
+    response = client.post("/v1/power-events", headers=ADMIN, json=body)
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem.startswith("body.end:") and words in problem
+
+
+@pytest.mark.parametrize(
+    ("field", "escape", "status"),
+    [
+        ("scope", "\\u0007", 422),  # a control character would reach a store tag
+        ("reason", "\\t", 422),
+        ("reason", "\\ud800", 400),  # a lone surrogate: JSON's parser refuses it
+    ],
+)
+def test_text_that_is_not_one_printable_line_is_4xx_not_a_500(
+    client: httpx.Client, engine: Engine, field: str, escape: str, status: int
+) -> None:
+    body = json.dumps(_event_body(engine, **{field: "rack:r01-PLACE"}))
+    raw = body.replace("PLACE", escape).encode()
+    response = client.post(
+        "/v1/power-events", headers={**ADMIN, "Content-Type": "application/json"}, content=raw
+    )
+    assert response.status_code == status
+    if status == 422:
+        assert response.json()["detail"][0].startswith(f"body.{field}:")
+
+
+def test_a_missing_field_and_a_body_not_sent_as_json_are_refused(
+    client: httpx.Client, engine: Engine
+) -> None:
+    body = _event_body(engine)
+    del body["limit_w"]
+    missing = client.post("/v1/power-events", headers=ADMIN, json=body)
+    assert missing.status_code == 422
+    assert any(d.startswith("body.limit_w:") for d in missing.json()["detail"])
+    text = client.post("/v1/power-events", headers=ADMIN, content=b"scope=site")
+    assert text.status_code == 415
+
+
+def test_power_budget_before_the_first_refresh_is_503_as_other_reads(
+    twin_data: tuple[Path, int],
+) -> None:
+    path, end_ns = twin_data
+    store = EmbeddedSqliteStore(path)
+    engine = Engine(store, config(), ManualClock(end_ns))
+    with serve(create_app(engine, engine.config)) as url:
+        budget = httpx.get(f"{url}/v1/recommendations/power-budget", headers=READ, timeout=30)
+        caps = httpx.get(f"{url}/v1/recommendations/power-caps", headers=READ, timeout=30)
+    store.close()
+    assert budget.status_code == caps.status_code == 503
+    assert budget.json() == caps.json()
+
+
+def test_the_app_shares_its_event_book_with_the_engine(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store = EmbeddedSqliteStore(tmp_path / "store.sqlite")
+    book = EventBook(tmp_path / "events.json", clock)
+    given = Engine(store, config(), clock, events=book)
+    create_app(given, given.config)
+    assert given.events is book
+    bare = Engine(store, config(), clock)
+    create_app(bare, bare.config)
+    assert isinstance(bare.events, EventBook) and bare.events.path is None
+    store.close()

@@ -21,6 +21,7 @@ from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.common.lineproto import encode_many
 from wattwise.errors import ConfigError
 from wattwise.optimizer.service.cli import build_optimizer_app, build_recommend_app, models_command
+from wattwise.optimizer.service.power_events import EventBook
 from wattwise.optimizer.service.settings import load_optimizer_config
 
 
@@ -280,3 +281,50 @@ def test_commands_read_a_prometheus_store_given_on_the_command_line(tmp_path: Pa
     assert len(json.loads(caps.stdout)) == 8
     assert models.exit_code == 0, models.output
     assert any(m["kind"] == "power" for m in json.loads(models.stdout))
+
+
+def _with_budgets(config_file: Path, budgets: str) -> Path:
+    config_file.write_text(config_file.read_text() + f"[budgets]\n{budgets}\n")
+    return config_file
+
+
+def test_recommend_budget_plans_the_configured_limits_and_the_services_events(
+    config_file: Path, tmp_path: Path
+) -> None:
+    # An event the service keeps, in force now: the command plans with it as serve would.
+    now_ns = time.time_ns()
+    events = tmp_path / "power-events.json"
+    book = EventBook(events, ManualClock(start_ns=now_ns))
+    event = book.add("zone:z2", 2000.0, now_ns - 3600 * 10**9, now_ns + 3600 * 10**9, "DR")
+    _with_budgets(
+        config_file,
+        f'rack_w = {{ r01 = 1000.0, r02 = 1e9 }}\nevents_file = "{events}"',
+    )
+    result = _recommend("budget", "--config", str(config_file), "--json")
+    assert result.exit_code == 0, result.output
+    plans = {p["scope"]: p for p in json.loads(result.stdout)}
+    assert set(plans) == {"rack:r01", "rack:r02", "zone:z2"}
+    assert plans["zone:z2"]["event_id"] == event.id and plans["zone:z2"]["limit_w"] == 2000.0
+    assert plans["rack:r01"]["planned"] is True and plans["rack:r02"]["planned"] is False
+    assert EventBook(events, ManualClock()).list(include_ended=True) == [event]
+
+    one = _recommend("budget", "--config", str(config_file), "--scope", "rack:r01", "--json")
+    assert [p["scope"] for p in json.loads(one.stdout)] == ["rack:r01"]
+
+    table = _recommend("budget", "--config", str(config_file), "--scope", "rack:r01")
+    assert table.exit_code == 0, table.output
+    (row,) = [line for line in table.stdout.splitlines() if line.startswith("│ rack:r01 ")]
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    r01 = plans["rack:r01"]
+    assert cells[0] == "rack:r01" and cells[1] == "1.0 kW"
+    assert cells[4] == "yes" and cells[5] == ("yes" if r01["feasible"] else "NO")
+    assert cells[7] == str(len(r01["caps"]))
+    assert f"rack:r01: {r01['reason']}" in " ".join(table.stdout.split())
+    assert "rack:r02" not in table.stdout
+
+
+def test_recommend_budget_without_any_budget_says_how_to_set_one(config_file: Path) -> None:
+    result = _recommend("budget", "--config", str(config_file))
+    assert result.exit_code == 0, result.output
+    assert "No power budget in force: set [budgets] rack_w" in result.stdout
+    assert json.loads(_recommend("budget", "--config", str(config_file), "--json").stdout) == []

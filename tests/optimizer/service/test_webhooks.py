@@ -16,6 +16,7 @@ import pytest
 
 from tests.optimizer.service.support import config, free_port
 from wattwise.clock import ManualClock, SystemClock
+from wattwise.optimizer.recommend.budget_types import BudgetCap, BudgetPlan
 from wattwise.optimizer.service.engine import Engine, Snapshot
 from wattwise.optimizer.service.settings import WebhookSettings
 from wattwise.optimizer.service.webhooks import ChangeTracker, WebhookNotifier
@@ -191,3 +192,101 @@ def test_setpoint_changes_of_half_a_degree_are_material(snapshot: Snapshot) -> N
     assert "cooling" in tracker.changes(at(21.0))
     assert tracker.changes(at(21.4)) == {}
     assert "cooling" in tracker.changes(at(21.5))
+
+
+def _cap(host: str, gpu: int, planned_w: float) -> BudgetCap:
+    return BudgetCap(host, gpu, None, "normal", 700.0, planned_w, 700.0, 1.0, True)
+
+
+def _plan(scope: str, caps: tuple[BudgetCap, ...] = (), /, **extra: object) -> BudgetPlan:
+    fields: dict[str, object] = {
+        "scope": scope, "limit_w": 30_000.0, "event_id": None, "gpus": 8,
+        "predicted_peak_before_w": 33_000.0, "predicted_peak_after_w": 29_000.0,
+        "guaranteed_max_w": 31_000.0, "planned": True, "feasible": True, "work_lost_pct": 0.5,
+        "caps": caps, "pause": (), "applied_share": 1.0, "reason": "",
+    }  # fmt: skip
+    return BudgetPlan(**{**fields, **extra})  # type: ignore[arg-type]
+
+
+def _budget(snapshot: Snapshot, *plans: BudgetPlan) -> Snapshot:
+    return replace(snapshot, caps=(), cooling=(), budget=plans)
+
+
+def _changed(changes: dict[str, object]) -> list[str]:
+    budget = changes.get("power_budget")
+    assert budget is None or isinstance(budget, dict)
+    return [] if budget is None else [p["scope"] for p in budget["changed"]]
+
+
+def test_budget_plan_changes_are_material_only_past_the_thresholds(snapshot: Snapshot) -> None:
+    tracker = ChangeTracker(cap_change_w=25.0, setpoint_change_c=0.5)
+    caps = (_cap("a", 0, 500.0), _cap("a", 1, 600.0))
+    assert _changed(tracker.changes(_budget(snapshot, _plan("rack:r01", caps)))) == ["rack:r01"]
+    # 10 W, then 20 W from what was sent: drift, reported once it adds up to 25 W.
+    drift = (_cap("a", 0, 510.0), _cap("a", 1, 600.0))
+    assert tracker.changes(_budget(snapshot, _plan("rack:r01", drift))) == {}
+    drift = (_cap("a", 0, 520.0), _cap("a", 1, 600.0))
+    assert tracker.changes(_budget(snapshot, _plan("rack:r01", drift))) == {}
+    moved = (_cap("a", 0, 525.0), _cap("a", 1, 600.0))
+    assert _changed(tracker.changes(_budget(snapshot, _plan("rack:r01", moved)))) == ["rack:r01"]
+    # A GPU leaving the caps goes back to its 700 W default: a move of 100 W.
+    assert _changed(
+        tracker.changes(_budget(snapshot, _plan("rack:r01", (_cap("a", 0, 525.0),))))
+    ) == ["rack:r01"]
+    # A GPU joining 10 W under its default is not material.
+    joined = (_cap("a", 0, 525.0), _cap("b", 0, 690.0))
+    assert tracker.changes(_budget(snapshot, _plan("rack:r01", joined))) == {}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"planned": False}, {"feasible": False}, {"event_id": "e1"}],
+    ids=["unplanned", "infeasible", "under an event"],
+)
+def test_a_scope_changing_state_is_material(snapshot: Snapshot, change: dict[str, object]) -> None:
+    tracker = ChangeTracker(cap_change_w=25.0, setpoint_change_c=0.5)
+    tracker.changes(_budget(snapshot, _plan("site")))
+    assert tracker.changes(_budget(snapshot, _plan("site"))) == {}
+    assert _changed(tracker.changes(_budget(snapshot, _plan("site", **change)))) == ["site"]
+
+
+def test_a_plan_that_appears_or_goes_away_is_material(snapshot: Snapshot) -> None:
+    tracker = ChangeTracker(cap_change_w=25.0, setpoint_change_c=0.5)
+    tracker.changes(_budget(snapshot, _plan("site")))
+    both = tracker.changes(_budget(snapshot, _plan("site"), _plan("zone:z1")))
+    assert _changed(both) == ["zone:z1"]
+    gone = tracker.changes(_budget(snapshot, _plan("zone:z1")))
+    assert gone["power_budget"] == {"changed": [], "removed": [{"scope": "site"}]}
+
+
+def test_power_budget_changes_reach_only_the_receivers_that_asked_for_them(
+    snapshot: Snapshot,
+) -> None:
+    everything, caps_only = Receiver(), Receiver()
+    settings = WebhookSettings.model_validate(
+        {
+            "targets": [{"url": everything.url}, {"url": caps_only.url, "events": ["power_cap"]}],
+            "backoff_initial_s": 0.05,
+            "timeout_s": 1.0,
+        }
+    )
+    outcomes: list[str] = []
+    notifier = WebhookNotifier(settings, SECRET, SystemClock(), outcomes.append)
+    plan = _plan("rack:r01", (_cap("sim-r01-n01", 0, 450.0),), event_id="e1")
+    notifier(_budget(snapshot, plan))
+    assert everything.got.wait(5)
+    assert not caps_only.got.wait(0.5)
+    notifier.close()
+    everything.close()
+    caps_only.close()
+    headers, body = everything.received[0]
+    assert hmac.compare_digest(
+        headers["X-Wattwise-Signature"],
+        "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest(),
+    )
+    payload = json.loads(body)
+    assert payload["event"] == "recommendations.changed"
+    assert payload["power_budget"]["changed"] == [plan.as_dict()]
+    assert payload["power_budget"]["removed"] == []
+    assert "power_cap" not in payload and "cooling" not in payload
+    assert caps_only.received == [] and outcomes == ["delivered"]
