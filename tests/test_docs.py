@@ -96,6 +96,9 @@ ELSEWHERE = {
     "[--influx-db NAME] [--wal-dir DIR] [--store influx|embedded]": "synopsis; runs until "
     "stopped: tests/agent/test_no_sample_lost.py runs it against a real influxd",
     "sudo wattwise agent install [--config FILE] [--dry-run]": NODE,
+    "sudo wattwise agent apply-power-plan --optimizer-url URL --token-file F [--once] "
+    "[--dry-run]": "synopsis; changes GPU power limits as root: "
+    "tests/agent/test_power_command.py runs it against the fake NVML and a real HTTP server",
     "wattwise optimizer init-db --url URL …": "synopsis; docs/influxdb.md's full form runs here",
     "wattwise optimizer serve [--config FILE] [--host H] [--port P] "
     "[--store influx|embedded|prometheus] [--url URL] [--clusters …] [--zones …]": "synopsis; "
@@ -106,6 +109,8 @@ ELSEWHERE = {
     "tests/optimizer/service/test_cli.py runs it",
     "wattwise recommend place --gpus N [--gpu-model M] [--zone Z] [--rack R] [--exclude-host H] "
     "[--json]": "synopsis; tests/optimizer/service/test_cli.py runs it",
+    "wattwise recommend budget [--scope site|zone:Z|rack:R …] [--json]": "synopsis; "
+    "tests/optimizer/service/test_cli.py runs it",
     "wattwise models [--json]": "synopsis; tests/optimizer/service/test_cli.py runs it",
     "wattwise report [--since 24h] --out report.html": "synopsis; docs/report.md's forms run here",
     "wattwise eval scenarios/NAME.toml [--truth T] [--json] [--check]": "synopsis; "
