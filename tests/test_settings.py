@@ -56,3 +56,22 @@ def test_an_unknown_key_in_the_components_own_namespace_is_still_an_error(
     path.write_text(AGENT_FILE)
     with pytest.raises(ConfigError, match=r"influx\.ulr"):
         load_config(path, None, {"WATTWISE_AGENT_INFLUX__ULR": "http://typo:8086"})
+
+
+def test_a_rack_limit_given_for_placement_or_budgets_binds_both() -> None:
+    config = load_optimizer_config(
+        None,
+        {
+            "placement.rack_budgets_w": {"r01": 40000.0, "r02": 30000.0},
+            "budgets.rack_w": {"r01": 36000.0, "r03": 20000.0},
+        },
+    )
+    both = {"r01": 36000.0, "r02": 30000.0, "r03": 20000.0}
+    assert config.placement.rack_budgets_w == both
+    assert config.budgets.rack_w == both
+    assert config.budgets.configured()["rack:r02"] == 30000.0
+
+
+def test_a_budget_limit_that_is_not_positive_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"budgets\.zone_w"):
+        load_optimizer_config(None, {"budgets.zone_w": {"z1": 0.0}})

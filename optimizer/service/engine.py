@@ -226,12 +226,13 @@ class Engine:
         # every job the GPU ran during the whole recent window.
         busy_since_ns = now_ns - 2 * every_s * 1_000_000_000
         jobs = read.job_series(busy_since_ns, now_ns, every_s=every_s, scope=self.scope)
+        on_gpus = jobs_on_gpus(jobs)
         caps = checked_caps(
             recommend_caps(
                 gpus,
                 work,
                 self.config.caps,
-                jobs=jobs_on_gpus(jobs),
+                jobs=on_gpus,
                 other_w=other_power_per_gpu(gpus, hosts),
                 unhealthy=unhealthy,
             )
@@ -256,7 +257,7 @@ class Engine:
         )
         # Worked out here, off the event loop, rather than by the first placement request.
         placement_basis(fleet, self.config.placement)
-        budget = self._budget(gpus, work, series, jobs_on_gpus(jobs), now_ns)
+        budget = self._budget(gpus, work, series, on_gpus, now_ns)
         where = {h.host: (h.cluster, h.zone, h.rack) for h in hosts}
         where.update({g.host: (g.cluster, g.zone, g.rack) for g in gpus if g.host not in where})
         return Snapshot(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from wattwise.optimizer.recommend.health import HealthSettings
 from wattwise.optimizer.recommend.settings import (
@@ -139,6 +139,22 @@ class OptimizerConfig(_Section):
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     shard: ShardSettings = Field(default_factory=ShardSettings)
+
+    @model_validator(mode="after")
+    def _one_rack_limit(self) -> OptimizerConfig:
+        """A rack's limit may be given as ``budgets.rack_w`` or, as before budgets were
+        planned, ``placement.rack_budgets_w``: placement and the budget plan both honour
+        either (the lower where a rack has both)."""
+        racks = {**self.placement.rack_budgets_w}
+        for rack, limit in self.budgets.rack_w.items():
+            racks[rack] = min(limit, racks.get(rack, limit))
+        if racks == self.placement.rack_budgets_w and racks == self.budgets.rack_w:
+            return self
+        placement = self.placement.model_copy(update={"rack_budgets_w": racks})
+        budgets = self.budgets.model_copy(update={"rack_w": racks})
+        object.__setattr__(self, "placement", placement)
+        object.__setattr__(self, "budgets", budgets)
+        return self
 
 
 def load_optimizer_config(
