@@ -88,11 +88,17 @@ def build_engine(store: Path, end_ns: int) -> tuple[Any, Any]:
     from wattwise.optimizer.service.server import serving_app
     from wattwise.optimizer.store import EmbeddedSqliteStore
 
-    engine = Engine(EmbeddedSqliteStore(store), config(), ManualClock(start_ns=end_ns))
+    # A site limit under what the fleet may draw, so that the budget read serves caps.
+    nodes = int(os.environ.get("WATTWISE_BENCH_NODES", "1000"))
+    budgets = {"budgets.site_w": SITE_SHARE * nodes * NODE_NAMEPLATE_W}
+    engine = Engine(EmbeddedSqliteStore(store), config(**budgets), ManualClock(start_ns=end_ns))
     app = serving_app(engine, engine.config, ServiceMetrics())
     started = time.perf_counter()
     engine.refresh()
     print(f"process {os.getpid()}: refit+refresh {time.perf_counter() - started:.1f} s", flush=True)
+    plans = engine.snapshot.budget
+    capped = len({(c.host, c.gpu) for p in plans for c in p.caps})
+    print(f"  budget plans: {sum(p.planned for p in plans)} planned, {capped} GPUs capped")
     return engine, app
 
 
@@ -103,6 +109,9 @@ def make_app() -> Any:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+NODE_NAMEPLATE_W = (8 * 700 + 1100) / 0.94
+"""An 8-H100 node at every limit, with its CPUs, fans and the rest, at the supplies."""
+SITE_SHARE = 0.5
 
 
 def start_server(
@@ -115,6 +124,7 @@ def start_server(
     argv += ["--no-access-log"]
     argv += ["--log-level", "warning"]
     env = {**os.environ, "WATTWISE_BENCH_STORE": str(store), "WATTWISE_BENCH_END_NS": str(end_ns)}
+    env["WATTWISE_BENCH_NODES"] = os.environ.get("WATTWISE_BENCH_NODES", "1000")
     return subprocess.Popen(argv, env=env, cwd=root)
 
 
@@ -139,9 +149,13 @@ def suites(hosts: list[str], zones: list[str], nodes: int) -> list[tuple[str, li
     zone_host: list[Case] = [
         ("GET", f"/v1/recommendations/power-caps?zone={zones[0]}&host={h}", b"") for h in hosts
     ]
+    budget: list[Case] = [
+        ("GET", f"/v1/recommendations/power-budget?host={h}", b"") for h in hosts
+    ]
     place: list[Case] = [("POST", "/v1/placement", b) for b in placement_bodies(hosts, zones)]
     return [
         ("GET power-caps ?host=<one of the nodes>", by_host, 25.0),
+        ("GET power-budget ?host=<one of the nodes>", budget, 25.0),
         ("GET power-caps ?zone=&host=<one node>", zone_host, 25.0),
         ("GET cooling (all zones)", [("GET", "/v1/recommendations/cooling", b"")], 25.0),
         (f"POST placement (varied, {nodes} nodes)", place, 50.0),
@@ -295,6 +309,7 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.2f}"
     )
+    os.environ["WATTWISE_BENCH_NODES"] = str(args.nodes)
     store, end_ns = fill(args.nodes)
     hosts, zones = in_process(store, end_ns, args.nodes)
     roots = {"": ROOT, **({" [baseline]": args.baseline.resolve()} if args.baseline else {})}
