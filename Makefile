@@ -36,10 +36,11 @@ wheel: | $(BIN)/python
 # prometheus and victoria-metrics (the Prometheus-compatible stores),
 # shellcheck (the install scripts), systemd-analyze (the units), chromium and
 # its driver (the HTML report is opened in a real browser), curl (the API
-# examples of docs/api.md).
+# examples of docs/api.md), jq (the reference power-plan script reads the plan
+# with it).
 SYSTEM_TOOLS := influxd:influxdb prometheus:prometheus victoria-metrics:victoria-metrics \
 	shellcheck:shellcheck systemd-analyze:systemd chromium:chromium \
-	chromedriver:chromium-driver curl:curl
+	chromedriver:chromium-driver curl:curl jq:jq
 
 system-packages:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
