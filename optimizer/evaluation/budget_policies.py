@@ -31,7 +31,8 @@ from wattwise.optimizer.models.cap_response import (
 )
 from wattwise.optimizer.models.churn import Churn, fit_churn
 from wattwise.optimizer.models.node_other import NodeOther, fit_node_other
-from wattwise.optimizer.recommend.budget import RESERVE_Z, Setup, plan_budgets, setup_budgets
+from wattwise.optimizer.recommend.budget import Setup, plan_budgets, setup_budgets
+from wattwise.optimizer.recommend.budget_draw import RESERVE_Z
 from wattwise.optimizer.recommend.budget_solve import Problem, solve
 from wattwise.optimizer.recommend.budget_types import BudgetScope
 from wattwise.optimizer.recommend.settings import BudgetSettings

@@ -1,22 +1,22 @@
 """Power budgets: caps that hold every rack, zone and site limit through the next refresh
 interval, taken from the work that loses least.
 
-A scope is planned when its predicted peak reaches ``plan_above_share`` of its limit. Its
-predicted peak is, at the power supplies, the nodes' other power at its high quantile
-(:mod:`..models.node_other`) plus every GPU at the top of its power distribution over
-seconds — what the supplies and the breaker answer to, not the kernels' millisecond
-bursts: a busy GPU's work at its default limit, its mean (kernels and gaps as its
-utilization has them, :mod:`..models.cap_predict`), with a reserve for its spread; an idle GPU
-as the busy GPUs of its model (a job may start there); each no higher than its limit,
-which the GPU holds within a second.
+Every limit is node power at the power supplies: a scope counts its nodes' other power
+at its high quantile (:mod:`..models.node_other`) plus, through the supplies' slope,
+what each GPU counts (:mod:`.budget_draw`): its work's mean draw at its default limit
+(an idle GPU's idle draw), what its model's busy GPUs draw more where new work may start
+within the interval (:mod:`..models.churn`), and its share of a reserve at the 99th
+percentile of the scope's draw — never more than its limit, which the GPU holds within a
+second. That sum under today's limits is the scope's predicted peak; a scope is planned
+once it reaches ``plan_above_share`` of its limit, and its caps then keep it within
+``1 − margin_share`` of the limit. With ``hold = "always"`` every GPU counts at its cap
+instead, so a planned scope holds whatever work starts, at the cost of watts no GPU draws.
 
-A planned scope's caps must hold its limit whatever work starts during the interval, so
-they are chosen to fit with every GPU *at* its cap: ``other + slope·Σ caps ≤ (1 −
-margin)·limit``. Within that, the least predicted loss of work wins (:mod:`.budget_solve`):
-an idle GPU loses nothing now and goes to its minimum first, then work whose time barely
-follows the clock (memory-bound, or mostly waiting) gives up its watts, compute-bound
-work last. A job is one unit — its GPUs share one limit, since a synchronous job runs
-at its slowest GPU's pace — and operator priorities weigh its loss
+Within that, the least predicted loss of work wins (:mod:`.budget_solve`): a cap over
+work that draws less than it frees nothing, idle GPUs lose only the work that may start
+on them, work whose time barely follows the clock (memory-bound, or mostly waiting) gives
+up watts before compute-bound work. A job is one unit — its GPUs share one limit, since a
+synchronous job runs at its slowest GPU's pace — and operator priorities weigh its loss
 (:data:`~.settings.PRIORITY_WEIGHTS`). When even minimum limits cannot fit, the plan
 says so and names the jobs to pause or move, least important first.
 """
@@ -24,7 +24,6 @@ says so and names the jobs to pause or move, least important first.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,19 +33,16 @@ from wattwise.optimizer.models.cap_predict import at_limits
 from wattwise.optimizer.models.cap_response import GpuWorkloads
 from wattwise.optimizer.models.churn import Churn
 from wattwise.optimizer.models.node_other import NodeOther
-from wattwise.optimizer.recommend.budget_plan import Fleet, Outcome, plan_of
+from wattwise.optimizer.recommend.budget_draw import counted_draw, reserve_per_gpu
+from wattwise.optimizer.recommend.budget_fleet import Fleet, fleet_of
+from wattwise.optimizer.recommend.budget_plan import Outcome, plan_of
 from wattwise.optimizer.recommend.budget_solve import Problem, solve
 from wattwise.optimizer.recommend.budget_types import BudgetPlan, BudgetScope
-from wattwise.optimizer.recommend.settings import PRIORITY_WEIGHTS, BudgetSettings
-from wattwise.optimizer.telemetry import Floats, GpuState, Ints
+from wattwise.optimizer.recommend.settings import BudgetSettings
+from wattwise.optimizer.telemetry import Floats, GpuState
 
 LEVELS = ("rack", "zone", "site")
 RESPONSE_POINTS = 9
-RESERVE_Z = 2.33
-"""The reserve covers the 99th percentile of the scope's draw (normal approximation)."""
-PEAK_SPREAD = 0.05
-"""One standard deviation of a job's power from second to second, relative to its mean:
-duty and batch sizes vary from one second to the next."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ def setup_budgets(
 ) -> Setup:
     """The problem :func:`plan_budgets` solves; ``churn`` (none: work never changes) says how
     much of the next ``interval_s`` each GPU's limit will spend on work not seen yet."""
-    fleet = _fleet(gpus, work, jobs or {}, settings)
+    fleet = fleet_of(gpus, work, jobs or {}, settings)
     limits = _candidates(fleet, settings.step_w)
     rate = _work_rates(fleet, work, limits)
     busy = fleet.util > 0
@@ -112,10 +108,10 @@ def setup_budgets(
     if settings.hold == "always":
         counted = np.minimum(fleet.peak_w, fleet.current_w)
     else:
-        reserve = _reserve_per_gpu(fleet, changes, problem.scope_of_gpu)
-        draw = _counted_draw(fleet, limits, changes, reserve)
+        reserve = reserve_per_gpu(fleet, changes, problem.scope_of_gpu)
+        draw = counted_draw(fleet, limits, changes, reserve)
         problem = dataclasses.replace(problem, draw_w=draw)
-        counted = _counted_draw(fleet, fleet.current_w[:, None], changes, reserve)[:, 0]
+        counted = counted_draw(fleet, fleet.current_w[:, None], changes, reserve)[:, 0]
     before = other + nodes.slope * np.array([counted[m].sum() for m in members])
     planned = before >= settings.plan_above_share * np.array([s.limit_w for s in scopes])
     problem = dataclasses.replace(problem, room_w=_unplanned_free(problem, scopes, planned))
@@ -173,94 +169,6 @@ def plan_budgets(
         )
         for scope, m, o, b, a, p, f in zip(*scope_rows, strict=True)
     ]
-
-
-def _fleet(
-    gpus: Sequence[GpuState],
-    work: GpuWorkloads,
-    jobs: Mapping[tuple[str, int], str],
-    settings: BudgetSettings,
-) -> Fleet:
-    states = [s for s in gpus if np.isfinite(s.min_limit_w) and np.isfinite(s.max_limit_w)]
-    index = {(str(h), str(g)): i for i, (h, g) in enumerate(zip(work.host, work.gpu, strict=True))}
-    rows = np.array([index.get((s.host, str(s.gpu)), -1) for s in states], dtype=np.int64)
-    busy = rows >= 0
-    low = np.array([s.min_limit_w for s in states])
-    default = np.array([_default(s) for s in states])
-    util = np.where(busy, work.util_gpu[rows], 0.0)
-    mean = np.full(len(states), np.nan)
-    if busy.any():
-        at_default = at_limits(work.take(rows[busy]), default[busy]).power_w
-        mean[busy] = at_default
-    models = np.array([s.model for s in states], dtype=object)
-    typical = _typical_busy_peak(models, mean, default)
-    peak = np.where(busy, mean, typical)
-    power = np.array([s.power_w for s in states])
-    idle_w = _typical_idle(models, np.where(busy, np.nan, power), low)
-    names = [jobs.get((s.host, s.gpu)) or f"{s.host}/{s.gpu}" for s in states]
-    unit_names, unit = np.unique(np.array(names, dtype=object), return_inverse=True)
-    priority = [_priority(str(n), states, unit, u, settings) for u, n in enumerate(unit_names)]
-    return Fleet(
-        states=states,
-        low_w=low,
-        default_w=default,
-        current_w=np.array([_current(s) for s in states]),
-        util=util,
-        peak_w=peak,
-        idle_w=idle_w,
-        typical_w=typical,
-        unit=np.asarray(unit, dtype=np.int64),
-        unit_names=[str(n) for n in unit_names],
-        weight=np.array([PRIORITY_WEIGHTS[p] for p in priority]),
-        priority=priority,
-    )
-
-
-def _default(s: GpuState) -> float:
-    value = s.default_limit_w if np.isfinite(s.default_limit_w) else s.max_limit_w
-    return float(min(max(value, s.min_limit_w), s.max_limit_w))
-
-
-def _current(s: GpuState) -> float:
-    for value in (s.enforced_limit_w, s.power_limit_w):
-        if np.isfinite(value):
-            return float(min(max(value, s.min_limit_w), s.max_limit_w))
-    return _default(s)
-
-
-def _typical_busy_peak(models: np.ndarray, peak: Floats, default: Floats) -> Floats:
-    """Per GPU: the mean peak of the busy GPUs of its model (its default limit if none)."""
-    out = default.copy()
-    for model in set(models.tolist()):
-        same = models == model
-        seen = peak[same & np.isfinite(peak)]
-        if seen.size:
-            out[same] = float(np.mean(seen))
-    return out
-
-
-def _typical_idle(models: np.ndarray, idle_power: Floats, low: Floats) -> Floats:
-    """Per GPU: what the idle GPUs of its model draw (median; a third of its minimum limit
-    where none is idle), the draw of a GPU whose job is paused."""
-    out = low / 3.0
-    for model in set(models.tolist()):
-        same = models == model
-        seen = idle_power[same & np.isfinite(idle_power)]
-        if seen.size:
-            out[same] = float(np.median(seen))
-    return out
-
-
-def _priority(
-    name: str, states: list[GpuState], unit: np.ndarray, u: int, settings: BudgetSettings
-) -> str:
-    hosts = {states[i].host for i in np.flatnonzero(unit == u)} if settings.priorities else set()
-    for rule in settings.priorities:
-        if any(fnmatch.fnmatchcase(name, p) for p in rule.jobs) or any(
-            fnmatch.fnmatchcase(h, p) for h in hosts for p in rule.hosts
-        ):
-            return rule.priority
-    return "normal"
 
 
 def _candidates(fleet: Fleet, step_w: float) -> Floats:
@@ -373,39 +281,6 @@ def _problem(
         scope_of_gpu.append(of_gpu)
         rooms.append(room)
     return Problem(limits, fleet.unit, loss, tuple(scope_of_gpu), tuple(rooms))
-
-
-def _counted_draw(fleet: Fleet, limits: Floats, changes: Floats, reserve: Floats) -> Floats:
-    """(G, K): what each GPU counts against its scopes at each candidate: its work's draw
-    now, and where other work may start in the interval (with the probability work has
-    changed there) what its model's busy GPUs draw more than that, plus its share of the
-    scope's reserve — never more than the candidate limit, which the GPU holds. A change to
-    work that draws less is not counted: the scope's peak comes before it."""
-    own = np.minimum(limits, np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)[:, None])
-    more = np.maximum(np.minimum(limits, fleet.typical_w[:, None]) - own, 0.0)
-    return np.asarray(
-        np.minimum(own + changes[:, None] * more + reserve[:, None], limits), dtype=np.float64
-    )
-
-
-def _reserve_per_gpu(fleet: Fleet, changes: Floats, scope_of_gpu: tuple[Ints, ...]) -> Floats:
-    """Each GPU's share of the watts its scopes keep above their expected draw:
-    :data:`RESERVE_Z` standard deviations of the scope's sum, from work that changes (each
-    GPU's independently) and from each job's seconds above its mean (:data:`PEAK_SPREAD`;
-    a job's GPUs move together, jobs independently). A scope's reserve is shared in
-    proportion to each GPU's variance; a GPU keeps its largest share over its scopes (a
-    rack pools fewer GPUs than the site, so its shares are larger)."""
-    own = np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)
-    jump = np.maximum(np.minimum(fleet.typical_w, fleet.default_w) - own, 0.0)
-    job_w = np.bincount(fleet.unit, weights=own, minlength=len(fleet.unit_names))
-    variance = changes * (1.0 - changes) * jump**2 + PEAK_SPREAD**2 * job_w[fleet.unit] * own
-    out = np.zeros(len(own))
-    for scope in scope_of_gpu:
-        inside = scope >= 0
-        pooled = np.bincount(scope[inside], weights=variance[inside])
-        share = RESERVE_Z * variance[inside] / np.sqrt(np.maximum(pooled[scope[inside]], 1e-12))
-        out[inside] = np.maximum(out[inside], share)
-    return out
 
 
 def _unplanned_free(

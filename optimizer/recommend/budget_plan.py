@@ -8,32 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from wattwise.optimizer.models.node_other import NodeOther
+from wattwise.optimizer.recommend.budget_fleet import Fleet
 from wattwise.optimizer.recommend.budget_types import BudgetCap, BudgetPlan, BudgetScope
 from wattwise.optimizer.recommend.settings import BudgetSettings
-from wattwise.optimizer.telemetry import Floats, GpuState, Ints
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """Per GPU (of those with a known limit range): limits, work and where it stands."""
-
-    states: list[GpuState]
-    low_w: Floats
-    default_w: Floats
-    current_w: Floats
-    util: Floats
-    """Share of the time the GPU's kernels run now (0 for idle GPUs)."""
-    peak_w: Floats
-    """Its work's highest second, uncapped (an idle GPU's: its model's busy GPUs')."""
-    idle_w: Floats
-    """What it would draw with its job paused."""
-    typical_w: Floats
-    """What the busy GPUs of its model draw on average (the next job's draw)."""
-    unit: Ints
-    unit_names: list[str]
-    weight: Floats
-    """Per unit: its priority's weight."""
-    priority: list[str]
+from wattwise.optimizer.telemetry import Floats, Ints
 
 
 @dataclass(frozen=True)
