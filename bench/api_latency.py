@@ -149,9 +149,7 @@ def suites(hosts: list[str], zones: list[str], nodes: int) -> list[tuple[str, li
     zone_host: list[Case] = [
         ("GET", f"/v1/recommendations/power-caps?zone={zones[0]}&host={h}", b"") for h in hosts
     ]
-    budget: list[Case] = [
-        ("GET", f"/v1/recommendations/power-budget?host={h}", b"") for h in hosts
-    ]
+    budget: list[Case] = [("GET", f"/v1/recommendations/power-budget?host={h}", b"") for h in hosts]
     place: list[Case] = [("POST", "/v1/placement", b) for b in placement_bodies(hosts, zones)]
     return [
         ("GET power-caps ?host=<one of the nodes>", by_host, 25.0),
