@@ -66,6 +66,8 @@ RUN = {
     "wattwise dashboards lint [--dir DIR] [--provisioning DIR]",
     # docs/simulator.md
     ".venv/bin/python -m wattwise.collector.sim.calibrate [DATA_DIR]",
+    # docs/grounding.md
+    ".venv/bin/python bench/power_spread.py",
     # docs/benchmarks.md, inline
     ".venv/bin/python bench/nvml_tick.py --fake --ticks 600",
     # README.md, inline
@@ -246,6 +248,9 @@ ELSEWHERE = {
     "wattwise demo --prometheus-url http://127.0.0.1:8428": "needs a VictoriaMetrics on port "
     "8428; tests/test_demo.py records into a real one started on a free port",
     # docs/evaluation.md
+    "for s in oversubscribed-racks demand-response; do .venv/bin/wattwise eval "
+    "scenarios/$s.toml --json; done": "replays the budget scenarios under each truth (minutes); "
+    "tests/optimizer/evaluation/test_budget.py replays a small one",
     'for s in scenarios/*.toml; do .venv/bin/wattwise eval "$s" --json; done': "replays every "
     "scenario, minutes each; tests/optimizer/evaluation/test_runner.py runs them smaller",
 }
