@@ -262,7 +262,7 @@ AGENT = MeasurementSpec(
 
 RECOMMENDATION = MeasurementSpec(
     tags={
-        "kind": "power_cap, cooling or placement",
+        "kind": "power_cap, cooling, placement or power_budget",
         "cluster": "cluster",
         "zone": "cooling zone",
         "rack": "rack (power caps, placement)",
@@ -270,6 +270,7 @@ RECOMMENDATION = MeasurementSpec(
         "gpu": "GPU index (power caps)",
         "job": "job the recommendation is for, where attributed or given",
         "objective": "slowdown_bound or cost (power caps)",
+        "scope": "site, zone:<name> or rack:<name> (power budgets)",
     },
     fields={
         "current_limit_w": _f("W", "power limit now (power caps)"),
@@ -285,8 +286,28 @@ RECOMMENDATION = MeasurementSpec(
         "samples": _i("count", "samples the recommendation rests on"),
         "marginal_it_power_w": _f("W", "IT power the placed job adds (placement)"),
         "marginal_cooling_power_w": _f("W", "cooling power the placed job adds (placement)"),
-        "gpus": _i("count", "GPUs placed (placement)"),
+        "gpus": _i("count", "GPUs placed (placement); GPUs in the scope (power budgets)"),
         "rank": _i("rank", "1 for the best candidate (placement)"),
+        "limit_w": _f("W", "the scope's power limit in force (power budgets)"),
+        "predicted_peak_before_w": _f(
+            "W", "the next interval's predicted peak at the limits in force now (power budgets)"
+        ),
+        "predicted_peak_after_w": _f("W", "the same under the planned caps (power budgets)"),
+        "guaranteed_max_w": _f(
+            "W",
+            "most the scope can draw under the planned caps, whatever work starts (power budgets)",
+        ),
+        "work_lost_pct": _f(
+            "%", "predicted share of the scope's work the caps cost (power budgets)"
+        ),
+        "capped_gpus": _i("count", "GPUs the plan caps under their default limit (power budgets)"),
+        "applied_share": _f(
+            "0..1", "share of the capped GPUs enforcing their planned limit now (power budgets)"
+        ),
+        "planned": _i("0/1", "1 when the scope needs caps to stay under its limit (power budgets)"),
+        "feasible": _i(
+            "0/1", "0 when even every GPU at its minimum limit cannot hold it (power budgets)"
+        ),
     },
 )
 

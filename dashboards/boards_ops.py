@@ -7,9 +7,11 @@ from wattwise.dashboards.build import (
     GPU_FILTER,
     HOST_FILTER,
     HOST_WHERE,
+    SCOPE_FILTER,
     ZONE_FILTER,
     ZONE_WHERE,
     Board,
+    Json,
     power_event_annotation,
     targets,
 )
@@ -144,7 +146,111 @@ def recommendations() -> Board:
         targets((placement, ""), table=True),
         unit="watt",
     )
+    _power_budgets(b)
     return b
+
+
+BUDGET_TABLE_FIELDS = [
+    "limit_w",
+    "predicted_peak_after_w",
+    "work_lost_pct",
+    "capped_gpus",
+    "applied_share",
+    "planned",
+    "feasible",
+]
+"""Columns of the newest plan per scope, after the scope."""
+
+
+def budget_series_query(field: str) -> str:
+    """One field of every power-budget plan per scope, held between refreshes."""
+    return (
+        f'SELECT last("{field}") FROM "recommendation" WHERE {T} '
+        f"AND \"kind\" = 'power_budget' AND {SCOPE_FILTER} "
+        f'GROUP BY {EVERY}, "scope" fill(previous)'
+    )
+
+
+def _yes_no(no_color: str, yes_color: str) -> list[Json]:
+    """0/1 fields in words."""
+    return [
+        {
+            "type": "value",
+            "options": {
+                "0": {"text": "no", "color": no_color, "index": 0},
+                "1": {"text": "yes", "color": yes_color, "index": 1},
+            },
+        }
+    ]
+
+
+def _power_budgets(b: Board) -> None:
+    """Each scope's limit against its predicted peak, and the newest plan of each scope."""
+    b.row("Power budgets")
+    b.add(
+        TS,
+        "Limit and predicted peak per scope",
+        12,
+        8,
+        targets(
+            (budget_series_query("limit_w"), "$tag_scope limit"),
+            (budget_series_query("predicted_peak_before_w"), "$tag_scope peak at current limits"),
+            (budget_series_query("predicted_peak_after_w"), "$tag_scope peak under the plan"),
+        ),
+        unit="watt",
+        custom={"lineInterpolation": "stepAfter"},
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": ".* limit$"},
+                "properties": [
+                    {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}
+                ],
+            }
+        ],
+        description="Each scope's limit in force (dashed), and the next interval's predicted "
+        "peak at the limits in force now and under the planned caps.",
+    )
+    newest = _latest("power_budget", BUDGET_TABLE_FIELDS, SCOPE_FILTER, '"scope"')
+    b.add(
+        "table",
+        "Newest plan per scope",
+        12,
+        8,
+        targets((newest, ""), table=True),
+        unit="watt",
+        options={"sortBy": [{"displayName": "work_lost_pct", "desc": True}], "showHeader": True},
+        overrides=[
+            {
+                "matcher": {"id": "byName", "options": "work_lost_pct"},
+                "properties": [{"id": "unit", "value": "percent"}],
+            },
+            {
+                "matcher": {"id": "byName", "options": "capped_gpus"},
+                "properties": [{"id": "unit", "value": "none"}],
+            },
+            {
+                "matcher": {"id": "byName", "options": "applied_share"},
+                "properties": [{"id": "unit", "value": "percentunit"}],
+            },
+            {
+                "matcher": {"id": "byName", "options": "planned"},
+                "properties": [
+                    {"id": "unit", "value": "none"},
+                    {"id": "mappings", "value": _yes_no("green", "orange")},
+                ],
+            },
+            {
+                "matcher": {"id": "byName", "options": "feasible"},
+                "properties": [
+                    {"id": "unit", "value": "none"},
+                    {"id": "mappings", "value": _yes_no("red", "green")},
+                ],
+            },
+        ],
+        description="planned: the scope needs caps to stay under its limit; feasible: no = "
+        "even every GPU at its minimum limit cannot hold it (pause or move work). The GPUs' "
+        "planned limits: GET /v1/recommendations/power-budget.",
+    )
 
 
 def models() -> Board:

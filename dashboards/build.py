@@ -200,9 +200,10 @@ def _builtin_annotation() -> Json:
     }
 
 
+SCOPE_FILTER = '"scope" =~ /^(site|zone:$zone|rack:$rack)$/'
+"""Power-budget scopes: the site's, and those of the zones and racks chosen above."""
 POWER_EVENT_QUERY = (
-    'SELECT "text", "scope", "end_ms" FROM "power_event" WHERE $timeFilter'
-    ' AND "scope" =~ /^(site|zone:$zone|rack:$rack)$/'
+    f'SELECT "text", "scope", "end_ms" FROM "power_event" WHERE $timeFilter AND {SCOPE_FILTER}'
 )
 """Power events of the site, and of the zones and racks chosen above, from their start."""
 

@@ -207,6 +207,7 @@ class Engine:
         self._write(
             lines.cap_readings(snapshot.caps, snapshot.where, now_ns)
             + lines.cooling_readings(snapshot.cooling, now_ns)
+            + lines.budget_readings(snapshot.budget, now_ns)
         )
         return snapshot
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from wattwise.collector.base import Reading
 from wattwise.common.lineproto import encode_many
 from wattwise.optimizer.models.common import ModelInfo
+from wattwise.optimizer.recommend.budget_types import BudgetPlan
 from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
 
 Location = tuple[str, str, str]
@@ -64,6 +65,28 @@ def cooling_readings(cooling: Sequence[CoolingRecommendation], time_ns: int) -> 
             "predicted_max_gpu_temp_c": _finite(rec.predicted_max_gpu_temp_c),
             "saving_w": _finite(rec.saving_w),
             "saving_pct": _finite(rec.saving_pct),
+        }
+        out.append(Reading("recommendation", _present(tags), fields, time_ns))
+    return out
+
+
+def budget_readings(plans: Sequence[BudgetPlan], time_ns: int) -> list[Reading]:
+    """One point per power-budget plan, tagged by its scope only (a handful of series: the
+    site, its zones and racks); the plan's GPUs are counted, not tagged."""
+    out = []
+    for plan in plans:
+        tags = {"kind": "power_budget", "scope": plan.scope}
+        fields = {
+            "limit_w": _finite(plan.limit_w),
+            "predicted_peak_before_w": _finite(plan.predicted_peak_before_w),
+            "predicted_peak_after_w": _finite(plan.predicted_peak_after_w),
+            "guaranteed_max_w": _finite(plan.guaranteed_max_w),
+            "work_lost_pct": _finite(plan.work_lost_pct),
+            "capped_gpus": len(plan.caps),
+            "gpus": plan.gpus,
+            "applied_share": _finite(plan.applied_share),
+            "planned": int(plan.planned),
+            "feasible": int(plan.feasible),
         }
         out.append(Reading("recommendation", _present(tags), fields, time_ns))
     return out

@@ -2,9 +2,10 @@
 
 1 cluster × 2 zones × 2 racks each × 2 nodes each × 2 GPUs: GPU readings every
 second, host, cooling, job and agent readings every 10 s, plus recommendation
-and model lines shaped per the schema. Planted on purpose so no panel can be
-empty: one GPU falls off the bus (XID 79) for the last minute, one GPU is capped
-to its minimum, one agent drops lines and one stops reporting half-way; the twin
+(power-budget plans encoded as the optimizer encodes them) and model lines
+shaped per the schema. Planted on purpose so no panel can be empty: one GPU
+falls off the bus (XID 79) for the last minute, one GPU is capped to its
+minimum, one agent drops lines and one stops reporting half-way; the twin
 counts corrected ECC errors and raises a double-bit ECC error (XID 48, then 63),
 a failed row remap (64), an NVLink error (74) and an application error (13).
 """
@@ -23,6 +24,8 @@ from wattwise.collector.sim import FleetSpec, SimFleet
 from wattwise.collector.sim.faults import FaultSpec
 from wattwise.collector.sim.views import JobView
 from wattwise.common.lineproto import encode_many
+from wattwise.optimizer.recommend.budget_types import BudgetCap, BudgetPlan
+from wattwise.optimizer.service.lines import budget_readings
 
 DURATION_S = 600
 SLOW_EVERY_S = 10
@@ -70,7 +73,7 @@ def write_fleet(server: InfluxServer, db: str) -> FleetData:
         if tick % SLOW_EVERY_S == 0:
             readings += [*nodes.read(), *jobs.read(), *_agents(fleet, hosts, tick)]
         lines += encode_many(readings)
-    lines += _recommendations(fleet, end_ns) + _models(start_ns, end_ns)
+    lines += _recommendations(fleet, end_ns) + _budgets(fleet, end_ns) + _models(start_ns, end_ns)
     server.create_database(db)
     for i in range(0, len(lines), 5000):
         body = b"\n".join(lines[i : i + 5000])
@@ -133,6 +136,45 @@ def _recommendations(fleet: SimFleet, end_ns: int) -> list[bytes]:
         fields.update(marginal_cooling_power_w=260.0, confidence=0.7)
         tags_out = {**node, "kind": "placement", "job": "slurm-4242"}
         readings.append(Reading("recommendation", tags_out, fields, end_ns - 120 * S))
+    return encode_many(readings)
+
+
+def budget_plan(scope: str, limit_w: float, peak_w: float, capped: int) -> BudgetPlan:
+    """A plan as the planner returns one: ``capped`` GPUs capped (the first applied) to bring
+    ``peak_w`` under ``limit_w``; none, and not planned, when the peak is under 90 % of it."""
+    planned = peak_w > 0.9 * limit_w
+    caps = tuple(
+        BudgetCap(f"sim-{scope}-{i}", 0, f"slurm-{i}", "normal", 700.0, 450.0, 700.0, 3.0, i == 0)
+        for i in range(capped if planned else 0)
+    )
+    return BudgetPlan(
+        scope=scope,
+        limit_w=limit_w,
+        event_id=None,
+        gpus=16,
+        predicted_peak_before_w=peak_w,
+        predicted_peak_after_w=min(peak_w, 0.95 * limit_w),
+        guaranteed_max_w=0.99 * limit_w,
+        planned=planned,
+        feasible=True,
+        work_lost_pct=0.75 * len(caps),
+        caps=caps,
+        pause=(),
+        applied_share=1.0 / len(caps) if caps else 1.0,
+        reason="",
+    )
+
+
+def _budgets(fleet: SimFleet, end_ns: int) -> list[bytes]:
+    scopes = ["site", *(f"zone:{z}" for z in fleet.layout.zones)]
+    scopes += [f"rack:{r}" for r in fleet.layout.racks]
+    readings = []
+    for k, at_ns in enumerate((end_ns - 300 * S, end_ns - 60 * S)):
+        plans = [
+            budget_plan(scope, 20_000.0 + 1000 * i, 19_500.0 + 250 * k, 2 + k)
+            for i, scope in enumerate(scopes)
+        ]
+        readings += budget_readings(plans, at_ns)
     return encode_many(readings)
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import PROVISIONING_DIR
-from tests.dashboards.fleet_data import FleetData, S
+from tests.dashboards.fleet_data import FleetData, S, budget_plan
 from tests.influxd import InfluxServer
 from wattwise.clock import ManualClock
 from wattwise.dashboards.build import write_all
@@ -24,6 +24,7 @@ from wattwise.dashboards.check import DASHBOARDS_DIR, dashboard_files
 from wattwise.dashboards.influxql import substitute
 from wattwise.dashboards.lint import iter_panels
 from wattwise.dashboards.provisioning import load
+from wattwise.optimizer.service import lines
 from wattwise.optimizer.service.power_events import EventBook, store_writer
 from wattwise.optimizer.store import InfluxStore
 
@@ -253,3 +254,79 @@ def test_power_event_annotation_draws_each_event_once_as_it_ran(influxd: InfluxS
     ]
     assert rows[0]["text"] == "rack:r01 limited to 30,000 W: feed B"
     assert rows[1]["text"].endswith("(cancelled)")
+
+
+def _panel(board: str, title: str) -> dict[str, Any]:
+    (panel,) = [p for p in iter_panels(BOARDS[board]["panels"]) if p.get("title") == title]
+    return panel
+
+
+def test_power_budget_row_shows_each_chosen_scopes_plans_as_the_optimizer_wrote_them(
+    influxd: InfluxServer,
+) -> None:
+    """Two refreshes' plans, encoded by the optimizer and written by its store to a real
+    influxd, read back by the row's queries as Grafana substitutes them with one zone and
+    one rack chosen: the site's, that zone's and that rack's plans, number for number."""
+    db = "power_budgets"
+    influxd.create_database(db)
+    minute = 60 * S
+    now_ns = time.time_ns() // minute * minute
+    first_ns, second_ns = now_ns - 10 * minute, now_ns - 5 * minute
+    scopes = ["site", "zone:z1", "zone:z2", "rack:r01", "rack:r02"]
+    written = {
+        first_ns: {s: budget_plan(s, 30_000.0 + i, 33_912.5 + i, 3) for i, s in enumerate(scopes)},
+        second_ns: {s: budget_plan(s, 21_000.0 + i, 20_000.25, 1) for i, s in enumerate(scopes)},
+    }
+    # r01's limit lifted at the second refresh: default limits hold it, no plan
+    written[second_ns]["rack:r01"] = budget_plan("rack:r01", 1e6, 20_000.25, 1)
+    store = InfluxStore(influxd.url, database=db)
+    for at_ns, plans in written.items():
+        store.write(lines.encode(lines.budget_readings(list(plans.values()), at_ns)))
+    store.close()
+    chosen = {"site", "zone:z1", "rack:r01"}
+    variables = {"cluster": ".*", "zone": "(z1)", "rack": "(r01)", "host": ".*", "gpu": ".*"}
+    time_filter = f"time >= {first_ns - minute} AND time <= {now_ns}"
+
+    over_time = _panel("recommendations", "Limit and predicted peak per scope")
+    fields = ["limit_w", "predicted_peak_before_w", "predicted_peak_after_w"]
+    assert [t["refId"] for t in over_time["targets"]] == ["A", "B", "C"]
+    for field, target in zip(fields, over_time["targets"], strict=True):
+        assert "$tag_scope" in target["alias"]
+        query = substitute(target["query"], variables, time_filter=time_filter, interval="1m")
+        series = {s["tags"]["scope"]: dict(s["values"]) for s in _run(influxd, query, db)}
+        assert set(series) == chosen, field
+        for scope, values in series.items():
+            before, after = (getattr(written[t][scope], field) for t in (first_ns, second_ns))
+            assert values[first_ns - minute] is None  # nothing before the first refresh
+            # each refresh's value, held until the next one
+            assert values[first_ns] == values[first_ns + minute] == before, (scope, field)
+            assert values[second_ns] == values[now_ns] == after, (scope, field)
+
+    newest = _panel("recommendations", "Newest plan per scope")
+    (target,) = newest["targets"]
+    assert target["resultFormat"] == "table"
+    query = substitute(target["query"], variables, time_filter=time_filter, interval="")
+    rows = {str(r["scope"]): r for r in influxd.rows(query, db)}
+    assert set(rows) == chosen
+    for scope, row in rows.items():
+        plan = written[second_ns][scope]
+        assert {k: v for k, v in row.items() if k not in ("time", "scope")} == {
+            "limit_w": plan.limit_w,
+            "predicted_peak_after_w": plan.predicted_peak_after_w,
+            "work_lost_pct": plan.work_lost_pct,
+            "capped_gpus": len(plan.caps),
+            "applied_share": plan.applied_share,
+            "planned": int(plan.planned),
+            "feasible": int(plan.feasible),
+        }, scope
+    assert (rows["site"]["planned"], rows["site"]["capped_gpus"]) == (1, 1)
+    assert (rows["rack:r01"]["planned"], rows["rack:r01"]["capped_gpus"]) == (0, 0)
+    # the 0/1 columns are shown in words: the mappings know the values written
+    mappings = {
+        o["matcher"]["options"]: p["value"][0]["options"]
+        for o in newest["fieldConfig"]["overrides"]
+        for p in o["properties"]
+        if p["id"] == "mappings"
+    }
+    assert {k: m["1"]["text"] for k, m in mappings.items()} == {"planned": "yes", "feasible": "yes"}
+    assert all(str(r[k]) in m for r in rows.values() for k, m in mappings.items())

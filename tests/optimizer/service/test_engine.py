@@ -50,6 +50,43 @@ def test_refresh_writes_recommendation_lines_the_store_reads_back(
         assert point.fields["samples"] == rec.evidence.samples
 
 
+def test_refresh_writes_each_power_budget_plan_the_store_reads_back(
+    own_copy: tuple[Path, int],
+) -> None:
+    path, end_ns = own_copy
+    store = EmbeddedSqliteStore(path)
+    # the site's limit well under the twin's draw (~18 kW at its peak); r01's far above it
+    budgets = {"budgets.site_w": 15_000.0, "budgets.rack_w": {"r01": 1e9}}
+    engine = Engine(store, config(**budgets), ManualClock(start_ns=end_ns))
+    snapshot = engine.refresh()
+    store.close()
+    plans = {plan.scope: plan for plan in snapshot.budget}
+    assert set(plans) == {"site", "rack:r01"}
+    assert plans["site"].planned and plans["site"].caps and not plans["rack:r01"].planned
+    written = EmbeddedStore(path).latest("recommendation")
+    points = {p.tags["scope"]: p for p in written if p.tags["kind"] == "power_budget"}
+    assert set(points) == set(plans)
+    for scope, plan in plans.items():
+        point = points[scope]
+        assert point.time_ns == end_ns and point.tags == {"kind": "power_budget", "scope": scope}
+        assert point.fields == {
+            "limit_w": plan.limit_w,
+            "predicted_peak_before_w": plan.predicted_peak_before_w,
+            "predicted_peak_after_w": plan.predicted_peak_after_w,
+            "guaranteed_max_w": plan.guaranteed_max_w,
+            "work_lost_pct": plan.work_lost_pct,
+            "capped_gpus": len(plan.caps),
+            "gpus": plan.gpus,
+            "applied_share": plan.applied_share,
+            "planned": int(plan.planned),
+            "feasible": int(plan.feasible),
+        }
+        assert type(point.fields["planned"]) is int and type(point.fields["capped_gpus"]) is int
+    # the caps and cooling are still written beside the plans, in the same refresh
+    kinds = {p.tags["kind"] for p in written if p.time_ns == end_ns}
+    assert kinds == {"power_cap", "cooling", "power_budget"}
+
+
 def test_refit_writes_one_model_line_per_model_with_its_error(own_copy: tuple[Path, int]) -> None:
     path, end_ns = own_copy
     store = EmbeddedSqliteStore(path)
