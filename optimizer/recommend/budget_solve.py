@@ -28,7 +28,8 @@ BISECTION_STEPS = 40
 PRICE_RANGE = (1e-12, 1e9)
 """Loss per watt: a GPU's whole work over a 5 W step at a protected weight is under 1e6."""
 ROUNDS = 2
-FILL_PASSES = 3
+FILL_PASSES = 8
+EXCHANGE_CANDIDATES = 32
 
 
 @dataclass(frozen=True)
@@ -99,43 +100,108 @@ def solve(p: Problem) -> Solution:
     for _ in range(ROUNDS):
         for level in range(levels):
             prices[level] = _bisect_level(p, pricer, prices, level, feasible[level])
-    choice = _fill(p, pricer, pricer.choose(_gpu_price(p, prices)))
+    choice = _improve(p, pricer, pricer.choose(_gpu_price(p, prices)))
     return Solution(choice, pricer.limits(choice), feasible)
 
 
-def _fill(p: Problem, pricer: _Pricer, choice: Ints) -> Ints:
-    """Spend what room the prices left: step units up one candidate at a time, the most loss
-    saved per watt first, while every scope they are in still fits. Prices move whole
-    groups of alike units together and can leave a step's worth of room in each scope."""
-    slack = [room - _sums(p, level, pricer.draws(choice)) for level, room in enumerate(p.room_w)]
-    members = np.split(pricer.order, pricer.starts[1:])
+class _Room:
+    """What each scope has left under a choice, and moves of one unit by one candidate."""
+
+    def __init__(self, p: Problem, pricer: _Pricer, choice: Ints) -> None:
+        self.p = p
+        self.slack = [room - _sums(p, lv, pricer.draws(choice)) for lv, room in enumerate(p.room_w)]
+        self.members = np.split(pricer.order, pricer.starts[1:])
+
+    def delta(self, u: int, old: int, new: int) -> list[Floats]:
+        """Per level, what moving unit ``u`` from candidate ``old`` to ``new`` adds to each
+        scope's draw."""
+        gpus = self.members[u]
+        extra = self.p.counted_w[gpus, new] - self.p.counted_w[gpus, old]
+        out = []
+        for scope, slack in zip(self.p.scope_of_gpu, self.slack, strict=True):
+            inside = scope[gpus] >= 0
+            sums = np.bincount(scope[gpus][inside], extra[inside], len(slack))
+            out.append(np.asarray(sums, dtype=np.float64))
+        return out
+
+    def fits(self, *deltas: list[Floats]) -> bool:
+        return all(
+            np.all(sum(d[level] for d in deltas) <= slack + 1e-6)
+            for level, slack in enumerate(self.slack)
+        )
+
+    def take(self, *deltas: list[Floats]) -> None:
+        for level, slack in enumerate(self.slack):
+            slack -= sum(d[level] for d in deltas)
+
+
+def _improve(p: Problem, pricer: _Pricer, choice: Ints) -> Ints:
+    """Spend the room prices leave, then trade watts between jobs while that loses less.
+
+    Prices move alike units together and can leave a step's worth of room in a scope
+    (spent by stepping units up, the most loss saved per watt first), and a scope full to
+    its limit can still hold a better split (one job a step down, another a step up)."""
+    room = _Room(p, pricer, choice)
     choice = choice.copy()
     for _ in range(FILL_PASSES):
-        up = np.minimum(choice + 1, p.loss.shape[1] - 1)
-        rows = np.arange(len(choice))
-        gain = p.loss[rows, choice] - p.loss[rows, up]
-        moved = False
-        for u in np.argsort(-gain / np.maximum(_step_w(p, members, choice, up), 1e-9)).tolist():
-            if gain[u] <= 0 or up[u] == choice[u]:
-                continue
-            gpus = members[u]
-            extra = p.counted_w[gpus, up[u]] - p.counted_w[gpus, choice[u]]
-            need = [np.bincount(sc[gpus][sc[gpus] >= 0], extra[sc[gpus] >= 0], len(sl))
-                    for sc, sl in zip(p.scope_of_gpu, slack, strict=True)]  # fmt: skip
-            if all(np.all(n <= sl + 1e-6) for n, sl in zip(need, slack, strict=True)):
-                for n, sl in zip(need, slack, strict=True):
-                    sl -= n
-                choice[u] = up[u]
-                moved = True
-        if not moved:
+        if not (_fill(p, room, choice) | _exchange(p, room, choice)):
             break
     return choice
+
+
+def _steps(p: Problem, choice: Ints) -> tuple[Ints, Ints, Floats, Floats]:
+    """Each unit's candidates one up and one down, and the loss each step saves or costs."""
+    top = p.loss.shape[1] - 1
+    rows = np.arange(len(choice))
+    up, down = np.minimum(choice + 1, top), np.maximum(choice - 1, 0)
+    gain = np.where(up > choice, p.loss[rows, choice] - p.loss[rows, up], 0.0)
+    cost = np.where(down < choice, p.loss[rows, down] - p.loss[rows, choice], np.inf)
+    return up, down, gain, cost
+
+
+def _fill(p: Problem, room: _Room, choice: Ints) -> bool:
+    up, _, gain, _ = _steps(p, choice)
+    per_w = gain / np.maximum(_step_w(p, room.members, choice, up), 1e-9)
+    moved = False
+    for u in np.argsort(-per_w).tolist():
+        if gain[u] <= 0:
+            break
+        step = room.delta(u, int(choice[u]), int(up[u]))
+        if room.fits(step):
+            room.take(step)
+            choice[u] = up[u]
+            moved = True
+    return moved
+
+
+def _exchange(p: Problem, room: _Room, choice: Ints) -> bool:
+    """One job a step down for another a step up, where that loses less and fits: among the
+    :data:`EXCHANGE_CANDIDATES` best steps each way."""
+    up, down, gain, cost = _steps(p, choice)
+    ups = [u for u in np.argsort(-gain)[:EXCHANGE_CANDIDATES].tolist() if gain[u] > 0]
+    downs = [u for u in np.argsort(cost)[:EXCHANGE_CANDIDATES].tolist() if np.isfinite(cost[u])]
+    moved, used = False, set[int]()
+    for b in ups:
+        for a in downs:
+            if cost[a] >= gain[b] - 1e-12:
+                break
+            if a == b or a in used or b in used:
+                continue
+            lower = room.delta(a, int(choice[a]), int(down[a]))
+            raise_ = room.delta(b, int(choice[b]), int(up[b]))
+            if room.fits(lower, raise_):
+                room.take(lower, raise_)
+                choice[a], choice[b] = down[a], up[b]
+                used.update((a, b))
+                moved = True
+                break
+    return moved
 
 
 def _step_w(p: Problem, members: list[Ints], choice: Ints, up: Ints) -> Floats:
     return np.array(
         [
-            float((p.limits_w[m, up[u]] - p.limits_w[m, choice[u]]).sum())
+            float((p.counted_w[m, up[u]] - p.counted_w[m, choice[u]]).sum())
             for u, m in enumerate(members)
         ]
     )

@@ -38,7 +38,7 @@ def _best_by_search(p: Problem) -> float:
     return best
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     slopes=st.lists(st.floats(0.1, 10.0), min_size=4, max_size=5),
     rack_room=st.floats(600.0, 2500.0),
@@ -55,9 +55,9 @@ def test_solution_fits_every_scope_and_is_as_good_as_exhaustive_search(
     racks = np.bincount(p.scope_of_gpu[0], weights=s.limit_w, minlength=2)
     assert np.all(racks <= p.room_w[0] + 1e-6) and s.limit_w.sum() <= site_room + 1e-6
     found = float(p.loss[np.arange(len(slopes)), s.choice].sum())
-    # Prices and a greedy fill of the room left: near (within 12 % in the searches run so
-    # far), not always at, the exact optimum.
-    assert found <= 1.2 * _best_by_search(p) + 1e-9
+    # Prices, then filling and trading the room left: the exact optimum in every random
+    # case tried (800, docs/models.md); a search may yet find a split it misses by a step.
+    assert found <= 1.05 * _best_by_search(p) + 1e-9
 
 
 def _fits_units(p: Problem, s: object) -> np.ndarray:
