@@ -161,7 +161,7 @@ def _steps(p: Problem, choice: Ints) -> tuple[Ints, Ints, Floats, Floats]:
 
 def _fill(p: Problem, room: _Room, choice: Ints) -> bool:
     up, _, gain, _ = _steps(p, choice)
-    per_w = gain / np.maximum(_step_w(p, room.members, choice, up), 1e-9)
+    per_w = gain / np.maximum(_step_w(p, choice, up), 1e-9)
     moved = False
     for u in np.argsort(-per_w).tolist():
         if gain[u] <= 0:
@@ -198,13 +198,11 @@ def _exchange(p: Problem, room: _Room, choice: Ints) -> bool:
     return moved
 
 
-def _step_w(p: Problem, members: list[Ints], choice: Ints, up: Ints) -> Floats:
-    return np.array(
-        [
-            float((p.counted_w[m, up[u]] - p.counted_w[m, choice[u]]).sum())
-            for u, m in enumerate(members)
-        ]
-    )
+def _step_w(p: Problem, choice: Ints, up: Ints) -> Floats:
+    """Per unit: the watts its step from ``choice`` to ``up`` adds to its scopes."""
+    rows, unit = np.arange(len(p.unit_of_gpu)), p.unit_of_gpu
+    extra = p.counted_w[rows, up[unit]] - p.counted_w[rows, choice[unit]]
+    return np.asarray(np.bincount(unit, weights=extra, minlength=len(choice)), dtype=np.float64)
 
 
 def _gpu_price(p: Problem, prices: list[Floats]) -> Floats:
