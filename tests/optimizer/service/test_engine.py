@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.drip import drip_server
-from tests.optimizer.service.support import config
+from tests.optimizer.service.support import config, fill_store
 from wattwise.clock import ManualClock
 from wattwise.collector.base import Reading
 from wattwise.common.embedded import EmbeddedStore
@@ -50,10 +50,10 @@ def test_refresh_writes_recommendation_lines_the_store_reads_back(
         assert point.fields["samples"] == rec.evidence.samples
 
 
-def test_refresh_writes_each_power_budget_plan_the_store_reads_back(
-    own_copy: tuple[Path, int],
-) -> None:
-    path, end_ns = own_copy
+def test_refresh_writes_each_power_budget_plan_the_store_reads_back(tmp_path: Path) -> None:
+    # A store of its own: the session's twin store also holds other tests' plans.
+    path = tmp_path / "fresh.sqlite"
+    end_ns = fill_store(path).time_ns()
     store = EmbeddedSqliteStore(path)
     # the site's limit well under the twin's draw (~18 kW at its peak); r01's far above it
     budgets = {"budgets.site_w": 15_000.0, "budgets.rack_w": {"r01": 1e9}}
