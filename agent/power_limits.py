@@ -16,15 +16,14 @@ from collections.abc import Callable
 from typing import NamedTuple, Protocol, TypeVar
 
 from wattwise.collector.nvml_api import (
-    ERROR_DRIVER_NOT_LOADED,
     ERROR_FUNCTION_NOT_FOUND,
     ERROR_GPU_IS_LOST,
     ERROR_INVALID_ARGUMENT,
-    ERROR_LIBRARY_NOT_FOUND,
     ERROR_NO_PERMISSION,
     ERROR_NOT_SUPPORTED,
+    load_nvml,
 )
-from wattwise.errors import PowerLimitError, SourceUnavailable
+from wattwise.errors import PowerLimitError
 
 T = TypeVar("T")
 
@@ -127,24 +126,7 @@ def milliwatts(watts: float) -> int:
 
 def open_nvml_limits(nvml: NvmlLimitsLibrary | None = None) -> NvmlPowerLimits:
     """Load and initialise NVML; SourceUnavailable with one clear message when it is absent."""
-    if nvml is None:
-        try:
-            import pynvml
-        except ImportError as e:
-            raise SourceUnavailable(
-                "NVML unavailable: the Python module 'pynvml' (package nvidia-ml-py) is not "
-                "installed"
-            ) from e
-        nvml = pynvml
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError as e:
-        code = int(getattr(e, "value", -1))
-        reason = {
-            ERROR_LIBRARY_NOT_FOUND: "libnvidia-ml.so.1 was not found (no NVIDIA driver here)",
-            ERROR_DRIVER_NOT_LOADED: "the NVIDIA kernel driver is not loaded",
-        }.get(code, f"nvmlInit failed: {e} (NVML error {code})")
-        raise SourceUnavailable(f"NVML unavailable: {reason}") from e
+    nvml = load_nvml(nvml)
     return NvmlPowerLimits(nvml)
 
 

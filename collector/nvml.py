@@ -34,8 +34,6 @@ from wattwise.collector.jobs import GpuProcess
 from wattwise.collector.nvml_api import (
     CLOCK_MEM,
     CLOCK_SM,
-    ERROR_DRIVER_NOT_LOADED,
-    ERROR_LIBRARY_NOT_FOUND,
     FI_ECC_DBE_VOL_TOTAL,
     FI_ECC_SBE_VOL_TOTAL,
     FI_MEMORY_TEMP,
@@ -50,6 +48,7 @@ from wattwise.collector.nvml_api import (
     NvmlLibrary,
     call_nvml,
     field_value,
+    load_nvml,
     used_memory_bytes,
 )
 from wattwise.collector.nvml_health import ViolationRates, XidWatch, count_fields, links_up
@@ -421,26 +420,7 @@ def open_nvml_source(
 
     ``nvml`` defaults to the ``pynvml`` module; tests pass the fake.
     """
-    if nvml is None:
-        try:
-            import pynvml
-        except ImportError as e:
-            raise SourceUnavailable(
-                "NVML unavailable: the Python module 'pynvml' (package nvidia-ml-py) is not "
-                "installed; GPU metrics are off, host metrics continue"
-            ) from e
-        nvml = pynvml
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError as e:
-        code = int(getattr(e, "value", -1))
-        reason = {
-            ERROR_LIBRARY_NOT_FOUND: "libnvidia-ml.so.1 was not found (no NVIDIA driver here)",
-            ERROR_DRIVER_NOT_LOADED: "the NVIDIA kernel driver is not loaded",
-        }.get(code, f"nvmlInit failed: {e} (NVML error {code})")
-        raise SourceUnavailable(
-            f"NVML unavailable: {reason}; GPU metrics are off, host metrics continue"
-        ) from e
+    nvml = load_nvml(nvml, "GPU metrics are off, host metrics continue")
     try:
         source = NvmlSource(
             nvml,

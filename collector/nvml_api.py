@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from wattwise.errors import DeviceError, DeviceLost
+from wattwise.errors import DeviceError, DeviceLost, SourceUnavailable
 
 T = TypeVar("T")
 
@@ -246,6 +246,44 @@ class NvmlLibrary(Protocol):
     def c_nvmlGpmMetricsGet_t(self) -> Callable[[], GpmMetricsGet]:
         """The request structure's type (pynvml's ctypes struct)."""
         ...
+
+
+class NvmlInit(Protocol):
+    """The part of ``pynvml`` every user of it starts with."""
+
+    @property
+    def NVMLError(self) -> type[Exception]: ...
+    def nvmlInit(self) -> None: ...
+
+
+L = TypeVar("L", bound=NvmlInit)
+
+
+def load_nvml(nvml: L | None, consequence: str = "") -> L:
+    """``nvml`` (default: the ``pynvml`` module) initialised; one clear SourceUnavailable
+    when the module, the library or the driver is missing (``consequence`` is appended:
+    what stops without it)."""
+    tail = f"; {consequence}" if consequence else ""
+    if nvml is None:
+        try:
+            import pynvml
+        except ImportError as e:
+            raise SourceUnavailable(
+                "NVML unavailable: the Python module 'pynvml' (package nvidia-ml-py) is not "
+                f"installed{tail}"
+            ) from e
+        nvml = pynvml
+    assert nvml is not None
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as e:
+        code = int(getattr(e, "value", -1))
+        reason = {
+            ERROR_LIBRARY_NOT_FOUND: "libnvidia-ml.so.1 was not found (no NVIDIA driver here)",
+            ERROR_DRIVER_NOT_LOADED: "the NVIDIA kernel driver is not loaded",
+        }.get(code, f"nvmlInit failed: {e} (NVML error {code})")
+        raise SourceUnavailable(f"NVML unavailable: {reason}{tail}") from e
+    return nvml
 
 
 def nvml_error(code: int, device: str, detail: str = "") -> DeviceError | None:
