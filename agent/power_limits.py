@@ -21,6 +21,7 @@ from wattwise.collector.nvml_api import (
     ERROR_INVALID_ARGUMENT,
     ERROR_NO_PERMISSION,
     ERROR_NOT_SUPPORTED,
+    NvmlInit,
     load_nvml,
 )
 from wattwise.errors import PowerLimitError
@@ -53,12 +54,9 @@ class PowerLimits(Protocol):
         ...
 
 
-class NvmlLimitsLibrary(Protocol):
+class NvmlLimitsLibrary(NvmlInit, Protocol):
     """The part of ``pynvml`` :class:`NvmlPowerLimits` calls."""
 
-    @property
-    def NVMLError(self) -> type[Exception]: ...
-    def nvmlInit(self) -> None: ...
     def nvmlShutdown(self) -> None: ...
     def nvmlDeviceGetCount(self) -> int: ...
     def nvmlDeviceGetHandleByIndex(self, index: int, /) -> object: ...

@@ -33,6 +33,7 @@ from wattwise.optimizer.models.churn import Churn, fit_churn
 from wattwise.optimizer.models.node_other import NodeOther, fit_node_other
 from wattwise.optimizer.recommend.budget import Setup, plan_budgets, setup_budgets
 from wattwise.optimizer.recommend.budget_draw import RESERVE_Z
+from wattwise.optimizer.recommend.budget_fleet import per_model
 from wattwise.optimizer.recommend.budget_solve import Problem, solve
 from wattwise.optimizer.recommend.budget_types import BudgetScope
 from wattwise.optimizer.recommend.settings import BudgetSettings
@@ -261,12 +262,7 @@ def _by_model(
 ) -> Floats:
     """Per GPU, ``how`` over the busy GPUs of its model (rows of ``values``); 0 without any."""
     models = np.array([m.key for m in replica.fleet.models], dtype=object)
-    out = np.zeros_like(values)
-    for model in set(models.tolist()):
-        same = models == model
-        if (same & busy).any():
-            out[same] = how(values[same & busy], axis=0)
-    return out
+    return per_model(models, values, busy, how, np.zeros_like(values))
 
 
 def _true_rooms(

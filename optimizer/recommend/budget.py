@@ -34,7 +34,7 @@ from wattwise.optimizer.models.cap_response import GpuWorkloads
 from wattwise.optimizer.models.churn import Churn
 from wattwise.optimizer.models.node_other import NodeOther
 from wattwise.optimizer.recommend.budget_draw import counted_draw, reserve_per_gpu
-from wattwise.optimizer.recommend.budget_fleet import Fleet, fleet_of
+from wattwise.optimizer.recommend.budget_fleet import Fleet, fleet_of, per_model
 from wattwise.optimizer.recommend.budget_plan import Outcome, plan_of
 from wattwise.optimizer.recommend.budget_solve import Problem, solve
 from wattwise.optimizer.recommend.budget_types import BudgetPlan, BudgetScope
@@ -227,14 +227,8 @@ def _unit_losses(fleet: Fleet, rate: Floats, unplanned: Floats) -> tuple[Floats,
 def _typical_loss(fleet: Fleet, rate: Floats) -> Floats:
     """(G, K): what the busy GPUs of each GPU's model lose at each candidate, on average."""
     models = np.array([s.model for s in fleet.states], dtype=object)
-    busy = fleet.util > 0
     loss = np.maximum(rate[:, -1:] - rate, 0.0)
-    out = np.zeros_like(rate)
-    for model in set(models.tolist()):
-        same = models == model
-        if (same & busy).any():
-            out[same] = loss[same & busy].mean(axis=0)
-    return out
+    return per_model(models, loss, fleet.util > 0, np.mean, np.zeros_like(rate))
 
 
 def _members(fleet: Fleet, scopes: Sequence[BudgetScope]) -> list[np.ndarray]:

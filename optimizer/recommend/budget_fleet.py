@@ -4,7 +4,7 @@ with work paused or with its model's usual work, and the job and priority it bel
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,10 +56,14 @@ def fleet_of(
         at_default = at_limits(work.take(rows[busy]), default[busy]).power_w
         mean[busy] = at_default
     models = np.array([s.model for s in states], dtype=object)
-    typical = _typical_busy_peak(models, mean, default)
+    # An idle GPU draws, once work starts, as its model's busy GPUs do (else its default).
+    typical = per_model(models, mean, busy, np.mean, default)
     peak = np.where(busy, mean, typical)
     power = np.array([s.power_w for s in states])
-    idle_w = _typical_idle(models, np.where(busy, np.nan, power), low)
+    # What a paused job's GPU draws: its model's idle GPUs (median), else a third of its
+    # minimum limit.
+    idle = ~busy & np.isfinite(power)
+    idle_w = per_model(models, power, idle, np.median, low / 3.0)
     names = [jobs.get((s.host, s.gpu)) or f"{s.host}/{s.gpu}" for s in states]
     unit_names, unit = np.unique(np.array(names, dtype=object), return_inverse=True)
     hosts_of = _hosts_of_units(states, np.asarray(unit, dtype=np.int64), len(unit_names))
@@ -92,26 +96,20 @@ def _current(s: GpuState) -> float:
     return _default(s)
 
 
-def _typical_busy_peak(models: np.ndarray, peak: Floats, default: Floats) -> Floats:
-    """Per GPU: the mean peak of the busy GPUs of its model (its default limit if none)."""
-    out = default.copy()
+def per_model(
+    models: np.ndarray,
+    values: Floats,
+    use: np.ndarray,
+    how: Callable[..., Floats],
+    fallback: Floats,
+) -> Floats:
+    """Per GPU (the rows of ``values``): ``how`` (``np.mean``, ``np.median`` …, over axis 0)
+    of the rows of its model marked ``use``; its row of ``fallback`` where none is."""
+    out = np.array(fallback, dtype=np.float64)
     for model in set(models.tolist()):
         same = models == model
-        seen = peak[same & np.isfinite(peak)]
-        if seen.size:
-            out[same] = float(np.mean(seen))
-    return out
-
-
-def _typical_idle(models: np.ndarray, idle_power: Floats, low: Floats) -> Floats:
-    """Per GPU: what the idle GPUs of its model draw (median; a third of its minimum limit
-    where none is idle), the draw of a GPU whose job is paused."""
-    out = low / 3.0
-    for model in set(models.tolist()):
-        same = models == model
-        seen = idle_power[same & np.isfinite(idle_power)]
-        if seen.size:
-            out[same] = float(np.median(seen))
+        if (same & use).any():
+            out[same] = how(values[same & use], axis=0)
     return out
 
 
