@@ -140,8 +140,6 @@ def plan_budgets(
     outcome = Outcome(
         limit_w=solution.limit_w,
         pace=setup.pace[fleet.unit, solution.choice[fleet.unit]],
-        room_w=problem.room_w,
-        scope_of_gpu=problem.scope_of_gpu,
     )
     feasible = _feasible_by_scope(solution.feasible, scopes)
     rows = np.arange(len(fleet.states))

@@ -11,17 +11,15 @@ from wattwise.optimizer.models.node_other import NodeOther
 from wattwise.optimizer.recommend.budget_fleet import Fleet
 from wattwise.optimizer.recommend.budget_types import BudgetCap, BudgetPlan, BudgetScope
 from wattwise.optimizer.recommend.settings import BudgetSettings
-from wattwise.optimizer.telemetry import Floats, Ints
+from wattwise.optimizer.telemetry import Floats
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The solved limits, each GPU's job's pace under them, and each level's room."""
+    """The solved limits, and each GPU's job's pace under them."""
 
     limit_w: Floats
     pace: Floats
-    room_w: tuple[Floats, ...]
-    scope_of_gpu: tuple[Ints, ...]
 
 
 def plan_of(
