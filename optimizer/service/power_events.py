@@ -105,6 +105,12 @@ class EventBook:
         changes of one event reach the store in, its last point is its newest state."""
         self.store_write_failures = 0
         self._events: dict[str, PowerEvent] = {} if path is None else _load(path)
+        self._listeners: builtins.list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every change (an event added or cancelled), once the
+        change is saved: the scheduler moves the next refresh to it (:mod:`.event_edges`)."""
+        self._listeners.append(listener)
 
     def add(
         self, scope: str, limit_w: float, start_ns: int, end_ns: int, reason: str = ""
@@ -125,6 +131,7 @@ class EventBook:
             self._commit({**self._events, event.id: event}, now_ns)
         self._record(event.id)
         log.info("power event %s: %s at %.0f W (%s)", event.id, scope, limit_w, reason)
+        self._changed()
         return event
 
     def cancel(self, event_id: str) -> PowerEvent:
@@ -139,6 +146,7 @@ class EventBook:
             self._commit({**self._events, event_id: cancelled}, now_ns)
         self._record(event_id)
         log.info("power event %s cancelled", event_id)
+        self._changed()
         return cancelled
 
     def get(self, event_id: str) -> PowerEvent:
@@ -159,6 +167,29 @@ class EventBook:
         with self._lock:
             events = tuple(self._events.values())
         return sorted((e for e in events if e.active(now_ns)), key=lambda e: e.start_ns)
+
+    def next_edge_ns(self, now_ns: int) -> int | None:
+        """The nearest start or end after ``now_ns`` of an event not cancelled (None: none
+        ahead): when the limits in force change next without anyone asking."""
+        with self._lock:
+            events = tuple(self._events.values())
+        edges = [
+            edge
+            for e in events
+            if e.cancelled_ns is None
+            for edge in (e.start_ns, e.end_ns)
+            if edge > now_ns
+        ]
+        return min(edges, default=None)
+
+    def _changed(self) -> None:
+        # The change is saved and answered whatever a listener does: at worst the plan
+        # follows it at the next scheduled refresh.
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("power events changed, but a listener failed")
 
     def _get(self, event_id: str) -> PowerEvent:
         event = self._events.get(event_id)

@@ -3,7 +3,9 @@
 Both jobs run once right away and then every interval; a run that is still
 going when the next is due is not doubled (``max_instances=1``, missed runs
 coalesced). A failing job is logged and counted, and the next run tries again:
-the API keeps serving the last good recommendations meanwhile.
+the API keeps serving the last good recommendations meanwhile. With power events, the
+refresh also runs at each event's start and end and when one is added or cancelled
+(:mod:`.event_edges`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from wattwise.clock import Clock
 from wattwise.errors import Busy, WattwiseError
 from wattwise.optimizer.service.engine import Engine
+from wattwise.optimizer.service.event_edges import EventEdges
 from wattwise.optimizer.service.metrics import ServiceMetrics
+from wattwise.optimizer.service.power_events import EventBook
 
 log = logging.getLogger(__name__)
 REFIT, REFRESH = "refit", "refresh"
@@ -50,8 +56,11 @@ def build_scheduler(
     refit_interval_s: float,
     refresh_interval_s: float,
     start_delay_s: float = 0.0,
+    events: EventBook | None = None,
+    clock: Clock | None = None,
 ) -> BackgroundScheduler:
-    """A started-later scheduler with the refit and refresh jobs; call ``.start()``."""
+    """A started-later scheduler with the refit and refresh jobs, and refreshes at the edges
+    of ``events`` (read on ``clock``, the engine's by default); call ``.start()``."""
     scheduler = BackgroundScheduler(timezone="UTC")
     first = datetime.now().astimezone() + timedelta(seconds=start_delay_s)
     scheduler.add_job(
@@ -75,4 +84,7 @@ def build_scheduler(
         max_instances=1,
         coalesce=True,
     )
+    if events is not None:
+        refresh = partial(run_job, REFRESH, engine.refresh, metrics)
+        EventEdges(scheduler, events, refresh, clock or engine.clock).follow()
     return scheduler

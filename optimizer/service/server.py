@@ -75,6 +75,7 @@ def run_server(config: OptimizerConfig) -> None:
         metrics,
         refit_interval_s=config.models.refit_interval_s,
         refresh_interval_s=config.recommend.refresh_interval_s,
+        events=events,
     )
     redact_every_log_line()
     scheduler.start()

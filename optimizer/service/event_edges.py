@@ -1,0 +1,112 @@
+"""Refreshes at the edges of power events, so that a budget plan follows an event when it
+starts, when it ends and when it is added or cancelled, not at the next scheduled
+refresh (up to ``recommend.refresh_interval_s`` later, 5 minutes by default).
+
+:class:`EventEdges` adds a one-off job at the nearest start or end of an event still ahead
+(:meth:`.EventBook.next_edge_ns`) that refreshes and then adds the job of the edge after;
+a change to the book adds a job that refreshes at once, and then does the same. Jobs are
+only ever added, never replaced or removed: APScheduler's scheduler thread removes a
+one-off job after submitting it, and a job replaced under the same id at that moment is
+lost or stops the scheduler's thread. An edge whose event was cancelled meanwhile costs
+one refresh that changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.base import BaseScheduler
+
+from wattwise.clock import Clock
+from wattwise.optimizer.service.power_events import EventBook
+
+log = logging.getLogger(__name__)
+
+_NS_PER_US = 1000
+
+
+class EventEdges:
+    """Refresh (``refresh``, which logs and counts its own failures) at every edge of the
+    events in ``events``; call :meth:`follow` once, with the scheduler built."""
+
+    def __init__(
+        self,
+        scheduler: BaseScheduler,
+        events: EventBook,
+        refresh: Callable[[], object],
+        clock: Clock,
+    ) -> None:
+        self._scheduler = scheduler
+        self._events = events
+        self._refresh = refresh
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._edges_ns: set[int] = set()
+        self._change_waiting = False
+
+    @property
+    def edges_ns(self) -> frozenset[int]:
+        """The edges a job waits for."""
+        with self._lock:
+            return frozenset(self._edges_ns)
+
+    def follow(self) -> None:
+        """Start: refresh at the next edge, and at once on every change to the book."""
+        self._events.add_listener(self.changed)
+        self._schedule_next_edge()
+
+    def changed(self) -> None:
+        """An event was added or cancelled: refresh now (the new event may be in force
+        already, or the cancelled one was). Changes that come while one such refresh waits
+        to start are all seen by it: it reads the book when it starts."""
+        with self._lock:
+            if self._change_waiting:
+                return
+            self._change_waiting = True
+        self._add(self._after_change, self._clock.time_ns())
+
+    def _after_change(self) -> None:
+        with self._lock:
+            self._change_waiting = False
+        self._refresh_then_follow()
+
+    def _at_edge(self, edge_ns: int) -> None:
+        with self._lock:
+            self._edges_ns.discard(edge_ns)
+        self._refresh_then_follow()
+
+    def _refresh_then_follow(self) -> None:
+        try:
+            self._refresh()
+        finally:
+            self._schedule_next_edge()
+
+    def _schedule_next_edge(self) -> None:
+        with self._lock:
+            edge_ns = self._events.next_edge_ns(self._clock.time_ns())
+            if edge_ns is None or edge_ns in self._edges_ns:
+                return
+            self._edges_ns.add(edge_ns)
+        log.debug("next power event edge at %s", _at(edge_ns).isoformat())
+        self._add(self._at_edge, edge_ns, edge_ns)
+
+    def _add(self, run: Callable[..., None], at_ns: int, *args: int) -> None:
+        self._scheduler.add_job(
+            run,
+            "date",
+            args=args,
+            run_date=_at(at_ns),
+            # An edge is never skipped for being late: the limits changed all the same.
+            misfire_grace_time=None,
+        )
+
+
+def _at(time_ns: int) -> datetime:
+    """``time_ns`` rounded up to the microsecond: a job never runs before its edge, when
+    the event would not be in force yet (or still be)."""
+    us = -(-time_ns // _NS_PER_US)
+    seconds, rest_us = divmod(us, 1_000_000)  # a float of microseconds would round
+    return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest_us)

@@ -1,0 +1,155 @@
+"""Refreshes at power events' edges: a plan follows an event at its start, its end and when
+it is added or cancelled, not at the next scheduled refresh."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from tests.faults.optimizer_process import Optimizer, optimizer_config
+from tests.optimizer.service.support import ADMIN_TOKEN, READ_TOKEN
+from wattwise.clock import ManualClock, SystemClock
+from wattwise.optimizer.service.event_edges import EventEdges
+from wattwise.optimizer.service.power_events import EventBook
+from wattwise.optimizer.service.views import iso
+
+NOW_NS = 1_714_644_000 * 10**9
+S = 10**9
+HOUR = 3600 * S
+
+
+def test_next_edge_is_the_nearest_start_or_end_ahead_of_events_not_cancelled() -> None:
+    clock = ManualClock(start_ns=NOW_NS)
+    book = EventBook(None, clock)
+    assert book.next_edge_ns(NOW_NS) is None
+    running = book.add("site", 40_000.0, NOW_NS - HOUR, NOW_NS + 3 * HOUR)
+    later = book.add("rack:r01", 9_000.0, NOW_NS + HOUR, NOW_NS + 2 * HOUR)
+    assert book.next_edge_ns(NOW_NS) == NOW_NS + HOUR  # the later one's start
+    assert book.next_edge_ns(NOW_NS + HOUR) == NOW_NS + 2 * HOUR  # strictly after
+    book.cancel(later.id)
+    assert book.next_edge_ns(NOW_NS) == running.end_ns
+    book.cancel(running.id)
+    assert book.next_edge_ns(NOW_NS) is None
+
+
+def test_a_failing_listener_never_fails_the_change() -> None:
+    book = EventBook(None, ManualClock(start_ns=NOW_NS))
+    calls: list[str] = []
+
+    def broken() -> None:
+        calls.append("called")
+        raise RuntimeError("scheduler gone")
+
+    book.add_listener(broken)
+    event = book.add("site", 40_000.0, NOW_NS, NOW_NS + HOUR)
+    assert book.get(event.id) == event and calls == ["called"]
+
+
+class _Refreshes:
+    """What the events in force were at each refresh (the refresh's own view of them)."""
+
+    def __init__(self, book: EventBook) -> None:
+        self.book = book
+        self.seen: list[list[str]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self) -> None:
+        active = [e.id for e in self.book.active(time.time_ns())]
+        with self._cond:
+            self.seen.append(active)
+            self._cond.notify_all()
+
+    def wait_for(self, check: Callable[[list[list[str]]], bool], timeout_s: float = 20) -> None:
+        with self._cond:
+            ok = self._cond.wait_for(lambda: check(self.seen), timeout=timeout_s)
+        assert ok, f"refreshes seen: {self.seen}"
+
+
+def _edges(book: EventBook) -> tuple[BackgroundScheduler, EventEdges, _Refreshes]:
+    scheduler = BackgroundScheduler(timezone="UTC")
+    refreshes = _Refreshes(book)
+    edges = EventEdges(scheduler, book, refreshes, SystemClock())
+    edges.follow()
+    scheduler.start()
+    return scheduler, edges, refreshes
+
+
+def test_an_event_is_planned_from_its_start_and_dropped_from_its_end() -> None:
+    book = EventBook(None, SystemClock())
+    scheduler, edges, refreshes = _edges(book)
+    try:
+        now_ns = time.time_ns()
+        event = book.add("site", 40_000.0, now_ns + S // 2, now_ns + 3 * S // 2)
+        # at once for the change (not in force yet), at its start (in force), at its end
+        refreshes.wait_for(lambda seen: [event.id] in seen and seen[-1] == [] and len(seen) >= 3)
+    finally:
+        scheduler.shutdown(wait=True)
+    first_in_force = refreshes.seen.index([event.id])
+    assert refreshes.seen[0] == [] and refreshes.seen[first_in_force + 1 :] == [[]]
+    assert edges.edges_ns == frozenset()  # nothing ahead: no edge waited for
+
+
+def test_cancelling_an_event_in_force_refreshes_at_once() -> None:
+    book = EventBook(None, SystemClock())
+    now_ns = time.time_ns()
+    event = book.add("site", 40_000.0, now_ns - S, now_ns + HOUR)
+    scheduler, edges, refreshes = _edges(book)
+    try:
+        assert edges.edges_ns == {event.end_ns}  # waiting for its end, an hour on
+        book.add_listener(lambda: None)  # listeners added later are called too
+        other = book.add("rack:r01", 9_000.0, now_ns + 2 * HOUR, now_ns + 3 * HOUR)
+        refreshes.wait_for(lambda seen: len(seen) >= 1)
+        book.cancel(event.id)
+        refreshes.wait_for(lambda seen: seen[-1] == [])
+    finally:
+        scheduler.shutdown(wait=True)
+    assert refreshes.seen[0] == [event.id]
+    assert all(other.id not in active for active in refreshes.seen)
+    assert edges.edges_ns == {event.end_ns, other.start_ns}  # the first end stays: harmless
+
+
+def test_serve_plans_an_event_from_its_start_without_waiting_for_the_refresh_interval(
+    tmp_path: Path, twin_data: tuple[Path, int]
+) -> None:
+    """The regression: a plan changed only at the next scheduled refresh (here a day)."""
+    store = tmp_path / "wattwise.sqlite"
+    shutil.copy(twin_data[0], store)
+    config = optimizer_config(tmp_path, f'kind = "embedded"\nembedded_path = "{store}"')
+    optimizer = Optimizer(config, tmp_path / "serve.log")
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    read = {"Authorization": f"Bearer {READ_TOKEN}"}
+    plans_url = f"{optimizer.url}/v1/recommendations/power-budget"
+
+    def event_plans(event_id: str) -> list[dict[str, object]]:
+        items = httpx.get(plans_url, headers=read, timeout=30).json()["items"]
+        return [p for p in items if p["event_id"] == event_id]
+
+    try:
+        optimizer.wait_until(ready=True)
+        now_ns = time.time_ns()
+        body = {"scope": "site", "limit_w": 1e6, "start": iso(now_ns + 3 * S)}
+        body["end"] = iso(now_ns + 9 * S)
+        added = httpx.post(f"{optimizer.url}/v1/power-events", headers=admin, json=body)
+        assert added.status_code == 201, added.text
+        event_id = added.json()["id"]
+        planned = _poll(lambda: bool(event_plans(event_id)), timeout_s=60)
+        dropped = _poll(lambda: not event_plans(event_id) and time.time_ns() > now_ns + 9 * S)
+    finally:
+        optimizer.stop()
+    assert planned, optimizer.text()[-3000:]
+    assert dropped, optimizer.text()[-3000:]
+
+
+def _poll(check: Callable[[], bool], timeout_s: float = 60) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
