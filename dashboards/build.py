@@ -202,10 +202,19 @@ def _builtin_annotation() -> Json:
 
 SCOPE_FILTER = '"scope" =~ /^(site|zone:$zone|rack:$rack)$/'
 """Power-budget scopes: the site's, and those of the zones and racks chosen above."""
+EVENT_MAX_DAYS = 366
+"""No power event lasts longer (``MAX_AHEAD_S`` of ``optimizer/service/power_events.py``;
+not imported: the dashboards need none of the optimizer)."""
 POWER_EVENT_QUERY = (
-    f'SELECT "text", "scope", "end_ms" FROM "power_event" WHERE $timeFilter AND {SCOPE_FILTER}'
+    'SELECT "text", "scope", "end_ms" FROM "power_event" '
+    f"WHERE time >= ${{__from}}ms - {EVENT_MAX_DAYS}d AND time <= ${{__to}}ms "
+    f'AND "end_ms" >= ${{__from}} AND {SCOPE_FILTER}'
 )
-"""Power events of the site, and of the zones and racks chosen above, from their start."""
+"""Power events of the site, and of the zones and racks chosen above, whose region overlaps
+the dashboard's range. A point is stamped at its event's start, so ``$timeFilter`` would
+miss an event that began before the range; ``${__from}`` and ``${__to}`` are the range's
+ends in epoch milliseconds. The lower bound on ``time`` only keeps the scan short: no event
+that reaches the range started longer ago than the longest an event lasts."""
 
 
 def power_event_annotation() -> Json:

@@ -335,9 +335,22 @@ def parse(query: str) -> Statement:
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
 
 
-def substitute(query: str, variables: Mapping[str, str], *, time_filter: str, interval: str) -> str:
-    """Expand Grafana's macros and template variables; an unknown variable raises."""
+def substitute(
+    query: str,
+    variables: Mapping[str, str],
+    *,
+    time_filter: str,
+    interval: str,
+    range_ms: tuple[int, int] | None = None,
+) -> str:
+    """Expand Grafana's macros and template variables; an unknown variable raises.
+
+    ``range_ms`` is the dashboard's range, (from, to) in epoch milliseconds: what Grafana's
+    global ``${__from}`` and ``${__to}`` stand for. Without it they are unknown variables."""
     macros = {"timeFilter": time_filter, "__interval": interval, "interval": interval}
+    if range_ms is not None:
+        from_ms, to_ms = range_ms
+        macros.update(__from=str(from_ms), __to=str(to_ms))
 
     def one(match: re.Match[str]) -> str:
         name = next(group for group in match.groups() if group)

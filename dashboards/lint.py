@@ -7,6 +7,7 @@ dashboards and provisioning files are fine.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,16 @@ MIN_SCHEMA_VERSION = 36
 """Grafana 9.0: datasources referenced as {type, uid} objects."""
 BUILTIN_DATASOURCES = frozenset(("-- Grafana --", "grafana", "-- Dashboard --", "-- Mixed --"))
 LINT_TIME_FILTER = "time >= now() - 6h"
+LINT_RANGE_MS = (1_700_000_000_000 - 6 * 3_600_000, 1_700_000_000_000)
+"""``${__from}`` and ``${__to}`` for the lint: six hours, as ``LINT_TIME_FILTER``; a fixed
+range, as only the query's form is checked."""
 LINT_INTERVAL = "10s"
+_RANGE_BOUNDS = tuple(
+    re.compile(rf"\btime\s*{op}=?\s*\$\{{{end}\}}ms", re.IGNORECASE)
+    for op, end in ((">", "__from"), ("<", "__to"))
+)
+"""``time >= ${__from}ms …`` and ``time <= ${__to}ms``: a query that must see points from
+before the range (events stamped at their start) bounds ``time`` by the range's ends."""
 
 
 def iter_panels(panels: list[Json]) -> Iterator[Json]:
@@ -201,13 +211,25 @@ def check_query(
     if not query.strip():
         return ["empty query"]
     problems = []
-    if needs_time and "$timeFilter" not in query:
-        problems.append("query does not use $timeFilter")
+    if needs_time and not _keeps_to_the_range(query):
+        problems.append("query does not use $timeFilter (nor bound time by ${__from}, ${__to})")
     if needs_time and not table and "time($__interval)" not in query.replace(" ", ""):
         problems.append("time series query does not GROUP BY time($__interval)")
     try:
-        text = substitute(query, values, time_filter=LINT_TIME_FILTER, interval=LINT_INTERVAL)
+        text = substitute(
+            query,
+            values,
+            time_filter=LINT_TIME_FILTER,
+            interval=LINT_INTERVAL,
+            range_ms=LINT_RANGE_MS,
+        )
         statement = parse(text)
     except QueryError as e:
         return [*problems, f"unparseable query: {e}"]
     return problems + check_names(statement, MEASUREMENTS)
+
+
+def _keeps_to_the_range(query: str) -> bool:
+    """Whether ``time`` is bounded on both sides by the dashboard's range, so a long range
+    scans no more than it shows: by ``$timeFilter``, or by ``${__from}`` and ``${__to}``."""
+    return "$timeFilter" in query or all(bound.search(query) for bound in _RANGE_BOUNDS)

@@ -25,7 +25,7 @@ from wattwise.dashboards.influxql import substitute
 from wattwise.dashboards.lint import iter_panels
 from wattwise.dashboards.provisioning import load
 from wattwise.optimizer.service import lines
-from wattwise.optimizer.service.power_events import EventBook, store_writer
+from wattwise.optimizer.service.power_events import MAX_AHEAD_S, EventBook, store_writer
 from wattwise.optimizer.store import InfluxStore
 
 MAY_BE_EMPTY = {("fleet", "Power-capped / thermally throttled GPUs", "B")}
@@ -212,6 +212,47 @@ def test_alert_off_the_bus_fires_for_the_lost_gpu_only(
     assert _firing(influxd, fleet_db, "wattwise-gpu-off-the-bus") == {fleet_db.failed_gpu}
 
 
+ANNOTATIONS = [
+    pytest.param(name, annotation, id=f"{name}/{annotation['name']}")
+    for name, board in BOARDS.items()
+    for annotation in board["annotations"]["list"]
+    if annotation.get("query")
+]
+
+
+def _annotation_rows(
+    server: InfluxServer,
+    annotation: dict[str, Any],
+    db: str,
+    variables: dict[str, str],
+    range_ms: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """The annotation's rows as Grafana gets them for an absolute range: the query with the
+    range substituted as Grafana does (``$timeFilter`` and ``${__from}``, ``${__to}``), read
+    with ``epoch=ms``; in order of time."""
+    assert annotation["target"]["query"] == annotation["query"]
+    from_ms, to_ms = range_ms
+    query = substitute(
+        annotation["query"],
+        variables,
+        time_filter=f"time >= {from_ms}ms and time <= {to_ms}ms",
+        interval="",
+        range_ms=range_ms,
+    )
+    response = httpx.get(
+        f"{server.url}/query", params={"q": query, "db": db, "epoch": "ms"}, timeout=30
+    )
+    (result,) = response.json()["results"]
+    assert "error" not in result, (query, result)
+    rows = []
+    for series in result.get("series", []):
+        columns = series["columns"]
+        wanted = (annotation["textColumn"], annotation["tagsColumn"], annotation["timeEndColumn"])
+        assert set(wanted) <= set(columns)
+        rows += [dict(zip(columns, values, strict=True)) for values in series["values"]]
+    return sorted(rows, key=lambda r: (r["time"], r["text"]))
+
+
 def test_power_event_annotation_draws_each_event_once_as_it_ran(influxd: InfluxServer) -> None:
     """Events added and cancelled through the optimizer's book, written to a real influxd
     by the optimizer's store, read back by the dashboards' annotation query as Grafana
@@ -229,24 +270,13 @@ def test_power_event_annotation_draws_each_event_once_as_it_ran(influxd: InfluxS
     book.add("rack:r02", 30_000.0, now_ns - 600 * S, now_ns + 600 * S, "other rack")
     store.close()
     (annotation,) = [a for a in BOARDS["fleet"]["annotations"]["list"] if "query" in a]
-    assert annotation["target"]["query"] == annotation["query"]
-    query = substitute(
-        annotation["query"],
+    now_ms = now_ns // 10**6
+    rows = _annotation_rows(
+        influxd,
+        annotation,
+        db,
         {"zone": ".*", "rack": "(r01)"},  # Grafana's regex form of one chosen rack
-        time_filter="time > now() - 6h",
-        interval="",
-    )
-    response = httpx.get(
-        f"{influxd.url}/query", params={"q": query, "db": db, "epoch": "ms"}, timeout=30
-    )
-    (series,) = response.json()["results"][0]["series"]
-    columns = series["columns"]
-    assert {annotation["textColumn"], annotation["tagsColumn"], annotation["timeEndColumn"]} <= set(
-        columns
-    )
-    rows = sorted(
-        (dict(zip(columns, values, strict=True)) for values in series["values"]),
-        key=lambda r: r["time"],
+        (now_ms - 6 * 3_600_000, now_ms),
     )
     assert [(r["scope"], r["time"], r["end_ms"]) for r in rows] == [
         ("rack:r01", kept.start_ns // 10**6, kept.end_ns // 10**6),
@@ -254,6 +284,38 @@ def test_power_event_annotation_draws_each_event_once_as_it_ran(influxd: InfluxS
     ]
     assert rows[0]["text"] == "rack:r01 limited to 30,000 W: feed B"
     assert rows[1]["text"].endswith("(cancelled)")
+
+
+@pytest.mark.parametrize(("board", "annotation"), ANNOTATIONS)
+def test_power_event_started_before_the_range_is_drawn(
+    influxd: InfluxServer, board: str, annotation: dict[str, Any]
+) -> None:
+    """An operator looking at the last hour during a longer event sees its region. A point
+    is stamped at its event's start, so the query must not keep to points of the range: it
+    returns every event whose region overlaps the range, and no other, to the millisecond."""
+    db = f"power_events_{board}"
+    influxd.create_database(db)
+    hour, ms = 3600 * S, 10**6
+    to_ns = 1_750_000_000 * S  # a fixed range: the hour before it
+    from_ns = to_ns - hour
+    windows = {
+        "began before the range, ends in it": (from_ns - 2 * hour, from_ns + hour // 2),
+        # as long as an event may last: the query looks back far enough for it
+        "runs across the range": (to_ns + hour - MAX_AHEAD_S * S, to_ns + hour),
+        "ended just before the range": (from_ns - hour, from_ns - ms),
+        "starts just after the range": (to_ns + ms, to_ns + hour),
+    }
+    store = InfluxStore(influxd.url, database=db)
+    # the book refuses events that already ended: it is set to before the earliest end
+    book = EventBook(None, ManualClock(start_ns=from_ns - 2 * hour), store_writer(store))
+    added = {why: book.add("site", 20_000.0, *window, why) for why, window in windows.items()}
+    store.close()
+    variables = {"zone": ".*", "rack": ".*"}
+    rows = _annotation_rows(influxd, annotation, db, variables, (from_ns // ms, to_ns // ms))
+    drawn = [added[why] for why in ("runs across the range", "began before the range, ends in it")]
+    assert [(r["text"], r["time"], r["end_ms"]) for r in rows] == [
+        (f"site limited to 20,000 W: {e.reason}", e.start_ns // ms, e.end_ns // ms) for e in drawn
+    ]
 
 
 def _panel(board: str, title: str) -> dict[str, Any]:

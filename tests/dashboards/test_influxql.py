@@ -45,3 +45,13 @@ def test_substitute_expands_macros_and_variables_and_refuses_unknown_ones() -> N
     assert text == 'WHERE time > 0 AND "h" =~ /^a$/ GROUP BY time(10s), rack'
     with pytest.raises(QueryError, match=r"\$nope"):
         substitute("$nope", {}, time_filter="", interval="")
+
+
+def test_range_ends_are_epoch_ms_and_an_unknown_range_is_refused() -> None:
+    where = 'time >= ${__from}ms - 366d AND time <= ${__to}ms AND "end_ms" >= $__from'
+    text = substitute(where, {}, time_filter="", interval="", range_ms=(1000, 2000))
+    assert text == 'time >= 1000ms - 366d AND time <= 2000ms AND "end_ms" >= 1000'
+    statement = parse(f'SELECT "text" FROM "power_event" WHERE {text}')
+    assert isinstance(statement, Select) and statement.where_refs == {"time", "end_ms"}
+    with pytest.raises(QueryError, match=r"\$__from"):
+        substitute(where, {}, time_filter="", interval="")

@@ -162,7 +162,23 @@ def test_an_annotation_query_is_checked_like_a_panels(tmp_path: Path) -> None:
     annotation["query"] = annotation["query"].replace('"end_ms"', '"end_msec"')
     (tmp_path / "fleet.json").write_text(json.dumps(board))
     problems = lint_all(tmp_path, PROVISIONING_DIR)
+    where = f"{tmp_path / 'fleet.json'}: annotation 'Power events'"
     assert problems == [
-        f"{tmp_path / 'fleet.json'}: annotation 'Power events': unknown field 'end_msec' "
-        "in power_event"
+        f"{where}: unknown field 'end_msec' in power_event",
+        f"{where}: unknown name 'end_msec' in WHERE of power_event",
     ]
+
+
+def test_an_annotation_that_scans_from_the_beginning_of_time_is_reported(tmp_path: Path) -> None:
+    """Bounded by ``${__from}`` and ``${__to}`` instead of ``$timeFilter`` (to draw events
+    that began before the range), a query still needs both bounds on ``time``."""
+    board = json.loads((DASHBOARDS_DIR / "fleet.json").read_text())
+    (annotation,) = [a for a in board["annotations"]["list"] if "query" in a]
+    assert "$timeFilter" not in annotation["query"]
+    annotation["query"] = annotation["query"].replace("time >= ${__from}ms - 366d AND ", "")
+    (tmp_path / "fleet.json").write_text(json.dumps(board))
+    (problem,) = lint_all(tmp_path, PROVISIONING_DIR)
+    assert problem.endswith(
+        "annotation 'Power events': query does not use $timeFilter "
+        "(nor bound time by ${__from}, ${__to})"
+    )
