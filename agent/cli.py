@@ -123,11 +123,22 @@ def install(
         Path, typer.Option("--config", help="where the config goes")
     ] = DEFAULT_CONFIG_PATH,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the steps only")] = False,
+    power_plan: Annotated[
+        bool,
+        typer.Option(
+            "--power-plan",
+            help="also install and enable the opt-in power-plan applier's unit, which sets "
+            "GPU power limits as root (docs/power-budgets.md)",
+        ),
+    ] = False,
 ) -> None:
     """Create the system user, the config skeleton and the systemd unit, and enable it."""
     from wattwise.agent.install import install_agent
+    from wattwise.agent.install_power_plan import PowerPlanUnit
 
-    install_agent(config, dry_run=dry_run, echo=typer.echo)
+    # Only the flag ever creates a PowerPlanUnit: without it the applier is left alone.
+    plan = PowerPlanUnit.shipped() if power_plan else None
+    install_agent(config, dry_run=dry_run, echo=typer.echo, power_plan=plan)
 
 
 def apply_power_plan(

@@ -6,6 +6,10 @@ second run plans only the (harmless) ``systemctl enable``. :func:`apply` carries
 the steps out; every system command goes through one injectable runner, the
 boundary tests replace. All file paths are joined under ``root``, so the same
 plan can be applied into a scratch directory.
+
+The power-plan applier's unit, which changes GPU power limits as root, is planned
+only when a :class:`~wattwise.agent.install_power_plan.PowerPlanUnit` is passed in
+(``--power-plan``); its steps live in :mod:`wattwise.agent.install_power_plan`.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from wattwise.agent.config import load_config, require_store_target
 from wattwise.agent.install_skeleton import CONFIG_SKELETON
 from wattwise.errors import ConfigError, InstallError
+
+if TYPE_CHECKING:
+    # Only for annotations: install_power_plan builds on this module's steps.
+    from wattwise.agent.install_power_plan import PowerPlanUnit
 
 UNIT_NAME = "wattwise-agent.service"
 SERVICE_USER = "wattwise"
@@ -142,12 +150,12 @@ class WriteFile:
 InstallStep = RunCommand | MakeDirectory | WriteFile
 
 
-def shipped_unit_path() -> Path:
-    """The unit file that ships with wattwise, package data beside this module (in a source
+def shipped_unit_path(name: str = UNIT_NAME) -> Path:
+    """A unit file that ships with wattwise, package data beside this module (in a source
     checkout, a link to ``deploy/systemd/``)."""
-    unit = Path(__file__).parent / UNIT_NAME
+    unit = Path(__file__).parent / name
     if not unit.is_file():
-        raise InstallError(f"cannot find {UNIT_NAME}; looked in {unit}")
+        raise InstallError(f"cannot find {name}; looked in {unit}")
     return unit
 
 
@@ -163,13 +171,19 @@ def default_exec_start() -> list[str]:
     return [sys.executable, "-m", "wattwise"]
 
 
-def render_unit(unit_text: str, exec_start: Sequence[str]) -> str:
-    """The unit with its ExecStart= line replaced by ``exec_start``."""
+def render_unit(unit_text: str, exec_start: Sequence[str], arguments: str = "") -> str:
+    """The unit with its ExecStart= line replaced by ``exec_start``, then ``arguments``.
+
+    The words of ``exec_start`` are quoted, so systemd reads them literally; ``arguments``
+    are written as they are, for a unit whose arguments use systemd's ``%d`` or
+    ``${VARIABLE}`` on purpose.
+    """
     lines = unit_text.splitlines(keepends=True)
     exec_lines = [i for i, line in enumerate(lines) if line.startswith("ExecStart=")]
     if len(exec_lines) != 1:
         raise InstallError(f"the unit must have one ExecStart= line, found {len(exec_lines)}")
-    lines[exec_lines[0]] = "ExecStart=" + " ".join(map(_systemd_quote, exec_start)) + "\n"
+    words = [*map(_systemd_quote, exec_start), *([arguments] if arguments else [])]
+    lines[exec_lines[0]] = "ExecStart=" + " ".join(words) + "\n"
     return "".join(lines)
 
 
@@ -187,8 +201,10 @@ def plan_install(
     systemd_dir: Path = SYSTEMD_DIR,
     exec_start: Sequence[str] | None = None,
     accounts: Accounts | None = None,
+    power_plan: PowerPlanUnit | None = None,
 ) -> list[InstallStep]:
-    """The steps that would install the agent; only reads the machine, changes nothing."""
+    """The steps that would install the agent, and the power-plan applier if ``power_plan``
+    is given; only reads the machine, changes nothing."""
     accounts = accounts or SystemAccounts()
     exec_start = list(exec_start or default_exec_start())
     config_path = Path(os.path.abspath(config_path))
@@ -199,13 +215,16 @@ def plan_install(
     )
     config_file = _under(root, config_path)
     made: set[Path] = set()
-    return [
+    steps = [
         *_account_steps(accounts),
         *_config_steps(root, config_path, made),
         *_credential_steps(root, credential_paths(unit_text), made),
-        *_unit_steps(_under(root, systemd_dir / UNIT_NAME), unit_text),
+        *_unit_steps(_under(root, systemd_dir / UNIT_NAME), unit_text, UNIT_NAME, made),
         _enable_step(start=_runnable(config_file)),
     ]
+    if power_plan is not None:
+        steps += power_plan.plan(exec_start, root=root, systemd_dir=systemd_dir, made=made)
+    return steps
 
 
 def _runnable(config_file: Path) -> bool:
@@ -242,8 +261,12 @@ def install_agent(
     accounts: Accounts | None = None,
     runner: CommandRunner = run_command,
     euid: int | None = None,
+    power_plan: PowerPlanUnit | None = None,
 ) -> list[InstallStep]:
-    """``wattwise agent install``: print the plan, and unless ``dry_run`` carry it out as root."""
+    """``wattwise agent install``: print the plan, and unless ``dry_run`` carry it out as root.
+
+    ``power_plan`` (``--power-plan``) adds the opt-in power-plan applier's unit.
+    """
     if not dry_run and (os.geteuid() if euid is None else euid) != 0:
         raise InstallError(
             "installing the agent creates a system user and a systemd unit and needs root; "
@@ -256,11 +279,14 @@ def install_agent(
         systemd_dir=systemd_dir,
         exec_start=exec_start,
         accounts=accounts,
+        power_plan=power_plan,
     )
     echo(("Would do:\n" if dry_run else "Installing:\n") + format_plan(steps))
     if not dry_run:
         apply(steps, runner)
         echo(_next_steps(steps, config_path))
+        if power_plan is not None:
+            echo(power_plan.next_steps(started=started(steps, power_plan.name)))
     return steps
 
 
@@ -293,14 +319,18 @@ def _config_steps(root: Path, config_path: Path, made: set[Path]) -> list[Instal
     return steps
 
 
-def _credential_steps(root: Path, paths: Sequence[Path], made: set[Path]) -> list[InstallStep]:
+def _credential_steps(
+    root: Path,
+    paths: Sequence[Path],
+    made: set[Path],
+    why: str = "empty secret for LoadCredential= (a missing file stops the unit); fill in if used",
+) -> list[InstallStep]:
     steps: list[InstallStep] = []
     for path in paths:
         target = _under(root, path)
         if target.exists():
-            continue
+            continue  # never overwrite a secret the operator filled in
         steps += _directory_step(target.parent, made, "holds the agent's secrets")
-        why = "empty secret for LoadCredential= (a missing file stops the unit); fill in if used"
         steps.append(WriteFile(target, "", 0o600, why))
     return steps
 
@@ -313,29 +343,34 @@ def _directory_step(directory: Path, made: set[Path], why: str) -> list[InstallS
     return [MakeDirectory(directory, 0o755, why)]
 
 
-def _unit_steps(unit_path: Path, unit_text: str) -> list[InstallStep]:
+def _unit_steps(unit_path: Path, unit_text: str, name: str, made: set[Path]) -> list[InstallStep]:
     if unit_path.is_file() and unit_path.read_text() == unit_text:
         return []
-    steps: list[InstallStep] = []
-    if not unit_path.parent.is_dir():
-        steps.append(MakeDirectory(unit_path.parent, 0o755, "systemd's unit directory"))
-    why = "the systemd unit (site changes go in drop-ins: systemctl edit wattwise-agent)"
+    steps = _directory_step(unit_path.parent, made, "systemd's unit directory")
+    edit = name.removesuffix(".service")
+    why = f"the systemd unit (site changes go in drop-ins: systemctl edit {edit})"
     steps.append(WriteFile(unit_path, unit_text, 0o644, why))
     steps.append(RunCommand(("systemctl", "daemon-reload"), "make systemd read the new unit"))
     return steps
 
 
-def _enable_step(*, start: bool) -> RunCommand:
+def _enable_step(*, start: bool, unit: str = UNIT_NAME, what: str = "the agent") -> RunCommand:
     if start:
-        argv = ("systemctl", "enable", "--now", UNIT_NAME)
-        return RunCommand(argv, "start the agent now and at every boot")
-    # An incomplete config (a fresh skeleton has no InfluxDB URL): starting would only fail.
-    return RunCommand(("systemctl", "enable", UNIT_NAME), "start the agent at every boot")
+        argv = ("systemctl", "enable", "--now", unit)
+        return RunCommand(argv, f"start {what} now and at every boot")
+    # An incomplete config (a fresh skeleton has no URL to send to): starting would only fail.
+    return RunCommand(("systemctl", "enable", unit), f"start {what} at every boot")
+
+
+def started(steps: Sequence[InstallStep], unit: str) -> bool:
+    """Whether ``steps`` start ``unit`` now (``systemctl enable --now``), not only at boot."""
+    return ("systemctl", "enable", "--now", unit) in [
+        step.argv for step in steps if isinstance(step, RunCommand)
+    ]
 
 
 def _next_steps(steps: Sequence[InstallStep], config_path: Path) -> str:
-    enable = steps[-1]
-    if isinstance(enable, RunCommand) and "--now" in enable.argv:
+    if started(steps, UNIT_NAME):
         return f"Done. The agent is running: systemctl status {UNIT_NAME}"
     return (
         f"Done. Edit {config_path} (at least influx.url), put secrets in /etc/wattwise/, "

@@ -97,7 +97,7 @@ ELSEWHERE = {
     "[--sim-gpus-per-node M] [--sim-seed S] [--interval SECONDS] [--influx-url URL] "
     "[--influx-db NAME] [--wal-dir DIR] [--store influx|embedded]": "synopsis; runs until "
     "stopped: tests/agent/test_no_sample_lost.py runs it against a real influxd",
-    "sudo wattwise agent install [--config FILE] [--dry-run]": NODE,
+    "sudo wattwise agent install [--config FILE] [--dry-run] [--power-plan]": NODE,
     "sudo wattwise agent apply-power-plan --optimizer-url URL --token-file F [--once] "
     "[--dry-run]": "synopsis; changes GPU power limits as root: "
     "tests/agent/test_power_command.py runs it against the fake NVML and a real HTTP server",
@@ -200,6 +200,11 @@ ELSEWHERE = {
     "[--interval-s 60] [--silent-after-s 600] [--state-file P] [--host NAME] [--timeout-s 10] "
     "[--ca-file PEM | --insecure]": "synopsis; changes GPU power limits as root: "
     "tests/agent/test_power_command.py runs it against the fake NVML and a real HTTP server",
+    "/opt/wattwise/bin/wattwise agent install --power-plan --dry-run": "reads where this "
+    "checkout lives (a clone under /tmp is refused, as the unit hides /tmp); "
+    "tests/agent/test_install_power_plan.py runs it",
+    "sudo /opt/wattwise/bin/wattwise agent install --power-plan": NODE,
+    "sudo systemctl start wattwise-power-plan": NODE,
     "sudo install -m 0644 deploy/systemd/wattwise-power-plan.service /etc/systemd/system/": NODE,
     'sudo install -m 0600 /dev/stdin /etc/wattwise/power-plan-token <<< "$READ_TOKEN"': NODE,
     "sudoedit /etc/wattwise/power-plan.env": "an editor, interactive",

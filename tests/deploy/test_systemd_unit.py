@@ -256,9 +256,10 @@ def test_power_plan_unit_runs_the_command_with_options_that_exist() -> None:
     assert "--state-file" in words and "/var/lib/wattwise-power-plan/state.json" in words
 
 
-def test_power_plan_unit_is_opt_in_no_installer_sets_it_up() -> None:
+def test_power_plan_unit_is_opt_in_no_scripted_installer_sets_it_up() -> None:
+    # `wattwise agent install` sets it up only with --power-plan: tests/agent/
+    # test_install_power_plan.py checks that nothing of it is planned without the flag.
     installers = [
-        REPO / "agent" / "install.py",
         REPO / "deploy" / "install-agent.sh",
         *(REPO / "deploy" / "ansible").rglob("*.y*ml"),
         *(REPO / "deploy" / "k8s").rglob("*.y*ml"),
