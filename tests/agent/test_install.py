@@ -30,6 +30,7 @@ from wattwise.agent.install import (
     run_command,
     shipped_unit_path,
 )
+from wattwise.agent.install_power_plan import PowerPlanUnit
 from wattwise.agent.install_skeleton import CONFIG_SKELETON
 from wattwise.errors import InstallError
 
@@ -65,7 +66,13 @@ class FakeSystem:
             self.groups[argv[-2]].add(argv[-1])
 
 
-def install(root: Path, system: FakeSystem, program: str = PROGRAM) -> list[str]:
+def install(
+    root: Path,
+    system: FakeSystem,
+    program: str = PROGRAM,
+    *,
+    power_plan: PowerPlanUnit | None = None,
+) -> list[str]:
     printed: list[str] = []
     install_agent(
         CONFIG,
@@ -77,6 +84,7 @@ def install(root: Path, system: FakeSystem, program: str = PROGRAM) -> list[str]
         accounts=system,
         runner=system,
         euid=0,
+        power_plan=power_plan,
     )
     return printed
 

@@ -7,16 +7,14 @@ as root, so the point here is as much what is *not* planned without the flag.
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 import pytest
 
 import wattwise.agent.install
-from tests.agent.test_install import CONFIG, PROGRAM, FakeSystem
+from tests.agent.test_install import CONFIG, PROGRAM, FakeSystem, install, mode
 from tests.deploy.systemd_tools import REPO, prepare_root, provide_program, verify
-from wattwise.agent import install
-from wattwise.agent.install import install_agent, plan_install
+from wattwise.agent.install import plan_install
 from wattwise.agent.install_power_plan import (
     ENVIRONMENT_SKELETON,
     PowerPlanUnit,
@@ -41,20 +39,7 @@ SHIPPED_ARGUMENTS = (
 def install_with_power_plan(
     root: Path, system: FakeSystem, program: str = PROGRAM, *, power_plan: bool = True
 ) -> list[str]:
-    printed: list[str] = []
-    install_agent(
-        CONFIG,
-        dry_run=False,
-        echo=printed.append,
-        unit_source=AGENT_UNIT,
-        root=root,
-        exec_start=[program],
-        accounts=system,
-        runner=system,
-        euid=0,
-        power_plan=PowerPlanUnit(SHIPPED) if power_plan else None,
-    )
-    return printed
+    return install(root, system, program, power_plan=PowerPlanUnit(SHIPPED) if power_plan else None)
 
 
 def plan(root: Path, *, power_plan: bool, system: FakeSystem | None = None) -> list[str]:
@@ -71,10 +56,6 @@ def plan(root: Path, *, power_plan: bool, system: FakeSystem | None = None) -> l
 
 def power_plan_commands(system: FakeSystem) -> list[tuple[str, ...]]:
     return [argv for argv in system.commands if argv[-1] == NAME]
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 def fill_in(root: Path, url: str = "https://optimizer.example:8000", token: str = "t0k3n") -> None:
@@ -247,7 +228,7 @@ def test_cli_dry_run_with_power_plan_lists_its_unit_and_touches_nothing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # As in test_cli.py: the program is taken to be installed under /opt.
-    monkeypatch.setattr(install, "default_exec_start", lambda: [PROGRAM])
+    monkeypatch.setattr(wattwise.agent.install, "default_exec_start", lambda: [PROGRAM])
     argv = [
         "agent",
         "install",
