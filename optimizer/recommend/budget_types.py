@@ -42,8 +42,9 @@ class PowerEvent:
     created_ns: int
     cancelled_ns: int | None = None
 
-    def active(self, now_ns: int) -> bool:
-        return self.cancelled_ns is None and self.start_ns <= now_ns < self.end_ns
+    def active(self, now_ns: int, lead_ns: int = 0) -> bool:
+        """In force at ``now_ns``, or due to start within ``lead_ns`` of it."""
+        return self.cancelled_ns is None and self.start_ns - lead_ns <= now_ns < self.end_ns
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -125,8 +126,9 @@ class BudgetPlan:
 class ActiveEvents(Protocol):
     """Where the planner learns which timed events are in force."""
 
-    def active(self, now_ns: int) -> list[PowerEvent]:
-        """Events in force at ``now_ns`` (not cancelled, started, not ended)."""
+    def active(self, now_ns: int, lead_ns: int = 0) -> list[PowerEvent]:
+        """Events in force at ``now_ns`` (not cancelled, started, not ended), and those due
+        to start within ``lead_ns``."""
         ...
 
 

@@ -121,6 +121,13 @@ class BudgetSettings(BaseModel):
     events_file: Path | None = Field(
         None, description="where timed power events are kept across restarts"
     )
+    event_lead_s: float = Field(
+        90.0,
+        ge=0,
+        le=3600,
+        description="an event's limit is planned this long before it starts, so that "
+        "appliers polling every minute hold it from its start",
+    )
 
     @field_validator("rack_w", "zone_w")
     @classmethod

@@ -283,7 +283,8 @@ class Engine:
     ) -> list[BudgetPlan]:
         """Plans for every budget in force: the configured ones and timed events."""
         settings = self.config.budgets
-        events = self.events.active(now_ns) if self.events is not None else []
+        lead_ns = int(settings.event_lead_s * 1e9)
+        events = self.events.active(now_ns, lead_ns) if self.events is not None else []
         scopes = scopes_in_force(settings.configured(), events)
         if not scopes:
             return []

@@ -30,7 +30,8 @@ _NS_PER_US = 1000
 
 class EventEdges:
     """Refresh (``refresh``, which logs and counts its own failures) at every edge of the
-    events in ``events``; call :meth:`follow` once, with the scheduler built."""
+    events in ``events``, starts ``lead_ns`` early (``budgets.event_lead_s``: the planner
+    counts an event that long before it starts); call :meth:`follow` once."""
 
     def __init__(
         self,
@@ -38,8 +39,10 @@ class EventEdges:
         events: EventBook,
         refresh: Callable[[], object],
         clock: Clock,
+        lead_ns: int = 0,
     ) -> None:
         self._scheduler = scheduler
+        self._lead_ns = lead_ns
         self._events = events
         self._refresh = refresh
         self._clock = clock
@@ -86,7 +89,7 @@ class EventEdges:
 
     def _schedule_next_edge(self) -> None:
         with self._lock:
-            edge_ns = self._events.next_edge_ns(self._clock.time_ns())
+            edge_ns = self._events.next_edge_ns(self._clock.time_ns(), self._lead_ns)
             if edge_ns is None or edge_ns in self._edges_ns:
                 return
             self._edges_ns.add(edge_ns)

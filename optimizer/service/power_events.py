@@ -162,22 +162,24 @@ class EventBook:
             events = [e for e in events if event_state(e, now_ns) in ("scheduled", "active")]
         return sorted(events, key=lambda e: (e.start_ns, e.created_ns, e.id))
 
-    def active(self, now_ns: int) -> builtins.list[PowerEvent]:
-        """Events in force at ``now_ns``, by start (what the planner reads each refresh)."""
+    def active(self, now_ns: int, lead_ns: int = 0) -> builtins.list[PowerEvent]:
+        """Events in force at ``now_ns``, and those due to start within ``lead_ns``, by
+        start (what the planner reads each refresh)."""
         with self._lock:
             events = tuple(self._events.values())
-        return sorted((e for e in events if e.active(now_ns)), key=lambda e: e.start_ns)
+        chosen = (e for e in events if e.active(now_ns, lead_ns))
+        return sorted(chosen, key=lambda e: e.start_ns)
 
-    def next_edge_ns(self, now_ns: int) -> int | None:
-        """The nearest start or end after ``now_ns`` of an event not cancelled (None: none
-        ahead): when the limits in force change next without anyone asking."""
+    def next_edge_ns(self, now_ns: int, lead_ns: int = 0) -> int | None:
+        """The nearest start (``lead_ns`` early) or end after ``now_ns`` of an event not
+        cancelled (None: none ahead): when :meth:`active` changes next by itself."""
         with self._lock:
             events = tuple(self._events.values())
         edges = [
             edge
             for e in events
             if e.cancelled_ns is None
-            for edge in (e.start_ns, e.end_ns)
+            for edge in (e.start_ns - lead_ns, e.end_ns)
             if edge > now_ns
         ]
         return min(edges, default=None)

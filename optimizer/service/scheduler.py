@@ -86,5 +86,6 @@ def build_scheduler(
     )
     if events is not None:
         refresh = partial(run_job, REFRESH, engine.refresh, metrics)
-        EventEdges(scheduler, events, refresh, clock or engine.clock).follow()
+        lead_ns = int(engine.config.budgets.event_lead_s * 1e9)
+        EventEdges(scheduler, events, refresh, clock or engine.clock, lead_ns).follow()
     return scheduler

@@ -654,6 +654,29 @@ def test_a_missing_field_and_a_body_not_sent_as_json_are_refused(
     assert text.status_code == 415
 
 
+def test_an_event_is_planned_its_lead_before_it_starts_and_not_earlier(
+    client: httpx.Client, engine: Engine
+) -> None:
+    """Appliers poll every minute: an event's caps are planned ``event_lead_s`` (90 s)
+    ahead, so that they are in place when it starts."""
+    assert engine.config.budgets.event_lead_s == 90.0
+    soon = client.post(
+        "/v1/power-events", headers=ADMIN, json=_event_body(engine, start=_at(engine, 1))
+    )
+    later = client.post(
+        "/v1/power-events",
+        headers=ADMIN,
+        json=_event_body(engine, scope="rack:r02", start=_at(engine, 2)),
+    )
+    assert soon.status_code == later.status_code == 201
+    assert soon.json()["state"] == "scheduled"
+    client.post("/v1/refresh", headers=ADMIN)
+    plans = client.get("/v1/recommendations/power-budget", headers=READ).json()["items"]
+    by_event = {p["event_id"]: p for p in plans if p["event_id"]}
+    assert set(by_event) == {soon.json()["id"]}
+    assert by_event[soon.json()["id"]]["scope"] == "rack:r01"
+
+
 def test_power_budget_before_the_first_refresh_is_503_as_other_reads(
     twin_data: tuple[Path, int],
 ) -> None:

@@ -245,6 +245,14 @@ def test_credentials_in_an_optimizer_url_are_refused_and_never_echoed(
     assert caught.value.key == key and "PW-s3cret" not in str(caught.value)
 
 
+def test_an_event_lead_out_of_range_is_refused_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "optimizer.toml"
+    path.write_text("[budgets]\nevent_lead_s = -5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_optimizer_config(path, require_file=True)
+    assert caught.value.key == "budgets.event_lead_s" and "0" in str(caught.value)
+
+
 def test_optimizer_config_that_is_a_directory_exits_2_naming_it(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "wattwise", "optimizer", "serve", "--config", str(tmp_path)],

@@ -38,6 +38,18 @@ def test_next_edge_is_the_nearest_start_or_end_ahead_of_events_not_cancelled() -
     assert book.next_edge_ns(NOW_NS) is None
 
 
+def test_with_a_lead_an_event_counts_and_its_edge_comes_that_much_before_its_start() -> None:
+    book = EventBook(None, ManualClock(start_ns=NOW_NS))
+    event = book.add("site", 40_000.0, NOW_NS + HOUR, NOW_NS + 2 * HOUR)
+    lead_ns = 90 * S
+    assert book.next_edge_ns(NOW_NS, lead_ns) == event.start_ns - lead_ns
+    assert book.next_edge_ns(event.start_ns - lead_ns, lead_ns) == event.end_ns
+    assert book.active(event.start_ns - lead_ns - 1, lead_ns) == []
+    assert book.active(event.start_ns - lead_ns, lead_ns) == [event]
+    assert book.active(event.start_ns - lead_ns) == []  # without the lead: from its start
+    assert book.active(event.end_ns, lead_ns) == []
+
+
 def test_a_failing_listener_never_fails_the_change() -> None:
     book = EventBook(None, ManualClock(start_ns=NOW_NS))
     calls: list[str] = []
