@@ -14,7 +14,9 @@
 # skipped when already in place, so running the script again changes nothing.
 #
 # Uninstall: stop, disable and remove the unit, remove the virtual environment.
-# The write-ahead log (/var/lib/wattwise, possibly holding lines never
+# The power-plan applier's unit (`wattwise agent install --power-plan`) goes
+# first, while its program is still there: as it stops, it puts the GPUs'
+# default power limits back. The write-ahead log (/var/lib/wattwise, possibly holding lines never
 # delivered), the configuration and secrets (/etc/wattwise) and the user stay
 # unless --purge is given.
 #
@@ -31,6 +33,8 @@ STATE_DIR=/var/lib/wattwise
 CONFIG_DIR=/etc/wattwise
 UNIT=wattwise-agent.service
 UNIT_FILE="/etc/systemd/system/$UNIT"
+POWER_PLAN_UNIT=wattwise-power-plan.service
+POWER_PLAN_STATE_DIR=/var/lib/wattwise-power-plan
 SERVICE_USER=wattwise
 
 # The repository this script sits in; `make wheel` leaves the wheel in its dist/.
@@ -186,19 +190,23 @@ remove_venv() {
     run rm -rf -- "$PREFIX"
 }
 
+# remove_unit NAME: stop, disable and remove /etc/systemd/system/NAME.
 remove_unit() {
-    if [[ ! -e $UNIT_FILE ]]; then
-        say "gone: $UNIT_FILE"
+    local unit=$1
+    local unit_file="/etc/systemd/system/$unit"
+    if [[ ! -e $unit_file ]]; then
+        say "gone: $unit_file"
         return
     fi
-    run "$SYSTEMCTL" disable --now "$UNIT"
-    run rm -f -- "$UNIT_FILE"
+    run "$SYSTEMCTL" disable --now "$unit"
+    run rm -f -- "$unit_file"
     run "$SYSTEMCTL" daemon-reload
 }
 
 purge_data() {
     local path
-    for path in "$STATE_DIR" "$CONFIG_DIR" "$UNIT_FILE.d"; do
+    for path in "$STATE_DIR" "$POWER_PLAN_STATE_DIR" "$CONFIG_DIR" "$UNIT_FILE.d" \
+        "/etc/systemd/system/$POWER_PLAN_UNIT.d"; do
         if [[ -e $path ]]; then
             run rm -rf -- "$path"
         fi
@@ -210,7 +218,12 @@ purge_data() {
 
 uninstall_agent() {
     require_root
-    remove_unit
+    # Only where `wattwise agent install --power-plan` put it; stopping it restores
+    # the default limits, which needs the program the venv holds.
+    if [[ -e /etc/systemd/system/$POWER_PLAN_UNIT ]]; then
+        remove_unit "$POWER_PLAN_UNIT"
+    fi
+    remove_unit "$UNIT"
     remove_venv
     if [[ $PURGE -eq 1 ]]; then
         purge_data

@@ -140,6 +140,8 @@ ELSEWHERE = {
     "sudo /opt/wattwise/bin/pip install --upgrade ./dist/wattwise-0.2.0-py3-none-any.whl": NODE,
     "sudo systemctl restart wattwise-agent": NODE,
     "sudo systemctl disable --now wattwise-agent": NODE,
+    "sudo systemctl disable --now wattwise-power-plan": NODE,
+    "sudo rm /etc/systemd/system/wattwise-power-plan.service": NODE,
     "sudo rm /etc/systemd/system/wattwise-agent.service": NODE,
     "sudo rm -r /etc/systemd/system/wattwise-agent.service.d": NODE,
     "sudo systemctl daemon-reload": NODE,

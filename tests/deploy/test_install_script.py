@@ -171,6 +171,37 @@ def test_dry_run_prints_the_steps_and_changes_nothing(tmp_path: Path) -> None:
     assert node.systemctl_calls() == []
 
 
+def test_uninstall_stops_the_power_plan_applier_before_removing_its_program(
+    tmp_path: Path,
+) -> None:
+    """Regression: uninstalling left `wattwise agent install --power-plan`'s unit running a
+    program that was gone, and the GPUs' limits where the plan had set them."""
+    node = NodeSandbox.create(tmp_path)
+    unit = node.changed("/etc/systemd/system/wattwise-power-plan.service")
+    unit.parent.mkdir(parents=True)
+    unit.write_text((REPO / "deploy/systemd/wattwise-power-plan.service").read_text())
+    state = node.changed("/var/lib/wattwise-power-plan/state.json")
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    venv = node.changed("/opt/wattwise/pyvenv.cfg")
+    venv.parent.mkdir(parents=True)
+    venv.write_text("home = /usr/bin\n")
+
+    removed = node.run("--uninstall")
+    assert removed.returncode == 0, removed.stderr
+    # Stopped (it restores the default limits as it stops) while its program is there;
+    # this node has no agent unit left to stop.
+    assert node.systemctl_calls() == ["disable --now wattwise-power-plan.service", "daemon-reload"]
+    assert removed.stdout.index("wattwise-power-plan.service") < removed.stdout.index(
+        "rm -rf -- /opt/wattwise"
+    )
+    assert not unit.exists() and not node.changed("/opt/wattwise").exists()
+    assert state.exists()  # kept without --purge
+    purged = node.run("--uninstall", "--purge")
+    assert purged.returncode == 0, purged.stderr
+    assert not state.parent.exists()
+
+
 def test_uninstall_refuses_a_prefix_that_is_not_a_virtualenv(tmp_path: Path) -> None:
     node = NodeSandbox.create(tmp_path)
     precious = tmp_path / "precious"
