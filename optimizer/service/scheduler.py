@@ -4,8 +4,8 @@ Both jobs run once right away and then every interval; a run that is still
 going when the next is due is not doubled (``max_instances=1``, missed runs
 coalesced). A failing job is logged and counted, and the next run tries again:
 the API keeps serving the last good recommendations meanwhile. With power events, the
-refresh also runs at each event's start and end and when one is added or cancelled
-(:mod:`.event_edges`).
+refresh also runs when an event's limit starts to count (``budgets.event_lead_s`` before
+its start), at its end, and when one is added or cancelled (:mod:`.event_edges`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from wattwise.clock import Clock
 from wattwise.errors import Busy, WattwiseError
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.event_edges import EventEdges
@@ -57,10 +56,9 @@ def build_scheduler(
     refresh_interval_s: float,
     start_delay_s: float = 0.0,
     events: EventBook | None = None,
-    clock: Clock | None = None,
 ) -> BackgroundScheduler:
     """A started-later scheduler with the refit and refresh jobs, and refreshes at the edges
-    of ``events`` (read on ``clock``, the engine's by default); call ``.start()``."""
+    of ``events`` (on the engine's clock); call ``.start()``."""
     scheduler = BackgroundScheduler(timezone="UTC")
     first = datetime.now().astimezone() + timedelta(seconds=start_delay_s)
     scheduler.add_job(
@@ -87,5 +85,5 @@ def build_scheduler(
     if events is not None:
         refresh = partial(run_job, REFRESH, engine.refresh, metrics)
         lead_ns = int(engine.config.budgets.event_lead_s * 1e9)
-        EventEdges(scheduler, events, refresh, clock or engine.clock, lead_ns).follow()
+        EventEdges(scheduler, events, refresh, engine.clock, lead_ns).follow()
     return scheduler
