@@ -259,9 +259,14 @@ def test_power_plan_unit_runs_the_command_with_options_that_exist() -> None:
 def test_power_plan_unit_is_opt_in_no_scripted_installer_sets_it_up() -> None:
     # `wattwise agent install` sets it up only with --power-plan: tests/agent/
     # test_install_power_plan.py checks that nothing of it is planned without the flag.
-    installers = [
-        REPO / "deploy" / "install-agent.sh",
+    fleet = [
         *(REPO / "deploy" / "ansible").rglob("*.y*ml"),
         *(REPO / "deploy" / "k8s").rglob("*.y*ml"),
     ]
-    assert [p for p in installers if "power-plan" in p.read_text()] == []
+    assert [p for p in fleet if "power-plan" in p.read_text()] == []
+    # install-agent.sh names the unit only to stop and remove it at --uninstall.
+    script = (REPO / "deploy" / "install-agent.sh").read_text()
+    code = [line.split("#", 1)[0] for line in script.splitlines()]
+    naming = [line for line in code if "power-plan" in line or "POWER_PLAN" in line]
+    assert naming and not [line for line in naming if "enable" in line or "install" in line]
+    assert not [line for line in code if "--power-plan" in line]
