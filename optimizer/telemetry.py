@@ -39,12 +39,15 @@ GPU_SERIES_COLUMNS = (
     "capped_share",
     "energy_j",
     "power_peak_w",
+    "power_sd_w",
 )
 """Per GPU and time bucket: means, except ``capped_share`` (share of samples with
-clock-event reason 0x4, software power cap, 0..1), ``energy_j`` (sum) and ``power_peak_w``
-(the highest instantaneous power read in the bucket: the bursts a power limit acts on). The
-seven ``*_active_pct``/``sm_occupancy_pct`` columns are GPM activity (Hopper and newer; NaN
-where a GPU does not measure it)."""
+clock-event reason 0x4, software power cap, 0..1), ``energy_j`` (sum), ``power_peak_w``
+(the highest instantaneous power read in the bucket: the bursts a power limit acts on) and
+``power_sd_w`` (the sample standard deviation, n − 1, of the bucket's ``power_w`` samples, W:
+how far the power moves about its mean second to second; NaN where a bucket has fewer than
+two samples or the store cannot say). The seven ``*_active_pct``/``sm_occupancy_pct``
+columns are GPM activity (Hopper and newer; NaN where a GPU does not measure it)."""
 
 HOST_SERIES_COLUMNS = ("inlet_temp_c", "node_power_w", "cpu_util_pct", "cpu_power_w")
 ZONE_SERIES_COLUMNS = (

@@ -2,8 +2,9 @@
 
 Readings are aggregated per series and time bucket with the stores' own column
 specs (:mod:`wattwise.optimizer.store.frames`): means, the software-power-cap
-share, and sums where the store sums — so the models see exactly what a
-``GROUP BY time(1m)`` over the raw points would give them.
+share, sums where the store sums, maxima and sample standard deviations (n − 1,
+missing below two samples, as InfluxQL's ``STDDEV()``) — so the models see exactly
+what a ``GROUP BY time(1m)`` over the raw points would give them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ Latest = tuple[Mapping[str, str], int, Mapping[str, object]]
 @dataclass
 class _Bucket:
     sums: list[float]
+    """Per column: the sum; the highest value for ``max``; the running mean for ``stddev``."""
     counts: list[int]
+    squares: list[float]
+    """Per ``stddev`` column: the squared deviations from the running mean, summed
+    (Welford's update: no cancellation, and exactly 0 for equal values)."""
 
 
 @dataclass
@@ -65,10 +70,18 @@ class TelemetryRecorder:
         columns = m.spec.columns
         bucket = m.buckets.get(key)
         if bucket is None:
-            bucket = m.buckets[key] = _Bucket([0.0] * len(columns), [0] * len(columns))
+            n = len(columns)
+            bucket = m.buckets[key] = _Bucket([0.0] * n, [0] * n, [0.0] * n)
         for i, column in enumerate(columns):
             value = r.fields.get(column.field)
             if value is None:
+                continue
+            if column.how == "stddev":
+                x = float(value)
+                bucket.counts[i] += 1
+                delta = x - bucket.sums[i]
+                bucket.sums[i] += delta / bucket.counts[i]
+                bucket.squares[i] += delta * (x - bucket.sums[i])
                 continue
             if column.how == "capped_share":
                 value = 1.0 if int(value) & CAPPED_BIT else 0.0
@@ -105,8 +118,12 @@ class TelemetryRecorder:
 
 def _values(spec: SeriesSpec, bucket: _Bucket) -> list[float | None]:
     out: list[float | None] = []
-    for column, total, count in zip(spec.columns, bucket.sums, bucket.counts, strict=True):
-        if count == 0:
+    for column, total, count, squares in zip(
+        spec.columns, bucket.sums, bucket.counts, bucket.squares, strict=True
+    ):
+        if column.how == "stddev":
+            out.append(math.sqrt(max(squares, 0.0) / (count - 1)) if count >= 2 else None)
+        elif count == 0:
             out.append(None)
         else:
             out.append(total if column.how in ("sum", "max") else total / count)

@@ -29,7 +29,7 @@ from wattwise.optimizer.telemetry import (
     ZoneState,
 )
 
-How = Literal["mean", "sum", "max", "capped_share"]
+How = Literal["mean", "sum", "max", "capped_share", "stddev"]
 T = TypeVar("T")
 
 CAPPED_BIT = 0x4
@@ -40,7 +40,11 @@ CAPPED_SOURCE_FIELD = "clock_event_reasons"
 
 @dataclass(frozen=True)
 class Column:
-    """One output column: ``how`` applied to ``field`` in each time bucket."""
+    """One output column: ``how`` applied to ``field`` in each time bucket.
+
+    ``stddev`` is the sample standard deviation (divisor n − 1, as InfluxQL's
+    ``STDDEV()``), missing (NaN) in a bucket with fewer than two values.
+    """
 
     name: str
     field: str
@@ -66,7 +70,9 @@ def _means(names: Sequence[str]) -> tuple[Column, ...]:
 
 _NODE_TAGS = ("host", "cluster", "zone", "rack")
 _GPU_MEANS = tuple(
-    c for c in GPU_SERIES_COLUMNS if c not in ("capped_share", "energy_j", "power_peak_w")
+    c
+    for c in GPU_SERIES_COLUMNS
+    if c not in ("capped_share", "energy_j", "power_peak_w", "power_sd_w")
 )
 
 GPU_SPEC = SeriesSpec(
@@ -77,6 +83,7 @@ GPU_SPEC = SeriesSpec(
         Column("capped_share", CAPPED_SOURCE_FIELD, "capped_share"),
         Column("energy_j", "energy_j", "sum"),
         Column("power_peak_w", "power_instant_w", "max"),
+        Column("power_sd_w", "power_w", "stddev"),
     ),
 )
 HOST_SPEC = SeriesSpec("host", _NODE_TAGS, _means(HOST_SERIES_COLUMNS))

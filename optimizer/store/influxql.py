@@ -11,9 +11,13 @@ before the mean, which InfluxQL only allows in a subquery::
           FROM "db"."rp"."gpu" WHERE <time> AND <scope>)
     WHERE <time> GROUP BY time(60s), "host", "gpu", … fill(none)
 
+``stddev("power_w") AS "power_sd_w"`` is InfluxQL's sample standard deviation
+(n − 1), null in a bucket of one sample.
+
 The 1-minute downsampled retention policy that ``init-db`` creates holds
-``mean_<field>``, ``sum_energy_j`` and ``capped_share`` (see
-:mod:`wattwise.optimizer.store.initdb`); :func:`series_query` reads either.
+``mean_<field>``, ``sum_energy_j``, ``max_power_instant_w``, ``stddev_power_w`` and
+``capped_share`` (see :mod:`wattwise.optimizer.store.initdb`); :func:`series_query`
+reads either.
 """
 
 from __future__ import annotations
@@ -62,6 +66,11 @@ def _raw_expression(column: Column) -> str:
 def _downsampled_expression(column: Column) -> str:
     if column.how == "capped_share":
         return f"mean({ident('capped_share')}) AS {ident(column.name)}"
+    if column.how == "stddev":
+        # the minutes' spreads of 1 s samples about each minute's own mean, averaged: equal
+        # to the raw read for 1-minute buckets; for longer ones it leaves out how the minute
+        # means move (a stddev of the minute spreads would be no spread of the samples)
+        return f"mean({ident('stddev_' + column.field)}) AS {ident(column.name)}"
     # mean of minute means weighs each minute alike; exact when minutes are full
     stored = f"{column.how}_{column.field}"
     return f"{column.how}({ident(stored)}) AS {ident(column.name)}"
@@ -92,12 +101,12 @@ def series_query(
     select = ", ".join(_raw_expression(c) for c in spec.columns)
     if not any(c.how == "capped_share" for c in spec.columns):
         return f"SELECT {select} FROM {origin} WHERE {window} {_group_by(spec, every_s)}"
-    inner_fields = [
+    inner_fields = dict.fromkeys(  # a field two columns aggregate is selected once
         f"{ident(c.field)} & {CAPPED_BIT} AS {ident('capped')}"
         if c.how == "capped_share"
         else ident(c.field)
         for c in spec.columns
-    ]
+    )
     inner = f"SELECT {', '.join(inner_fields)} FROM {origin} WHERE {window}"
     outer_window = where(start_ns, end_ns, {})
     return f"SELECT {select} FROM ({inner}) WHERE {outer_window} {_group_by(spec, every_s)}"

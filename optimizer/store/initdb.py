@@ -8,6 +8,7 @@ What it sets up (idempotent: run it again to change a duration)::
     continuous query "cq_<measurement>_1m" per measurement:
         SELECT mean(*)[, sum("<x>energy_j") AS "sum_<x>energy_j"]
                [, max("power_instant_w") AS "max_power_instant_w"]
+               [, stddev("power_w") AS "stddev_power_w"]
         INTO "wattwise"."rp_1m"."<measurement>" FROM "wattwise"."raw"."<measurement>"
         GROUP BY time(1m), *
     continuous query "cq_gpu_capped_1m":
@@ -17,9 +18,11 @@ What it sets up (idempotent: run it again to change a duration)::
         GROUP BY time(1m), *
 
 so ``rp_1m`` holds ``mean_<field>`` for every numeric field, ``sum_energy_j``,
-``max_power_instant_w`` and ``capped_share``: what :class:`~.influx.InfluxStore` reads for windows
-older than the raw retention. :func:`backfill` runs the same queries once over
-a past range (continuous queries only cover time from their creation on).
+``max_power_instant_w``, ``stddev_power_w`` (the sample standard deviation of the minute's
+``power_w`` samples; none in a minute of one sample) and ``capped_share``: what
+:class:`~.influx.InfluxStore` reads for windows older than the raw retention.
+:func:`backfill` runs the same queries once over a past range (continuous queries only
+cover time from their creation on).
 InfluxDB 2.x and 3.x have no continuous queries; ``docs/influxdb.md`` gives
 their equivalents.
 """
@@ -42,6 +45,11 @@ from wattwise.optimizer.store.influxql import ident, source
 RAW_RP = "raw"
 PEAK_FIELDS = frozenset(c.field for c in GPU_SPEC.columns if c.how == "max")
 """Fields whose highest value per minute is kept (``max_<field>``): the bursts of power."""
+SPREAD_FIELDS = {
+    GPU_SPEC.measurement: frozenset(c.field for c in GPU_SPEC.columns if c.how == "stddev")
+}
+"""Fields per measurement whose sample standard deviation per minute is kept
+(``stddev_<field>``): how a GPU's power moves about the minute's mean."""
 _DURATION = re.compile(r"^(INF|\d+[mhdw])$")
 
 
@@ -56,6 +64,11 @@ def downsample_selects(database: str, *, raw_rp: str = RAW_RP) -> dict[str, str]
             if field_spec.counter
         ]
         sums += [f"max({ident(f)}) AS {ident('max_' + f)}" for f in spec.fields if f in PEAK_FIELDS]
+        sums += [  # the sample standard deviation (n − 1); none in a minute of one sample
+            f"stddev({ident(f)}) AS {ident('stddev_' + f)}"
+            for f in spec.fields
+            if f in SPREAD_FIELDS.get(measurement, ())
+        ]
         into = source(database, DOWNSAMPLED_RP, measurement)
         selects[f"cq_{measurement}_1m"] = (
             f"SELECT {', '.join(['mean(*)', *sums])} INTO {into}"

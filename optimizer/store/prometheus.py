@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,7 +75,7 @@ PLACES = ("cluster", "zone", "rack")
 MAX_STEPS = 10_000
 """Prometheus refuses more than 11,000 points per series in one query_range."""
 MAX_HOST_CHARS = 8_000
-"""Host names in one group's matcher: VictoriaMetrics refuses queries over 16 KB."""
+"""Host names in one group's matchers, all told: VictoriaMetrics refuses queries over 16 KB."""
 
 
 @dataclass(frozen=True)
@@ -201,22 +201,25 @@ class PrometheusStore(AggregatingStore):
             return assembler.series()
         base = [*measurement.matchers, *promql.scope_matchers(filters)]
         start_s, end_s = start_ns / 1e9, end_ns / 1e9
-        groups = self._host_groups(spec, readable[0][2][0], base, start_s, end_s)
+        repeats = [promql.selectors_in_query(column, sources) for _, column, sources in readable]
+        groups = self._host_groups(spec, readable[0][2][0], base, start_s, end_s, set(repeats))
         tasks = []
-        for matchers, series_count in groups:
-            for window in _windows(start_ns, end_ns, every_s, self._steps(series_count)):
-                for index, column, sources in readable:
-                    expression = promql.column_expression(
-                        column,
-                        sources,
-                        group_by=measurement.group_by,
-                        matchers=matchers,
-                        range_ms=window.range_ms,
-                        offset_ms=window.offset_ms,
-                        resolution_ms=self._resolution_ms,
-                    )
-                    if expression is not None:
-                        tasks.append((index, expression, window))
+        for times, grouped in sorted(groups.items()):
+            alike = [c for c, r in zip(readable, repeats, strict=True) if r == times]
+            for matchers, series_count in grouped:
+                for window in _windows(start_ns, end_ns, every_s, self._steps(series_count)):
+                    for index, column, sources in alike:
+                        expression = promql.column_expression(
+                            column,
+                            sources,
+                            group_by=measurement.group_by,
+                            matchers=matchers,
+                            range_ms=window.range_ms,
+                            offset_ms=window.offset_ms,
+                            resolution_ms=self._resolution_ms,
+                        )
+                        if expression is not None:
+                            tasks.append((index, expression, window))
         every_ns = every_s * 1_000_000_000
         # The pool only fetches; answers are read here, on one thread: arrays made on
         # worker threads would spread over their malloc arenas and raise the peak, and
@@ -318,8 +321,10 @@ class PrometheusStore(AggregatingStore):
         base: list[str],
         start_s: float,
         end_s: float,
-    ) -> list[tuple[list[str], int]]:
-        """Matchers per group of hosts, with the series each group holds at a time.
+        repeats: Collection[int],
+    ) -> dict[int, list[tuple[list[str], int]]]:
+        """Matchers per group of hosts, with the series each group holds at a time, for
+        queries that have one, two… series selectors (each of ``repeats``).
 
         Hosts come from ``/api/v1/label/<host>/values`` of the GPUs' power series and of
         the measurement's own first column, and each host's series alive at once from a
@@ -327,12 +332,13 @@ class PrometheusStore(AggregatingStore):
         both come from the GPUs instead (a host runs at most a job per GPU at once), since
         VictoriaMetrics indexes series per day and a fleet's day of jobs is more than it
         lets one query touch. Hosts are packed into groups
-        of at most ``max_series_per_query`` series and :data:`MAX_HOST_CHARS` of names.
+        of at most ``max_series_per_query`` series and :data:`MAX_HOST_CHARS` of names in all
+        (a query with two selectors, each with the group's matcher, gets half as many names).
         """
         vocabulary = self.vocabulary
         label = vocabulary.label_of(spec.measurement, "host")
         if "host" not in spec.tags:
-            return [(base, self._max_series)]
+            return {times: [(base, self._max_series)] for times in repeats}
         own = promql.selector(primary.metric, [*base, *primary.matchers])
         power = vocabulary.sources("gpu", "power_w")[0]
         gpus = promql.selector(power.metric, base)
@@ -350,21 +356,11 @@ class PrometheusStore(AggregatingStore):
             host = answer.labels.get(label, "")
             per_host[host] = max(per_host.get(host, 1), int(answer.values[0]))
         if sum(per_host.values()) <= self._max_series:
-            return [(base, max(sum(per_host.values()), 1))]
-        groups: list[tuple[list[str], int]] = []
-        packed: list[str] = []
-        count = chars = 0
-        for host, n in sorted(per_host.items()):
-            full = count + n > self._max_series or chars + len(host) > MAX_HOST_CHARS
-            if packed and full:
-                groups.append(([*base, promql.equal_to_one_of(label, packed)], count))
-                packed, count, chars = [], 0, 0
-            packed.append(host)
-            count += n
-            chars += len(host) + 1
-        if packed:
-            groups.append(([*base, promql.equal_to_one_of(label, packed)], count))
-        return groups
+            return {times: [(base, max(sum(per_host.values()), 1))] for times in repeats}
+        return {
+            times: _packed(per_host, base, label, self._max_series, MAX_HOST_CHARS // times)
+            for times in repeats
+        }
 
     def _steps(self, series_count: int) -> int:
         return max(1, min(MAX_STEPS, self._max_points // max(1, series_count)))
@@ -449,6 +445,26 @@ class PrometheusStore(AggregatingStore):
 
     def __repr__(self) -> str:
         return f"PrometheusStore({self.url!r}, vocabulary={self._vocabulary_name!r})"
+
+
+def _packed(
+    per_host: Mapping[str, int], base: list[str], label: str, max_series: int, max_chars: int
+) -> list[tuple[list[str], int]]:
+    """Hosts in groups of at most ``max_series`` series and ``max_chars`` of names."""
+    groups: list[tuple[list[str], int]] = []
+    packed: list[str] = []
+    count = chars = 0
+    for host, n in sorted(per_host.items()):
+        full = count + n > max_series or chars + len(host) > max_chars
+        if packed and full:
+            groups.append(([*base, promql.equal_to_one_of(label, packed)], count))
+            packed, count, chars = [], 0, 0
+        packed.append(host)
+        count += n
+        chars += len(host) + 1
+    if packed:
+        groups.append(([*base, promql.equal_to_one_of(label, packed)], count))
+    return groups
 
 
 def _windows(start_ns: int, end_ns: int, every_s: int, steps: int) -> list[_Window]:

@@ -14,7 +14,9 @@ Prometheus before 3.0 also takes a sample at exactly ``t - r``), so windows end 
 before the next bucket with ``offset 1ms``: ``[lo, hi)`` is ``[hi - lo] offset (t - hi
 + 1ms)`` evaluated at ``t``. The capped share needs a bit of ``clock_event_reasons``,
 which PromQL has no operator for: ``floor(x / 4) % 2`` is that bit, averaged over a
-subquery at the agent's sample interval.
+subquery at the agent's sample interval. ``stddev_over_time`` is the population standard
+deviation: scaled by ``sqrt(n / (n - 1))`` (``n`` from ``count_over_time``) it is the
+sample one the other stores give, which names the series twice.
 """
 
 from __future__ import annotations
@@ -33,8 +35,23 @@ RANGE_FUNCTIONS: dict[tuple[str, Form], str] = {
     ("capped_share", "gauge"): (
         "avg_over_time((floor({series} / {bit}) % 2)[{range}:{resolution}]{offset})"
     ),
+    # stddev_over_time divides by n (Prometheus and VictoriaMetrics alike): times
+    # sqrt(n / (n - 1)) = sqrt(1 + 1 / (n - 1)) it is the sample standard deviation InfluxQL's
+    # STDDEV() gives, and a window of one sample (n - 1 > 0 drops it) has none, as in InfluxDB
+    ("stddev", "gauge"): (
+        "stddev_over_time({series}[{range}]{offset})"
+        " * sqrt(1 + 1 / (count_over_time({series}[{range}]{offset}) - 1 > 0))"
+    ),
 }
 """(``Column.how``, source form) → PromQL over one bucket's window."""
+
+
+def selectors_in_query(column: Column, sources: Sequence[Source]) -> int:
+    """How many series selectors :func:`column_expression` writes (at least 1): a group's
+    host matcher is in each (a sum of energy read from a gauge ``or`` a counter has two,
+    as has the standard deviation)."""
+    templates = [RANGE_FUNCTIONS.get((column.how, source.form), "") for source in sources]
+    return max(1, sum(template.count("{series}") for template in templates))
 
 
 def string(value: str) -> str:

@@ -33,6 +33,7 @@ from wattwise.optimizer.telemetry import (
 FIELD_BOUNDS: dict[str, dict[str, b.Range]] = {
     "gpu": {
         **dict.fromkeys(("power_w", "power_instant_w", "power_peak_w"), b.GPU_POWER_W),
+        "power_sd_w": b.GPU_POWER_W,  # a spread of power: ≥ 0, and no more than a board draws
         **dict.fromkeys(
             ("power_limit_w", "enforced_limit_w", "min_limit_w", "max_limit_w", "default_limit_w"),
             b.GPU_POWER_W,

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import numpy as np
+import pytest
 
 from wattwise.collector.base import Reading
 from wattwise.optimizer.evaluation.record import TelemetryRecorder
@@ -45,3 +49,30 @@ def test_series_without_bounds_holds_every_bucket_and_bounds_still_cut() -> None
     assert rec.series("gpu_job", MINUTE_NS).time_ns.tolist() == [MINUTE_NS]
     assert rec.series("gpu_job", None, MINUTE_NS).time_ns.tolist() == [0, 0]
     assert len(rec.series("gpu_job", 0, MINUTE_NS)) == 2
+
+
+def _gpu_reading(second: int, power_w: float) -> Reading:
+    tags = {"host": "a", "gpu": "0", "uuid": "GPU-0", "model": "H100"}
+    tags.update(cluster="c1", zone="z1", rack="r1")
+    return Reading("gpu", tags, {"power_w": power_w, "power_instant_w": power_w}, second * 10**9)
+
+
+def test_power_spread_is_the_sample_standard_deviation_of_each_bucket() -> None:
+    rec = TelemetryRecorder()
+    minutes = {0: [75.0] * 60, 1: [300.0, 310.0, 290.0, 320.0], 2: [305.0]}
+    rec.add(
+        [
+            _gpu_reading(60 * minute + second, power_w)
+            for minute, powers in minutes.items()
+            for second, power_w in enumerate(powers)
+        ]
+    )
+    gpus = rec.series("gpu")
+    assert gpus.time_ns.tolist() == [0, MINUTE_NS, 2 * MINUTE_NS]
+    equal, four, single = gpus.values["power_sd_w"].tolist()
+    assert equal == 0.0
+    assert four == pytest.approx(statistics.stdev(minutes[1]), rel=1e-12)
+    assert four == pytest.approx(12.909944487358056, rel=1e-12)  # n − 1: n would give 11.18
+    assert math.isnan(single)  # as InfluxDB: one sample has no spread
+    np.testing.assert_array_equal(gpus.values["power_w"], [75.0, 305.0, 305.0])
+    np.testing.assert_array_equal(gpus.values["power_peak_w"], [75.0, 320.0, 305.0])

@@ -8,6 +8,7 @@ readings, in plain Python, what a correct store must answer.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import replace
 from functools import cache
@@ -25,6 +26,10 @@ CAPPED_HOST, CAPPED_GPU = "sim-r01-n01", 1
 GAP_HOST, GAP_GPU = "sim-r02-n02", 0  # its temp_c is missing during the first minute
 NO_GPM_HOST = "sim-r02-n01"  # its GPUs do not measure GPM activity (as before Hopper)
 REMAP_HOST, REMAP_GPU = "sim-r02-n02", 1  # a row remapping waits for a reset
+SPREAD_HOST, SPREAD_GPU = "sim-r01-n02", 1  # its power_w is planted, minute by minute:
+SPREAD_POWER_W = {0: (75.0,) * 60, 1: (300.0, 310.0, 290.0, 320.0), 2: (305.0,)}
+"""The planted GPU's ``power_w`` per minute, from the minute's first second on (missing in
+its other seconds): equal samples, four known ones, and a single one."""
 XIDS = ((40, "sim-r01-n02", "0", 13), (41, "sim-r01-n02", "0", 13), (100, "sim-r02-n01", "1", 79))
 """(second, host, GPU, XID code) of the XID events the fleet reports."""
 GPM_SHARES = {
@@ -96,6 +101,16 @@ def _xid_readings(tick: list[Reading], second: int, time_ns: int) -> list[Readin
     return out
 
 
+def _with_spread(reading: Reading) -> Reading:
+    gpu = (reading.tags.get("host"), reading.tags.get("gpu"))
+    if reading.measurement != "gpu" or gpu != (SPREAD_HOST, str(SPREAD_GPU)):
+        return reading
+    minute, second = divmod((reading.time_ns - START_NS) // 1_000_000_000, 60)
+    planted = SPREAD_POWER_W[minute]
+    power_w = planted[second] if second < len(planted) else None
+    return replace(reading, fields={**reading.fields, "power_w": power_w})
+
+
 def _with_gap(reading: Reading) -> Reading:
     tags = reading.tags
     if reading.measurement != "gpu" or (tags["host"], tags["gpu"]) != (GAP_HOST, str(GAP_GPU)):
@@ -116,7 +131,7 @@ def fleet_readings() -> tuple[Reading, ...]:
             fleet.set_power_limit(CAPPED_HOST, CAPPED_GPU, 200.0)  # sets 0x4 while busy
         if second == 150:
             fleet.set_power_limit(CAPPED_HOST, CAPPED_GPU, 700.0)
-        tick = [_with_health(_with_gpm(_with_gap(r))) for r in fleet.read()]
+        tick = [_with_spread(_with_health(_with_gpm(_with_gap(r)))) for r in fleet.read()]
         readings.extend(tick)
         readings.extend(_xid_readings(tick, second, clock.time_ns()))
         if second % 10 == 0:
@@ -165,6 +180,8 @@ def reference_series(
 def _aggregate(values: list[float], how: str) -> float:
     if not values:
         return math.nan
+    if how == "stddev":  # the sample standard deviation (n − 1), none of one value
+        return statistics.stdev(values) if len(values) >= 2 else math.nan
     if how == "max":
         return max(values)
     return sum(values) if how == "sum" else sum(values) / len(values)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,9 @@ from tests.optimizer.store.fleet_data import (
     GAP_HOST,
     GPM_SHARES,
     NO_GPM_HOST,
+    SPREAD_GPU,
+    SPREAD_HOST,
+    SPREAD_POWER_W,
     START_NS,
     fleet_readings,
     reference_latest,
@@ -249,6 +253,27 @@ def test_energy_sums_equal_the_written_energy(subject: Contracted) -> None:
             written += energy_j
     assert float(np.nansum(series.values["energy_j"])) == pytest.approx(written, rel=1e-12)
     assert written > 8 * 180 * 50  # at least idle power on every GPU
+
+
+def test_power_spread_is_the_sample_standard_deviation_and_missing_for_one_sample(
+    subject: Contracted,
+) -> None:
+    series = subject.store.gpu_series(
+        START_NS, END_NS, every_s=60, scope=Scope(hosts=(SPREAD_HOST,))
+    )
+    mine = series.tags["gpu"] == str(SPREAD_GPU)
+    minutes = ((series.time_ns[mine] - START_NS) // MINUTE_NS).tolist()
+    spread = dict(zip(minutes, series.values["power_sd_w"][mine].tolist(), strict=True))
+    mean = dict(zip(minutes, series.values["power_w"][mine].tolist(), strict=True))
+    assert sorted(spread) == [0, 1, 2]
+    assert spread[0] == 0.0  # sixty equal samples: exactly none, whatever the rounding
+    # n − 1, as InfluxQL's STDDEV(): 12.91 W, where n would give 11.18 W
+    assert spread[1] == pytest.approx(statistics.stdev(SPREAD_POWER_W[1]), rel=1e-12)
+    assert spread[1] == pytest.approx(12.909944487358056, rel=1e-12)
+    assert math.isnan(spread[2])  # one sample has no spread: missing, not 0
+    assert mean == pytest.approx({m: statistics.fmean(v) for m, v in SPREAD_POWER_W.items()})
+    others = series.values["power_sd_w"][~mine]
+    assert np.all((others > 0.0) & (others < 700.0))  # the simulated GPUs' own spread
 
 
 def test_an_empty_window_gives_empty_columns(subject: Contracted) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 import uuid
 from dataclasses import replace
@@ -10,7 +11,14 @@ import numpy as np
 import pytest
 
 from tests.influxd import InfluxServer
-from tests.optimizer.store.fleet_data import SECONDS, START_NS, fleet_readings
+from tests.optimizer.store.fleet_data import (
+    SECONDS,
+    SPREAD_GPU,
+    SPREAD_HOST,
+    SPREAD_POWER_W,
+    START_NS,
+    fleet_readings,
+)
 from wattwise.clock import ManualClock
 from wattwise.common.lineproto import encode_many
 from wattwise.errors import ConfigError, StoreAuthError
@@ -85,8 +93,9 @@ def test_init_db_without_credentials_on_an_auth_server_is_an_auth_error(
 def test_old_windows_are_read_from_the_downsampled_policy_with_the_same_answers(
     influxd: InfluxServer, database: str
 ) -> None:
-    # raw keeps only 7 days, so write the fleet's three minutes as if they were recent
-    start_ns = (time.time_ns() - DAY_NS) // MINUTE_NS * MINUTE_NS
+    # raw keeps only 7 days, so write the fleet's three minutes as if they were recent; a
+    # minute past a multiple of three, so that 3-minute buckets hold minutes 0-1 and 2
+    start_ns = (time.time_ns() - DAY_NS) // (3 * MINUTE_NS) * (3 * MINUTE_NS) + MINUTE_NS
     shift_ns = start_ns - START_NS
     lines = encode_many(replace(r, time_ns=r.time_ns + shift_ns) for r in fleet_readings())
     end_ns = start_ns + SECONDS * 1_000_000_000
@@ -108,5 +117,31 @@ def test_old_windows_are_read_from_the_downsampled_policy_with_the_same_answers(
             downsampled.values[column.name], raw.values[column.name], rtol=1e-9, err_msg=column.name
         )
     assert np.nanmax(downsampled.values["capped_share"]) > 0.3
+
+    # Longer buckets: the spread is the mean of the minutes' spreads of their 1 s samples
+    # (the minutes of one sample have none), not the spread of the bucket's samples.
+    every_ns = 3 * MINUTE_NS
+    longer = later.gpu_series(start_ns, end_ns, every_s=every_ns // 10**9, scope=Scope())
+    spreads: dict[tuple[tuple[str, ...], int], list[float]] = {}
+    for i in range(len(raw)):
+        key = (tuple(str(raw.tags[t][i]) for t in GPU_SPEC.tags), int(raw.time_ns[i]))
+        spread = float(raw.values["power_sd_w"][i])
+        found = spreads.setdefault((key[0], key[1] // every_ns * every_ns), [])
+        found.extend([] if np.isnan(spread) else [spread])
+    assert len(longer) == len(spreads) == 8 * 2
+    for i, time_ns in enumerate(longer.time_ns.tolist()):
+        minutes = spreads[(tuple(str(longer.tags[t][i]) for t in GPU_SPEC.tags), time_ns)]
+        expected = float(np.mean(minutes)) if minutes else np.nan
+        got = longer.values["power_sd_w"][i]
+        np.testing.assert_allclose(got, expected, rtol=1e-9)
+    planted = (longer.tags["host"] == SPREAD_HOST) & (longer.tags["gpu"] == str(SPREAD_GPU))
+    equal_then_four, single = longer.values["power_sd_w"][planted]
+    assert equal_then_four == pytest.approx((0.0 + statistics.stdev(SPREAD_POWER_W[1])) / 2)
+    assert np.isnan(single)
+    all_samples = recent.gpu_series(start_ns, end_ns, every_s=every_ns // 10**9, scope=Scope())
+    mine = (all_samples.tags["host"] == SPREAD_HOST) & (all_samples.tags["gpu"] == str(SPREAD_GPU))
+    assert all_samples.values["power_sd_w"][mine][0] == pytest.approx(
+        statistics.stdev([*SPREAD_POWER_W[0], *SPREAD_POWER_W[1]])
+    )  # 75 W for a minute, then ~300 W: the raw read's spread has the step in it
     for store in (writer, recent, later):
         store.close()
