@@ -57,6 +57,10 @@ GPM_SPREAD = 1.5
 """The same with DRAM bandwidth and SM pipe activity measured by GPM."""
 PIPE_COLUMNS = ("tensor_active_pct", "fp64_active_pct", "fp32_active_pct", "fp16_active_pct")
 VERSION = 2
+CHANGE_SPREAD = 0.25
+"""A bucket whose power moved by more than this (standard deviation over mean) held a change
+of work — a job starting or ending within it, or a phase change — not steady work's
+second-to-second spread, which the real H100 measures at 0.1–7.4 % (docs/grounding.md)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,11 @@ class GpuWorkloads:
     """True where GPM measured the activities μ is read from."""
     variation: Floats
     """Coefficient of variation of ``D`` across the window (is it one steady job?)."""
+    power_spread: Floats
+    """Power's standard deviation from one sample to the next (1 s by default) relative to
+    its mean: the median over the window's buckets of ``power_sd_w`` over ``power_w``,
+    leaving out buckets that held a change of work (:data:`CHANGE_SPREAD`); NaN where the
+    store gave no spread."""
     knee_clock_rel: Floats
     knee_voltage: Floats
     cautious_knee_clock_rel: Floats
@@ -241,6 +250,29 @@ def _rows_parts(series: Series, rows: np.ndarray, p: dict[str, Floats]) -> dict[
     }
 
 
+def _relative_spread(series: Series, rows: np.ndarray) -> Floats:
+    """Per row: the bucket's standard deviation of power over its mean power (NaN where
+    the bucket held a change of work)."""
+    spread = column(series, "power_sd_w")[rows] / np.maximum(column(series, "power_w")[rows], 1.0)
+    return np.where(spread <= CHANGE_SPREAD, spread, np.nan)
+
+
+def _finite_median(values: Floats, ids: np.ndarray, groups: int) -> Floats:
+    """Per group: the median of its finite values (NaN where it has none)."""
+    finite = np.isfinite(values)
+    v, g = values[finite], ids[finite]
+    order = np.lexsort((v, g))
+    v, g = v[order], g[order]
+    count = np.bincount(g, minlength=groups)
+    start = np.cumsum(count) - count
+    has = count > 0
+    low = (start + (count - 1) // 2)[has]
+    high = (start + count // 2)[has]
+    out = np.full(groups, np.nan)
+    out[has] = (v[low] + v[high]) / 2.0
+    return out
+
+
 def _gpm_activities(series: Series, rows: np.ndarray, util: Floats) -> tuple[Floats, Floats]:
     """DRAM and SM-pipe activity while kernels run, where GPM measured them (else NaN)."""
     dram = column(series, "dram_active_pct")[rows] / 100.0 / util
@@ -306,6 +338,7 @@ def _aggregate(
         boundness_low=np.maximum(1.0 - (1.0 - boundness) * spread, 0.0),
         measured_activity=measured,
         variation=np.sqrt(d_var) / np.maximum(dynamic, 1.0),
+        power_spread=_finite_median(_relative_spread(series, rows), ids, groups),
         knee_clock_rel=mean(p["knee_clock_rel"]),
         knee_voltage=mean(p["knee_voltage"]),
         cautious_knee_clock_rel=mean(p["cautious_knee_clock_rel"]),

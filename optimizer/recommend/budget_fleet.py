@@ -31,6 +31,9 @@ class Fleet:
     """What it would draw with its job paused."""
     typical_w: Floats
     """What the busy GPUs of its model draw on average (the next job's draw)."""
+    spread: Floats
+    """Its work's power from second to second: standard deviation over mean, as measured
+    (NaN where not measured, and on idle GPUs)."""
     unit: Ints
     unit_names: list[str]
     weight: Floats
@@ -52,9 +55,11 @@ def fleet_of(
     default = np.array([_default(s) for s in states])
     util = np.where(busy, work.util_gpu[rows], 0.0)
     mean = np.full(len(states), np.nan)
+    spread = np.full(len(states), np.nan)
     if busy.any():
         at_default = at_limits(work.take(rows[busy]), default[busy]).power_w
         mean[busy] = at_default
+        spread[busy] = work.power_spread[rows[busy]]
     models = np.array([s.model for s in states], dtype=object)
     # An idle GPU draws, once work starts, as its model's busy GPUs do (else its default).
     typical = per_model(models, mean, busy, np.mean, default)
@@ -77,6 +82,7 @@ def fleet_of(
         peak_w=peak,
         idle_w=idle_w,
         typical_w=typical,
+        spread=spread,
         unit=np.asarray(unit, dtype=np.int64),
         unit_names=[str(n) for n in unit_names],
         weight=np.array([PRIORITY_WEIGHTS[p] for p in priority]),

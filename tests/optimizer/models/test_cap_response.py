@@ -16,6 +16,7 @@ from wattwise.optimizer.models.cap_predict import at_limits
 from wattwise.optimizer.models.cap_response import GpuWorkloads, estimate_workloads, fit_cap_models
 from wattwise.optimizer.recommend.caps import recommend_caps
 from wattwise.optimizer.recommend.settings import CapSettings
+from wattwise.optimizer.telemetry import Series
 
 HOST = "sim-r01-n01"
 LLM_DECODE = WorkloadSpec(
@@ -155,3 +156,34 @@ def test_job_started_a_minute_after_another_ended_gets_no_cap_from_the_old_one()
 
     assert cap.recommended_limit_w is None
     assert "busy sample" in cap.reason
+
+
+def _steady_gpu(minutes: int, power_w: float, **more: np.ndarray) -> Series:
+    """One busy H100 for ``minutes`` one-minute buckets of steady work."""
+    n = minutes
+    values = {
+        "util_gpu_pct": np.full(n, 99.0),
+        "util_mem_pct": np.full(n, 30.0),
+        "power_w": np.full(n, power_w),
+        "sm_clock_mhz": np.full(n, 1980.0),
+        "temp_c": np.full(n, 60.0),
+        "capped_share": np.zeros(n),
+        **more,
+    }
+    tags = {
+        "host": np.full(n, HOST, dtype=object),
+        "gpu": np.full(n, "0", dtype=object),
+        "model": np.full(n, "NVIDIA H100 80GB HBM3", dtype=object),
+    }
+    return Series(np.arange(n, dtype=np.int64) * 60_000_000_000, tags, values)
+
+
+def test_power_spread_is_the_median_bucket_standard_deviation_over_their_mean() -> None:
+    # What the launch-bound matmul of the real H100 does (7.4 %); one bucket unmeasured,
+    # and one that held the job's start (its power moved by half its mean) left out.
+    sd = np.array([160.0, 22.0, 24.0, np.nan, 23.0, 25.0])
+    series = _steady_gpu(6, 317.0, power_sd_w=sd)
+    (spread,) = estimate_workloads(series, fit_cap_models(series)).power_spread
+    assert spread == pytest.approx(23.5 / 317.0)
+    unmeasured = _steady_gpu(5, 317.0)  # a store that gives no spread
+    assert np.isnan(estimate_workloads(unmeasured, fit_cap_models(unmeasured)).power_spread[0])

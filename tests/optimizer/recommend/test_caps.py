@@ -115,6 +115,7 @@ def _synthetic(bursts_w: list[float], mus: list[float]) -> GpuWorkloads:
         boundness_low=mu - 0.1,
         measured_activity=np.ones(n, dtype=np.bool_),
         variation=full(0.01),
+        power_spread=full(0.01),
         knee_clock_rel=full(0.49),
         knee_voltage=full(0.92),
         cautious_knee_clock_rel=full(0.51),
