@@ -125,6 +125,9 @@ def simulate(gpus: int, seed: int = 0) -> Fleet:
         "util_mem_pct": 100 * (busy * m).ravel(), "sm_clock_mhz": (x * TOP_MHZ).ravel(),
         "power_limit_w": limit.ravel(), "enforced_limit_w": limit.ravel(),
         "temp_c": temp.ravel(), "capped_share": ((x < 1.0) & (busy > 0)).astype(np.float64).ravel(),
+        # the stores' peak and spread columns: a busy GPU's bursts and its 1 s jitter
+        "power_peak_w": (power * (1.0 + 0.03 * (busy > 0))).ravel(),
+        "power_sd_w": (power * 0.01).ravel(),
     })  # fmt: skip
     host_series = Series(np.tile(times, nodes), {
         "host": per_row(names), "zone": per_row(zone_names[zone_of_rack[rack_of_node]]),
