@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wattwise.collector.xid import FATAL_XIDS, XID_MEANINGS
 from wattwise.dashboards.boards_infra import EVERY, TS, T, reason_mappings, stat
-from wattwise.dashboards.build import GPU_FILTER, GPU_WHERE, Board, Json, targets
+from wattwise.dashboards.build import GPU_FILTER, GPU_WHERE, Board, Json, field_override, targets
 
 G = "$tag_host/$tag_gpu"
 FATAL = "(" + " OR ".join(f"\"xid\" = '{code}'" for code in sorted(FATAL_XIDS)) + ")"
@@ -116,12 +116,7 @@ def gpu_health() -> Board:
         10,
         9,
         targets((table, ""), table=True),
-        overrides=[
-            {
-                "matcher": {"id": "byName", "options": "xid"},
-                "properties": [{"id": "mappings", "value": xid_mappings()}],
-            }
-        ],
+        overrides=[field_override("xid", {"id": "mappings", "value": xid_mappings()})],
         description="Codes in red are those after which wattwise sends the GPU no new work.",
     )
     b.row("Memory errors")

@@ -15,8 +15,10 @@ from wattwise.dashboards.build import (
     Board,
     Json,
     custom_variable,
+    field_override,
     power_event_annotation,
     targets,
+    unit_property,
 )
 
 T = "$timeFilter"
@@ -217,13 +219,11 @@ def fleet_overview() -> Board:
         targets((cooling, "cooling power"), (ratio, "facility / IT")),
         unit="watt",
         overrides=[
-            {
-                "matcher": {"id": "byName", "options": "facility / IT"},
-                "properties": [
-                    {"id": "unit", "value": "none"},
-                    {"id": "custom.axisPlacement", "value": "right"},
-                ],
-            }
+            field_override(
+                "facility / IT",
+                unit_property("none"),
+                {"id": "custom.axisPlacement", "value": "right"},
+            )
         ],
         description="Facility / IT = (IT + cooling) / IT, where a zone reports cooling data.",
     )

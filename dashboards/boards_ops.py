@@ -12,8 +12,10 @@ from wattwise.dashboards.build import (
     ZONE_WHERE,
     Board,
     Json,
+    field_override,
     power_event_annotation,
     targets,
+    unit_property,
 )
 
 HOURS_PER_MONTH = 730
@@ -93,14 +95,8 @@ def recommendations() -> Board:
         unit="watt",
         options={"sortBy": [{"displayName": "saving_w", "desc": True}], "showHeader": True},
         overrides=[
-            {
-                "matcher": {"id": "byRegexp", "options": "saving_pct|slowdown_pct"},
-                "properties": [{"id": "unit", "value": "percent"}],
-            },
-            {
-                "matcher": {"id": "byName", "options": "confidence"},
-                "properties": [{"id": "unit", "value": "percentunit"}],
-            },
+            field_override("saving_pct|slowdown_pct", unit_property("percent"), regex=True),
+            field_override("confidence", unit_property("percentunit")),
         ],
     )
     cooling = _latest(
@@ -123,14 +119,8 @@ def recommendations() -> Board:
         targets((cooling, ""), table=True),
         unit="celsius",
         overrides=[
-            {
-                "matcher": {"id": "byName", "options": "saving_w"},
-                "properties": [{"id": "unit", "value": "watt"}],
-            },
-            {
-                "matcher": {"id": "byName", "options": "saving_pct"},
-                "properties": [{"id": "unit", "value": "percent"}],
-            },
+            field_override("saving_w", unit_property("watt")),
+            field_override("saving_pct", unit_property("percent")),
         ],
     )
     placement = (
@@ -220,32 +210,19 @@ def _power_budgets(b: Board) -> None:
         unit="watt",
         options={"sortBy": [{"displayName": "work_lost_pct", "desc": True}], "showHeader": True},
         overrides=[
-            {
-                "matcher": {"id": "byName", "options": "work_lost_pct"},
-                "properties": [{"id": "unit", "value": "percent"}],
-            },
-            {
-                "matcher": {"id": "byName", "options": "capped_gpus"},
-                "properties": [{"id": "unit", "value": "none"}],
-            },
-            {
-                "matcher": {"id": "byName", "options": "applied_share"},
-                "properties": [{"id": "unit", "value": "percentunit"}],
-            },
-            {
-                "matcher": {"id": "byName", "options": "planned"},
-                "properties": [
-                    {"id": "unit", "value": "none"},
-                    {"id": "mappings", "value": _yes_no("green", "orange")},
-                ],
-            },
-            {
-                "matcher": {"id": "byName", "options": "feasible"},
-                "properties": [
-                    {"id": "unit", "value": "none"},
-                    {"id": "mappings", "value": _yes_no("red", "green")},
-                ],
-            },
+            field_override("work_lost_pct", unit_property("percent")),
+            field_override("capped_gpus", unit_property("none")),
+            field_override("applied_share", unit_property("percentunit")),
+            field_override(
+                "planned",
+                unit_property("none"),
+                {"id": "mappings", "value": _yes_no("green", "orange")},
+            ),
+            field_override(
+                "feasible",
+                unit_property("none"),
+                {"id": "mappings", "value": _yes_no("red", "green")},
+            ),
         ],
         description="planned: the scope needs caps to stay under its limit; feasible: no = "
         "even every GPU at its minimum limit cannot hold it (pause or move work). The GPUs' "
@@ -290,12 +267,7 @@ def models() -> Board:
         8,
         targets((window, ""), table=True),
         unit="none",
-        overrides=[
-            {
-                "matcher": {"id": "byRegexp", "options": "train_.*"},
-                "properties": [{"id": "unit", "value": "dateTimeAsIso"}],
-            }
-        ],
+        overrides=[field_override("train_.*", unit_property("dateTimeAsIso"), regex=True)],
     )
     return b
 

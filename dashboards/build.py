@@ -43,6 +43,17 @@ def target(query: str, ref: str = "A", *, table: bool = False, alias: str = "") 
     return result
 
 
+def field_override(names: str, *properties: Json, regex: bool = False) -> Json:
+    """A table's or graph's override for the fields ``names`` (a regular expression with
+    ``regex``) setting ``properties``, e.g. :func:`unit_property`."""
+    matcher = {"id": "byRegexp" if regex else "byName", "options": names}
+    return {"matcher": matcher, "properties": list(properties)}
+
+
+def unit_property(unit: str) -> Json:
+    return {"id": "unit", "value": unit}
+
+
 def targets(*queries: tuple[str, str], table: bool = False) -> list[Json]:
     """Several targets from (query, alias) pairs, refIds A, B, …"""
     return [
