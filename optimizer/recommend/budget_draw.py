@@ -39,12 +39,20 @@ def reserve_per_gpu(fleet: Fleet, changes: Floats, scope_of_gpu: tuple[Ints, ...
     GPU's independently) and from each job's seconds above its mean (:func:`job_spread`;
     a job's GPUs move together, jobs independently). A scope's reserve is shared in
     proportion to each GPU's variance; a GPU keeps its largest share over its scopes (a
-    rack pools fewer GPUs than the site, so its shares are larger)."""
+    rack pools fewer GPUs than the site, so its shares are larger).
+
+    A GPU cannot draw past its default limit, so its standard deviation is counted at most
+    at its headroom there over :data:`RESERVE_Z`. Its share, ``Z·var/√pooled``, is then
+    at most ``Z·sd``, within that headroom: one restless GPU near its limit cannot pull
+    the pooled sum up and take reserve from the others only to have its own share cut
+    at the limit."""
     own = np.where(fleet.util > 0, fleet.peak_w, fleet.idle_w)
     jump = np.maximum(np.minimum(fleet.typical_w, fleet.default_w) - own, 0.0)
     job_w = np.bincount(fleet.unit, weights=own, minlength=len(fleet.unit_names))
     spread = job_spread(fleet)[fleet.unit]
     variance = changes * (1.0 - changes) * jump**2 + spread**2 * job_w[fleet.unit] * own
+    headroom = np.maximum(fleet.default_w - own, 0.0)
+    variance = np.minimum(variance, (headroom / RESERVE_Z) ** 2)
     out = np.zeros(len(own))
     for scope in scope_of_gpu:
         inside = scope >= 0

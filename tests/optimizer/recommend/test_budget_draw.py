@@ -74,3 +74,18 @@ def test_a_job_measured_to_move_more_than_the_floor_is_reserved_at_its_own_sprea
     assert share[1] == pytest.approx(share[2])
     total = RESERVE_Z * np.sqrt(((np.array([launch, PEAK_SPREAD, PEAK_SPREAD]) * 317.0) ** 2).sum())
     assert share.sum() == pytest.approx(total)
+
+
+def test_a_restless_gpu_near_its_limit_does_not_take_the_racks_reserve() -> None:
+    """A job moving by its whole mean at 650 W of 700 W cannot go 50 W higher; counted at
+    its own spread it swelled the rack's pooled variance, its share was cut at the limit,
+    and the rack kept less reserve than its three steady jobs alone would."""
+    fleet = _two_jobs([1.0, np.nan, np.nan, np.nan])
+    fleet.peak_w[0] = 650.0
+    one_rack = (np.zeros(4, dtype=np.int64),)
+    share = reserve_per_gpu(fleet, np.zeros(4), one_rack)
+    headroom = fleet.default_w - fleet.peak_w
+    assert np.all(share <= headroom + 1e-9)
+    steady_alone = RESERVE_Z * np.sqrt(3 * (PEAK_SPREAD * 317.0) ** 2)
+    counted = np.minimum(fleet.peak_w + share, fleet.default_w) - fleet.peak_w
+    assert counted.sum() >= steady_alone
