@@ -231,6 +231,8 @@ ELSEWHERE = {
     # README.md, docs/grounding.md, docs/reliability.md (classified when the branches met)
     "wattwise models backtest [--split TIME | --holdout 20%] [--every S] [--json]": "synopsis; "
     "tests/optimizer/service/test_backtesting.py runs it",
+    ".venv/bin/python bench/budget_choices.py scenarios/oversubscribed-racks.toml "
+    "--truth costly": BENCH,
     ".venv/bin/python bench/power_model.py": BENCH,
     ".venv/bin/python bench/power_model.py --json": BENCH,
     ".venv/bin/python bench/power_model.py --without matmul:1024:duty=1.00": BENCH,

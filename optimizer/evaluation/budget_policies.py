@@ -89,7 +89,7 @@ class _Predicted(BudgetPolicy):
     """What wattwise predicts from the telemetry the store would hold."""
 
     def setup(self, replica: Replica, scopes: list[BudgetScope]) -> Setup:
-        work, gpus, nodes, churn = _inputs(replica, self.settings)
+        work, gpus, nodes, churn = predicted_inputs(replica, self.settings)
         return setup_budgets(
             gpus, work, scopes, nodes, self.settings, churn=churn, interval_s=self.interval_s
         )
@@ -178,7 +178,7 @@ class WattwiseBudget(_Predicted):
     """wattwise's plan (:func:`plan_budgets`): the lowest planned limit of each GPU."""
 
     def limits(self, replica: Replica, scopes: list[BudgetScope]) -> Floats:
-        work, gpus, nodes, churn = _inputs(replica, self.settings)
+        work, gpus, nodes, churn = predicted_inputs(replica, self.settings)
         out = _limits(replica)[2].copy()
         index = replica.fleet.layout.gpu_index
         plans = plan_budgets(
@@ -191,9 +191,11 @@ class WattwiseBudget(_Predicted):
         return out
 
 
-def _inputs(
+def predicted_inputs(
     replica: Replica, settings: BudgetSettings
 ) -> tuple[GpuWorkloads, list[GpuState], NodeOther, Churn]:
+    """What wattwise plans from: its workload estimates, the newest GPU states, the nodes'
+    other power and the churn, from the telemetry the replica recorded."""
     telemetry = replica.telemetry
     assert telemetry is not None, "wattwise needs the replica's telemetry"
     end_ns = replica.clock.time_ns()
