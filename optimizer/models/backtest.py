@@ -23,9 +23,9 @@ from wattwise.optimizer.models.common import (
     tag,
     take,
 )
+from wattwise.optimizer.models.job_rows import job_row_of_gpu_rows
 from wattwise.optimizer.models.power import fit_power_models
 from wattwise.optimizer.models.power_baselines import MAX_BASELINE_ROWS, boosting_predictions
-from wattwise.optimizer.models.workload import job_row_of_gpu_rows
 from wattwise.optimizer.telemetry import Floats, Series
 
 PREDICTORS = ("model", "util_only", "boosting")

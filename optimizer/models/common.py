@@ -34,6 +34,11 @@ class ModelInfo:
     notes: str = ""
 
 
+SLICE_ROWS = 1 << 20
+"""Rows worked on at a time by steps that would otherwise hold one more row-sized array
+(at 10,000 GPUs a day's row-sized integers are 110 MiB each)."""
+
+
 def window_of(series: Series, mask: Bools | None = None) -> tuple[int, int]:
     """First and last time stamp of the rows used (0, 0 when none)."""
     times = series.time_ns if mask is None else series.time_ns[mask]
@@ -133,6 +138,24 @@ def tag_codes(series: Series, names: tuple[str, ...], rows: Ints | None = None) 
     run_of_row -= 1
     # Each row's id replaces its run index in place: one row-sized array, not two.
     return np.take(run_ids, run_of_row, out=run_of_row, mode="clip")
+
+
+def distinct_tag(series: Series, name: str) -> NDArray[np.str_]:
+    """The sorted distinct values of a tag, as strings, from the first row of each run: the
+    order of :func:`tag_codes`' ids for that one tag."""
+    values = tag(series, name)
+    starts = np.ones(len(series), dtype=np.bool_)
+    starts[1:] = values[1:] != values[:-1]
+    return np.unique(values[starts].astype(str))
+
+
+def codes_in(values: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Codes of ``values`` into the sorted ``distinct`` (−1 for values not there)."""
+    codes, names = factorize(values)
+    reference = distinct.astype(str)
+    pos = np.clip(np.searchsorted(reference, names.astype(str)), 0, max(len(reference) - 1, 0))
+    known = reference[pos] == names.astype(str) if len(reference) else np.zeros(0, bool)
+    return np.asarray(np.where(known, pos, -1)[codes], dtype=np.int64)
 
 
 def group_ids(*keys: NDArray[Any]) -> tuple[Ints, NDArray[np.object_]]:
@@ -252,6 +275,14 @@ def join_column(left: Series, right: Series, name: str, on: tuple[str, ...] = ("
     pos = np.clip(np.searchsorted(sorted_codes, codes_left), 0, len(right) - 1)
     found = sorted_codes[pos] == codes_left
     return np.where(found, column(right, name)[order][pos], np.nan)
+
+
+def offsets_gcd(time_ns: np.ndarray, first: int) -> int:
+    """The greatest common divisor of the stamps' offsets from ``first``: their bucket width."""
+    out = 0
+    for begin in range(0, len(time_ns), SLICE_ROWS):
+        out = int(np.gcd(out, np.gcd.reduce(time_ns[begin : begin + SLICE_ROWS] - first)))
+    return out
 
 
 def _bucket_index(time_ns: Ints) -> Ints:

@@ -25,6 +25,7 @@ from wattwise.optimizer.models.cap_response import (
     estimate_workloads,
 )
 from wattwise.optimizer.models.common import ModelInfo, column, factorize, group_codes, tag
+from wattwise.optimizer.models.job_rows import held_rows_by_label, job_row_of_gpu_rows
 from wattwise.optimizer.telemetry import Series
 
 VERSION = 1
@@ -88,7 +89,7 @@ def profile_set(profiles: Mapping[str, WorkloadProfile]) -> WorkloadProfiles:
     return WorkloadProfiles(dict(profiles), info)
 
 
-PROFILE_CHUNK_ROWS = 250_000
+PROFILE_CHUNK_ROWS = 100_000
 """GPU rows profiled at a time: bounds the job-labelled copy on fleets of 10,000 GPUs."""
 PROFILE_COLUMNS = (
     "power_w",
@@ -121,18 +122,13 @@ def job_profiles(
         job_codes = label_codes[job_codes]
         kind = "class"
     unlabelled = np.flatnonzero(names == "")
-    job_row = job_row_of_gpu_rows(jobs, gpus)
-    held = np.flatnonzero(job_row >= 0)
-    label = job_row[held]
-    del job_row
-    np.take(job_codes, label, out=label)  # in place: each held row's job row -> its label
+    if len(names) < 2**31:  # a job row's label in half the memory: 37 MiB a fleet-day
+        job_codes = job_codes.astype(np.int32)
+    held, label = held_rows_by_label(job_row_of_gpu_rows(jobs, gpus), job_codes)
     del job_codes
     if unlabelled.size:
         keep = label != unlabelled[0]
         held, label = held[keep], label[keep]
-    order = np.argsort(label, kind="stable")
-    held, label = held[order], label[order]
-    del order
     out: dict[str, WorkloadProfile] = {}
     for rows, codes in _chunks(held, label):
         out.update(_profile_chunk(gpus, rows, names[codes], models, kind))
@@ -194,76 +190,6 @@ def _profile_chunk(
         )
         for k, name in enumerate(work.host)
     }
-
-
-def job_row_of_gpu_rows(jobs: Series, gpus: Series) -> np.ndarray:
-    """For each ``gpu_series`` row, the ``job_series`` row of the same host, GPU and bucket
-    (−1 where none), joined on integer codes: no concatenated copy of either frame's tags."""
-    if len(jobs) == 0 or len(gpus) == 0:
-        return np.full(len(gpus), -1, dtype=np.int64)
-    hosts, indices = _distinct_tag(gpus, "host"), _distinct_tag(gpus, "gpu")
-    first = min(int(gpus.time_ns.min()), int(jobs.time_ns.min()))
-    step = max(
-        int(np.gcd(np.gcd.reduce(gpus.time_ns - first), np.gcd.reduce(jobs.time_ns - first))), 1
-    )
-    buckets = int(max(gpus.time_ns.max(), jobs.time_ns.max()) - first) // step + 1
-    key_g = _bucket_keys(gpus, hosts, indices, buckets, first, step)
-    key_j = _bucket_keys(jobs, hosts, indices, buckets, first, step)
-    size = len(hosts) * len(indices) * buckets
-    if size <= 4 * (len(gpus) + len(jobs)) + 1_000_000:
-        table = np.full(size, -1, dtype=np.int64)
-        ok = np.flatnonzero(key_j >= 0)
-        table[key_j[ok]] = ok
-        del ok, key_j
-        return np.take(table, key_g, out=key_g)  # in place: key_g is ours
-    order = np.argsort(key_j, kind="stable")
-    sorted_keys = key_j[order]
-    pos = np.clip(np.searchsorted(sorted_keys, key_g), 0, len(jobs) - 1)
-    return np.where(sorted_keys[pos] == key_g, order[pos], -1)
-
-
-def _distinct_tag(series: Series, name: str) -> np.ndarray:
-    """The sorted distinct values of a tag, as strings, from the first row of each run."""
-    values = tag(series, name)
-    starts = np.ones(len(series), dtype=np.bool_)
-    starts[1:] = values[1:] != values[:-1]
-    return np.unique(values[starts].astype(str))
-
-
-def _bucket_keys(
-    series: Series, hosts: np.ndarray, indices: np.ndarray, buckets: int, first: int, step: int
-) -> np.ndarray:
-    """(host, GPU, time bucket) of each row as one integer, hosts and GPUs coded into the
-    sorted ``hosts`` and ``indices`` (−1 where either is not there). Tags are coded once per
-    run of equal values, and the key is built in place: one row-sized array."""
-    host, gpu = tag(series, "host"), tag(series, "gpu")
-    starts = np.zeros(len(series), dtype=np.bool_)
-    starts[0] = True
-    starts[1:] = host[1:] != host[:-1]
-    starts[1:] |= gpu[1:] != gpu[:-1]
-    heads = np.flatnonzero(starts)
-    del starts
-    host_h, gpu_h = _codes_in(host[heads], hosts), _codes_in(gpu[heads], indices)
-    known = (host_h >= 0) & (gpu_h >= 0)
-    run_key = np.where(known, host_h * len(indices) + gpu_h, -1)
-    keys = np.repeat(run_key, np.diff(heads, append=len(series)))
-    missing = keys < 0
-    keys *= buckets
-    offsets = series.time_ns - first
-    offsets //= step
-    keys += offsets
-    del offsets
-    keys[missing] = -1
-    return keys
-
-
-def _codes_in(values: np.ndarray, distinct: np.ndarray) -> np.ndarray:
-    """Codes of ``values`` into the sorted ``distinct`` (−1 for values not there)."""
-    codes, names = factorize(values)
-    reference = distinct.astype(str)
-    pos = np.clip(np.searchsorted(reference, names.astype(str)), 0, max(len(reference) - 1, 0))
-    known = reference[pos] == names.astype(str) if len(reference) else np.zeros(0, bool)
-    return np.asarray(np.where(known, pos, -1)[codes], dtype=np.int64)
 
 
 def _distinct_per_code(codes: np.ndarray, keys: np.ndarray, size: int) -> np.ndarray:

@@ -6,8 +6,7 @@ import numpy as np
 
 from tests.optimizer.twin import walked_setpoint
 from wattwise.optimizer.models.cap_response import fit_cap_models
-from wattwise.optimizer.models.workload import job_profiles, job_row_of_gpu_rows
-from wattwise.optimizer.telemetry import Series
+from wattwise.optimizer.models.workload import job_profiles
 
 
 def _truth_by_job() -> dict[str, tuple[float, float]]:
@@ -58,20 +57,3 @@ def test_class_profiles_pool_the_jobs_an_operator_labels() -> None:
     members = [by_job[j].boundness for j, c in classes.items() if c == "memory" and j in by_job]
     assert min(members) - 0.05 <= memory.boundness <= max(members) + 0.05
     assert np.isfinite(memory.cap_sensitivity_pct_per_100w)
-
-
-def test_job_rows_join_on_host_gpu_and_bucket_and_ignore_hosts_the_gpus_never_reported() -> None:
-    minute = 60 * 10**9
-
-    def frame(rows: list[tuple[str, str, int]]) -> Series:
-        return Series(
-            np.array([t * minute for _, _, t in rows], dtype=np.int64),
-            {
-                "host": np.array([h for h, _, _ in rows], dtype=object),
-                "gpu": np.array([g for _, g, _ in rows], dtype=object),
-            },
-        )
-
-    gpus = frame([("a", "0", 0), ("a", "0", 1), ("a", "1", 0), ("b", "0", 0), ("b", "0", 1)])
-    jobs = frame([("zz", "0", 0), ("b", "0", 1), ("a", "1", 0), ("a", "0", 1)])
-    assert list(job_row_of_gpu_rows(jobs, gpus)) == [-1, 3, 2, -1, 1]
