@@ -18,13 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from wattwise.optimizer.models.common import (
+    SLICE_ROWS,
     ModelInfo,
+    codes_in,
     column,
+    distinct_tag,
     error_summary,
     factorize,
-    group_codes,
-    join_column,
+    offsets_gcd,
     tag,
+    tag_codes,
     window_of,
 )
 from wattwise.optimizer.telemetry import Floats, Ints, Series
@@ -64,20 +67,40 @@ class NodePowerCurves:
 
 
 def node_utilization(gpus: Series, hosts: Series) -> Floats:
-    """Mean GPU utilization (0..1) of each ``host_series`` row's node in the same bucket."""
-    ids = group_codes(tag(gpus, "host"), gpus.time_ns)
-    util = column(gpus, "util_gpu_pct") / 100.0
-    ok = np.isfinite(util)
-    n = np.bincount(ids[ok], minlength=int(ids.max()) + 1 if ids.size else 0)
-    total = np.bincount(ids[ok], weights=util[ok], minlength=n.size)
-    first = np.full(n.size, -1, dtype=np.int64)
-    first[ids[::-1]] = np.arange(ids.size)[::-1]
-    per_node = Series(
-        gpus.time_ns[first],
-        {"host": tag(gpus, "host")[first]},
-        {"util": np.where(n > 0, total / np.maximum(n, 1), np.nan)},
-    )
-    return join_column(hosts, per_node, "util")
+    """Mean GPU utilization (0..1) of each ``host_series`` row's node in the same bucket.
+
+    Grouped on each GPU row's host code times the bucket count plus its bucket, built in
+    place a slice at a time, and read at each host row's own code and bucket: on a day of
+    10,000 GPUs a grouping on the host tag and the time stamps as two keys, then a join of
+    the nodes' means to the host rows, held several row-sized arrays at once and set the
+    refit's peak memory."""
+    if len(gpus) == 0:
+        return np.full(len(hosts), np.nan)
+    names = distinct_tag(gpus, "host")
+    first_ns = int(gpus.time_ns.min())
+    step_ns = max(offsets_gcd(gpus.time_ns, first_ns), 1)
+    buckets = (int(gpus.time_ns.max()) - first_ns) // step_ns + 1
+    ids = tag_codes(gpus, ("host",))  # dense, in the order of the sorted names
+    for begin in range(0, len(ids), SLICE_ROWS):
+        part = ids[begin : begin + SLICE_ROWS]
+        part *= buckets
+        part += (gpus.time_ns[begin : begin + SLICE_ROWS] - first_ns) // step_ns
+    size = len(names) * buckets
+    util_pct = column(gpus, "util_gpu_pct")
+    missing = np.flatnonzero(~np.isfinite(util_pct))
+    count = np.bincount(ids, minlength=size) - np.bincount(ids[missing], minlength=size)
+    if missing.size:  # a missing reading adds nothing (a copy only then)
+        util_pct = np.where(np.isfinite(util_pct), util_pct, 0.0)
+    total = np.bincount(ids, weights=util_pct, minlength=size) / 100.0
+    del ids, util_pct
+    # Each host row reads its node's bucket where its stamp is one of the GPUs' buckets.
+    node = codes_in(tag(hosts, "host"), names)
+    offsets = hosts.time_ns - first_ns
+    bucket = offsets // step_ns
+    found = (node >= 0) & (offsets % step_ns == 0) & (bucket >= 0) & (bucket < buckets)
+    key = np.where(found, node * buckets + bucket, 0)
+    found &= count[key] > 0
+    return np.where(found, total[key] / np.maximum(count[key], 1), np.nan)
 
 
 def fit_node_power_curves(gpus: Series, hosts: Series) -> NodePowerCurves:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.optimizer.twin import walked_setpoint
-from wattwise.optimizer.models.node_power import fit_node_power_curves
+from wattwise.optimizer.models import common, node_power
+from wattwise.optimizer.models.node_power import fit_node_power_curves, node_utilization
 from wattwise.optimizer.telemetry import Series
 
 
@@ -80,3 +82,32 @@ def test_regression_flat_nodes_borrow_the_rise_within_nodes_not_the_gap_between_
     for rise, (u0, u1) in zip(rises, [(0.85, 1.0), (0.15, 0.3)], strict=True):
         expected = 2000.0 * (np.exp(0.25 * u1) - np.exp(0.25 * u0))
         assert abs(rise - expected) < 0.25 * expected
+
+
+def test_node_utilization_is_each_nodes_mean_over_its_gpus_readings_in_the_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Missing readings count out; a bucket with none, a node without GPU rows, and a
+    stamp off the GPUs' buckets or past them are NaN; worked in slices of three rows, the
+    same."""
+    minute = 60 * 10**9
+    nan = np.nan
+    rows = [  # (host, bucket, utilization %)
+        ("b", 0, 50.0), ("b", 0, 70.0), ("b", 1, nan), ("b", 1, 30.0),
+        ("a", 0, 10.0), ("a", 0, nan), ("a", 2, nan), ("a", 2, nan),
+    ]  # fmt: skip
+    gpus = Series(
+        np.array([t * minute for _, t, _ in rows], dtype=np.int64),
+        {"host": np.array([h for h, _, _ in rows], dtype=object)},
+        {"util_gpu_pct": np.array([u for _, _, u in rows])},
+    )
+    asked = [("a", 0), ("a", 2), ("b", 0), ("b", 1), ("c", 0), ("b", 2), ("b", 0.5), ("a", 9)]
+    hosts = Series(
+        np.array([int(t * minute) for _, t in asked], dtype=np.int64),
+        {"host": np.array([h for h, _ in asked], dtype=object)},
+    )
+    expected = [0.10, nan, 0.60, 0.30, nan, nan, nan, nan]
+    np.testing.assert_allclose(node_utilization(gpus, hosts), expected)
+    monkeypatch.setattr(common, "SLICE_ROWS", 3)
+    monkeypatch.setattr(node_power, "SLICE_ROWS", 3)
+    np.testing.assert_allclose(node_utilization(gpus, hosts), expected)
