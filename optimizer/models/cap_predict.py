@@ -16,6 +16,10 @@ from wattwise.optimizer.models.limit_response import duty_cycled, respond, sprea
 from wattwise.optimizer.telemetry import Floats
 
 BURST_QUANTILES = 8
+BLOCK_CELLS = 1 << 20
+"""GPU × candidate limit × demand quantile cells worked at once: the clock's bisection holds
+a few arrays of them, and the caps' whole grid at 10,000 GPUs (about 60 limits × 8
+quantiles each) held some 300 MiB at a time."""
 BURST_SPREAD = 0.05
 """Kernels of one job draw a little more or less from one to the next; the spread keeps a
 limit just under the demand from looking free."""
@@ -39,8 +43,25 @@ class AtLimit:
 
 def at_limits(w: GpuWorkloads, limit_w: Floats, *, cautious: bool = False) -> AtLimit:
     """Where each GPU's work would run under ``limit_w`` (shape (G,) or (G, K)); with
-    ``cautious``, at the low end of its μ range, where a limit costs most time."""
+    ``cautious``, at the low end of its μ range, where a limit costs most time. A large
+    grid is worked a block of GPUs at a time (:data:`BLOCK_CELLS`)."""
     limit = np.asarray(limit_w, dtype=np.float64)
+    per_gpu = BURST_QUANTILES * (limit.shape[1] if limit.ndim == 2 else 1)
+    rows = max(BLOCK_CELLS // per_gpu, 1)
+    if len(limit) <= rows:
+        return _at_limits(w, limit, cautious)
+    blocks = [
+        _at_limits(w.take(np.arange(b, min(b + rows, len(limit)))), limit[b : b + rows], cautious)
+        for b in range(0, len(limit), rows)
+    ]
+    return AtLimit(
+        power_w=np.concatenate([b.power_w for b in blocks]),
+        clock_rel=np.concatenate([b.clock_rel for b in blocks]),
+        throughput=np.concatenate([b.throughput for b in blocks]),
+    )
+
+
+def _at_limits(w: GpuWorkloads, limit: Floats, cautious: bool) -> AtLimit:
     grid = limit.ndim == 2
     col = (slice(None), None, None) if grid else (slice(None), None)
     demand = w.burst_cautious_w if cautious else w.burst_w
