@@ -244,13 +244,21 @@ def time_blocks(time_ns: Ints, block_s: float) -> Ints:
 
 
 def subsample(mask: Bools, limit: int, seed: int = 0) -> Bools:
-    """At most ``limit`` of the selected rows, drawn uniformly (fits stay fast on big fleets)."""
-    index = np.flatnonzero(mask)
-    if index.size <= limit:
+    """At most ``limit`` of the selected rows, drawn uniformly (fits stay fast on big fleets).
+
+    The draw picks ranks among the selected rows, and each rank's row is found a slice at a
+    time: an index of every selected row is 110 MiB on a day of 10,000 GPUs."""
+    count = int(np.count_nonzero(mask))
+    if count <= limit:
         return mask
-    keep = np.random.default_rng(seed).choice(index, size=limit, replace=False)
+    ranks = np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
     out = np.zeros_like(mask)
-    out[keep] = True
+    seen = 0
+    for begin in range(0, mask.size, SLICE_ROWS):
+        rows = np.flatnonzero(mask[begin : begin + SLICE_ROWS])
+        low, high = np.searchsorted(ranks, [seen, seen + rows.size])
+        out[begin + rows[ranks[low:high] - seen]] = True
+        seen += rows.size
     return out
 
 

@@ -6,9 +6,11 @@ import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wattwise.optimizer.models import common
 from wattwise.optimizer.models.common import (
     Bools,
     error_summary,
@@ -17,6 +19,7 @@ from wattwise.optimizer.models.common import (
     group_ids,
     grouped_cv_predictions,
     join_column,
+    subsample,
     tag_codes,
 )
 from wattwise.optimizer.telemetry import Series
@@ -117,3 +120,19 @@ def test_two_sparse_groups_each_predicted_by_the_other() -> None:
     for folds in (2, 5):
         predicted = grouped_cv_predictions(_mean_fitter(power), groups, folds)
         assert list(predicted) == [500.0, 500.0, 300.0]
+
+
+def test_subsample_draws_the_rows_an_index_of_every_selected_row_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ranks found a slice at a time pick the same rows as the draw over the whole index
+    did, so fits on big fleets saw no change."""
+    mask = np.random.default_rng(1).random(50_000) < 0.3
+    monkeypatch.setattr(common, "SLICE_ROWS", 4_096)
+    picked = subsample(mask, 2_000, seed=7)
+    index = np.flatnonzero(mask)
+    expected = np.zeros_like(mask)
+    expected[np.random.default_rng(7).choice(index, size=2_000, replace=False)] = True
+    assert picked.sum() == 2_000
+    assert np.array_equal(picked, expected)
+    assert subsample(mask, int(mask.sum()), seed=7) is mask
