@@ -92,20 +92,16 @@ def tally_limits(replica: Replica, scenario: Scenario, limits: Floats, tally: Ta
         )
 
 
-class TalliedWattwise(WattwiseBudget):
-    tally: Tally
+@dataclass
+class Tallied(BudgetPolicy):
+    """Acts as ``inner`` decides, and tallies each refresh's limits."""
+
+    inner: BudgetPolicy | None = None
+    tally: Tally = field(default_factory=Tally)
 
     def limits(self, replica: Replica, scopes: list[BudgetScope]) -> Floats:
-        out = super().limits(replica, scopes)
-        tally_limits(replica, self.scenario, out, self.tally)
-        return out
-
-
-class TalliedOracle(OracleBudget):
-    tally: Tally
-
-    def limits(self, replica: Replica, scopes: list[BudgetScope]) -> Floats:
-        out = super().limits(replica, scopes)
+        assert self.inner is not None
+        out = self.inner.limits(replica, scopes)
         tally_limits(replica, self.scenario, out, self.tally)
         return out
 
@@ -125,8 +121,8 @@ def measure(scenario: Scenario) -> list[Choices]:
     base = warm_replica(scenario)
     reference = run_policy(base, BudgetPolicy(scenario), scenario)
     out: list[Choices] = []
-    for policy in (TalliedWattwise(scenario, "wattwise"), TalliedOracle(scenario, "oracle")):
-        policy.tally = Tally()
+    for inner in (WattwiseBudget(scenario, "wattwise"), OracleBudget(scenario, "oracle")):
+        policy = Tallied(scenario, inner.name, inner=inner)
         run = run_policy(base, policy, scenario, record=True)
         work = run.meter.work_gpu_s / max(reference.meter.work_gpu_s, 1e-9)
         lost = 100.0 * (1.0 - work)
