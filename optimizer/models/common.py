@@ -296,8 +296,11 @@ def offsets_gcd(time_ns: np.ndarray, first: int) -> int:
 def _bucket_index(time_ns: Ints) -> Ints:
     """Index of each time stamp on the grid its stamps share (bucket starts are multiples of
     the bucket width, so the greatest common divisor of their offsets is that width)."""
-    offsets = time_ns - time_ns.min()
-    step = int(np.gcd.reduce(offsets)) if offsets.size else 0
+    if time_ns.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = int(time_ns.min())
+    step = offsets_gcd(time_ns, first)
+    offsets = time_ns - first
     return np.asarray(offsets // step if step > 0 else offsets, dtype=np.int64)
 
 
