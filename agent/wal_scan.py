@@ -19,7 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wattwise.agent.wal_files import HEADER, MAGIC, Segment
+from wattwise.agent.wal_files import HEADER, MAGIC, Segment, read_cursor, segment_seq
 
 _MIN_LINE_BYTES = 4
 """The shortest line-protocol line (``m f=1``, without the timestamp) has 5 bytes."""
@@ -152,3 +152,28 @@ def rescan(segment: Segment) -> Scan:
         found.holes.append(found.torn_tail)
         found.torn_tail = None
     return found
+
+
+def undelivered_lines(directory: Path) -> int:
+    """Lines the log in ``directory`` holds that the store has not acknowledged, counted
+    as the agent would count them at its next start, without changing or locking a file.
+
+    For a log no agent is writing (a stopped unit): a running agent moves on while this
+    reads. A cursor behind the oldest segment, or none, means everything is sent again.
+    """
+    if not directory.is_dir():
+        return 0
+    lines_by_seq: dict[int, int] = {}
+    for path in directory.iterdir():
+        seq = segment_seq(path)
+        if seq is not None and seq not in lines_by_seq:
+            lines_by_seq[seq] = scan(path.read_bytes()).lines
+    if not lines_by_seq:
+        return 0
+    cursor = read_cursor(directory / "cursor")
+    if cursor is None or min(lines_by_seq) < cursor.seq or cursor.seq > max(lines_by_seq):
+        return sum(lines_by_seq.values())
+    queued = sum(lines for seq, lines in lines_by_seq.items() if seq >= cursor.seq)
+    # Lines behind a cursor past the segment's end were lost before reaching the disk.
+    consumed = min(cursor.lines_before, lines_by_seq.get(cursor.seq, 0))
+    return queued - consumed
