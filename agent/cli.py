@@ -141,6 +141,40 @@ def install(
     install_agent(config, dry_run=dry_run, echo=typer.echo, power_plan=plan)
 
 
+def uninstall(
+    config: Annotated[
+        Path, typer.Option("--config", help="the agent's config, to find its write-ahead log")
+    ] = DEFAULT_CONFIG_PATH,
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge",
+            help="also remove the write-ahead log, the configuration and secrets, the "
+            "drop-ins and the system user",
+        ),
+    ] = False,
+    discard_unsent: Annotated[
+        bool,
+        typer.Option(
+            "--discard-unsent",
+            help="with --purge: delete the log even if it holds lines never delivered",
+        ),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the steps only")] = False,
+) -> None:
+    """Stop and remove the agent's units (the power-plan applier's first); keep its data
+    unless --purge."""
+    from wattwise.agent.uninstall import uninstall_agent
+
+    uninstall_agent(
+        purge=purge,
+        discard_unsent=discard_unsent,
+        dry_run=dry_run,
+        config_path=config,
+        echo=typer.echo,
+    )
+
+
 def apply_power_plan(
     optimizer_url: Annotated[
         str, typer.Option(help="the optimizer's API, e.g. https://optimizer:8000")
@@ -235,5 +269,6 @@ def build_agent_app() -> typer.Typer:
     app.command()(probe)
     app.command("check-config")(check_config)
     app.command()(install)
+    app.command()(uninstall)
     app.command("apply-power-plan")(apply_power_plan)
     return app

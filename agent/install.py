@@ -52,6 +52,14 @@ class CommandRunner(Protocol):
     def __call__(self, argv: Sequence[str]) -> None: ...
 
 
+class Step(Protocol):
+    """One change to the machine: said before it is made, then made."""
+
+    def describe(self) -> str: ...
+
+    def apply(self, runner: CommandRunner) -> None: ...
+
+
 class Accounts(Protocol):
     """What the plan needs to know about users and groups."""
 
@@ -238,13 +246,13 @@ def _runnable(config_file: Path) -> bool:
     return True
 
 
-def apply(steps: Sequence[InstallStep], runner: CommandRunner = run_command) -> None:
+def apply(steps: Sequence[Step], runner: CommandRunner = run_command) -> None:
     """Carry out ``steps`` in order; stops at the first that fails."""
     for step in steps:
         step.apply(runner)
 
 
-def format_plan(steps: Sequence[InstallStep]) -> str:
+def format_plan(steps: Sequence[Step]) -> str:
     """A numbered, human-readable list of the steps."""
     return "\n".join(f"{n}. {step.describe()}" for n, step in enumerate(steps, start=1))
 
@@ -362,7 +370,7 @@ def _enable_step(*, start: bool, unit: str = UNIT_NAME, what: str = "the agent")
     return RunCommand(("systemctl", "enable", unit), f"start {what} at every boot")
 
 
-def started(steps: Sequence[InstallStep], unit: str) -> bool:
+def started(steps: Sequence[Step], unit: str) -> bool:
     """Whether ``steps`` start ``unit`` now (``systemctl enable --now``), not only at boot."""
     return ("systemctl", "enable", "--now", unit) in [
         step.argv for step in steps if isinstance(step, RunCommand)

@@ -75,6 +75,10 @@ RUN = {
 }
 """Doc commands run here as written (after the substitutions of :func:`here`)."""
 
+UNINSTALL = (
+    "needs a GPU node's root and systemd; tests/agent/test_uninstall.py applies it in a "
+    "scratch root after a real install there"
+)
 NODE = "needs a GPU node's root and systemd (tests/deploy/test_install_script.py installs for real in a sandboxed node; test_systemd_unit.py verifies the unit)"  # noqa: E501
 INFLUX2 = "the influx CLI of InfluxDB 2.x, not installed here (Debian ships InfluxDB 1.6)"
 BENCH = "a benchmark, run for its figures (docs/benchmarks.md), not by the test suite"
@@ -98,6 +102,7 @@ ELSEWHERE = {
     "[--influx-db NAME] [--wal-dir DIR] [--store influx|embedded]": "synopsis; runs until "
     "stopped: tests/agent/test_no_sample_lost.py runs it against a real influxd",
     "sudo wattwise agent install [--config FILE] [--dry-run] [--power-plan]": NODE,
+    "sudo wattwise agent uninstall [--purge [--discard-unsent]] [--dry-run]": UNINSTALL,
     "sudo wattwise agent apply-power-plan --optimizer-url URL --token-file F [--once] "
     "[--dry-run]": "synopsis; changes GPU power limits as root: "
     "tests/agent/test_power_command.py runs it against the fake NVML and a real HTTP server",
@@ -146,6 +151,9 @@ ELSEWHERE = {
     "sudo rm -r /etc/systemd/system/wattwise-agent.service.d": NODE,
     "sudo systemctl daemon-reload": NODE,
     "sudo rm -r /opt/wattwise": NODE,
+    "sudo /opt/wattwise/bin/wattwise agent uninstall --dry-run": UNINSTALL,
+    "sudo /opt/wattwise/bin/wattwise agent uninstall": UNINSTALL,
+    "sudo /opt/wattwise/bin/wattwise agent uninstall --purge": UNINSTALL,
     "sudo rm -r /var/lib/wattwise /etc/wattwise": NODE,
     "sudo userdel wattwise": NODE,
     # docs/influxdb.md, docs/operations.md
