@@ -119,12 +119,12 @@ def _purge_steps(
     unsent = undelivered_lines(wal_dir)
     if unsent and not discard_unsent:
         raise InstallError(
-            f"the write-ahead log in {wal_dir} holds {unsent} lines the store never "
+            f"the write-ahead log in {wal_dir} holds {_lines(unsent)} the store never "
             "acknowledged, and a purge would delete them: let the agent deliver them first "
             "(its queue_lines falls to 0), or add --discard-unsent to delete them anyway"
         )
     state_dir = _under(root, STATE_DIR)
-    log_note = f", with {unsent} lines never delivered" if unsent else ""
+    log_note = f", with {_lines(unsent)} never delivered" if unsent else ""
     candidates = [
         (state_dir, f"the agent's state: write-ahead log and dead-letter file{log_note}"),
         (_under(root, POWER_PLAN_STATE_DIR), "the power-plan applier's state"),
@@ -135,6 +135,10 @@ def _purge_steps(
     if not wal_dir.is_relative_to(state_dir) and _holds_only_a_log(wal_dir):
         candidates.append((wal_dir, f"the write-ahead log (wal.dir){log_note}"))
     return [RemovePath(path, why) for path, why in candidates if path.exists()]
+
+
+def _lines(count: int) -> str:
+    return f"{count} line" if count == 1 else f"{count} lines"
 
 
 def _wal_dir(root: Path, config_path: Path) -> Path:

@@ -2,7 +2,7 @@
 # Install the wattwise agent on a GPU node, or remove it again.
 #
 #   install-agent.sh [--from WHEEL|REQUIREMENT] [--config-file FILE] [--upgrade] [--dry-run]
-#   install-agent.sh --uninstall [--purge] [--dry-run]
+#   install-agent.sh --uninstall [--purge [--discard-unsent]] [--dry-run]
 #
 # Install: a virtual environment under /opt/wattwise, the wattwise agent
 # pip-installed into it (the package without extras: the agent alone, none of
@@ -18,7 +18,9 @@
 # first, while its program is still there: as it stops, it puts the GPUs'
 # default power limits back. The write-ahead log (/var/lib/wattwise, possibly holding lines never
 # delivered), the configuration and secrets (/etc/wattwise) and the user stay
-# unless --purge is given.
+# unless --purge is given. Where the installed wattwise has `wattwise agent
+# uninstall`, that command does all but the venv: its purge refuses to delete
+# lines never delivered unless --discard-unsent is given.
 #
 # Overrides for other layouts (and for tests): WATTWISE_PREFIX, WATTWISE_PYTHON,
 # WATTWISE_CONFIG, SYSTEMCTL.
@@ -45,6 +47,7 @@ CONFIG_FILE=""
 UPGRADE=0
 UNINSTALL=0
 PURGE=0
+DISCARD_UNSENT=0
 DRY_RUN=0
 
 usage() {
@@ -78,6 +81,7 @@ parse_args() {
             --upgrade) UPGRADE=1 ;;
             --uninstall) UNINSTALL=1 ;;
             --purge) PURGE=1 ;;
+            --discard-unsent) DISCARD_UNSENT=1 ;;
             --dry-run) DRY_RUN=1 ;;
             -h | --help) usage; exit 0 ;;
             *) die "unknown argument: $1 (see --help)" ;;
@@ -86,6 +90,9 @@ parse_args() {
     done
     if [[ $PURGE -eq 1 && $UNINSTALL -eq 0 ]]; then
         die "--purge only goes with --uninstall"
+    fi
+    if [[ $DISCARD_UNSENT -eq 1 && $PURGE -eq 0 ]]; then
+        die "--discard-unsent only goes with --uninstall --purge"
     fi
     if [[ -n $CONFIG_FILE && ! -r $CONFIG_FILE ]]; then
         die "cannot read --config-file $CONFIG_FILE"
@@ -216,8 +223,28 @@ purge_data() {
     fi
 }
 
+# The installed agent's own `wattwise agent uninstall`, where it has one (older
+# versions do not): it removes the units and, with --purge, the data.
+uninstall_with_the_agent() {
+    local program="$PREFIX/bin/wattwise"
+    [[ -x $program ]] && "$program" agent uninstall --help >/dev/null 2>&1 || return 1
+    local flags=(--config "$CONFIG")
+    [[ $PURGE -eq 1 ]] && flags+=(--purge)
+    [[ $DISCARD_UNSENT -eq 1 ]] && flags+=(--discard-unsent)
+    # A dry run of the command changes nothing and says what it would do.
+    [[ $DRY_RUN -eq 1 ]] && flags+=(--dry-run)
+    printf '+ %q agent uninstall' "$program"
+    printf ' %q' "${flags[@]}"
+    printf '\n'
+    "$program" agent uninstall "${flags[@]}" || die "wattwise agent uninstall failed; nothing more was removed"
+}
+
 uninstall_agent() {
     require_root
+    if uninstall_with_the_agent; then
+        remove_venv
+        return
+    fi
     # Only where `wattwise agent install --power-plan` put it; stopping it restores
     # the default limits, which needs the program the venv holds.
     if [[ -e /etc/systemd/system/$POWER_PLAN_UNIT ]]; then

@@ -17,11 +17,14 @@ import pytest
 
 from tests.deploy.node_sandbox import INSTALL_SCRIPT, NodeSandbox
 from tests.deploy.systemd_tools import REPO
+from wattwise.agent.wal import Wal
+from wattwise.agent.wal_scan import undelivered_lines
+from wattwise.clock import ManualClock
 
 UNINSTALL_SCRIPT = REPO / "deploy" / "uninstall-agent.sh"
 UNIT = "/etc/systemd/system/wattwise-agent.service"
 CONFIG = "/etc/wattwise/agent.toml"
-WAL_SEGMENT = "/var/lib/wattwise/wal/00000000000000000001.wal"
+WAL_DIR = "/var/lib/wattwise/wal"
 
 CONFIG_WITH_STORE = """\
 [agent]
@@ -92,23 +95,38 @@ def test_install_twice_then_uninstall_keeps_the_wal_until_purge(
     ]
 
     # Lines the agent logged but never delivered.
-    segment = node.changed(WAL_SEGMENT)
-    segment.parent.mkdir(parents=True)
-    segment.write_bytes(b"gpu,host=n1 power_w=312.5 1700000000000000000\n")
+    wal = Wal(node.changed(WAL_DIR), max_bytes=1 << 20, sync="none", clock=ManualClock())
+    wal.append([b"gpu,host=n1 power_w=312.5 1700000000000000000"])
+    wal.close()
 
     removed = node.run("--uninstall")
     assert removed.returncode == 0, removed.stderr
+    # The installed wattwise removes its own units; the script removes the venv.
+    assert "/opt/wattwise/bin/wattwise agent uninstall --config /etc/wattwise/agent.toml" in (
+        removed.stdout
+    )
     assert "disable --now wattwise-agent.service" in node.systemctl_calls()
     assert not node.changed("/opt/wattwise").exists()
     assert not node.changed(UNIT).exists()
-    assert segment.read_bytes().startswith(b"gpu,host=n1")
+    assert undelivered_lines(node.changed(WAL_DIR)) == 1
     assert node.changed(CONFIG).read_text() == CONFIG_WITH_STORE
     assert passwd_has_user(node)
 
-    purged = node.run("--uninstall", "--purge")
+    # Without the venv the script removes what is left itself, and its purge does not
+    # count lines: install again so the agent's own command guards the log.
+    again = node.run("--from", str(wheel))
+    assert again.returncode == 0, again.stderr
+    refused = node.run("--uninstall", "--purge")
+    assert refused.returncode != 0
+    assert "holds 1 line the store never acknowledged" in refused.stderr
+    assert node.changed("/opt/wattwise/bin/wattwise").is_file()  # kept, to try again
+    assert undelivered_lines(node.changed(WAL_DIR)) == 1
+
+    purged = node.run("--uninstall", "--purge", "--discard-unsent")
     assert purged.returncode == 0, purged.stderr
-    assert not segment.exists()
+    assert not node.changed(WAL_DIR).exists()
     assert not node.changed("/etc/wattwise").exists()
+    assert not node.changed("/opt/wattwise").exists()
     assert not passwd_has_user(node)
 
 
@@ -211,6 +229,12 @@ def test_uninstall_refuses_a_prefix_that_is_not_a_virtualenv(tmp_path: Path) -> 
     assert "no pyvenv.cfg" in done.stderr
     assert (precious / "bin").is_dir()
     assert node.systemctl_calls() == []
+
+
+def test_discard_unsent_without_purge_is_refused(tmp_path: Path) -> None:
+    done = NodeSandbox.create(tmp_path).run("--uninstall", "--discard-unsent")
+    assert done.returncode != 0
+    assert "--discard-unsent only goes with --uninstall --purge" in done.stderr
 
 
 def test_purge_without_uninstall_is_refused() -> None:
