@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from wattwise.agent.power_state import DEFAULT_INTERVAL_S
+
 
 class CapSettings(BaseModel):
     """How power caps are chosen."""
@@ -128,6 +130,18 @@ class BudgetSettings(BaseModel):
         description="an event's limit is planned this long before it starts, so that "
         "appliers polling every minute hold it from its start",
     )
+    applier_interval_s: float = Field(
+        DEFAULT_INTERVAL_S,
+        gt=0,
+        le=3600,
+        description="how often the appliers ask for the plan (their --interval-s): a plan "
+        "is in force from when they take it until they take the next, so it must hold for "
+        "the refresh interval plus this",
+    )
+
+    def horizon_s(self, refresh_interval_s: float) -> float:
+        """How long a plan made now stays in force on the GPUs, at the latest."""
+        return refresh_interval_s + self.applier_interval_s
 
     @field_validator("rack_w", "zone_w")
     @classmethod

@@ -300,7 +300,7 @@ class Engine:
             settings,
             jobs=jobs,
             churn=fit_churn(series),
-            interval_s=self.config.recommend.refresh_interval_s,
+            interval_s=settings.horizon_s(self.config.recommend.refresh_interval_s),
         )
 
     def _unhealthy(self, gpus: Sequence[GpuState], now_ns: int) -> dict[tuple[str, int], str]:

@@ -253,6 +253,14 @@ def test_an_event_lead_out_of_range_is_refused_naming_the_key(tmp_path: Path) ->
     assert caught.value.key == "budgets.event_lead_s" and "0" in str(caught.value)
 
 
+def test_an_applier_interval_of_zero_is_refused_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "optimizer.toml"
+    path.write_text("[budgets]\napplier_interval_s = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_optimizer_config(path, require_file=True)
+    assert caught.value.key == "budgets.applier_interval_s" and "0" in str(caught.value)
+
+
 def test_optimizer_config_that_is_a_directory_exits_2_naming_it(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "wattwise", "optimizer", "serve", "--config", str(tmp_path)],

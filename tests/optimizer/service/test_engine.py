@@ -87,6 +87,22 @@ def test_refresh_writes_each_power_budget_plan_the_store_reads_back(tmp_path: Pa
     assert kinds == {"power_cap", "cooling", "power_budget"}
 
 
+def test_a_plan_covers_the_appliers_poll_after_the_refresh_interval(tmp_path: Path) -> None:
+    """A plan stays on the GPUs until the appliers take up the next one: the slower they
+    poll, the more work not running yet the plan must make room for."""
+    path = tmp_path / "fresh.sqlite"
+    end_ns = fill_store(path).time_ns()
+    lost = {}
+    for applier_interval_s in (1.0, 3600.0):
+        store = EmbeddedSqliteStore(path)
+        budgets = {"budgets.site_w": 15_000.0, "budgets.applier_interval_s": applier_interval_s}
+        engine = Engine(store, config(**budgets), ManualClock(start_ns=end_ns))
+        (site,) = [plan for plan in engine.refresh().budget if plan.scope == "site"]
+        store.close()
+        lost[applier_interval_s] = site.work_lost_pct
+    assert lost[3600.0] > lost[1.0] + 5.0
+
+
 def test_refit_writes_one_model_line_per_model_with_its_error(own_copy: tuple[Path, int]) -> None:
     path, end_ns = own_copy
     store = EmbeddedSqliteStore(path)
