@@ -119,11 +119,12 @@ class Choices:
 def measure(scenario: Scenario) -> list[Choices]:
     """Per policy, wattwise and the oracle: its :class:`Choices`."""
     base = warm_replica(scenario)
-    reference = run_policy(base, BudgetPolicy(scenario), scenario)
+    no_caps = BudgetPolicy(scenario)
+    reference = run_policy(base, no_caps, scenario, edges_s=no_caps.edges_s)
     out: list[Choices] = []
     for inner in (WattwiseBudget(scenario, "wattwise"), OracleBudget(scenario, "oracle")):
         policy = Tallied(scenario, inner.name, inner=inner)
-        run = run_policy(base, policy, scenario, record=True)
+        run = run_policy(base, policy, scenario, record=True, edges_s=policy.edges_s)
         work = run.meter.work_gpu_s / max(reference.meter.work_gpu_s, 1e-9)
         lost = 100.0 * (1.0 - work)
         out.append(Choices(policy.name, lost, policy.tally.refreshes, policy.tally.rows()))

@@ -39,7 +39,8 @@ def run_budget(base: Replica, scenario: Scenario, tell: Callable[[str], None]) -
     runs: dict[str, tuple[PolicyRun, BudgetPolicy]] = {}
     for policy in policies:
         record = not isinstance(policy, OracleBudget) and type(policy) is not BudgetPolicy
-        runs[policy.name] = (run_policy(base, policy, scenario, record=record), policy)
+        run = run_policy(base, policy, scenario, record=record, edges_s=policy.edges_s)
+        runs[policy.name] = (run, policy)
         tell(f"budget: {policy.name}")
     return judge_budget(runs, scenario)
 

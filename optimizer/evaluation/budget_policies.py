@@ -1,13 +1,17 @@
 """Power budgets on the twin: no caps, a uniform cap, proportional caps, wattwise, the oracle.
 
-Every policy decides at each refresh from the limits in force then (the racks' budgets,
-the scenario's zone and site limits, and any timed event that has started) and keeps its
-limits until the next refresh, whatever jobs start or end. The uniform and proportional
-baselines share wattwise's predictions — which scopes need a plan and how much room
-their GPUs' limits have — and differ only in how they split it; the oracle plans with
-the twin's truth: each GPU's true work rate under every limit, the nodes' true other
-power and power-supply loss, under wattwise's rules (the same trigger and the same
-guarantee that the caps hold the limit whatever starts).
+Every policy plans as the service does: at each refresh and at the edges of timed events
+(``budgets.event_lead_s`` before an event starts, from when the event counts in the plan,
+and at its end), from the limits in force then (the racks' budgets, the scenario's zone
+and site limits, and those events). Its limits reach the GPUs one applier poll later
+(:data:`APPLIER_POLL_S`, the latest an applier polling at its default interval picks a
+plan up) and stay until the next plan arrives, whatever jobs start or end.
+
+The uniform and proportional baselines share wattwise's predictions — which scopes need
+a plan and how much room their GPUs' limits have — and differ only in how they split it;
+the oracle plans with the twin's truth: each GPU's true work rate under every limit, the
+nodes' true other power and power-supply loss, under wattwise's rules (the same trigger
+and the same guarantee that the caps hold the limit whatever starts).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wattwise.agent.power_state import DEFAULT_INTERVAL_S
 from wattwise.collector.sim import nodes as twin_nodes
 from wattwise.collector.sim.dvfs import Floats
 from wattwise.collector.sim.workload import DUTY_JITTER
-from wattwise.optimizer.evaluation.budget_watch import Watch, scopes_at
+from wattwise.optimizer.evaluation.budget_watch import EPS_S, Watch, event_edges, scopes_at
 from wattwise.optimizer.evaluation.caps import _apply, _limits
 from wattwise.optimizer.evaluation.replica import Replica
 from wattwise.optimizer.evaluation.scenario import Scenario
@@ -41,6 +46,9 @@ from wattwise.optimizer.telemetry import GpuState
 
 TELEMETRY_WINDOW_S = 900.0
 STEP_W = 10.0
+APPLIER_POLL_S = DEFAULT_INTERVAL_S
+"""``wattwise agent apply-power-plan``'s default ``--interval-s``: a plan made just after a
+poll reaches the GPUs this much later."""
 
 
 def budget_settings(scenario: Scenario) -> BudgetSettings:
@@ -61,21 +69,35 @@ class BudgetPolicy:
     name: str = "no caps"
     watch: Watch = field(init=False)
     _start_s: float | None = field(default=None, init=False)
+    _on_the_way: list[tuple[float, Floats]] = field(default_factory=list, init=False)
+    """Plans made and not yet applied: when each reaches the GPUs, and its limits."""
 
     def __post_init__(self) -> None:
         self.watch = Watch(self.scenario)
         self.settings = budget_settings(self.scenario)
-        self.interval_s = self.scenario.refresh_s
+        # As the service: a plan covers the refresh interval and the appliers' poll.
+        self.interval_s = self.settings.horizon_s(self.scenario.refresh_s)
+
+    @property
+    def edges_s(self) -> list[float]:
+        """The one-off plans the service makes for the scenario's timed events."""
+        return event_edges(self.scenario, self.settings.event_lead_s)
 
     def act(self, replica: Replica) -> None:
         if self._start_s is None:
             self._start_s = replica.clock.monotonic()
-        scopes = scopes_at(self.scenario, self._elapsed(replica))
+        elapsed = self._elapsed(replica)
+        scopes = scopes_at(self.scenario, elapsed, self.settings.event_lead_s)
         _, _, default = _limits(replica)
-        _apply(replica, self.limits(replica, scopes) if scopes else default)
+        chosen = self.limits(replica, scopes) if scopes else default
+        self._on_the_way.append((elapsed + APPLIER_POLL_S, chosen))
 
     def tick(self, replica: Replica) -> None:
-        self.watch.sample(replica, self._elapsed(replica))
+        elapsed = self._elapsed(replica)
+        self.watch.sample(replica, elapsed)
+        # Sampled first: the step just run was under the limits in force until now.
+        while self._on_the_way and self._on_the_way[0][0] <= elapsed + EPS_S:
+            _apply(replica, self._on_the_way.pop(0)[1])
 
     def _elapsed(self, replica: Replica) -> float:
         return replica.clock.monotonic() - (self._start_s or 0.0)

@@ -25,16 +25,24 @@ def configured(scenario: Scenario) -> dict[str, float]:
     return out
 
 
-def active_events(scenario: Scenario, elapsed_s: float) -> list[BudgetEvent]:
+def active_events(scenario: Scenario, elapsed_s: float, lead_s: float = 0.0) -> list[BudgetEvent]:
+    """Events in force ``elapsed_s`` after the policies start, or starting within ``lead_s``."""
     events = scenario.budget.events if scenario.budget else ()
-    return [e for e in events if e.start_s - EPS_S <= elapsed_s < e.end_s - EPS_S]
+    return [e for e in events if e.start_s - lead_s - EPS_S <= elapsed_s < e.end_s - EPS_S]
 
 
-def scopes_at(scenario: Scenario, elapsed_s: float) -> list[BudgetScope]:
-    """The limits in force ``elapsed_s`` after the policies start (lowest event wins)."""
+def event_edges(scenario: Scenario, lead_s: float) -> list[float]:
+    """When the service plans again for an event: ``lead_s`` before its start, and its end."""
+    events = scenario.budget.events if scenario.budget else ()
+    return sorted({max(0.0, e.start_s - lead_s) for e in events} | {e.end_s for e in events})
+
+
+def scopes_at(scenario: Scenario, elapsed_s: float, lead_s: float = 0.0) -> list[BudgetScope]:
+    """The limits in force ``elapsed_s`` after the policies start (lowest event wins), with
+    events counted from ``lead_s`` before they start (as the service plans them)."""
     out = {scope: BudgetScope(scope, limit) for scope, limit in configured(scenario).items()}
     for k, event in sorted(
-        enumerate(active_events(scenario, elapsed_s)), key=lambda e: -e[1].limit_w
+        enumerate(active_events(scenario, elapsed_s, lead_s)), key=lambda e: -e[1].limit_w
     ):
         out[event.scope] = BudgetScope(event.scope, event.limit_w, f"event-{k}")
     return list(out.values())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -183,8 +183,14 @@ def run_policy(
     *,
     record: bool = False,
     on_step: Callable[[], None] | None = None,
+    edges_s: Sequence[float] = (),
 ) -> PolicyRun:
-    """Clone ``base``, let ``policy`` act every refresh, and measure the horizon after settling."""
+    """Clone ``base``, let ``policy`` act every refresh, and measure the horizon after settling.
+
+    ``edges_s`` are extra moments (seconds from the start) at which the policy acts as
+    well, without moving the refresh schedule: the service's one-off refreshes at the
+    edges of timed events.
+    """
     replica = base.clone()
     if not record:
         replica.telemetry = None
@@ -194,16 +200,21 @@ def run_policy(
     times: list[float] = []
     limits: list[Floats] = []
     elapsed = 0.0
+    next_refresh = 0.0
+    edges = sorted(e for e in edges_s if e > 1e-9)
     total = scenario.settle_s + scenario.duration_s
     while elapsed < total - 1e-9:
         policy.act(replica)
+        if elapsed >= next_refresh - 1e-9 or abs(elapsed - scenario.settle_s) < 1e-9:
+            next_refresh = elapsed + scenario.refresh_s
         if meter is None and elapsed >= scenario.settle_s - 1e-9:
             meter = Meter.started(fleet, scenario.rack_budgets_w)
         if meter is not None:
             marks.append(fleet.work.copy())
             limits.append(fleet.limit_w.copy())
             times.append(elapsed)
-        step = min(scenario.refresh_s, total - elapsed, _until_settled(scenario, elapsed))
+        edge = next((e - elapsed for e in edges if e > elapsed + 1e-9), np.inf)
+        step = min(next_refresh - elapsed, total - elapsed, _until_settled(scenario, elapsed), edge)
         run_for(replica, step, scenario.read_every_s, meter, policy)
         elapsed += step
         if on_step is not None:

@@ -6,49 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.optimizer.evaluation.scenario_files import scenario_from_toml
+from tests.optimizer.evaluation.scenario_files import SMALL_BUDGET, scenario_from_toml
 from wattwise.errors import ConfigError
 from wattwise.optimizer.evaluation.results import ExperimentResult
 from wattwise.optimizer.evaluation.runner import run_scenario, steps
 from wattwise.optimizer.evaluation.scenario import Scenario
-
-SMALL = """
-name = "small-budget"
-seed = 5
-busy_share = 0.9
-warmup_s = 600
-settle_s = 120
-duration_s = 720
-refresh_s = 120
-read_every_s = 15
-experiments = ["budget"]
-
-[[racks]]
-name = "r01"
-zone = "z1"
-nodes = 2
-budget_w = 20000
-
-[[racks]]
-name = "r02"
-zone = "z1"
-nodes = 2
-budget_w = 20000
-
-[budget]
-site_w = 30000
-
-[[budget.events]]
-scope = "site"
-limit_w = 17000
-start_s = 240
-end_s = 480
-"""
-
-
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return scenario_from_toml(tmp_path_factory.mktemp("budget"), "small-budget", SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +50,12 @@ def test_holding_limits_costs_work_and_splitting_the_feed_evenly_costs_most(
 
 
 def test_a_budget_event_on_an_unknown_scope_is_a_config_error(tmp_path: Path) -> None:
-    bad = SMALL.replace('scope = "site"', 'scope = "rack:r99"')
+    bad = SMALL_BUDGET.replace('scope = "site"', 'scope = "rack:r99"')
     with pytest.raises(ConfigError, match="r99"):
         scenario_from_toml(tmp_path, "bad", bad)
 
 
 def test_the_budget_experiment_needs_a_budget_section(tmp_path: Path) -> None:
-    text = SMALL.split("[budget]")[0]
+    text = SMALL_BUDGET.split("[budget]")[0]
     with pytest.raises(ConfigError, match="budget"):
         scenario_from_toml(tmp_path, "no-budget", text)
