@@ -63,6 +63,8 @@ def judge_budget(
             "worst_share_of_limit": watch.worst_share,
             "event_samples": float(watch.event_samples),
             "event_over_samples": float(watch.event_over),
+            "event_lead_in_samples": float(watch.lead_in_samples),
+            "event_lead_in_over_samples": float(watch.lead_in_over),
             "after_event_samples": float(watch.after_event_samples),
             "after_event_capped_samples": float(watch.after_event_capped),
         }
@@ -126,7 +128,9 @@ def _targets(by_name: dict, scenario: Scenario) -> tuple[Target, ...]:  # type: 
                 f"{event_over} of {int(ours.detail['event_samples'])} samples over the event's "
                 f"limit from one refresh in; {capped} of "
                 f"{int(ours.detail['after_event_samples'])} samples with a GPU still capped "
-                "from one refresh after its end",
+                "from one refresh after its end; before that refresh "
+                f"{int(ours.detail['event_lead_in_over_samples'])} of "
+                f"{int(ours.detail['event_lead_in_samples'])} over",
             )
         )
     return tuple(out)

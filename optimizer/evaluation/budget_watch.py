@@ -60,6 +60,10 @@ class Watch:
     event_samples: int = 0
     """Samples inside an event from one refresh after its start."""
     event_over: int = 0
+    lead_in_samples: int = 0
+    """Samples inside an event before the first refresh after its start: what the plans
+    made ahead of it (``budgets.event_lead_s``) hold."""
+    lead_in_over: int = 0
     after_event_samples: int = 0
     """Samples from one refresh after an event's end, before the next begins."""
     after_event_capped: int = 0
@@ -80,9 +84,13 @@ class Watch:
                 self.over[scope.kind] += 1
         events = s.budget.events if s.budget else ()
         for event in events:
+            over = int(power[event.scope] > event.limit_w)
             if event.start_s + s.refresh_s - EPS_S <= elapsed_s < event.end_s:
                 self.event_samples += 1
-                self.event_over += int(power[event.scope] > event.limit_w)
+                self.event_over += over
+            elif event.start_s - EPS_S <= elapsed_s < event.end_s:
+                self.lead_in_samples += 1
+                self.lead_in_over += over
         ended = [e for e in events if elapsed_s >= e.end_s + s.refresh_s - EPS_S]
         if ended and not active_events(s, elapsed_s):
             self.after_event_samples += 1

@@ -35,6 +35,9 @@ def test_the_event_is_met_within_a_refresh_and_its_end_restores_default_limits(
 ) -> None:
     ours = budget.policy("wattwise").detail
     assert ours["event_samples"] > 0 and ours["event_over_samples"] == 0
+    # Planned its lead ahead and applied a poll later, the event is held from its start.
+    assert ours["event_lead_in_samples"] > 0 and ours["event_lead_in_over_samples"] == 0
+    assert budget.policy("no caps").detail["event_lead_in_over_samples"] > 0
     assert ours["after_event_samples"] > 0 and ours["after_event_capped_samples"] == 0
     assert budget.policy("no caps").detail["event_over_samples"] > 0
 
