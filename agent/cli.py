@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.table import Table
 
 from wattwise.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
-from wattwise.agent.power_state import DEFAULT_INTERVAL_S, DEFAULT_STATE_FILE
+from wattwise.agent.power_state import DEFAULT_STATE_FILE
 from wattwise.agent.preflight import check_runtime
 from wattwise.agent.sources import ProbeOutcome
 from wattwise.collector.base import Reading
+from wattwise.common.plan_contract import APPLIER_INTERVAL_S
 from wattwise.errors import ConfigError
 
 ConfigOpt = Annotated[
@@ -188,7 +189,7 @@ def apply_power_plan(
     ] = False,
     interval_s: Annotated[
         float, typer.Option(metavar="SECONDS", help="how often to ask for the plan")
-    ] = DEFAULT_INTERVAL_S,
+    ] = APPLIER_INTERVAL_S,
     silent_after_s: Annotated[
         float,
         typer.Option(metavar="SECONDS", help="defaults back after this long without a plan"),

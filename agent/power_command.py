@@ -21,12 +21,12 @@ from wattwise.agent.power_applier import PowerPlanApplier
 from wattwise.agent.power_limits import PowerLimits, open_nvml_limits
 from wattwise.agent.power_plan import PlanClient, tls_verify
 from wattwise.agent.power_state import (
-    DEFAULT_INTERVAL_S,
     DEFAULT_STATE_FILE,
     StateFile,
     read_boot_id,
 )
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.plan_contract import APPLIER_INTERVAL_S
 from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError, PowerPlanError
 from wattwise.settings import check_http_url
@@ -48,7 +48,7 @@ class ApplierOptions:
     token_file: Path
     once: bool = False
     dry_run: bool = False
-    interval_s: float = DEFAULT_INTERVAL_S
+    interval_s: float = APPLIER_INTERVAL_S
     silent_after_s: float = 600.0
     state_file: Path = DEFAULT_STATE_FILE
     host: str = ""

@@ -22,8 +22,6 @@ from wattwise.errors import ConfigError, PowerPlanError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_S = 60.0
-"""How often the applier asks the optimizer for its plan, unless ``--interval-s`` says."""
 DEFAULT_STATE_FILE = Path("/var/lib/wattwise-power-plan/state.json")
 """Not under /var/lib/wattwise: that directory belongs to the agent's own user."""
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")

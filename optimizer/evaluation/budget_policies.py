@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wattwise.agent.power_state import DEFAULT_INTERVAL_S
 from wattwise.collector.sim import nodes as twin_nodes
 from wattwise.collector.sim.dvfs import Floats
 from wattwise.collector.sim.workload import DUTY_JITTER
+from wattwise.common.plan_contract import APPLIER_INTERVAL_S
 from wattwise.optimizer.evaluation.budget_watch import EPS_S, Watch, event_edges, scopes_at
 from wattwise.optimizer.evaluation.caps import _apply, _limits
 from wattwise.optimizer.evaluation.replica import Replica
@@ -46,7 +46,7 @@ from wattwise.optimizer.telemetry import GpuState
 
 TELEMETRY_WINDOW_S = 900.0
 STEP_W = 10.0
-APPLIER_POLL_S = DEFAULT_INTERVAL_S
+APPLIER_POLL_S = APPLIER_INTERVAL_S
 """``wattwise agent apply-power-plan``'s default ``--interval-s``: a plan made just after a
 poll reaches the GPUs this much later."""
 

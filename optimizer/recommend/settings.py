@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from wattwise.agent.power_state import DEFAULT_INTERVAL_S
+from wattwise.common.plan_contract import APPLIER_INTERVAL_S
 
 
 class CapSettings(BaseModel):
@@ -131,7 +131,7 @@ class BudgetSettings(BaseModel):
         "appliers polling every minute hold it from its start",
     )
     applier_interval_s: float = Field(
-        DEFAULT_INTERVAL_S,
+        APPLIER_INTERVAL_S,
         gt=0,
         le=3600,
         description="how often the appliers ask for the plan (their --interval-s): a plan "

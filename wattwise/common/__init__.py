@@ -3,6 +3,7 @@
 ``lineproto`` (the line-protocol encoder and parser), ``transport`` (the one
 interface a telemetry store takes batches through), ``influx`` (InfluxDB over
 HTTP), ``embedded`` (the local SQLite store) and ``secrets`` (passwords and
-tokens from files or the environment). Neither side imports the other's
+tokens from files or the environment) and ``plan_contract`` (what the optimizer
+assumes of the power-plan appliers). Neither side imports the other's
 internals: both import from here.
 """
