@@ -20,7 +20,9 @@
 # delivered), the configuration and secrets (/etc/wattwise) and the user stay
 # unless --purge is given. Where the installed wattwise has `wattwise agent
 # uninstall`, that command does all but the venv: its purge refuses to delete
-# lines never delivered unless --discard-unsent is given.
+# lines never delivered unless --discard-unsent is given. An older one cannot
+# count them, so then the script's purge refuses while the log holds any
+# non-empty segment, delivered or not.
 #
 # Overrides for other layouts (and for tests): WATTWISE_PREFIX, WATTWISE_PYTHON,
 # WATTWISE_CONFIG, SYSTEMCTL.
@@ -239,12 +241,28 @@ uninstall_with_the_agent() {
     "$program" agent uninstall "${flags[@]}" || die "wattwise agent uninstall failed; nothing more was removed"
 }
 
+# An installed wattwise too old to have `wattwise agent uninstall` cannot count the
+# lines its log never delivered, and a segment stays after its lines are sent: so a
+# purge with no --discard-unsent stops at any non-empty segment, before anything is
+# removed.
+refuse_purging_segments() {
+    [[ $PURGE -eq 1 && $DISCARD_UNSENT -eq 0 ]] || return 0
+    [[ -d $STATE_DIR ]] || return 0
+    local segments
+    segments=$(find "$STATE_DIR" -type f -name '*.seg' -size +0 | wc -l)
+    [[ $segments -eq 0 ]] && return 0
+    die "$STATE_DIR holds $segments write-ahead log segment(s) that may hold lines never" \
+        "delivered, and the installed wattwise is too old to count them; nothing was removed." \
+        "Let the agent run until its store has them, or add --discard-unsent to delete them."
+}
+
 uninstall_agent() {
     require_root
     if uninstall_with_the_agent; then
         remove_venv
         return
     fi
+    refuse_purging_segments
     # Only where `wattwise agent install --power-plan` put it; stopping it restores
     # the default limits, which needs the program the venv holds.
     if [[ -e /etc/systemd/system/$POWER_PLAN_UNIT ]]; then

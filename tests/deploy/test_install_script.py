@@ -220,6 +220,34 @@ def test_uninstall_stops_the_power_plan_applier_before_removing_its_program(
     assert not state.parent.exists()
 
 
+def test_purge_without_the_agents_command_keeps_a_wal_segment_unless_discarded(
+    tmp_path: Path,
+) -> None:
+    """Regression: where the installed wattwise had no `wattwise agent uninstall`, the
+    script's purge deleted the write-ahead log with lines it never delivered."""
+    node = NodeSandbox.create(tmp_path)
+    wal = Wal(node.changed(WAL_DIR), max_bytes=1 << 20, sync="none", clock=ManualClock())
+    wal.append([b"gpu,host=n1 power_w=312.5 1700000000000000000"])
+    wal.close()
+    config = node.changed(CONFIG)
+    config.parent.mkdir(parents=True)
+    config.write_text(CONFIG_WITH_STORE)
+
+    refused = node.run("--uninstall", "--purge")
+    assert refused.returncode != 0
+    assert "holds 1 write-ahead log segment(s) that may hold lines never delivered" in (
+        refused.stderr
+    )
+    assert "nothing was removed" in refused.stderr
+    assert undelivered_lines(node.changed(WAL_DIR)) == 1
+    assert config.read_text() == CONFIG_WITH_STORE
+
+    purged = node.run("--uninstall", "--purge", "--discard-unsent")
+    assert purged.returncode == 0, purged.stderr
+    assert not node.changed(WAL_DIR).exists()
+    assert not config.exists()
+
+
 def test_uninstall_refuses_a_prefix_that_is_not_a_virtualenv(tmp_path: Path) -> None:
     node = NodeSandbox.create(tmp_path)
     precious = tmp_path / "precious"
