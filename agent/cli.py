@@ -18,6 +18,7 @@ from wattwise.agent.power_state import DEFAULT_STATE_FILE
 from wattwise.agent.preflight import check_runtime
 from wattwise.agent.sources import ProbeOutcome
 from wattwise.collector.base import Reading
+from wattwise.common.command_group import command_group
 from wattwise.common.plan_contract import APPLIER_INTERVAL_S
 from wattwise.errors import ConfigError
 
@@ -265,7 +266,7 @@ def _add_rows(table: Table, reading: Reading) -> None:
 
 
 def build_agent_app() -> typer.Typer:
-    app = typer.Typer(no_args_is_help=True, help="The node agent.")
+    app = command_group(no_args_is_help=True, help="The node agent.")
     app.command()(run)
     app.command()(probe)
     app.command("check-config")(check_config)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from wattwise.common.command_group import command_group
 from wattwise.dashboards.check import (
     CHECKOUT_PROVISIONING_DIR,
     DASHBOARDS_DIR,
@@ -71,7 +72,7 @@ def push(
 
 
 def build_dashboards_app() -> typer.Typer:
-    app = typer.Typer(no_args_is_help=True, help="Check and publish the Grafana dashboards.")
+    app = command_group(no_args_is_help=True, help="Check and publish the Grafana dashboards.")
     app.command()(lint)
     app.command()(push)
     return app

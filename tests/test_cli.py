@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from typer.core import TyperCommand
+import pytest
+from typer.core import TyperCommand, TyperGroup
 
 from wattwise.cli import COMMANDS, build_cli, main
 
@@ -90,3 +94,31 @@ def test_apscheduler_adding_and_running_jobs_logs_nothing_by_default() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines() == ["INFO:wattwise.check:still heard"]
+
+
+def _with_subcommands(command: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    if isinstance(command, TyperGroup):
+        for name, sub in command.commands.items():
+            yield from _with_subcommands(sub, (*path, name))
+
+
+def test_help_keeps_every_bracket_of_its_text_and_offers_no_completion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Regression: rich markup read "[budgets]" in `wattwise recommend budget --help` as a
+    # style and dropped it ("Power budgets in force ( limits …"), and every group offered
+    # --install-completion for a program that is not `wattwise`.
+    group = build_cli()
+    with group.make_context("wattwise", ["agent"], resilient_parsing=True) as ctx:
+        tops = [(name, group.get_command(ctx, name)) for name in COMMANDS]
+    checked = 0
+    for name, top in tops:
+        for path, command in _with_subcommands(top, (name,)):
+            assert main([*path, "--help"]) == 0, path
+            shown = " ".join(capsys.readouterr().out.split())
+            assert "--install-completion" not in shown, path
+            for bracketed in re.findall(r"\[[^\]\n]+\]", command.help or ""):
+                assert " ".join(bracketed.split()) in shown, (path, bracketed)
+                checked += 1
+    assert checked > 0

@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from wattwise import __version__
+from wattwise.common.command_group import command_group
 from wattwise.errors import ConfigError, WattwiseError
 from wattwise.extras import extra_for, install_hint
 
@@ -119,7 +120,7 @@ class LazyGroup(TyperGroup):
         if entry.is_app:
             app: typer.Typer = target()
         else:
-            app = typer.Typer(add_completion=False)
+            app = command_group()
             app.command(name, help=entry.help)(target)
         command = typer.main.get_command(app)
         command.name = name

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wattwise.collector.sim.truths import TRUTHS, check_truth
+from wattwise.common.command_group import command_group
 from wattwise.optimizer.evaluation.report import tables, to_json
 from wattwise.optimizer.evaluation.results import ScenarioResult
 from wattwise.optimizer.evaluation.runner import run_scenario, steps
@@ -21,7 +22,8 @@ def eval_command(
     truth: Annotated[
         Optional[list[str]],  # noqa: UP045 - typer needs Optional at runtime here
         typer.Option(
-            help=f"the twin's truth to run under, repeatable (default: all of {', '.join(TRUTHS)})"
+            metavar="TRUTH",
+            help=f"the twin's truth to run under, repeatable (default: all of {', '.join(TRUTHS)})",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
@@ -62,6 +64,6 @@ def _run(chosen: Scenario) -> ScenarioResult:
 
 def build_eval_app() -> typer.Typer:
     """A stand-alone app with the one command (the main CLI registers ``eval_command``)."""
-    app = typer.Typer(add_completion=False)
+    app = command_group()
     app.command("eval")(eval_command)
     return app

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from wattwise.clock import SystemClock
+from wattwise.common.command_group import command_group
 from wattwise.errors import ConfigError
 from wattwise.optimizer.models.common import ModelInfo
 from wattwise.optimizer.service import printing
@@ -182,7 +183,7 @@ def serve(
 
 def build_optimizer_app() -> typer.Typer:
     """``wattwise optimizer``: ``serve`` and ``init-db``."""
-    app = typer.Typer(no_args_is_help=True, help="The optimizer service.")
+    app = command_group(no_args_is_help=True, help="The optimizer service.")
     app.command()(serve)
     app.command("init-db")(init_db_command)
     return app
@@ -234,7 +235,9 @@ def place(
     gpu_model: Annotated[str | None, typer.Option(help="part of the GPU name")] = None,
     zone: Annotated[str | None, typer.Option()] = None,
     rack: Annotated[str | None, typer.Option()] = None,
-    exclude_host: Annotated[list[str] | None, typer.Option(help="repeat to exclude more")] = None,
+    exclude_host: Annotated[
+        list[str] | None, typer.Option(metavar="HOST", help="repeat to exclude more")
+    ] = None,
     expected_power_w: Annotated[float | None, typer.Option(help="power per GPU")] = None,
     duration_s: Annotated[float | None, typer.Option()] = None,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
@@ -277,7 +280,10 @@ def place(
 def budget(
     scope: Annotated[
         list[str] | None,
-        typer.Option(help="site, zone:NAME or rack:NAME; repeat for more (default: every one)"),
+        typer.Option(
+            metavar="SCOPE",
+            help="site, zone:NAME or rack:NAME; repeat for more (default: every one)",
+        ),
     ] = None,
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     store: StoreOpt = None,
@@ -302,7 +308,7 @@ def budget(
 
 def build_recommend_app() -> typer.Typer:
     """``wattwise recommend``: ``caps``, ``cooling``, ``place`` and ``budget``."""
-    app = typer.Typer(no_args_is_help=True, help="Recommendations computed here and now.")
+    app = command_group(no_args_is_help=True, help="Recommendations computed here and now.")
     app.command()(caps)
     app.command()(cooling)
     app.command()(place)
@@ -386,7 +392,7 @@ def backtest_command(
 
 def build_models_app() -> typer.Typer:
     """``wattwise models``: list the models, or ``backtest`` them."""
-    app = typer.Typer(
+    app = command_group(
         invoke_without_command=True,
         help="Each model with its accuracy; backtest on held-out telemetry.",
     )

@@ -36,6 +36,7 @@ from typing import Annotated, Any
 import typer
 
 from wattwise.collector.schema import MEASUREMENTS
+from wattwise.common.command_group import command_group
 from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError
 from wattwise.optimizer.store.frames import CAPPED_BIT, CAPPED_SOURCE_FIELD, GPU_SPEC
@@ -182,6 +183,6 @@ def init_db_command(
 
 def build_optimizer_store_app() -> typer.Typer:
     """The ``init-db`` command, for the lead to add under ``wattwise optimizer``."""
-    app = typer.Typer(no_args_is_help=True)
+    app = command_group(no_args_is_help=True)
     app.command("init-db")(init_db_command)
     return app
