@@ -136,24 +136,24 @@ def print_placement(
 
 
 BUDGET_COLUMNS = (
-    "scope", "limit", "peak before", "peak after", "planned", "feasible", "work lost %",
-    "capped GPUs", "applied",
+    "scope", "limit kW", "peak kW", "after kW", "plan", "work lost %", "applied",
 )  # fmt: skip
+"""Power in kW in the titles, not the cells, and the capped GPUs left to the reason line
+below the table: so that a zone's name still fits 80 columns without a cell wrapping."""
+EVENT_MARK = "*"
 
 
 def budget_row(row: Row) -> dict[str, str]:
     """A plan's line of the ``recommend budget`` table, from its JSON dict."""
-    event = row.get("event_id")
     share = row.get("applied_share")
+    plan = "caps" if row.get("feasible") else "too low"
     return {
-        "scope": f"{row['scope']} (event)" if event else str(row["scope"]),
-        "limit": _watts(row.get("limit_w")),
-        "peak before": _watts(row.get("predicted_peak_before_w")),
-        "peak after": _watts(row.get("predicted_peak_after_w")),
-        "planned": "yes" if row.get("planned") else "no",
-        "feasible": "yes" if row.get("feasible") else "NO",
+        "scope": str(row["scope"]) + (EVENT_MARK if row.get("event_id") else ""),
+        "limit kW": _kilowatts(row.get("limit_w")),
+        "peak kW": _kilowatts(row.get("predicted_peak_before_w")),
+        "after kW": _kilowatts(row.get("predicted_peak_after_w")),
+        "plan": plan if row.get("planned") else "none",
         "work lost %": cell(row.get("work_lost_pct")),
-        "capped GPUs": str(len(row.get("caps") or ())),
         "applied": f"{100 * share:.0f} %" if _finite(share) else "-",
     }
 
@@ -175,6 +175,12 @@ def print_budget(
             )
         return
     (console or Console()).print(table([budget_row(r) for r in rows], BUDGET_COLUMNS))
+    if any(r.get("event_id") for r in rows):
+        typer.echo(f"{EVENT_MARK} the limit of a power event in force")
+    typer.echo(
+        "plan: none (peak under budgets.plan_above_share of the limit), caps (planned to "
+        "hold it), too low (every GPU at its minimum limit may still draw more)"
+    )
     for row in rows:
         reason = str(row.get("reason") or "")
         if reason:
@@ -227,9 +233,5 @@ def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _watts(value: object) -> str:
-    return _power(float(value)) if _finite(value) else "-"
-
-
-def _power(watts: float) -> str:
-    return f"{watts / 1e3:,.1f} kW" if abs(watts) >= 1e3 else f"{watts:,.0f} W"
+def _kilowatts(value: object) -> str:
+    return f"{float(value) / 1e3:,.1f}" if _finite(value) else "-"
