@@ -340,8 +340,10 @@ def models_command(
             ensure_models(engine, refit=True, quiet=as_json)
             infos = engine.stored_models()
     rows = [_model_row(info) for info in infos]
-    columns = ("kind", "scope", "version", "window", "samples", "accuracy", "notes")
-    _print(rows, columns, as_json)
+    if as_json:
+        typer.echo(json.dumps(clean(rows), indent=2))
+    else:
+        printing.print_models(rows)
 
 
 MAX_WORKLOAD_ROWS = 20
@@ -377,11 +379,17 @@ def backtest_command(
         return
     typer.echo(f"fitted before {result['split']}, scored from it on, {result['every_s']} s buckets")
     models: list[dict[str, Any]] = result["models"]  # type: ignore[assignment]
-    for row in models:
-        for name, errors in row["baselines"].items():
-            row[f"{name} %"] = errors.get("mape_pct")
     columns = ("kind", "gpu_model", "samples", "train_samples", "mape_pct", "mae_w")
-    _print(models, (*columns, "util_only %", "boosting %", "note"), False)
+    _print(models, columns, False)
+    for row in models:
+        baselines = ", ".join(
+            f"{name} {printing.cell(errors.get('mape_pct'))}"
+            for name, errors in row["baselines"].items()
+        )
+        said = [f"baselines' MAPE %: {baselines}"] if baselines else []
+        said += [str(row["note"])] if row.get("note") else []
+        if said:
+            typer.echo(f"{row['gpu_model']}: {'; '.join(said)}")
     for row in models:
         workloads = row["workloads"][:MAX_WORKLOAD_ROWS]
         typer.echo(f"{row['gpu_model']}, per {row['workloads_by']}:")

@@ -135,6 +135,29 @@ def print_placement(
     return True
 
 
+MODEL_COLUMNS = ("kind", "scope", "version", "samples", "mape_pct")
+
+
+def print_models(rows: Sequence[Row], *, console: Console | None = None) -> None:
+    """``wattwise models``: a line per model with its headline error, then the window they
+    were fitted on and each model's errors and notes on lines of their own, which no table
+    of 80 columns holds without cutting them to a word a line."""
+    if not rows:
+        typer.echo("No models: fit them with --refit, or set [models] registry_dir.")
+        return
+    headline = [{**r, "mape_pct": r["errors"].get("mape_pct")} for r in rows]
+    (console or Console()).print(table(headline, MODEL_COLUMNS))
+    windows = sorted({str(r["window"]) for r in rows})
+    if len(windows) == 1:
+        typer.echo(f"fitted on {windows[0]}")
+    for row in rows:
+        said = [f"errors {row['accuracy']}"] if row["errors"] else []
+        said += [str(row["notes"])] if row["notes"] else []
+        if len(windows) > 1:
+            said.append(f"fitted on {row['window']}")
+        typer.echo(f"{row['kind']} ({row['scope']}): {'; '.join(said) or '-'}")
+
+
 BUDGET_COLUMNS = (
     "scope", "limit kW", "peak kW", "after kW", "plan", "work lost %", "applied",
 )  # fmt: skip
@@ -198,6 +221,12 @@ HEADERS = {
     "saving_w": "saving W",
     "saving_pct": "saving %",
     "slowdown_pct": "slowdown %",
+    "mape_pct": "MAPE %",
+    "mae_w": "MAE W",
+    "gpu_model": "GPU model",
+    "train_samples": "trained on",
+    "measured_w": "measured W",
+    "predicted_w": "predicted W",
     "marginal_it_w": "IT W",
     "marginal_cooling_w": "cooling W",
     "thermal_headroom_c": "°C to slowdown",
@@ -205,11 +234,14 @@ HEADERS = {
 """Short column titles, so that a table of numbers fits 80 columns."""
 
 
+NAMES = frozenset({"host", "gpus", "scope", "gpu_model", "workload"})
+"""Columns of names, which an operator copies: they are never cut or wrapped."""
+
+
 def table(rows: Sequence[Row], columns: Sequence[str]) -> Table:
     out = Table()
     for column in columns:
-        # Names are what an operator copies; they are never cut or wrapped.
-        out.add_column(HEADERS.get(column, column), no_wrap=column in ("host", "gpus", "scope"))
+        out.add_column(HEADERS.get(column, column), no_wrap=column in NAMES)
     for row in rows:
         out.add_row(*(cell(row.get(c)) for c in columns))
     return out

@@ -108,6 +108,10 @@ def test_table_names_the_split_and_the_jobs(
     assert code == 0, err
     assert out.startswith("fitted before 2023-")
     assert "per job" in out and "(no job)" in out
+    # Regression: nine columns cut "util_only %" and wrapped the GPU's name a word a line.
+    assert all(len(line) <= 80 for line in out.splitlines() if "│" in line)
+    assert "…" not in out.replace("… ", "")  # "… N more (--json lists all)" is not a cut
+    assert "NVIDIA H100 80GB HBM3: baselines' MAPE %: util_only " in out
 
 
 @pytest.mark.parametrize(

@@ -177,6 +177,28 @@ def test_models_json_reports_each_models_accuracy(config_file: Path) -> None:
     assert "mape_pct" in power["accuracy"]
 
 
+def test_models_table_fits_80_columns_and_gives_each_models_notes_a_line(
+    config_file: Path,
+) -> None:
+    # Regression: seven columns, window and notes among them, cut every cell at 80
+    # columns to a word a line ("cap_r…", "volta…"), forty lines for one model.
+    app = typer.Typer()
+    app.command()(models_command)
+    rows = json.loads(CliRunner().invoke(app, ["--config", str(config_file), "--json"]).stdout)
+    shown = CliRunner().invoke(app, ["--config", str(config_file)])
+    assert shown.exit_code == 0, shown.output
+    table = [line for line in shown.stdout.splitlines() if line.startswith("│")]
+    assert len(table) == len(rows)
+    assert all(len(line) <= 80 for line in table) and "…" not in shown.stdout
+    power = next(r for r in rows if r["kind"] == "power")
+    (line,) = [row for row in table if row.startswith("│ power ")]
+    assert line.split("│")[5].strip() == f"{power['errors']['mape_pct']:.1f}"
+    assert f"power ({power['scope']}): errors {power['accuracy']}; {power['notes']}" in (
+        shown.stdout
+    )
+    assert f"fitted on {power['window']}" in shown.stdout
+
+
 def test_models_lists_what_the_registry_keeps_without_refitting(
     config_file: Path, tmp_path: Path
 ) -> None:
