@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import threading
@@ -12,12 +13,12 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from wattwise.agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from wattwise.agent.power_state import DEFAULT_STATE_FILE
 from wattwise.agent.preflight import check_runtime
 from wattwise.agent.sources import ProbeOutcome
-from wattwise.collector.base import Reading
 from wattwise.common.command_group import command_group
 from wattwise.common.plan_contract import APPLIER_INTERVAL_S
 from wattwise.errors import ConfigError
@@ -244,25 +245,39 @@ def apply_power_plan(
 
 
 def _print_probe(results: list[ProbeOutcome]) -> None:
-    console = Console()
+    """Each source, then each reading: its measurement and every tag on one line, then
+    its fields a line each. Nothing is cut, and no text is read as rich markup (an error
+    such as ``[Errno 13] …`` would lose its bracket)."""
+    console = Console(highlight=False)
     for outcome in results:
         if outcome.error:
-            console.print(f"[red]{outcome.source}[/red]: {outcome.error}")
+            console.print(Text.assemble((outcome.source, "red"), f": {outcome.error}"))
             continue
-        table = Table(title=f"{outcome.source}: {len(outcome.readings)} readings")
-        for column in ("measurement", "tags", "field", "value"):
-            table.add_column(column)
+        count = len(outcome.readings)
+        console.print(Text(f"{outcome.source}: {count} reading{'s' * (count != 1)}", "bold"))
         for reading in outcome.readings:
-            _add_rows(table, reading)
-        console.print(table)
+            tags = " ".join(f"{k}={v}" for k, v in sorted(reading.tags.items()))
+            console.print(Text(f"{reading.measurement} {tags}"), soft_wrap=True)
+            fields = Table(box=None, show_header=False, padding=(0, 0, 0, 2))
+            fields.add_column(no_wrap=True)
+            fields.add_column(no_wrap=True, justify="right")
+            for name, value in reading.fields.items():
+                fields.add_row(name, _probe_value(value))
+            console.print(fields)
 
 
-def _add_rows(table: Table, reading: Reading) -> None:
-    tags = ",".join(f"{k}={v}" for k, v in sorted(reading.tags.items()))
-    for name, value in reading.fields.items():
-        shown = "missing" if value is None else str(value)
-        table.add_row(reading.measurement, tags, name, shown)
-        tags = ""
+def _probe_value(value: object) -> str:
+    """A field as an operator reads it: integral floats without decimals, others to 3
+    decimals (6 significant digits under 1), ``missing`` for a failed read."""
+    if value is None:
+        return "missing"
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) >= 1e15:
+            return repr(value)
+        if value.is_integer():
+            return f"{value:.0f}"
+        return f"{value:.3f}".rstrip("0") if abs(value) >= 1 else f"{value:.6g}"
+    return str(value)
 
 
 def build_agent_app() -> typer.Typer:

@@ -121,6 +121,35 @@ def test_probe_sim_json_reports_every_simulated_gpu_and_node() -> None:
     assert len(hosts) == 2
 
 
+def test_probe_table_shows_every_field_name_and_tag_whole() -> None:
+    # Regression: four columns at 80 characters cut field names ("ecc_uncorrected_to…")
+    # and broke the tags a few characters a line; floats showed 16 digits.
+    env = {"WATTWISE_AGENT_AGENT__SIM__NODES": "1", "WATTWISE_AGENT_AGENT__SIM__GPUS_PER_NODE": "1"}
+    shown = wattwise("agent", "probe", "--source", "sim", "--config", "/dev/null", env=env)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "…" not in shown.stdout
+    assert "sim-gpu: 1 reading" in lines
+    (gpu,) = [line for line in lines if line.startswith("gpu ")]
+    for tag in ("model=NVIDIA H100 80GB HBM3", "uuid=GPU-", "host=sim-r01-n01", "gpu=0"):
+        assert tag in gpu
+    fields = dict(line.split() for line in lines if line.startswith("  "))
+    assert "ecc_uncorrected_aggregate_total" in fields
+    assert fields["power_limit_w"] == "700"  # an integral float, without decimals
+    assert len(fields["power_w"].partition(".")[2]) <= 3
+
+
+def test_probe_error_is_printed_as_text_not_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    # The error went through rich markup: "[/redfish/v1]" read as a closing tag raised
+    # MarkupError, and "[bmc]" read as a style vanished.
+    from wattwise.agent.cli import _print_probe
+    from wattwise.agent.sources import ProbeOutcome
+
+    error = "GET [/redfish/v1/Chassis] answered 404; check [bmc] url"
+    _print_probe([ProbeOutcome("bmc", error=error)])
+    assert f"bmc: {error}" in " ".join(capsys.readouterr().out.split())
+
+
 def test_probe_without_nvidia_driver_says_so_and_reports_host_stats() -> None:
     result = wattwise("agent", "probe", "--source", "nvml", "--json", "--config", "/dev/null")
     assert result.returncode == 0
