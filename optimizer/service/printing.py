@@ -15,6 +15,7 @@ from typing import Any, TypeGuard
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from wattwise.optimizer.recommend.types import changes_limit
 
@@ -243,7 +244,8 @@ def table(rows: Sequence[Row], columns: Sequence[str]) -> Table:
     for column in columns:
         out.add_column(HEADERS.get(column, column), no_wrap=column in NAMES)
     for row in rows:
-        out.add_row(*(cell(row.get(c)) for c in columns))
+        # Text, not markup: a zone or host named "[dc1]" would otherwise vanish as a style.
+        out.add_row(*(Text(cell(row.get(c))) for c in columns))
     return out
 
 
