@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wattwise.agent.config import load_config, require_store_target
+from wattwise.agent.config import DEFAULT_CONFIG_PATH, load_config, require_store_target
 from wattwise.agent.install_skeleton import CONFIG_SKELETON
 from wattwise.errors import ConfigError, InstallError
 
@@ -216,8 +216,8 @@ def plan_install(
     accounts = accounts or SystemAccounts()
     exec_start = list(exec_start or default_exec_start())
     config_path = Path(os.path.abspath(config_path))
-    _refuse_hidden(Path(exec_start[0]), "the wattwise program")
-    _refuse_hidden(config_path, "the configuration")
+    _refuse_hidden(Path(exec_start[0]), "the wattwise program", "a virtualenv in /opt/wattwise")
+    _refuse_hidden(config_path, "the configuration", f"the default, {DEFAULT_CONFIG_PATH}")
     unit_text = render_unit(
         unit_source.read_text(), [*exec_start, "agent", "run", "--config", str(config_path)]
     )
@@ -390,12 +390,12 @@ def _under(root: Path, path: Path) -> Path:
     return root / path.relative_to(path.anchor)
 
 
-def _refuse_hidden(path: Path, what: str) -> None:
+def _refuse_hidden(path: Path, what: str, instead: str) -> None:
     for hidden in _HIDDEN_FROM_SERVICE:
         if path == Path(hidden) or path.is_relative_to(hidden):
             raise InstallError(
                 f"{what} is at {path}, which the unit hides from the agent "
-                f"(ProtectHome=, PrivateTmp=); install it elsewhere, e.g. /opt/wattwise"
+                f"(ProtectHome=, PrivateTmp=); put it elsewhere, e.g. {instead}"
             )
 
 

@@ -236,6 +236,24 @@ def test_install_without_root_is_refused_before_any_change(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
 
 
+def test_configuration_the_unit_would_hide_is_refused_pointing_at_the_default(
+    tmp_path: Path,
+) -> None:
+    # Regression: the refusal suggested /opt/wattwise, the program's place, for a config.
+    with pytest.raises(InstallError) as refused:
+        plan_install(
+            Path("/home/ops/agent.toml"),
+            unit_source=SHIPPED_UNIT,
+            root=tmp_path,
+            exec_start=[PROGRAM],
+            accounts=FakeSystem(),
+        )
+    assert "the configuration is at /home/ops/agent.toml, which the unit hides" in str(
+        refused.value
+    )
+    assert str(refused.value).endswith("e.g. the default, /etc/wattwise/agent.toml")
+
+
 @pytest.mark.parametrize("program", ["/home/ops/venv/bin/wattwise", "/tmp/venv/bin/wattwise"])
 def test_program_in_a_place_the_unit_hides_is_refused(tmp_path: Path, program: str) -> None:
     with pytest.raises(InstallError, match="hides from the agent"):
