@@ -75,3 +75,21 @@ def test_a_rack_limit_given_for_placement_or_budgets_binds_both() -> None:
 def test_a_budget_limit_that_is_not_positive_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"budgets\.zone_w"):
         load_optimizer_config(None, {"budgets.zone_w": {"z1": 0.0}})
+
+
+def test_a_rule_with_a_misspelt_key_names_that_key_before_the_missing_one() -> None:
+    # Regression: "budgets.priorities.0.priority: {'match': 'x'} is not allowed; it must be
+    # Field required", about the key left out rather than the one misspelt.
+    with pytest.raises(ConfigError) as error:
+        load_optimizer_config(None, {"budgets.priorities": [{"match": "x"}]})
+    assert error.value.key == "budgets.priorities.0.match"
+    assert "it must be a known key" in str(error.value)
+
+
+def test_a_required_key_left_out_is_named_as_missing() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_optimizer_config(None, {"budgets.priorities": [{"jobs": ["train-*"]}]})
+    assert str(error.value).startswith(
+        "budgets.priorities.0.priority: nothing is not allowed; it must be given: the key "
+        "is required"
+    )

@@ -58,6 +58,15 @@ class WattwiseError(Exception):
     """Root of every error wattwise raises on purpose."""
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+MISSING: object = _Missing()
+"""The value of a required key that was not given (shown as ``nothing``)."""
+
+
 class ConfigError(WattwiseError):
     """A configuration value is missing or not allowed.
 

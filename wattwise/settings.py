@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
-from wattwise.errors import ConfigError
+from wattwise.errors import MISSING, ConfigError
 
 AGENT_ENV_PREFIX = "WATTWISE_AGENT_"
 OPTIMIZER_ENV_PREFIX = "WATTWISE_OPTIMIZER_"
@@ -132,10 +132,13 @@ def _deep_merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
 
 
 def _config_error(error: ValidationError, example: str) -> ConfigError:
-    first = error.errors()[0]
+    # An unknown key first: a misspelt key is what leaves a required one missing.
+    first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
     key = ".".join(str(part) for part in first["loc"]) or "config"
     if first["type"] == "extra_forbidden":
         return ConfigError(key, first.get("input"), f"a known key (see {example})")
+    if first["type"] == "missing":
+        return ConfigError(key, MISSING, f"given: the key is required (see {example})")
     # pydantic says "Input should be greater than 0": keep only what is allowed.
     allowed = first["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
     return ConfigError(key, first.get("input"), allowed)
