@@ -62,35 +62,19 @@ def _split(text: str | None) -> list[str] | None:
     return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
 
 
-def _config(
-    path: Path,
-    store: str | None,
-    clusters: str | None,
-    zones: str | None,
-    url: str | None = None,
-    **extra: Any,
-) -> OptimizerConfig:
-    overrides = {
-        "store.kind": store,
-        "store.url": url,
-        "shard.clusters": _split(clusters),
-        "shard.zones": _split(zones),
-        **extra,
-    }
-    return load_optimizer_config(path, overrides, os.environ)
-
-
 def command_config(path: Path, overrides: dict[str, Any]) -> OptimizerConfig:
-    """The settings of a one-shot command (``recommend``, ``models``, ``report``).
+    """The settings of a command (``serve``, ``recommend``, ``models``, ``report``).
 
     Without a configuration file nothing names a store, and the defaults would send
-    the command to an InfluxDB on localhost that is not there ("connection refused"):
+    the command to an InfluxDB on localhost that is not there ("connection refused"),
+    or have ``serve`` answer 503 on an empty store without a word about the file:
     refused here instead, saying what to write or which flag reads the demo's data.
+    A store named by a flag or a ``WATTWISE_OPTIMIZER_STORE__…`` variable runs without it.
     """
     store_given = overrides.get("store.kind") is not None or any(
         name.startswith(f"{OPTIMIZER_ENV_PREFIX}STORE__") for name in os.environ
     )
-    if not path.is_file() and not store_given:
+    if not path.exists() and not store_given:  # a directory: the loader says so
         raise ConfigError(
             "--config",
             str(path),
@@ -152,13 +136,19 @@ def _one_shot(
     zones: str | None,
     url: str | None = None,
 ) -> OptimizerConfig:
-    overrides = {
+    return command_config(path, _overrides(store, clusters, zones, url))
+
+
+def _overrides(
+    store: str | None, clusters: str | None, zones: str | None, url: str | None
+) -> dict[str, Any]:
+    """The settings the common flags give (None: not given)."""
+    return {
         "store.kind": store,
         "store.url": url,
         "shard.clusters": _split(clusters),
         "shard.zones": _split(zones),
     }
-    return command_config(path, overrides)
 
 
 def serve(
@@ -177,7 +167,7 @@ def serve(
     from wattwise.optimizer.service.server import run_server
 
     flags = {"api.host": host, "api.port": port, "api.access_log": access_log}
-    config = _config(config_path, store, clusters, zones, url, **flags)
+    config = command_config(config_path, _overrides(store, clusters, zones, url) | flags)
     run_server(config)
 
 

@@ -290,6 +290,23 @@ def test_an_applier_interval_of_zero_is_refused_naming_the_key(tmp_path: Path) -
     assert caught.value.key == "budgets.applier_interval_s" and "0" in str(caught.value)
 
 
+def test_serve_with_a_config_file_that_is_not_there_exits_2_instead_of_serving(
+    tmp_path: Path,
+) -> None:
+    # Regression: `optimizer serve --config /nonexistent.toml` served on the defaults,
+    # an InfluxDB on localhost, logging "refit failed" every interval.
+    missing = tmp_path / "optimizer.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "wattwise", "optimizer", "serve", "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert f"--config: '{missing}' is not allowed" in result.stderr
+    assert "Uvicorn running" not in result.stderr
+
+
 def test_optimizer_config_that_is_a_directory_exits_2_naming_it(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "wattwise", "optimizer", "serve", "--config", str(tmp_path)],
