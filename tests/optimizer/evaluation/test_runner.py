@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from tests.optimizer.evaluation.scenario_files import scenario_from_toml
 from wattwise.errors import ConfigError
-from wattwise.optimizer.evaluation.report import markdown, to_json
+from wattwise.optimizer.evaluation.report import markdown, tables, to_json
 from wattwise.optimizer.evaluation.results import ScenarioResult
 from wattwise.optimizer.evaluation.runner import run_scenario
 from wattwise.optimizer.evaluation.scenario import Scenario, load_scenario
@@ -93,6 +94,26 @@ def test_report_has_a_row_per_target_and_strict_json(result: ScenarioResult) -> 
     targets = sum(len(e.targets) for e in result.experiments)
     assert table.count("\n| tiny |") == targets == 7
     assert json.loads(to_json(result))["scenario"] == "tiny"
+
+
+def test_tables_cut_no_number_and_name_what_every_policy_shares(
+    result: ScenarioResult,
+) -> None:
+    # Regression: eight columns at 80 characters cut "100.00" to "100.…", wrapped each
+    # policy's setting over four lines and its name over two.
+    console = Console(width=80, record=True)
+    console.print(tables(result))
+    shown = console.export_text()
+    assert "…" not in shown
+    for e in result.experiments:
+        for p in e.policies:
+            assert f"│ {p.policy} " in shown
+            assert f"{p.saving_pct:.2f}" in shown and f"{p.slowdown_pct:.2f}" in shown
+            if p.setting:
+                assert f"{p.policy}: {p.setting}" in " ".join(shown.split())
+        if len({p.inlet_within_pct for p in e.policies}) == 1:
+            inlet = f"{e.policies[0].inlet_within_pct:.2f}"
+            assert f"every policy: inlet ≤ 27 °C % {inlet}" in shown
 
 
 def test_bad_scenario_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
