@@ -37,7 +37,6 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from wattwise.agent.config import SenderSettings
 from wattwise.agent.loop import Schedule
@@ -450,7 +449,7 @@ def _show(base: str, token: str, console: Console) -> None:
         )
     console.print("\n[bold]Power caps[/], the largest savings first")
     printing.print_caps(_items(caps), show_all=False, limit=SHOWN_CAPS, console=console)
-    console.print(_cooling_table(cooling))
+    printing.print_cooling(_items(cooling), console=console)
     console.print(f"\n[bold]Placement[/] of a {PLACE_GPUS}-GPU job")
     printing.print_placement(place, PLACE_GPUS, console=console)
 
@@ -458,24 +457,6 @@ def _show(base: str, token: str, console: Console) -> None:
 def _items(body: Any) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = body["items"]
     return items
-
-
-def _cooling_table(body: Any) -> Table:
-    table = Table(title="Cooling setpoints", caption_justify="left")
-    for column in ("zone", "setpoint °C", "recommended °C", "max inlet °C", "saving W"):
-        table.add_column(column)
-    reasons = []
-    for r in _items(body):
-        table.add_row(
-            r["zone"],
-            f"{r['current_setpoint_c']:.1f}",
-            f"{r['recommended_setpoint_c']:.1f}",
-            f"{r['predicted_max_inlet_c']:.1f}" if r["predicted_max_inlet_c"] else "—",
-            f"{r['saving_w']:.0f}",
-        )
-        reasons.append(f"{r['zone']}: {r['reason']}")
-    table.caption = "\n".join(reasons)
-    return table
 
 
 def _wait(duration_s: float, console: Console) -> None:

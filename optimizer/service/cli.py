@@ -216,8 +216,10 @@ def cooling(
     with _engine(_one_shot(config_path, store, clusters, zones, url)) as engine:
         _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.cooling]
-    columns = ("cluster", "zone", "current_setpoint_c", "recommended_setpoint_c")
-    _print(rows, (*columns, "predicted_max_inlet_c", "saving_w", "reason"), as_json)
+    if as_json:
+        typer.echo(json.dumps(clean(rows), indent=2))
+    else:
+        printing.print_cooling(rows)
 
 
 def place(

@@ -106,6 +106,24 @@ def print_caps(
             typer.echo(f"  without a recommendation: {refused}")
 
 
+def print_cooling(rows: Sequence[Row], *, console: Console | None = None) -> None:
+    """A line per zone (its cluster too when there are several), then each zone's reason."""
+    if not rows:
+        typer.echo(
+            "No cooling recommendation: no zone's cooling (the cooling measurement) is in "
+            "the window."
+        )
+        return
+    several = len({r.get("cluster") for r in rows}) > 1
+    columns = (
+        *(("cluster",) if several else ()), "zone", "current_setpoint_c",
+        "recommended_setpoint_c", "predicted_max_inlet_c", "saving_w",
+    )  # fmt: skip
+    (console or Console()).print(table(rows, columns, title="Cooling setpoints"))
+    for r in rows:
+        typer.echo(f"{r['zone']}: {r['reason']}")
+
+
 def print_placement(
     result: Mapping[str, Any], gpus: int, *, console: Console | None = None
 ) -> bool:
@@ -231,16 +249,19 @@ HEADERS = {
     "marginal_it_w": "IT W",
     "marginal_cooling_w": "cooling W",
     "thermal_headroom_c": "°C to slowdown",
+    "current_setpoint_c": "setpoint °C",
+    "recommended_setpoint_c": "recommended °C",
+    "predicted_max_inlet_c": "max inlet °C",
 }
 """Short column titles, so that a table of numbers fits 80 columns."""
 
 
-NAMES = frozenset({"host", "gpus", "scope", "gpu_model", "workload"})
+NAMES = frozenset({"host", "gpus", "scope", "gpu_model", "workload", "zone", "cluster"})
 """Columns of names, which an operator copies: they are never cut or wrapped."""
 
 
-def table(rows: Sequence[Row], columns: Sequence[str]) -> Table:
-    out = Table()
+def table(rows: Sequence[Row], columns: Sequence[str], *, title: str | None = None) -> Table:
+    out = Table(title=title)
     for column in columns:
         out.add_column(HEADERS.get(column, column), no_wrap=column in NAMES)
     for row in rows:

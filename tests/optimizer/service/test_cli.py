@@ -116,10 +116,19 @@ def test_recommend_says_whether_it_fits_or_uses_the_kept_models(
     assert "Fitting the models" in refitted.stderr and "(as asked)" in refitted.stderr
 
 
-def test_recommend_cooling_table_shows_each_zone(config_file: Path) -> None:
+def test_recommend_cooling_table_shows_each_zone_and_its_reason_whole(config_file: Path) -> None:
+    # Regression: the reason was a table column, cut a word a line at 80 columns.
+    rows = json.loads(_recommend("cooling", "--config", str(config_file), "--json").stdout)
     result = _recommend("cooling", "--config", str(config_file))
     assert result.exit_code == 0, result.output
-    assert "z1" in result.stdout and "z2" in result.stdout
+    assert {r["zone"] for r in rows} == {"z1", "z2"}
+    assert "…" not in result.stdout
+    for r in rows:
+        (line,) = [
+            line for line in result.stdout.splitlines() if line.startswith(f"│ {r['zone']} ")
+        ]
+        assert f"{r['recommended_setpoint_c']:.1f}" in line
+        assert f"{r['zone']}: {r['reason']}" in result.stdout.splitlines()
 
 
 def test_recommend_place_gives_the_best_hosts_nodelist_and_the_rest_apart(
