@@ -196,7 +196,7 @@ def caps(
         _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.caps]
     if as_json:
-        typer.echo(json.dumps(clean(rows), indent=2))
+        _print_json(rows)
         return
     printing.print_caps(rows, show_all=show_all)
     if not show_all:
@@ -217,7 +217,7 @@ def cooling(
         _fit_and_refresh(engine, refit=refit, quiet=as_json)
         rows = [rec.as_dict() for rec in engine.snapshot.cooling]
     if as_json:
-        typer.echo(json.dumps(clean(rows), indent=2))
+        _print_json(rows)
     else:
         printing.print_cooling(rows)
 
@@ -261,7 +261,7 @@ def place(
         _fit_and_refresh(engine, refit=refit, quiet=as_json)
         result = placing.place(engine, body)
     if as_json:
-        typer.echo(json.dumps(clean(result), indent=2))
+        _print_json(result)
         placed = bool(result["candidates"])
     else:
         placed = printing.print_placement(result, gpus)
@@ -293,7 +293,7 @@ def budget(
     wanted = set(scope or ())
     rows = [p.as_dict() for p in plans if not wanted or p.scope in wanted]
     if as_json:
-        typer.echo(json.dumps(clean(rows), indent=2))
+        _print_json(rows)
         return
     printing.print_budget(rows, in_force=[p.scope for p in plans])
 
@@ -333,7 +333,7 @@ def models_command(
             infos = engine.stored_models()
     rows = [_model_row(info) for info in infos]
     if as_json:
-        typer.echo(json.dumps(clean(rows), indent=2))
+        _print_json(rows)
     else:
         printing.print_models(rows)
 
@@ -367,12 +367,12 @@ def backtest_command(
     except SplitError as e:
         raise typer.BadParameter(str(e), param_hint=e.option) from e
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        _print_json(result)
         return
     typer.echo(f"fitted before {result['split']}, scored from it on, {result['every_s']} s buckets")
     models: list[dict[str, Any]] = result["models"]  # type: ignore[assignment]
     columns = ("kind", "gpu_model", "samples", "train_samples", "mape_pct", "mae_w")
-    _print(models, columns, False)
+    _print(models, columns)
     for row in models:
         baselines = ", ".join(
             f"{name} {printing.cell(errors.get('mape_pct'))}"
@@ -385,7 +385,7 @@ def backtest_command(
     for row in models:
         workloads = row["workloads"][:MAX_WORKLOAD_ROWS]
         typer.echo(f"{row['gpu_model']}, per {row['workloads_by']}:")
-        _print(workloads, ("workload", "samples", "measured_w", "predicted_w", "mape_pct"), False)
+        _print(workloads, ("workload", "samples", "measured_w", "predicted_w", "mape_pct"))
         if len(row["workloads"]) > len(workloads):
             typer.echo(f"… {len(row['workloads']) - len(workloads)} more (--json lists all)")
 
@@ -410,8 +410,10 @@ def _model_row(info: ModelInfo) -> dict[str, object]:
     return row
 
 
-def _print(rows: list[dict[str, object]], columns: tuple[str, ...], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(clean(rows), indent=2))
-        return
+def _print(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     Console().print(printing.table(rows, columns))
+
+
+def _print_json(value: object) -> None:
+    """JSON for scripts: a value unknown (NaN) as null."""
+    typer.echo(json.dumps(clean(value), indent=2))
