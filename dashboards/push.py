@@ -18,7 +18,7 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaException, GrafanaUnauthorizedError
 
 from wattwise.dashboards.check import DEFAULT_DATASOURCE
-from wattwise.errors import AuthError, ConfigError, DeliveryError
+from wattwise.errors import MISSING, AuthError, ConfigError, DeliveryError
 
 TOKEN_ENV = "WATTWISE_GRAFANA_TOKEN"
 
@@ -50,7 +50,12 @@ def read_token(token_file: Path | None, environ: Mapping[str, str]) -> str:
     else:
         token = environ.get(TOKEN_ENV, "").strip()
     if not token:
-        raise ConfigError("token", "", f"a Grafana API token in --token-file or ${TOKEN_ENV}")
+        raise ConfigError(
+            "token",
+            MISSING,
+            f"a Grafana API token in --token-file or ${TOKEN_ENV}",
+            describes_source=True,  # nothing was given: there is no secret to hide
+        )
     return token
 
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from wattwise.clock import SystemClock
 from wattwise.common.secrets import read_secret
-from wattwise.errors import ConfigError
+from wattwise.errors import MISSING, ConfigError
 from wattwise.optimizer.service.app import create_app
 from wattwise.optimizer.service.auth import RedactPathTokens
 from wattwise.optimizer.service.engine import Engine
@@ -28,7 +28,12 @@ log = logging.getLogger(__name__)
 def webhook_secret(settings: WebhookSettings) -> bytes:
     secret = read_secret(None, settings.secret_file, setting="webhooks.secret_file")
     if secret is None:
-        raise ConfigError("webhooks.secret_file", None, "a file holding the signing secret")
+        raise ConfigError(
+            "webhooks.secret_file",
+            MISSING,
+            "a file holding the signing secret",
+            describes_source=True,
+        )
     return secret.reveal().encode()
 
 

@@ -59,8 +59,11 @@ def test_token_comes_from_file_or_environment_never_empty(tmp_path: Path) -> Non
     token_file.write_text("from-file\n")
     assert read_token(token_file, {"WATTWISE_GRAFANA_TOKEN": "env"}) == "from-file"
     assert read_token(None, {"WATTWISE_GRAFANA_TOKEN": "env"}) == "env"
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as missing:
         read_token(None, {})
+    # Regression: "token: the value (not shown: it may be a secret) is not allowed" when
+    # no token was given at all.
+    assert str(missing.value).startswith("token: nothing is not allowed")
 
 
 def test_cli_push_reads_the_token_from_the_environment() -> None:

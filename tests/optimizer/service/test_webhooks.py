@@ -16,8 +16,10 @@ import pytest
 
 from tests.optimizer.service.support import config, free_port
 from wattwise.clock import ManualClock, SystemClock
+from wattwise.errors import ConfigError
 from wattwise.optimizer.recommend.budget_types import BudgetCap, BudgetPlan
 from wattwise.optimizer.service.engine import Engine, Snapshot
+from wattwise.optimizer.service.server import webhook_secret
 from wattwise.optimizer.service.settings import WebhookSettings
 from wattwise.optimizer.service.webhooks import ChangeTracker, WebhookNotifier
 from wattwise.optimizer.store import EmbeddedSqliteStore
@@ -290,3 +292,10 @@ def test_power_budget_changes_reach_only_the_receivers_that_asked_for_them(
     assert payload["power_budget"]["removed"] == []
     assert "power_cap" not in payload and "cooling" not in payload
     assert caps_only.received == [] and outcomes == ["delivered"]
+
+
+def test_targets_without_a_secret_file_name_the_setting_as_missing() -> None:
+    # Regression: "webhooks.secret_file: None is not allowed", Python's word for nothing.
+    with pytest.raises(ConfigError) as missing:
+        webhook_secret(WebhookSettings())
+    assert str(missing.value).startswith("webhooks.secret_file: nothing is not allowed")
