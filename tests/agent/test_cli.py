@@ -15,6 +15,8 @@ import pytest
 
 from tests.influxd import InfluxServer
 from wattwise.agent import install
+from wattwise.agent.cli import _print_probe
+from wattwise.agent.sources import ProbeOutcome
 from wattwise.cli import main
 
 
@@ -142,9 +144,6 @@ def test_probe_table_shows_every_field_name_and_tag_whole() -> None:
 def test_probe_error_is_printed_as_text_not_markup(capsys: pytest.CaptureFixture[str]) -> None:
     # The error went through rich markup: "[/redfish/v1]" read as a closing tag raised
     # MarkupError, and "[bmc]" read as a style vanished.
-    from wattwise.agent.cli import _print_probe
-    from wattwise.agent.sources import ProbeOutcome
-
     error = "GET [/redfish/v1/Chassis] answered 404; check [bmc] url"
     _print_probe([ProbeOutcome("bmc", error=error)])
     assert f"bmc: {error}" in " ".join(capsys.readouterr().out.split())
