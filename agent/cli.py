@@ -246,8 +246,8 @@ def apply_power_plan(
 
 def _print_probe(results: list[ProbeOutcome]) -> None:
     """Each source, then each reading: its measurement and every tag on one line, then
-    its fields a line each. Nothing is cut, and no text is read as rich markup (an error
-    such as ``[Errno 13] …`` would lose its bracket)."""
+    its fields a line each. Nothing is cut, and no text is read as rich markup (a bracketed
+    path in an error, ``[/redfish/v1]``, would raise MarkupError)."""
     console = Console(highlight=False)
     for outcome in results:
         if outcome.error:
@@ -262,7 +262,7 @@ def _print_probe(results: list[ProbeOutcome]) -> None:
             fields.add_column(no_wrap=True)
             fields.add_column(no_wrap=True, justify="right")
             for name, value in reading.fields.items():
-                fields.add_row(name, _probe_value(value))
+                fields.add_row(Text(name), Text(_probe_value(value)))
             console.print(fields)
 
 
@@ -276,7 +276,7 @@ def _probe_value(value: object) -> str:
             return repr(value)
         if value.is_integer():
             return f"{value:.0f}"
-        return f"{value:.3f}".rstrip("0") if abs(value) >= 1 else f"{value:.6g}"
+        return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) >= 1 else f"{value:.6g}"
     return str(value)
 
 

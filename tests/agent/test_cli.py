@@ -15,7 +15,7 @@ import pytest
 
 from tests.influxd import InfluxServer
 from wattwise.agent import install
-from wattwise.agent.cli import _print_probe
+from wattwise.agent.cli import _print_probe, _probe_value
 from wattwise.agent.sources import ProbeOutcome
 from wattwise.cli import main
 
@@ -139,6 +139,16 @@ def test_probe_table_shows_every_field_name_and_tag_whole() -> None:
     assert "ecc_uncorrected_aggregate_total" in fields
     assert fields["power_limit_w"] == "700"  # an integral float, without decimals
     assert len(fields["power_w"].partition(".")[2]) <= 3
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(None, "missing"), (700.0, "700"), (604.7712, "604.771"), (12.0001, "12"),
+     (0.0123456789, "0.0123457"), (73229559398, "73229559398"), (float("nan"), "nan")],
+)  # fmt: skip
+def test_probe_values_read_as_an_operator_would_write_them(value: object, shown: str) -> None:
+    # 12.0001 read "12." before the trailing point was dropped.
+    assert _probe_value(value) == shown
 
 
 def test_probe_error_is_printed_as_text_not_markup(capsys: pytest.CaptureFixture[str]) -> None:
