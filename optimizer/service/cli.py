@@ -67,7 +67,8 @@ def command_config(path: Path, overrides: dict[str, Any]) -> OptimizerConfig:
 
     Without a configuration file nothing names a store, and the defaults would send
     the command to an InfluxDB on localhost that is not there ("connection refused"),
-    or have ``serve`` answer 503 on an empty store without a word about the file:
+    or have ``serve`` log a failed refit every interval and answer 503, not a word
+    about the file:
     refused here instead, saying what to write or which flag reads the demo's data.
     A store named by a flag or a ``WATTWISE_OPTIMIZER_STORE__…`` variable runs without it.
     """
