@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from wattwise.common.strict_json import clean
 from wattwise.optimizer.evaluation.results import ExperimentResult, ScenarioResult
 
 
 def to_json(result: ScenarioResult) -> str:
     """Strict JSON: NaN (a measure without a value) becomes null."""
-    return json.dumps(_clean(result.as_dict()), indent=2, allow_nan=False)
-
-
-def _clean(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+    return json.dumps(clean(result.as_dict()), indent=2, allow_nan=False)
 
 
 def tables(result: ScenarioResult) -> Group:

@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from wattwise.clock import Clock
+from wattwise.common.strict_json import clean
 from wattwise.errors import OptimizerError
 from wattwise.optimizer.models.backtest import BacktestResult, backtest
 from wattwise.optimizer.models.common import column
 from wattwise.optimizer.service.settings import OptimizerConfig
-from wattwise.optimizer.service.views import clean, iso
+from wattwise.optimizer.service.views import iso
 from wattwise.optimizer.store import open_store
 from wattwise.optimizer.telemetry import Series
 

@@ -25,6 +25,7 @@ from rich.progress import Progress
 
 from wattwise.clock import SystemClock
 from wattwise.common.command_group import command_group
+from wattwise.common.strict_json import clean
 from wattwise.errors import ConfigError
 from wattwise.optimizer.models.common import ModelInfo
 from wattwise.optimizer.service import printing
@@ -37,7 +38,7 @@ from wattwise.optimizer.service.settings import (
     OptimizerConfig,
     load_optimizer_config,
 )
-from wattwise.optimizer.service.views import clean, iso
+from wattwise.optimizer.service.views import iso
 from wattwise.optimizer.store import open_store
 from wattwise.optimizer.store.initdb import init_db_command
 from wattwise.settings import OPTIMIZER_ENV_PREFIX

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from wattwise.common.strict_json import clean
 from wattwise.errors import NotReady
 from wattwise.optimizer.models.common import ModelInfo
 from wattwise.optimizer.recommend.kube import ExtenderRequestError
@@ -22,7 +23,6 @@ from wattwise.optimizer.recommend.slurm import nodelist
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.published import checked_placement
 from wattwise.optimizer.service.schemas import PlacementBody
-from wattwise.optimizer.service.views import clean
 
 
 def model_dict(info: ModelInfo) -> dict[str, object]:

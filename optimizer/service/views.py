@@ -10,28 +10,17 @@ cost is the size of its answer, not the size of the fleet.
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from wattwise.common.strict_json import clean
 from wattwise.optimizer.recommend.budget_types import BudgetPlan, PowerEvent
 from wattwise.optimizer.service.engine import Snapshot
 from wattwise.optimizer.service.power_events import event_state
 
 FILTER_TAGS = ("cluster", "zone", "host")
-
-
-def clean(value: object) -> object:
-    """JSON has no NaN or infinity: such a value is unknown, written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    return value
 
 
 def iso(time_ns: int) -> str:

@@ -31,11 +31,12 @@ import httpx
 
 from wattwise.clock import Clock
 from wattwise.common.http import deadline_client
+from wattwise.common.strict_json import clean
 from wattwise.optimizer.recommend.budget_types import BudgetPlan
 from wattwise.optimizer.recommend.types import CapRecommendation, CoolingRecommendation
 from wattwise.optimizer.service.engine import Snapshot
 from wattwise.optimizer.service.settings import WebhookSettings, WebhookTarget
-from wattwise.optimizer.service.views import clean, iso
+from wattwise.optimizer.service.views import iso
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Wattwise-Signature"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+from wattwise.common.strict_json import clean
 from wattwise.optimizer.recommend.budget_types import BudgetCap, BudgetPlan
 from wattwise.optimizer.service.engine import Snapshot
-from wattwise.optimizer.service.views import BudgetItems, IndexedItems, SnapshotView, clean
+from wattwise.optimizer.service.views import BudgetItems, IndexedItems, SnapshotView
 
 ROWS: list[dict[str, object]] = [
     {"cluster": "c", "zone": z, "host": f"h{i}", "gpu": g, "saving_w": float(i)}
