@@ -53,7 +53,7 @@ def test_demo_twice_starts_clean_and_prints_the_same_numbers(tmp_path: Path) -> 
     assert "Starting clean" not in first.stdout
     assert numbers(first.stdout) == numbers(second.stdout)
     out = " ".join(second.stdout.split())  # rich wraps lines
-    assert "2 racks × 2 nodes × 4 GPUs = 16 GPUs" in out
+    assert "16 GPUs (2 racks × 2 nodes × 4), 2 cooling zones, seed 7" in out
     assert "Recorded 12 minutes of history (1,965 lines delivered)" in out
     assert re.search(r"\d+ of 16 GPUs to change: their jobs use [\d.–]+ % less energy", out)
     assert "Cooling setpoints" in out

@@ -216,9 +216,10 @@ def _describe(spec: FleetSpec) -> str:
     per_rack = len(spec.nodes) // racks
     per_node = spec.nodes[0].gpus
     gpus = sum(node.gpus for node in spec.nodes)
+    # Short enough for one 80-column line: rich would break "(seed 7)" in two.
     return (
-        f"{racks} racks × {per_rack} nodes × {per_node} GPUs = {gpus} GPUs in 2 cooling "
-        f"zones (seed {spec.seed})"
+        f"{gpus} GPUs ({racks} racks × {per_rack} nodes × {per_node}), "
+        f"{len({node.zone for node in spec.nodes})} cooling zones, seed {spec.seed}"
     )
 
 
