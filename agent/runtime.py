@@ -155,7 +155,10 @@ class AgentRuntime:
             start_http_server(self.prometheus_port, addr=self.prometheus_address, registry=registry)
         except OSError as e:
             raise ConfigError(
-                "metrics.prometheus_port", self.prometheus_port, f"a free port ({e.strerror})"
+                "metrics.prometheus_port",
+                self.prometheus_port,
+                "a free port",
+                problem=f"cannot be listened on ({e.strerror})",
             ) from e
 
     def _send(self, sending: threading.Event, stop: threading.Event) -> None:

@@ -89,7 +89,7 @@ def test_demo_with_its_port_taken_exits_2_in_one_line_before_writing_anything(
     done = run_demo(tmp_path / "data", "--port", str(taken_port))
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
-    assert f"--port: {taken_port} is not allowed" in line and "free port" in line
+    assert f"--port: {taken_port} cannot be listened on (" in line and "free port" in line
     assert not (tmp_path / "data").exists()
 
 

@@ -90,6 +90,5 @@ def test_a_required_key_left_out_is_named_as_missing() -> None:
     with pytest.raises(ConfigError) as error:
         load_optimizer_config(None, {"budgets.priorities": [{"jobs": ["train-*"]}]})
     assert str(error.value).startswith(
-        "budgets.priorities.0.priority: nothing is not allowed; it must be given: the key "
-        "is required"
+        "budgets.priorities.0.priority: nothing was given; it must be set: the key is required"
     )

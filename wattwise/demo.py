@@ -231,7 +231,10 @@ def _check_port_free(port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as e:
             raise ConfigError(
-                "--port", port, f"a free port on 127.0.0.1 ({e.strerror}); --port picks another"
+                "--port",
+                port,
+                "a free port on 127.0.0.1; --port picks another",
+                problem=f"cannot be listened on ({e.strerror})",
             ) from e
 
 
@@ -412,7 +415,9 @@ class _Server:
         deadline = time.monotonic() + timeout_s
         while not self.uvicorn.started:
             if not self.thread.is_alive():  # it could not bind, or failed on its way up
-                raise ConfigError("--port", self.port, "a free port on 127.0.0.1")
+                raise ConfigError(
+                    "--port", self.port, "a free port on 127.0.0.1", problem="cannot be listened on"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the API did not start on port {self.port}")
             self.thread.join(0.05)

@@ -74,18 +74,28 @@ class ConfigError(WattwiseError):
     ``allowed`` a short description of what would be accepted. The value of a
     secret-looking key (``influx.token``, ``…password``) is never shown, unless
     the caller vouches that ``value`` describes where a secret is (a file, a
-    variable's name) rather than being one (``describes_source``).
+    variable's name) rather than being one (``describes_source``). ``problem`` says
+    what is wrong with the value where "is not allowed" would mislead: a file that
+    "does not exist" is not a value someone chose badly.
     """
 
     def __init__(
-        self, key: str, value: object, allowed: str, *, describes_source: bool = False
+        self,
+        key: str,
+        value: object,
+        allowed: str,
+        *,
+        describes_source: bool = False,
+        problem: str = "is not allowed",
     ) -> None:
         self.key = key
         self.value = value
         self.allowed = allowed
-        hidden = looks_secret(key) and not describes_source
+        hidden = looks_secret(key) and not describes_source and value is not MISSING
         shown = "the value (not shown: it may be a secret)" if hidden else repr(value)
-        super().__init__(f"{key}: {shown} is not allowed; it must be {allowed}")
+        if value is MISSING and problem == "is not allowed":
+            problem = "was given"  # "nothing was given", not "nothing is not allowed"
+        super().__init__(f"{key}: {shown} {problem}; it must be {allowed}")
 
 
 class SourceError(WattwiseError):

@@ -72,12 +72,16 @@ def _read_toml(path: Path, require_file: bool) -> dict[str, Any]:
         raw = path.read_bytes()
     except FileNotFoundError as e:
         if require_file:
-            raise ConfigError("config", str(path), "an existing TOML file") from e
+            raise ConfigError(
+                "config", str(path), "an existing TOML file", problem="does not exist"
+            ) from e
         return {}
     except IsADirectoryError as e:
-        raise ConfigError("config", str(path), "a TOML file, not a directory") from e
+        raise ConfigError("config", str(path), "a TOML file", problem="is a directory") from e
     except PermissionError as e:
-        raise ConfigError("config", str(path), "a file readable by this user") from e
+        raise ConfigError(
+            "config", str(path), "a file readable by this user", problem="cannot be read"
+        ) from e
     except OSError as e:
         raise ConfigError("config", str(path), f"a readable TOML file ({e.strerror})") from e
     try:
@@ -138,7 +142,7 @@ def _config_error(error: ValidationError, example: str) -> ConfigError:
     if first["type"] == "extra_forbidden":
         return ConfigError(key, first.get("input"), f"a known key (see {example})")
     if first["type"] == "missing":
-        return ConfigError(key, MISSING, f"given: the key is required (see {example})")
+        return ConfigError(key, MISSING, f"set: the key is required (see {example})")
     # pydantic says "Input should be greater than 0": keep only what is allowed.
     allowed = first["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
     return ConfigError(key, first.get("input"), allowed)

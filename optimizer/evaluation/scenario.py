@@ -303,7 +303,10 @@ def load_scenario(path: Path) -> Scenario:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError("scenario", str(path), "a readable scenario file") from e
+        why = e.strerror or type(e).__name__
+        raise ConfigError(
+            "scenario", str(path), "a readable scenario file", problem=f"cannot be read ({why})"
+        ) from e
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)

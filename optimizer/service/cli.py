@@ -83,6 +83,7 @@ def command_config(path: Path, overrides: dict[str, Any]) -> OptimizerConfig:
             f"an optimizer configuration file: write {DEFAULT_CONFIG_PATH} from "
             "deploy/optimizer.toml.example (store.kind = 'embedded' reads the embedded "
             "store), or read the demo's data with --config demo-data/optimizer.toml",
+            problem="does not exist",
         )
     return load_optimizer_config(path, overrides, os.environ)
 

@@ -304,7 +304,7 @@ def test_prometheus_port_in_use_exits_2_naming_the_key(tmp_path: Path) -> None:
         )
         result = wattwise("agent", "run", "--config", str(config))
     assert result.returncode == 2, result.stderr
-    assert "metrics.prometheus_port" in result.stderr and "a free port" in result.stderr
+    assert "metrics.prometheus_port" in result.stderr and "cannot be listened on" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -63,7 +63,7 @@ def test_token_comes_from_file_or_environment_never_empty(tmp_path: Path) -> Non
         read_token(None, {})
     # Regression: "token: the value (not shown: it may be a secret) is not allowed" when
     # no token was given at all.
-    assert str(missing.value).startswith("token: nothing is not allowed")
+    assert str(missing.value).startswith("token: nothing was given; it must be ")
 
 
 def test_cli_push_reads_the_token_from_the_environment() -> None:

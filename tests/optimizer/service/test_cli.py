@@ -312,7 +312,7 @@ def test_serve_with_a_config_file_that_is_not_there_exits_2_instead_of_serving(
         timeout=120,
     )
     assert result.returncode == 2
-    assert f"--config: '{missing}' is not allowed" in result.stderr
+    assert f"--config: '{missing}' does not exist; it must be an optimizer" in result.stderr
     assert "Uvicorn running" not in result.stderr
 
 
@@ -324,7 +324,7 @@ def test_optimizer_config_that_is_a_directory_exits_2_naming_it(tmp_path: Path) 
         timeout=120,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "configuration error: config:" in result.stderr and "not a directory" in result.stderr
+    assert "configuration error: config:" in result.stderr and "is a directory" in result.stderr
 
 
 def test_commands_read_a_prometheus_store_given_on_the_command_line(tmp_path: Path) -> None:

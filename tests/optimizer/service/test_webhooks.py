@@ -298,4 +298,4 @@ def test_targets_without_a_secret_file_name_the_setting_as_missing() -> None:
     # Regression: "webhooks.secret_file: None is not allowed", Python's word for nothing.
     with pytest.raises(ConfigError) as missing:
         webhook_secret(WebhookSettings())
-    assert str(missing.value).startswith("webhooks.secret_file: nothing is not allowed")
+    assert str(missing.value).startswith("webhooks.secret_file: nothing was given; it must be ")
