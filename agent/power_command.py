@@ -19,13 +19,14 @@ from pathlib import Path
 
 from wattwise.agent.power_applier import PowerPlanApplier
 from wattwise.agent.power_limits import PowerLimits, open_nvml_limits
-from wattwise.agent.power_plan import PlanClient, tls_verify
+from wattwise.agent.power_plan import PlanClient
 from wattwise.agent.power_state import (
     DEFAULT_STATE_FILE,
     StateFile,
     read_boot_id,
 )
 from wattwise.clock import Clock, SystemClock
+from wattwise.common.http import tls_verify
 from wattwise.common.plan_contract import APPLIER_INTERVAL_S
 from wattwise.common.secrets import read_secret
 from wattwise.errors import ConfigError, PowerPlanError

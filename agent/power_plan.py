@@ -16,7 +16,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -24,7 +23,7 @@ import httpx
 from wattwise.agent.power_limits import GpuLimits
 from wattwise.common.http import deadline_client
 from wattwise.common.secrets import Secret
-from wattwise.errors import ConfigError, PlanAuthError, PlanUnavailable
+from wattwise.errors import PlanAuthError, PlanUnavailable
 
 PLAN_PATH = "/v1/recommendations/power-budget"
 
@@ -161,17 +160,3 @@ def decide(caps: Sequence[PlannedCap], gpus: Mapping[int, GpuLimits]) -> Decisio
         scopes = tuple(sorted({c.scope for c in chosen}))
         targets[gpu] = Target(gpu, clamped, planned, scopes)
     return Decision(targets, tuple(refused))
-
-
-def tls_verify(ca_file: Path | None, insecure: bool) -> ssl.SSLContext | bool:
-    """What httpx verifies the optimizer's certificate with (``--ca-file``, ``--insecure``)."""
-    if insecure:
-        if ca_file is not None:
-            raise ConfigError("--insecure", True, "not given together with --ca-file")
-        return False
-    if ca_file is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as e:
-        raise ConfigError("--ca-file", str(ca_file), f"a readable PEM file ({e})") from e

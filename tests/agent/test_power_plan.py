@@ -11,7 +11,8 @@ import pytest
 from tests.agent.http_peer import Answer, http_peer
 from tests.agent.plans import HOST, budget, cap, plan_answer
 from wattwise.agent.power_limits import GpuLimits
-from wattwise.agent.power_plan import PLAN_PATH, PlanClient, PlannedCap, decide, tls_verify
+from wattwise.agent.power_plan import PLAN_PATH, PlanClient, PlannedCap, decide
+from wattwise.common.http import tls_verify
 from wattwise.common.secrets import Secret
 from wattwise.errors import ConfigError, PlanAuthError, PlanUnavailable
 

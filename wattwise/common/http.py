@@ -21,9 +21,12 @@ import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 
 import httpcore
 import httpx
+
+from wattwise.errors import ConfigError
 
 _deadline: ContextVar[float | None] = ContextVar("wattwise_http_deadline", default=None)
 
@@ -172,3 +175,18 @@ def deadline_client(
         timeout=timeout_s,
         transport=DeadlineTransport(total_s=total_s, verify=verify),
     )
+
+
+def tls_verify(ca_file: Path | None, insecure: bool) -> ssl.SSLContext | bool:
+    """What httpx verifies a server's certificate with, from a command's ``--ca-file`` and
+    ``--insecure`` (the two together are refused)."""
+    if insecure:
+        if ca_file is not None:
+            raise ConfigError("--insecure", True, "not given together with --ca-file")
+        return False
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError("--ca-file", str(ca_file), f"a readable PEM file ({e})") from e
