@@ -35,9 +35,13 @@ sqlite3) are converted where they are caught, in one place per library, with
     │   └── StoreQueryError    the store refused the query (no such database, bad query)
     ├── ModelFileError         a stored model is unreadable or refused (tampered,
     │                          wrong types, object arrays): it is never executed
-    └── OptimizerError         the optimizer service cannot answer this request now
-        ├── NotReady           no recommendations yet (first refit or refresh pending)
-        └── Busy               a refit is already running
+    ├── OptimizerError         the optimizer service cannot answer this request now
+    │   ├── NotReady           no recommendations yet (first refit or refresh pending)
+    │   └── Busy               a refit is already running
+    └── ApiError               a command run against the optimizer's API got no answer
+        ├── ApiUnavailable     unreachable, timed out, 5xx, or not the API's JSON
+        ├── ApiAuthError       401/403: the token is wrong or lacks the scope
+        └── ApiRefused         another 4xx: the API's own words on what is wrong
 """
 
 from __future__ import annotations
@@ -211,3 +215,25 @@ class NotReady(OptimizerError):
 
 class Busy(OptimizerError):
     """The same job (a refit) is already running; ask again when it is done."""
+
+
+class ApiError(WattwiseError):
+    """A command run against the optimizer's HTTP API (``wattwise power-events``) did not
+    get what it asked for."""
+
+
+class ApiUnavailable(ApiError):
+    """No usable answer: unreachable, timed out, a 5xx, or a body that is not the API's."""
+
+
+class ApiAuthError(ApiError):
+    """The API refused the token (401) or its scope (403)."""
+
+
+class ApiRefused(ApiError):
+    """The API refused the request itself (a 4xx other than 401/403); the message is
+    the API's, and ``status`` its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)

@@ -56,6 +56,9 @@ def http_peer(answers: list[Answer], *, tls: ssl.SSLContext | None = None) -> It
         def do_GET(self) -> None:
             self.do_POST()
 
+        def do_DELETE(self) -> None:
+            self.do_POST()
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with lock:
