@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -44,6 +45,22 @@ def test_help_lists_every_command_without_importing_any() -> None:
         assert f" {name} " in result.stdout
         assert entry.module not in modules
     assert not {"fastapi", "numpy", "matplotlib", "pydantic", "httpx"} & set(modules)
+
+
+def test_help_lists_each_command_whole_in_80_columns() -> None:
+    # Regression: adding `power-events` widened the name column, and the models' line
+    # ended "backtest on held-out..." in an 80-column terminal.
+    result = subprocess.run(
+        [sys.executable, "-m", "wattwise", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    listing = result.stdout.split("Commands:", 1)[1].splitlines()
+    for name, entry in COMMANDS.items():
+        [line] = [x for x in listing if x.strip().startswith(f"{name} ")]
+        assert line.split(None, 1)[1] == entry.help and len(line) <= 80, line
 
 
 def test_each_listed_help_line_is_the_commands_own() -> None:

@@ -87,6 +87,11 @@ PROMETHEUS = (
     "names a site's Prometheus-compatible store; tests/optimizer/service/test_cli.py runs "
     "recommend and models with --store prometheus --url against a real VictoriaMetrics"
 )
+EVENTS = (
+    "changes a running optimizer's events, with its admin token and times near its clock: "
+    "tests/optimizer/service/test_events_cli.py adds, lists, shows and cancels through the "
+    "command against the API served by uvicorn"
+)
 ELSEWHERE = {
     # README.md
     "make demo": "installs the demo extra into .venv (a test must not change it) and runs "
@@ -119,6 +124,15 @@ ELSEWHERE = {
     "wattwise recommend budget [--scope site|zone:Z|rack:R …] [--json]": "synopsis; "
     "tests/optimizer/service/test_cli.py runs it",
     "wattwise models [--json]": "synopsis; tests/optimizer/service/test_cli.py runs it",
+    "wattwise power-events add SCOPE LIMIT (--end WHEN | --for 2h) [--start WHEN] "
+    "[--reason TEXT]": EVENTS,
+    "wattwise power-events list [--all] | show ID | cancel ID": EVENTS,
+    'wattwise power-events add site 480kW --for 2h --reason "grid demand response"': EVENTS,
+    "wattwise power-events add rack:r01 30kW --start 2024-05-02T14:00Z "
+    "--end 2024-05-02T18:00Z": EVENTS,
+    "wattwise power-events list [--all] [--json]": EVENTS,
+    "wattwise power-events show 9f0c4e6a [--json]": EVENTS,
+    "wattwise power-events cancel 9f0c4e6a": EVENTS,
     "wattwise report [--since 24h] --out report.html": "synopsis; docs/report.md's forms run here",
     "wattwise eval scenarios/NAME.toml [--truth T] [--json] [--check]": "synopsis; "
     "tests/optimizer/evaluation/test_runner.py replays the scenarios",

@@ -58,7 +58,14 @@ COMMANDS: dict[str, Entry] = {
         "wattwise.optimizer.service.cli",
         "build_models_app",
         True,
-        "Each model with its accuracy; backtest on held-out telemetry.",
+        "Each model and its accuracy; backtest on held-out data.",
+        "optimizer",
+    ),
+    "power-events": Entry(
+        "wattwise.optimizer.service.events_cli",
+        "build_power_events_app",
+        True,
+        "A running optimizer's timed power events: list, add, cancel.",
         "optimizer",
     ),
     "dashboards": Entry(

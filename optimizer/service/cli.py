@@ -397,7 +397,7 @@ def build_models_app() -> typer.Typer:
     """``wattwise models``: list the models, or ``backtest`` them."""
     app = command_group(
         invoke_without_command=True,
-        help="Each model with its accuracy; backtest on held-out telemetry.",
+        help="Each model and its accuracy; backtest on held-out data.",
     )
     app.callback()(models_command)
     app.command("backtest")(backtest_command)
