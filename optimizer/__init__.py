@@ -1,4 +1,8 @@
-"""What the readings mean: stores, models, recommenders and the HTTP API.
+"""What the readings mean: stores, models, recommenders, the evaluation and the HTTP API.
 
-Built in a later step; the package exists so the layout is stable.
+``store`` reads telemetry (InfluxDB, Prometheus, the embedded store), ``models`` fits
+power, cap-response, thermal and cooling models, ``recommend`` turns them into caps,
+setpoints, placements and power-budget plans, ``evaluation`` judges those on the twin,
+``report`` writes the HTML report, and ``service`` serves them (API, scheduler,
+webhooks, commands).
 """
