@@ -234,7 +234,12 @@ def open_event_book(path: Path | None, clock: Clock, write: Write | None = None)
     if path is None:
         log.info("power events are kept in memory only: set %s to keep them", SETTING)
     elif not path.parent.is_dir():
-        raise ConfigError(SETTING, str(path), "a file in an existing directory")
+        raise ConfigError(
+            SETTING,
+            str(path),
+            "a file in an existing directory",
+            problem="is in a directory that does not exist",
+        )
     return EventBook(path, clock, write)
 
 
