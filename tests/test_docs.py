@@ -44,6 +44,8 @@ RUN = {
     "systemd-analyze security --offline=true deploy/systemd/wattwise-agent.service",
     # docs/operations.md
     "systemd-analyze security --offline=true deploy/systemd/wattwise-optimizer.service",
+    # docs/operations.md, the optimizer's configuration as shipped
+    "sudo /opt/wattwise/bin/wattwise optimizer check-config /etc/wattwise/optimizer.toml",
     # docs/power-budgets.md
     "systemd-analyze security --offline=true deploy/systemd/wattwise-power-plan.service",
     # docs/api.md
@@ -124,6 +126,9 @@ ELSEWHERE = {
     "wattwise recommend budget [--scope site|zone:Z|rack:R …] [--json]": "synopsis; "
     "tests/optimizer/service/test_cli.py runs it",
     "wattwise models [--json]": "synopsis; tests/optimizer/service/test_cli.py runs it",
+    "wattwise optimizer check-config [FILE]": "synopsis; docs/operations.md's form runs here",
+    "sudo systemctl restart wattwise-optimizer": "restarts the optimizer's unit on its host; "
+    "tests/deploy/test_optimizer_unit.py verifies the unit",
     "wattwise power-events add SCOPE LIMIT (--end WHEN | --for 2h) [--start WHEN] "
     "[--reason TEXT]": EVENTS,
     "wattwise power-events list [--all] | show ID | cancel ID": EVENTS,

@@ -174,10 +174,33 @@ def serve(
     run_server(config)
 
 
+def check_config(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help=f"the TOML file to check (default {DEFAULT_CONFIG_PATH})"),
+    ] = None,
+    config_path: Annotated[
+        Path | None, typer.Option("--config", help="the same, as --config")
+    ] = None,
+) -> None:
+    """Check a configuration file as serve would, without serving (FILE or --config FILE)."""
+    from wattwise.optimizer.service.check_config import check_optimizer_config
+
+    if file is not None and config_path is not None and file != config_path:
+        raise ConfigError("--config", str(config_path), f"the same file as the argument {file}")
+    path = file or config_path or DEFAULT_CONFIG_PATH
+    config = load_optimizer_config(path, None, os.environ, require_file=True)
+    summary, warnings = check_optimizer_config(config)
+    typer.echo(f"{path}: OK ({summary})")
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
 def build_optimizer_app() -> typer.Typer:
-    """``wattwise optimizer``: ``serve`` and ``init-db``."""
+    """``wattwise optimizer``: ``serve``, ``check-config`` and ``init-db``."""
     app = command_group(no_args_is_help=True, help="The optimizer service.")
     app.command()(serve)
+    app.command("check-config")(check_config)
     app.command("init-db")(init_db_command)
     return app
 

@@ -238,9 +238,9 @@ def test_unknown_store_kind_is_a_config_error_naming_the_key(tmp_path: Path) -> 
     assert result.exception.key == "store.kind"
 
 
-def test_optimizer_app_has_serve_and_init_db() -> None:
+def test_optimizer_app_has_serve_check_config_and_init_db() -> None:
     result = CliRunner().invoke(build_optimizer_app(), ["--help"])
-    assert "serve" in result.output and "init-db" in result.output
+    assert all(f" {name} " in result.output for name in ("serve", "check-config", "init-db"))
 
 
 def test_models_on_a_short_recording_say_too_little_data_instead_of_mape_100(
