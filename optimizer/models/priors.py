@@ -20,8 +20,9 @@ clock-dependent parts, nor how power falls with the clock above today's clock:
     voltage 0.70), the flatter of the two published A100 fits; both under this prior's
     split of static and clock-dependent power (:data:`A100_STATIC_SHARE`).
   - L40S, which has no published sweep: typical, the A40's clock sweep (the nearest
-    measured part: a 300 W PCIe board of the generation before, knee 0.65, voltage
-    0.77, same split); cautious, the flattest curve any measured GPU shows (the H100's
+    measured part: a 300 W PCIe board of the generation before, knee 0.64, voltage
+    0.79, same split; its GPT-3 stages were held at its 300 W limit at the top clocks,
+    which the fit knows); cautious, the flattest curve any measured GPU shows (the H100's
     cautious one), since nothing bounds how flat its own is.
 
   ``tests/optimizer/models/test_priors.py`` refits the data and holds these numbers to it.
@@ -40,7 +41,7 @@ from wattwise.optimizer.models.limit_response import ClockCurve
 
 A100_CURVE = (0.76, 0.68)
 A100_CAUTIOUS_CURVE = (0.64, 0.70)
-A40_CURVE = (0.65, 0.77)
+A40_CURVE = (0.64, 0.79)
 A100_STATIC_SHARE = 0.3
 """The A100's power that does not scale with the clock, as a share of the swept board's
 top limit, under which its curves are fitted: this prior's idle and context power and

@@ -4,7 +4,7 @@ take minutes and are checked by bench/cap_sweeps.py (figures in docs/grounding.m
 import numpy as np
 
 from tests.optimizer.models.test_sweeps import PUBLIC
-from wattwise.optimizer.models.sweep_fit import Check, leave_one_out
+from wattwise.optimizer.models.sweep_fit import Check, held_at_top, leave_one_out
 from wattwise.optimizer.models.sweeps import Sweep, load_sweeps
 from wattwise.optimizer.recommend.gain import pick_bounded
 
@@ -64,3 +64,18 @@ def test_a100_sxm_clock_sweep_predicted_within_three_points() -> None:
     thr, energy = _errors(checks)
     assert thr.max() <= 0.03 and np.mean(energy <= 0.03) >= 0.99
     assert _least_energy_hits(checks) == len(some)
+
+
+def test_a40_stages_held_at_its_limit_on_top_are_predicted_within_three_points() -> None:
+    # Regression: the A40's GPT-3 stages draw its 300 W limit at every clock from 1740 down
+    # to ~1450 MHz in the same time; taken as wanting only what they drew, they were
+    # predicted to save energy from the first step down, and 38 % of the energy points
+    # missed by more than 3 (up to 6.1).
+    every = load_sweeps(PUBLIC / "perseus-sosp24" / "stage_profile_gpt3-175b_a40_bf16.csv")
+    some: list[Sweep] = [s for s in every if s.workload[6] in "0246"]
+    assert all(held_at_top(s) for s in some)
+    checks = leave_one_out(some)
+    thr, energy = _errors(checks)
+    assert np.mean(energy <= 0.03) >= 0.95 and energy.max() < 0.04
+    assert np.mean(thr <= 0.03) >= 0.9
+    assert _worst_underprediction(checks) <= 0.02
