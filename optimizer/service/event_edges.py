@@ -2,13 +2,15 @@
 starts, when it ends and when it is added or cancelled, not at the next scheduled
 refresh (up to ``recommend.refresh_interval_s`` later, 5 minutes by default).
 
-:class:`EventEdges` adds a one-off job at the nearest start or end of an event still ahead
-(:meth:`.EventBook.next_edge_ns`) that refreshes and then adds the job of the edge after;
-a change to the book adds a job that refreshes at once, and then does the same. Jobs are
-only ever added, never replaced or removed: APScheduler's scheduler thread removes a
-one-off job after submitting it, and a job replaced under the same id at that moment is
-lost or stops the scheduler's thread. An edge whose event was cancelled meanwhile costs
-one refresh that changes nothing.
+:class:`EventEdges` adds a one-off job at every start and end of the events still ahead
+(:meth:`.EventBook.edges_after`) when it starts following the book and at every change
+to it, and a job that refreshes at once for the change itself. A job only refreshes: it
+never adds a job. APScheduler's shutdown holds the lock ``add_job`` takes while it waits
+for running jobs, so a job adding the next edge at that moment waited forever (a test
+that shut down with ``wait=True`` hung so). Jobs are only ever added, never replaced or
+removed: the scheduler's thread removes a one-off job after submitting it, and a job
+replaced under the same id at that moment is lost or stops that thread. An edge whose
+event was cancelled meanwhile costs one refresh that changes nothing.
 """
 
 from __future__ import annotations
@@ -57,44 +59,41 @@ class EventEdges:
             return frozenset(self._edges_ns)
 
     def follow(self) -> None:
-        """Start: refresh at the next edge, and at once on every change to the book."""
+        """Start: refresh at every edge ahead, and at once on every change to the book."""
         self._events.add_listener(self.changed)
-        self._schedule_next_edge()
+        self._schedule_edges()
 
     def changed(self) -> None:
         """An event was added or cancelled: refresh now (the new event may be in force
-        already, or the cancelled one was). Changes that come while one such refresh waits
-        to start are all seen by it: it reads the book when it starts."""
+        already, or the cancelled one was), and at the new event's edges. Changes that
+        come while one such refresh waits to start are all seen by it: it reads the book
+        when it starts."""
         with self._lock:
-            if self._change_waiting:
-                return
-            self._change_waiting = True
-        self._add(self._after_change, self._clock.time_ns())
+            waiting, self._change_waiting = self._change_waiting, True
+        if not waiting:
+            self._add(self._after_change, self._clock.time_ns())
+        self._schedule_edges()
 
     def _after_change(self) -> None:
         with self._lock:
             self._change_waiting = False
-        self._refresh_then_follow()
+        self._refresh()
 
     def _at_edge(self, edge_ns: int) -> None:
         with self._lock:
             self._edges_ns.discard(edge_ns)
-        self._refresh_then_follow()
+        self._refresh()
 
-    def _refresh_then_follow(self) -> None:
-        try:
-            self._refresh()
-        finally:
-            self._schedule_next_edge()
-
-    def _schedule_next_edge(self) -> None:
+    def _schedule_edges(self) -> None:
+        """A job at each edge ahead that none waits for yet. Called when following starts
+        and on changes, never from a job (see the module's docstring)."""
         with self._lock:
-            edge_ns = self._events.next_edge_ns(self._clock.time_ns(), self._lead_ns)
-            if edge_ns is None or edge_ns in self._edges_ns:
-                return
-            self._edges_ns.add(edge_ns)
-        log.debug("next power event edge at %s", _at(edge_ns).isoformat())
-        self._add(self._at_edge, edge_ns, edge_ns)
+            ahead = self._events.edges_after(self._clock.time_ns(), self._lead_ns)
+            new = [edge_ns for edge_ns in ahead if edge_ns not in self._edges_ns]
+            self._edges_ns.update(new)
+        for edge_ns in new:
+            log.debug("power event edge at %s", _at(edge_ns).isoformat())
+            self._add(self._at_edge, edge_ns, edge_ns)
 
     def _add(self, run: Callable[..., None], at_ns: int, *args: int) -> None:
         self._scheduler.add_job(

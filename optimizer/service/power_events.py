@@ -170,19 +170,19 @@ class EventBook:
         chosen = (e for e in events if e.active(now_ns, lead_ns))
         return sorted(chosen, key=lambda e: e.start_ns)
 
-    def next_edge_ns(self, now_ns: int, lead_ns: int = 0) -> int | None:
-        """The nearest start (``lead_ns`` early) or end after ``now_ns`` of an event not
-        cancelled (None: none ahead): when :meth:`active` changes next by itself."""
+    def edges_after(self, now_ns: int, lead_ns: int = 0) -> builtins.list[int]:
+        """Every start (``lead_ns`` early) and end after ``now_ns`` of the events not
+        cancelled, in order: when :meth:`active` changes by itself."""
         with self._lock:
             events = tuple(self._events.values())
-        edges = [
+        edges = {
             edge
             for e in events
             if e.cancelled_ns is None
             for edge in (e.start_ns - lead_ns, e.end_ns)
             if edge > now_ns
-        ]
-        return min(edges, default=None)
+        }
+        return sorted(edges)
 
     def _changed(self) -> None:
         # The change is saved and answered whatever a listener does: at worst the plan

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 
 from tests.faults.optimizer_process import Optimizer, optimizer_config
 from tests.optimizer.service.support import ADMIN_TOKEN, READ_TOKEN
@@ -24,26 +25,26 @@ S = 10**9
 HOUR = 3600 * S
 
 
-def test_next_edge_is_the_nearest_start_or_end_ahead_of_events_not_cancelled() -> None:
+def test_edges_are_the_starts_and_ends_ahead_of_events_not_cancelled_in_order() -> None:
     clock = ManualClock(start_ns=NOW_NS)
     book = EventBook(None, clock)
-    assert book.next_edge_ns(NOW_NS) is None
+    assert book.edges_after(NOW_NS) == []
     running = book.add("site", 40_000.0, NOW_NS - HOUR, NOW_NS + 3 * HOUR)
     later = book.add("rack:r01", 9_000.0, NOW_NS + HOUR, NOW_NS + 2 * HOUR)
-    assert book.next_edge_ns(NOW_NS) == NOW_NS + HOUR  # the later one's start
-    assert book.next_edge_ns(NOW_NS + HOUR) == NOW_NS + 2 * HOUR  # strictly after
+    assert book.edges_after(NOW_NS) == [NOW_NS + HOUR, NOW_NS + 2 * HOUR, running.end_ns]
+    assert book.edges_after(NOW_NS + HOUR) == [NOW_NS + 2 * HOUR, running.end_ns]  # strictly
     book.cancel(later.id)
-    assert book.next_edge_ns(NOW_NS) == running.end_ns
+    assert book.edges_after(NOW_NS) == [running.end_ns]
     book.cancel(running.id)
-    assert book.next_edge_ns(NOW_NS) is None
+    assert book.edges_after(NOW_NS) == []
 
 
 def test_with_a_lead_an_event_counts_and_its_edge_comes_that_much_before_its_start() -> None:
     book = EventBook(None, ManualClock(start_ns=NOW_NS))
     event = book.add("site", 40_000.0, NOW_NS + HOUR, NOW_NS + 2 * HOUR)
     lead_ns = 90 * S
-    assert book.next_edge_ns(NOW_NS, lead_ns) == event.start_ns - lead_ns
-    assert book.next_edge_ns(event.start_ns - lead_ns, lead_ns) == event.end_ns
+    assert book.edges_after(NOW_NS, lead_ns) == [event.start_ns - lead_ns, event.end_ns]
+    assert book.edges_after(event.start_ns - lead_ns, lead_ns) == [event.end_ns]
     assert book.active(event.start_ns - lead_ns - 1, lead_ns) == []
     assert book.active(event.start_ns - lead_ns, lead_ns) == [event]
     assert book.active(event.start_ns - lead_ns) == []  # without the lead: from its start
@@ -123,7 +124,36 @@ def test_cancelling_an_event_in_force_refreshes_at_once() -> None:
         scheduler.shutdown(wait=True)
     assert refreshes.seen[0] == [event.id]
     assert all(other.id not in active for active in refreshes.seen)
-    assert edges.edges_ns == {event.end_ns, other.start_ns}  # the first end stays: harmless
+    # every edge ahead got its job when its event came; the cancelled one's end stays
+    assert edges.edges_ns == {event.end_ns, other.start_ns, other.end_ns}
+
+
+def test_a_shutdown_while_a_refresh_runs_never_hangs() -> None:
+    # Regression: a job added the next edge's job after its refresh. The scheduler's
+    # shutdown(wait=True) holds the lock add_job takes while it waits for running jobs,
+    # so the job waited for the shutdown and the shutdown for the job (300 s, in CI).
+    book = EventBook(None, SystemClock())
+    running, release = threading.Event(), threading.Event()
+
+    def refresh() -> None:
+        running.set()
+        release.wait(10)
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    EventEdges(scheduler, book, refresh, SystemClock()).follow()
+    scheduler.start()
+    now_ns = time.time_ns()
+    book.add("site", 40_000.0, now_ns - S, now_ns + HOUR)  # in force, its end ahead
+    assert running.wait(10)
+    stopping = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+    stopping.start()
+    deadline = time.monotonic() + 10
+    while scheduler.state != STATE_STOPPED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the shutdown now waits for the running refresh, holding that lock
+    release.set()
+    stopping.join(10)
+    assert not stopping.is_alive(), "the scheduler's shutdown hung"
 
 
 def test_serve_plans_an_event_from_its_start_without_waiting_for_the_refresh_interval(
