@@ -26,7 +26,7 @@ from wattwise.common.api_client import ApiClient
 from wattwise.common.command_group import command_group
 from wattwise.common.http import tls_verify
 from wattwise.common.secrets import read_secret
-from wattwise.errors import MISSING, ApiRefused, ConfigError
+from wattwise.errors import MISSING, ApiRefused, ApiUnavailable, ConfigError
 from wattwise.optimizer.service import printing
 from wattwise.optimizer.service.event_args import iso_z, length_s, limit_w, moment
 from wattwise.settings import check_http_url
@@ -77,7 +77,7 @@ def list_events(
     if as_json:
         typer.echo(_json(body))
         return
-    events = body.get("items", [])
+    events = _items(client.url, body)
     if not events:
         more = "" if show_all else " (--all adds the ended and cancelled)"
         typer.echo(f"No {'' if show_all else 'scheduled or active '}power events{more}")
@@ -170,11 +170,17 @@ def _new_event(
     if end is not None and length is not None:
         raise ConfigError("--for", length, "left out", problem="is given with --end")
     begins = moment("--start", start, now)
-    ends = moment("--end", end, now) if end is not None else None
-    if length is not None:
-        ends = begins + timedelta(seconds=length_s("--for", length))
-    body = {"scope": scope, "limit_w": limit_w("LIMIT", limit), "start": iso_z(begins)}
-    return {**body, "end": iso_z(ends) if ends else "", "reason": reason}
+    if end is not None:
+        ends = moment("--end", end, now)
+    else:
+        ends = begins + timedelta(seconds=length_s("--for", str(length)))
+    return {
+        "scope": scope,
+        "limit_w": limit_w("LIMIT", limit),
+        "start": iso_z(begins),
+        "end": iso_z(ends),
+        "reason": reason,
+    }
 
 
 def _client(
@@ -194,7 +200,7 @@ def _client(
 def _full_id(client: ApiClient, given: str) -> str:
     """The id of the one event kept whose id starts with ``given``."""
     body = client.call("GET", EVENTS_PATH, params={"all": "true"})
-    ids = [str(e.get("id")) for e in body.get("items", []) if isinstance(e, dict)]
+    ids = [str(e.get("id")) for e in _items(client.url, body)]
     matches = [i for i in ids if i.startswith(given.strip().lower())] if given.strip() else []
     if len(matches) > 1:
         shown = ", ".join(m[:SHORT_ID] for m in matches[:3])
@@ -202,6 +208,14 @@ def _full_id(client: ApiClient, given: str) -> str:
     if not matches:
         raise ApiRefused(404, f"no power event kept has an id starting with {given!r}")
     return matches[0]
+
+
+def _items(url: str, body: object) -> list[dict[str, Any]]:
+    """The events of a list answer; ApiUnavailable if it is not one (a proxy's page)."""
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(e, dict) for e in items):
+        raise ApiUnavailable(f"the optimizer at {url} answered {EVENTS_PATH} with no list")
+    return items
 
 
 def _row(event: dict[str, Any]) -> dict[str, object]:

@@ -16,7 +16,7 @@ from tests.agent.http_peer import Answer, http_peer
 from tests.optimizer.service.support import ADMIN_TOKEN, READ_TOKEN
 from wattwise.common.api_client import ApiClient
 from wattwise.common.secrets import Secret
-from wattwise.errors import ConfigError
+from wattwise.errors import ApiUnavailable, ConfigError
 from wattwise.optimizer.service.engine import Engine
 from wattwise.optimizer.service.events_cli import _full_id
 from wattwise.optimizer.service.views import iso
@@ -141,3 +141,14 @@ def test_a_short_id_that_starts_several_events_is_refused_naming_them() -> None:
         assert _full_id(client, "F") == items[2]["id"]  # ids are lower-case hex
         with pytest.raises(ConfigError, match=r"^ID: 'abc' is not allowed.*abc10000, abc20000"):
             _full_id(client, "abc")
+
+
+def test_an_answer_without_a_list_of_events_is_unavailable_not_a_crash() -> None:
+    # A proxy or another service on the optimizer's port answers 200 with other JSON.
+    answer = Answer(200, {"Content-Type": "application/json"}, b'{"status": "ok"}')
+    with (
+        http_peer([answer]) as peer,
+        ApiClient(peer.url, Secret("t")) as client,
+        pytest.raises(ApiUnavailable, match="answered /v1/power-events with no list"),
+    ):
+        _full_id(client, "abc")
