@@ -70,7 +70,8 @@ START = ResponseParams(0.2, ClockCurve(0.7, 0.8), 0.4, 0.3, 0.3, 1.2).vector()
 HELD_SHARE = 0.95
 """A workload drawing this share of its top setting's limit is held there: the A40's GPT-3
 backward passes draw 96 % of its 300 W at every clock from 1740 down to 1530 MHz, in the
-same time, as its forward passes draw 99.6 %."""
+same time, as its forward passes draw 99.6 %; the A100 SXM's backward passes draw 96 % of
+its 500 W, in the same time at its top three clocks."""
 
 
 def held_at_top(sweep: Sweep) -> bool:
