@@ -5,7 +5,7 @@ API's statuses into :class:`~wattwise.errors.ApiError` in one place: no answer, 
 5xx or a body that is not JSON is :class:`~wattwise.errors.ApiUnavailable`; 401 and
 403 are :class:`~wattwise.errors.ApiAuthError`; any other 4xx is
 :class:`~wattwise.errors.ApiRefused` with the API's own ``detail`` (docs/api.md: every
-error answer is ``{"error", "detail"}``). A test passes its own ``transport``.
+error answer is ``{"error", "detail"}``). Its tests talk to a real HTTP peer.
 """
 
 from __future__ import annotations
@@ -30,19 +30,16 @@ class ApiClient:
         *,
         timeout_s: float = 10.0,
         verify: ssl.SSLContext | bool = True,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
-        headers = {"Authorization": f"Bearer {token.reveal()}"}
-        if transport is not None:
-            self._client = httpx.Client(
-                base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
-            )
-        else:
-            self._client = deadline_client(
-                self.url, timeout_s=timeout_s, total_s=timeout_s, verify=verify, headers=headers
-            )
+        self._client = deadline_client(
+            self.url,
+            timeout_s=timeout_s,
+            total_s=timeout_s,
+            verify=verify,
+            headers={"Authorization": f"Bearer {token.reveal()}"},
+        )
 
     def call(
         self,
