@@ -1,7 +1,7 @@
 """This node's part of the optimizer's power-budget plans, and the limit each GPU gets.
 
 :class:`PlanClient` asks ``GET /v1/recommendations/power-budget?host=<this node>``
-with a bearer token; httpx errors and HTTP statuses become
+through :class:`~wattwise.common.api_client.ApiClient`, whose errors become
 :class:`~wattwise.errors.PlanUnavailable` or :class:`~wattwise.errors.PlanAuthError`
 in one place, :meth:`PlanClient.fetch`. :func:`parse_plan` keeps the caps of this
 host only (an optimizer that ignores ``?host=`` cannot make a node take another's
@@ -18,12 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
-
 from wattwise.agent.power_limits import GpuLimits
-from wattwise.common.http import deadline_client
+from wattwise.common.api_client import ApiClient
 from wattwise.common.secrets import Secret
-from wattwise.errors import PlanAuthError, PlanUnavailable
+from wattwise.errors import ApiAuthError, ApiError, ApiRefused, PlanAuthError, PlanUnavailable
 
 PLAN_PATH = "/v1/recommendations/power-budget"
 
@@ -77,43 +75,34 @@ class PlanClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.host = host
-        self.timeout_s = timeout_s
-        self._client = deadline_client(
-            self.url,
-            timeout_s=timeout_s,
-            total_s=timeout_s,
-            verify=verify,
-            headers={"Authorization": f"Bearer {token.reveal()}"},
-        )
+        self._api = ApiClient(url, token, timeout_s=timeout_s, verify=verify)
 
     def fetch(self) -> list[PlannedCap]:
-        where = f"the optimizer at {self.url}"
+        """This host's caps; the API client's errors become the applier's: silence rolls
+        the limits back after ``silent_after_s``, whatever its cause."""
         try:
-            response = self._client.get(PLAN_PATH, params={"host": self.host})
-            body = response.json() if response.status_code == 200 else None
-        except httpx.TimeoutException as e:
-            raise PlanUnavailable(f"{where} did not answer within {self.timeout_s:g} s") from e
-        except httpx.HTTPError as e:
-            raise PlanUnavailable(f"cannot reach {where}: {e}") from e
-        except ValueError as e:  # the body is not JSON
-            raise PlanUnavailable(f"{where} answered with something not JSON: {e}") from e
-        status = response.status_code
-        if status in (401, 403):
+            body = self._api.call("GET", PLAN_PATH, params={"host": self.host})
+        except ApiAuthError as e:
             raise PlanAuthError(
-                f"{where} refused the token (HTTP {status}): check the token file and that "
-                "its token has the read scope"
-            )
-        if status == 404:
-            raise PlanUnavailable(f"{where} has no {PLAN_PATH} (HTTP 404): is it up to date?")
-        if status != 200:
-            raise PlanUnavailable(f"{where} answered HTTP {status}: {response.text[:200]}")
+                f"{e}: check the token file and that its token has the read scope"
+            ) from e
+        except ApiRefused as e:
+            if e.status == 404:
+                raise PlanUnavailable(
+                    f"the optimizer at {self.url} has no {PLAN_PATH} (HTTP 404): is it up to date?"
+                ) from e
+            raise PlanUnavailable(str(e)) from e
+        except ApiError as e:
+            raise PlanUnavailable(str(e)) from e
         try:
             return parse_plan(body, self.host)
         except ValueError as e:
-            raise PlanUnavailable(f"{where} answered with no power-budget plan: {e}") from e
+            raise PlanUnavailable(
+                f"the optimizer at {self.url} answered with no power-budget plan: {e}"
+            ) from e
 
     def close(self) -> None:
-        self._client.close()
+        self._api.close()
 
 
 def parse_plan(body: object, host: str) -> list[PlannedCap]:
